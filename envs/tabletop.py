@@ -1,0 +1,295 @@
+"""Base class of the MuJoCo tabletop tasks (gymnasium API).
+
+Action: float32 ``(4,)`` in [-1, 1] — end-effector displacement (x, y, z) scaled by
+``max_delta`` metres per control step in the world frame, and a gripper command
+(+1 closes, -1 opens; intermediate values set a proportional finger opening).
+
+Observation (dict):
+  * ``image``   uint8 ``(H, W, 3)`` from the fixed ``front`` camera (upright).
+  * ``wrist_image`` uint8 ``(H, W, 3)`` from the hand camera (only if ``wrist_camera``).
+  * ``proprio`` float32 ``(4,)``: TCP position (m, world frame) and finger opening
+    (m per side, 0 = closed).
+  * ``state``   float32 ``(D,)``: privileged task state (layout in ``state_spec``) for
+    experts and probes; policies do not read it by default.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import weakref
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+from typing import Any  # noqa: E402
+
+import gymnasium as gym  # noqa: E402
+import mujoco  # noqa: E402
+import numpy as np  # noqa: E402
+
+from envs.scene import FINGER_TRAVEL, WORKSPACE_XY, WORKSPACE_Z, CameraPose, build_scene_xml  # noqa: E402
+
+#: Initial TCP position (m) before the per-episode jitter.
+HOME = np.array([0.0, -0.05, 0.15])
+#: Uniform jitter half-range (m) of the initial TCP xy position.
+HOME_JITTER = 0.03
+#: MuJoCo state components stored in demos (``states``) and accepted by ``reset(options={"state": ...})``.
+STATE_SPEC = mujoco.mjtState.mjSTATE_INTEGRATION
+
+_LIVE_ENVS: "weakref.WeakSet[TabletopEnv]" = weakref.WeakSet()
+
+
+def _close_live_envs() -> None:
+    """Free GL contexts before MuJoCo's own exit hook terminates EGL (errors at shutdown otherwise)."""
+    for env in list(_LIVE_ENVS):
+        env.close()
+
+
+def track_renderer_owner(env) -> None:
+    """Close ``env`` at interpreter exit. Call after creating its first renderer: exit hooks run
+    last-in first-out, so ours then runs before the one ``mujoco.egl`` registers on first use."""
+    if not _LIVE_ENVS:
+        atexit.unregister(_close_live_envs)
+        atexit.register(_close_live_envs)
+    _LIVE_ENVS.add(env)
+
+
+class TabletopEnv(gym.Env):
+    """Shared gripper, camera, stepping and observation logic; subclasses define the task.
+
+    Subclasses set ``task_name``, ``instruction_template``, ``max_episode_steps`` and implement
+    :meth:`objects_xml`, :meth:`sample_layout`, :meth:`task_state` and :meth:`is_success`.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 25}
+    task_name: str = "base"
+    max_episode_steps: int = 100
+    #: Extra MJCF ``<contact>`` entries (e.g. excluded body pairs) of the task.
+    contact_xml: str = ""
+
+    def __init__(
+        self,
+        image_size: int = 96,
+        wrist_camera: bool = False,
+        render_mode: str | None = "rgb_array",
+        frame_skip: int = 20,
+        max_delta: float = 0.02,
+        terminate_on_success: bool = True,
+        camera: CameraPose | None = None,
+    ) -> None:
+        if image_size < 16:
+            raise ValueError(f"image_size must be >= 16 pixels, got {image_size}")
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be 'rgb_array' or None, got {render_mode!r}")
+        self.image_size = int(image_size)
+        self.wrist_camera = bool(wrist_camera)
+        self.render_mode = render_mode
+        self.frame_skip = int(frame_skip)
+        self.max_delta = float(max_delta)
+        self.terminate_on_success = bool(terminate_on_success)
+        objects, assets = self.objects_xml()
+        xml = build_scene_xml(objects=objects, assets=assets, contact=self.contact_xml, camera=camera or CameraPose())
+        self.model = mujoco.MjModel.from_xml_string(xml)
+        # Shadows and multisampling off before the renderer exists: ~30x faster on a CPU (Mesa EGL).
+        self.model.vis.quality.shadowsize = 0
+        self.model.vis.quality.offsamples = 0
+        self.data = mujoco.MjData(self.model)
+        self._renderer = mujoco.Renderer(self.model, self.image_size, self.image_size)
+        track_renderer_owner(self)
+        self._hand_qpos = np.array([self.model.joint(n).qposadr[0] for n in ("hand_x", "hand_y", "hand_z")])
+        self._finger_qpos = np.array([self.model.joint(n).qposadr[0] for n in ("finger_left", "finger_right")])
+        self._tcp_site = self.model.site("tcp").id
+        self.state_spec = [("gripper_pos", 3), ("gripper_opening", 1), *self.task_state_spec()]
+        state_dim = sum(d for _, d in self.state_spec)
+        img = gym.spaces.Box(0, 255, (self.image_size, self.image_size, 3), np.uint8)
+        spaces = {
+            "image": img,
+            "proprio": gym.spaces.Box(-np.inf, np.inf, (4,), np.float32),
+            "state": gym.spaces.Box(-np.inf, np.inf, (state_dim,), np.float32),
+        }
+        if self.wrist_camera:
+            spaces["wrist_image"] = img
+        self.observation_space = gym.spaces.Dict(spaces)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
+        self.episode_meta: dict[str, Any] = {}
+        self._success = False
+
+    # ----------------------------------------------------------------- task hooks
+    def objects_xml(self) -> tuple[str, str]:
+        """Return (worldbody XML of the task's bodies, asset XML)."""
+        raise NotImplementedError
+
+    def task_state_spec(self) -> list[tuple[str, int]]:
+        """Names and sizes of the task's privileged state entries, in :meth:`task_state` order."""
+        raise NotImplementedError
+
+    def sample_layout(self, rng: np.random.Generator) -> None:
+        """Place objects and goals for a new episode (writes ``self.data``); may fill ``episode_meta``."""
+        raise NotImplementedError
+
+    def task_state(self) -> list[np.ndarray]:
+        """Privileged task state in the order of :meth:`task_state_spec`."""
+        raise NotImplementedError
+
+    def is_success(self) -> bool:
+        """The task's documented success predicate on the current simulator state."""
+        raise NotImplementedError
+
+    @property
+    def instruction(self) -> str:
+        """Natural-language instruction of the current episode."""
+        return self.episode_meta.get("instruction", "")
+
+    # ----------------------------------------------------------------- helpers for tasks
+    def body_pos(self, name: str) -> np.ndarray:
+        """World position (m) of body ``name``, ``(3,)``."""
+        return self.data.body(name).xpos.copy()
+
+    def set_free_body(self, joint: str, pos: np.ndarray, yaw: float = 0.0) -> None:
+        """Place a free-jointed body at ``pos`` (m) with rotation ``yaw`` (rad) about z, at rest."""
+        j = self.model.joint(joint)
+        a, v = j.qposadr[0], j.dofadr[0]
+        self.data.qpos[a : a + 3] = pos
+        self.data.qpos[a + 3 : a + 7] = [np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)]
+        self.data.qvel[v : v + 6] = 0.0
+
+    def set_mocap(self, body: str, pos: np.ndarray) -> None:
+        """Move mocap body ``body`` (a goal marker) to ``pos`` (m)."""
+        self.data.mocap_pos[self.model.body(body).mocapid[0]] = pos
+
+    # ----------------------------------------------------------------- gymnasium API
+    @property
+    def tcp(self) -> np.ndarray:
+        """Tool-centre-point position (m, world frame), ``(3,)``."""
+        return self.data.site_xpos[self._tcp_site].copy()
+
+    @property
+    def finger_opening(self) -> float:
+        """Mean finger travel from closed (m per side)."""
+        return float(self.data.qpos[self._finger_qpos].mean())
+
+    def _hold(self, target: np.ndarray, opening: float) -> None:
+        self.data.ctrl[:3] = target
+        self.data.ctrl[3:5] = opening
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        mujoco.mj_resetData(self.model, self.data)
+        options = options or {}
+        self.episode_meta = {}
+        if "state" in options:
+            self.set_sim_state(np.asarray(options["state"], dtype=np.float64))
+            self.episode_meta = dict(options.get("episode_meta", {}))
+        else:
+            home = HOME.copy()
+            home[:2] += self.np_random.uniform(-HOME_JITTER, HOME_JITTER, 2)
+            self.data.qpos[self._hand_qpos] = home
+            self.data.qpos[self._finger_qpos] = FINGER_TRAVEL
+            self._hold(home, FINGER_TRAVEL)
+            self.sample_layout(self.np_random)
+            mujoco.mj_forward(self.model, self.data)
+            self._simulate()  # let objects settle on the table
+        self.episode_meta.setdefault("instruction", self.instruction_for_episode())
+        self.episode_meta["seed"] = seed
+        self._success = self.is_success()
+        return self._obs(), self._info()
+
+    def instruction_for_episode(self) -> str:
+        """Instruction text; tasks whose wording varies per episode override this."""
+        return getattr(self, "instruction_template", "")
+
+    def step(self, action):
+        a = np.clip(np.asarray(action, dtype=np.float64).reshape(4), -1.0, 1.0)
+        target = self.tcp + a[:3] * self.max_delta
+        target[:2] = np.clip(target[:2], -WORKSPACE_XY, WORKSPACE_XY)
+        target[2] = np.clip(target[2], *WORKSPACE_Z)
+        self._hold(target, FINGER_TRAVEL * (1.0 - a[3]) / 2.0)
+        self._simulate()
+        self._success = self.is_success()
+        obs = self._obs()
+        terminated = bool(self._success and self.terminate_on_success)
+        return obs, float(self._success), terminated, False, self._info()
+
+    def _simulate(self) -> None:
+        """Advance one control step; then recompute kinematics so observations match ``qpos``."""
+        for _ in range(self.frame_skip):
+            mujoco.mj_step(self.model, self.data)
+        mujoco.mj_forward(self.model, self.data)
+
+    def _info(self) -> dict[str, Any]:
+        return {"success": bool(self._success), "instruction": self.instruction}
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode != "rgb_array":
+            return None
+        return self.render_camera("front")
+
+    def render_camera(self, camera: str) -> np.ndarray:
+        """uint8 ``(H, W, 3)`` image from ``camera`` at ``image_size`` pixels."""
+        self._renderer.update_scene(self.data, camera=camera)
+        return self._renderer.render()
+
+    def _obs(self) -> dict[str, np.ndarray]:
+        tcp = self.tcp
+        opening = self.finger_opening
+        state = np.concatenate([tcp, [opening], *[np.ravel(x) for x in self.task_state()]]).astype(np.float32)
+        obs = {
+            "image": self.render_camera("front"),
+            "proprio": np.array([*tcp, opening], dtype=np.float32),
+            "state": state,
+        }
+        if self.wrist_camera:
+            obs["wrist_image"] = self.render_camera("wrist")
+        return obs
+
+    def state_dict(self, state: np.ndarray) -> dict[str, np.ndarray]:
+        """Split a privileged ``state`` vector ``(..., D)`` into named parts by ``state_spec``."""
+        out, i = {}, 0
+        for name, d in self.state_spec:
+            out[name] = state[..., i : i + d]
+            i += d
+        return out
+
+    # ----------------------------------------------------------------- simulator state
+    def get_sim_state(self) -> np.ndarray:
+        """Flattened MuJoCo integration state (qpos, qvel, ctrl, mocap, ...), float64 ``(S,)``."""
+        out = np.empty(mujoco.mj_stateSize(self.model, STATE_SPEC))
+        mujoco.mj_getState(self.model, self.data, out, STATE_SPEC)
+        return out
+
+    def set_sim_state(self, state: np.ndarray) -> None:
+        """Restore a state from :meth:`get_sim_state`."""
+        size = mujoco.mj_stateSize(self.model, STATE_SPEC)
+        if state.shape != (size,):
+            raise ValueError(f"sim state must have shape ({size},) for {self.task_name}, got {state.shape}")
+        mujoco.mj_setState(self.model, self.data, state, STATE_SPEC)
+        mujoco.mj_forward(self.model, self.data)
+
+    def env_args(self) -> dict[str, Any]:
+        """JSON-able description sufficient to rebuild this env (robomimic ``env_args``)."""
+        return {
+            "env_name": self.spec.id if self.spec is not None else self.task_name,
+            "type": 2,  # robomimic EnvType.GYM_TYPE
+            "env_kwargs": {
+                "image_size": self.image_size,
+                "wrist_camera": self.wrist_camera,
+                "frame_skip": self.frame_skip,
+                "max_delta": self.max_delta,
+                "terminate_on_success": self.terminate_on_success,
+            },
+            "task": self.task_name,
+            "state_spec": self.state_spec,
+            "max_episode_steps": self.max_episode_steps,
+        }
+
+    def close(self) -> None:
+        if getattr(self, "_renderer", None) is not None:
+            self._renderer.close()
+            self._renderer = None
+        _LIVE_ENVS.discard(self)
+
+
+def env_args_json(env: gym.Env) -> str:
+    """robomimic ``data.attrs['env_args']`` JSON for a (possibly wrapped) tabletop env."""
+    return json.dumps(env.unwrapped.env_args())

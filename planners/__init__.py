@@ -1,0 +1,1 @@
+"""Latent transition models and the CEM imagination planner (issue 5)."""

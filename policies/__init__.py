@@ -1,0 +1,1 @@
+"""Behaviour-cloning heads on frozen encoder features (issue 4)."""

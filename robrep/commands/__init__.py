@@ -1,0 +1,1 @@
+"""One module per ``robrep`` sub-command, each with ``run(cfg: DictConfig) -> None``."""

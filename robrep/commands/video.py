@@ -1,0 +1,14 @@
+"""``robrep video``: roll the scripted expert out and write a video."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from robrep.rollout import expert_frames
+from robrep.video import write_video
+
+
+def run(cfg: DictConfig) -> None:
+    frames = expert_frames(cfg.task.name, cfg.episodes, cfg.seed_start, image_size=cfg.task.image_size)
+    path = write_video(frames, cfg.out, fps=cfg.fps)
+    print(f"wrote {len(frames)} frames of the '{cfg.task.name}' expert to {path}")
