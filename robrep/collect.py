@@ -1,0 +1,167 @@
+"""Collect scripted-expert demonstrations into a robomimic-layout HDF5 file.
+
+Episode ``k`` (``k = 0, 1, ...``) is reset with seed ``seed_start + k``; only successful episodes
+are kept, until ``num_demos`` are. All seeds are checked against :data:`robrep.seeds.DEMO_SEEDS`.
+
+Command line (Hydra, ``configs/collect.yaml``)::
+
+    robrep collect task=push num_demos=100 out=data/push_demos.hdf5
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from envs import make_env
+from envs.experts import make_expert
+from robrep.data.demo_file import DemoWriter, split_masks
+from robrep.seeds import DEMO_SEEDS, check_demo_seed
+
+
+def rollout_episode(env, policy_fn: Callable[[dict[str, np.ndarray]], np.ndarray], seed: int) -> dict[str, Any]:
+    """Run one episode of ``policy_fn`` (obs dict -> action ``(4,)``) from ``env.reset(seed=seed)``.
+
+    Calls ``policy_fn.reset()`` first if it has one (scripted experts do). Returns, with ``T`` steps:
+    ``obs`` ``{key: (T, ...)}`` (observation before each action), ``actions`` float32 ``(T, 4)``,
+    ``rewards`` float32 ``(T,)``, ``dones`` uint8 ``(T,)`` (1 at the last step), ``states``
+    float64 ``(T, S)`` (sim state before each action), ``success`` (bool, ``info["success"]`` at
+    the last step), ``seed`` and ``ep_meta`` (``env.unwrapped.episode_meta``).
+    """
+    base = env.unwrapped
+    obs, info = env.reset(seed=int(seed))
+    if hasattr(policy_fn, "reset"):
+        policy_fn.reset()
+    ep_meta = dict(base.episode_meta)
+    frames: dict[str, list[np.ndarray]] = {k: [] for k in obs}
+    actions, rewards, states = [], [], []
+    done = False
+    while not done:
+        states.append(base.get_sim_state())
+        for k, v in obs.items():
+            frames[k].append(v)
+        action = np.asarray(policy_fn(obs), dtype=np.float32)
+        obs, reward, terminated, truncated, info = env.step(action)
+        actions.append(action)
+        rewards.append(reward)
+        done = terminated or truncated
+    dones = np.zeros(len(actions), dtype=np.uint8)
+    dones[-1] = 1
+    return {
+        "obs": {k: np.stack(v) for k, v in frames.items()},
+        "actions": np.stack(actions).astype(np.float32),
+        "rewards": np.asarray(rewards, dtype=np.float32),
+        "dones": dones,
+        "states": np.stack(states),
+        "success": bool(info.get("success", False)),
+        "seed": int(seed),
+        "ep_meta": ep_meta,
+    }
+
+
+@contextlib.contextmanager
+def _sigterm_stops() -> Iterator[list[int]]:
+    """While active, SIGTERM (if nothing else handles it) is recorded in the yielded list instead of
+    killing the process, so the collection loop can exit cleanly and the writer delete its temp file."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield received
+        return
+    signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if received:  # arrived after the last check (e.g. while closing the file): deliver it now
+        os.kill(os.getpid(), received[0])
+
+
+def _noise_seed(seed: int) -> int:
+    """Seed of the expert's action noise for episode ``seed``, decorrelated from the env's layout RNG."""
+    return int(np.random.SeedSequence([seed, 1]).generate_state(1)[0])
+
+
+def collect_demos(
+    task: str,
+    num_demos: int,
+    out_path: str | os.PathLike,
+    image_size: int = 96,
+    seed_start: int = 0,
+    noise_std: float = 0.0,
+    subset_sizes: Sequence[int] = (10, 50, 100, 500),
+    subset_seeds: Sequence[int] = (0, 1, 2),
+    valid_fraction: float = 0.1,
+    max_attempts: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Collect ``num_demos`` successful scripted-expert episodes of ``task`` into ``out_path``.
+
+    Tries seeds ``seed_start, seed_start + 1, ...`` (at most ``max_attempts``, default
+    ``3 * num_demos``); the file (masks from ``valid_fraction``, ``subset_sizes``, ``subset_seeds``,
+    see :func:`robrep.data.demo_file.split_masks`) appears atomically only if enough succeed,
+    replacing any existing file; on an error, Ctrl-C or SIGTERM only the temp file existed and is
+    removed. Raises ``RuntimeError`` when the attempts run out, ``ValueError`` for bad arguments or
+    seeds outside the demo range.
+
+    Returns ``{"task", "num_demos", "attempts", "expert_success_rate", "frames", "seconds", "path"}``.
+    """
+    if num_demos < 1:
+        raise ValueError(f"num_demos must be >= 1, got {num_demos}")
+    max_attempts = 3 * num_demos if max_attempts is None else int(max_attempts)
+    if max_attempts < num_demos:
+        raise ValueError(f"max_attempts={max_attempts} is smaller than num_demos={num_demos}")
+    split_masks([f"demo_{i}" for i in range(num_demos)], valid_fraction, subset_sizes, subset_seeds)  # fail early
+    check_demo_seed(seed_start)
+    if seed_start + max_attempts > DEMO_SEEDS.stop:
+        raise ValueError(
+            f"seeds {seed_start}..{seed_start + max_attempts - 1} would leave the demo seed range "
+            f"[{DEMO_SEEDS.start}, {DEMO_SEEDS.stop})"
+        )
+    out_path = Path(out_path)
+    t0 = time.perf_counter()
+    env = make_env(task, image_size=image_size)
+    attempts = frames = 0
+    try:
+        with _sigterm_stops() as signals, tqdm(total=num_demos, desc=f"collect {task}", unit="demo", disable=not progress) as bar, \
+                DemoWriter(out_path, env.unwrapped.env_args(), valid_fraction=valid_fraction,
+                           subset_sizes=subset_sizes, subset_seeds=subset_seeds) as writer:
+            while len(writer) < num_demos:
+                if signals:
+                    raise SystemExit(128 + signals[0])
+                if attempts >= max_attempts:
+                    raise RuntimeError(
+                        f"only {len(writer)} of {num_demos} {task} episodes succeeded in {attempts} attempts "
+                        f"(seeds {seed_start}..{seed_start + attempts - 1}); raise max_attempts or lower noise_std"
+                    )
+                seed = check_demo_seed(seed_start + attempts)
+                attempts += 1
+                expert = make_expert(env, noise_std=noise_std, seed=_noise_seed(seed))
+                ep = rollout_episode(env, expert, seed)
+                if ep["success"]:
+                    writer.add_episode(ep["obs"], ep["actions"], ep["rewards"], ep["dones"], ep["states"],
+                                       seed=seed, ep_meta=ep["ep_meta"])
+                    frames += len(ep["actions"])
+                    bar.update(1)
+                bar.set_postfix(attempts=attempts, success=f"{len(writer) / attempts:.0%}")
+            writer.attrs.update(task=task, noise_std=float(noise_std), seed_start=int(seed_start),
+                                attempts=attempts, expert="scripted")
+    finally:
+        env.close()
+    return {
+        "task": task,
+        "num_demos": num_demos,
+        "attempts": attempts,
+        "expert_success_rate": num_demos / attempts,
+        "frames": frames,
+        "seconds": time.perf_counter() - t0,
+        "path": str(out_path),
+    }
