@@ -19,6 +19,8 @@ COMMANDS: dict[str, str] = {
     "quickstart": "the main job on its embedded default (see README)",
     "collect": "scripted-expert demonstrations -> robomimic HDF5 (task=, num_demos=, out=)",
     "video": "roll out the scripted expert and write an MP4/GIF (task=, episodes=, out=)",
+    "pretrain": "in-domain pretraining of an encoder family (encoder=, data=[...], budget_minutes=, out=)",
+    "features": "frozen features of every frame of a demo file -> float16 cache (encoder=, dataset=, weights=)",
 }
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"

@@ -29,11 +29,35 @@ def test_unknown_command_fails_clearly(capsys):
     assert "unknown command 'colect'" in capsys.readouterr().err
 
 
+GROUP_OVERRIDE = {"pretrain": "encoder=dift", "features": "encoder=dift"}
+
+
 @pytest.mark.parametrize("command", list(COMMANDS))
 def test_cfg_job_prints_resolved_config(command, tmp_path):
-    result = robrep(command, "task=reach", "--cfg", "job", cwd=tmp_path)
+    override = GROUP_OVERRIDE.get(command, "task=reach")
+    result = robrep(command, override, "--cfg", "job", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "name: reach" in result.stdout
+    assert f"name: {override.split('=')[1]}" in result.stdout
+
+
+@pytest.mark.parametrize("encoder", ["mae", "dift", "voltron", "clip"])
+def test_pretrain_then_features(encoder, tmp_path):
+    """A 3-step pretraining writes a checkpoint + loss curve; ``features`` then caches with it."""
+    demos = tmp_path / "demos.hdf5"
+    result = robrep("collect", "task=push_color", "num_demos=2", f"out={demos}", "task.image_size=48",
+                    "subset_sizes=[]", "subset_seeds=[]", "progress=false", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    ckpt = tmp_path / "enc.pt"
+    result = robrep("pretrain", f"encoder={encoder}", f"data=[{demos}]", "max_steps=3", "encoder.pretrain.batch_size=4",
+                    f"out={ckpt}", "progress=false", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert ckpt.exists() and (tmp_path / "enc.loss.csv").exists() and (tmp_path / "enc.loss.png").exists()
+    assert "3 steps" in result.stdout
+    result = robrep("features", f"encoder={encoder}", f"dataset={demos}", f"weights={ckpt}",
+                    f"cache_dir={tmp_path}/cache", "progress=false", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "features of 2 demos" in result.stdout
+    assert len(list((tmp_path / "cache").glob("*.features.hdf5"))) == 1
 
 
 def test_collect_writes_robomimic_file(tmp_path):

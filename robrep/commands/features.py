@@ -1,0 +1,25 @@
+"""``robrep features``: encode every frame of a demo file once into the float16 feature cache."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from robrep.data.feature_cache import FeatureCache, compute_features
+from robrep.encoders import load_encoder
+
+
+def run(cfg: DictConfig) -> None:
+    encoder = load_encoder(cfg.encoder.name, weights=cfg.weights, device=cfg.device,
+                           **OmegaConf.to_container(cfg.encoder.arch))
+    start = time.perf_counter()
+    with torch.inference_mode():
+        path = compute_features(encoder, cfg.dataset, cfg.cache_dir, encoder_name=cfg.encoder.name,
+                                batch_size=cfg.batch_size, use_language=cfg.use_language, progress=cfg.progress)
+    with FeatureCache(path, encoder) as cache:
+        first = cache.features(cache.demo_names[0])
+        print(f"features of {len(cache.demo_names)} demos -> {path} ({time.perf_counter() - start:.1f} s); "
+              f"tokens per frame {tuple(first.tokens.shape[1:])} on grid {cache.grid}, "
+              f"global token {'yes' if first.global_token is not None else 'no'}")

@@ -1,0 +1,49 @@
+"""``robrep pretrain``: in-domain pretraining of one encoder family within a wall-clock budget.
+
+Saves ``out`` (encoder checkpoint with resolved config, content hash, loss curve and the command)
+plus ``<out>.loss.csv`` / ``<out>.loss.png``.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from robrep.data.feature_cache import file_hash
+from robrep.data.frames import FrameDataset
+from robrep.encoders import build_encoder, save_checkpoint
+from robrep.pretrain.loop import pretrain, write_loss_curve
+from robrep.pretrain.objective import make_objective
+
+
+def run(cfg: DictConfig) -> None:
+    if cfg.threads:
+        import torch
+
+        torch.set_num_threads(int(cfg.threads))
+    enc_cfg = cfg.encoder
+    frames = FrameDataset.from_files(list(cfg.data))
+    encoder = build_encoder(enc_cfg.name, weights=enc_cfg.weights, **OmegaConf.to_container(enc_cfg.arch))
+    objective = make_objective(encoder, **OmegaConf.to_container(enc_cfg.pretrain.objective))
+    params = sum(p.numel() for p in encoder.parameters())
+    print(f"pretraining {enc_cfg.name} ({params / 1e6:.2f} M encoder params) on {len(frames)} frames "
+          f"from {len(cfg.data)} files for {cfg.budget_minutes} min")
+    summary = pretrain(objective, frames, budget_minutes=cfg.budget_minutes, batch_size=enc_cfg.pretrain.batch_size,
+                       lr=enc_cfg.pretrain.lr, weight_decay=enc_cfg.pretrain.weight_decay, max_steps=cfg.max_steps,
+                       seed=cfg.seed, progress=cfg.progress)
+    out = Path(cfg.out)
+    meta = {
+        "command": "robrep pretrain " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        "resolved_config": OmegaConf.to_container(cfg, resolve=True),
+        "data": {str(p): file_hash(p) for p in cfg.data},
+        "frames": len(frames), "encoder_params": params,
+        **{k: summary[k] for k in ("steps", "seconds", "final_loss", "loss_curve")},
+    }
+    digest = save_checkpoint(encoder, out, meta)
+    csv_path, png_path = write_loss_curve(summary["loss_curve"], out.with_suffix(".loss"),
+                                          title=f"{enc_cfg.name}: {summary['steps']} steps")
+    print(f"saved {out} (hash {digest}): {summary['steps']} steps in {summary['seconds'] / 60:.1f} min, "
+          f"final loss {summary['final_loss']:.4f}; loss curve {csv_path}, {png_path}")

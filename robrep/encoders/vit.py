@@ -1,0 +1,72 @@
+"""Shared timm Vision Transformer backbone for the ViT families (MAE, Voltron-style, CLIP-token)."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import timm
+import torch
+
+from robrep.encoders.base import IMAGENET_MEAN, IMAGENET_STD, Encoder, SpatialFeatures
+
+
+class ViTEncoder(Encoder):
+    """A timm ``VisionTransformer`` (any registered timm ViT name, with architecture overrides).
+
+    ``timm_model`` names the timm architecture; ``patch_size``, ``embed_dim``, ``depth`` and
+    ``num_heads`` override it (``None`` keeps timm's value). Tokens are the final-norm patch tokens
+    ``(B, h·w, D)``; the global token is the class token when ``class_token`` is true.
+    """
+
+    has_global_token = True
+
+    def __init__(
+        self,
+        timm_model: str = "vit_tiny_patch16_224",
+        input_size: int = 96,
+        patch_size: int | None = 8,
+        embed_dim: int | None = 192,
+        depth: int | None = 6,
+        num_heads: int | None = 3,
+        class_token: bool = True,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        **timm_kwargs: Any,
+    ) -> None:
+        super().__init__(input_size, mean, std)
+        overrides = {k: v for k, v in dict(patch_size=patch_size, embed_dim=embed_dim, depth=depth,
+                                           num_heads=num_heads).items() if v is not None}
+        self.vit = timm.create_model(timm_model, pretrained=False, num_classes=0, global_pool="",
+                                     img_size=input_size, class_token=class_token, **overrides, **timm_kwargs)
+        self.config = dict(timm_model=timm_model, input_size=input_size, patch_size=patch_size, embed_dim=embed_dim,
+                           depth=depth, num_heads=num_heads, class_token=class_token, mean=list(mean), std=list(std),
+                           **timm_kwargs)
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self.vit.embed_dim)
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        return tuple(int(g) for g in self.vit.patch_embed.grid_size)
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        return int(self.vit.num_prefix_tokens)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Patch + position embedding with prefix tokens: ``(B, 3, S, S)`` → ``(B, P + N, D)``."""
+        return self.vit.norm_pre(self.vit._pos_embed(self.vit.patch_embed(x)))
+
+    def transform(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Transformer blocks and final norm on ``(B, L, D)`` (any subset of tokens)."""
+        return self.vit.norm(self.vit.blocks(tokens))
+
+    def split(self, tokens: torch.Tensor) -> SpatialFeatures:
+        """``(B, P + N, D)`` → :class:`SpatialFeatures` (class token as the global token)."""
+        p = self.num_prefix_tokens
+        glob = tokens[:, 0] if self.vit.cls_token is not None else None
+        return SpatialFeatures(tokens[:, p:], self.grid_size, glob)
+
+    def encode(self, x: torch.Tensor) -> SpatialFeatures:
+        return self.split(self.transform(self.embed(x)))
