@@ -8,6 +8,11 @@ import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
+try:  # Load triton's LLVM before Mesa's (EGL rendering): the other order segfaults when torch or
+    import triton  # noqa: F401,E402  transformers import triton later in the same process.
+except ImportError:
+    pass
+
 from envs.registration import TASK_IDS, make_env, register_tasks  # noqa: E402
 from envs.vector import make_vector_env  # noqa: E402
 
