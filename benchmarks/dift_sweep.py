@@ -21,9 +21,7 @@ probe, so the table also covers ``pool=2``.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -41,10 +39,8 @@ from robrep.data.demo_file import DemoFile  # noqa: E402
 from robrep.data.feature_cache import file_hash  # noqa: E402
 from robrep.encoders import load_encoder  # noqa: E402
 from robrep.encoders.dift import DIFTEncoder  # noqa: E402
-
-#: Ridge penalties, relative to the largest squared singular value of the training features.
-REL_ALPHAS = np.logspace(-6, 0, 13)
-
+from robrep.probe.ridge import probe_r2  # noqa: E402
+from robrep.results import command_line, write_csv  # noqa: E402
 
 def load_frames(path: str, n_frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[str, list[int]]]]:
     """``images (N, H, W, 3)``, ``targets (N, K)``, ``episode (N,)`` and the target groups (name, columns)."""
@@ -86,51 +82,6 @@ def dift_features(encoder: DIFTEncoder, images: np.ndarray, blocks: list[int], t
             for b in blocks:
                 parts[b].append(pooled(out[b].as_map()))
     return {b: {k: np.concatenate([p[k] for p in parts[b]]) for k in ("mean", "4x4")} for b in blocks}
-
-
-def fold_ids(episode: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
-    """Fold index per frame, whole episodes per fold."""
-    eps = np.unique(episode)
-    perm = np.random.default_rng(seed).permutation(eps)
-    fold_of = {e: i % k for i, e in enumerate(perm)}
-    return np.array([fold_of[e] for e in episode])
-
-
-def ridge_path(x_tr: np.ndarray, y_tr: np.ndarray, x_te: np.ndarray, alphas: np.ndarray) -> np.ndarray:
-    """Predictions ``(len(alphas), N_te, K)`` of ridge fits on centred data, via one SVD."""
-    u, s, vt = np.linalg.svd(x_tr, full_matrices=False)
-    uty, xv = u.T @ y_tr, x_te @ vt.T
-    return np.stack([xv @ ((s / (s**2 + a))[:, None] * uty) for a in alphas])
-
-
-def centre(x_tr: np.ndarray, x_te: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Centre per feature and divide by one global scale (per-feature scaling would blow up near-constant
-    channels that vary only in held-out episodes)."""
-    mu = x_tr.mean(0)
-    scale = float(np.sqrt(((x_tr - mu) ** 2).mean())) + 1e-12
-    return (x_tr - mu) / scale, (x_te - mu) / scale
-
-
-def probe_r2(x: np.ndarray, y: np.ndarray, episode: np.ndarray, folds: int) -> np.ndarray:
-    """Held-out-episode R² per target ``(K,)`` (pooled out-of-fold predictions, per-target CV'd penalty)."""
-    outer, pred = fold_ids(episode, folds), np.zeros_like(y)
-    for f in range(folds):
-        tr, te = outer != f, outer == f
-        xs_tr, xs_te = centre(x[tr], x[te])
-        y_mu, y_sd = y[tr].mean(0), y[tr].std(0) + 1e-6
-        ys_tr = (y[tr] - y_mu) / y_sd
-        alphas = REL_ALPHAS * np.linalg.norm(xs_tr, ord=2) ** 2
-        inner, err = fold_ids(episode[tr], 3, seed=f + 1), np.zeros((len(alphas), y.shape[1]))
-        for g in range(3):
-            a, b = inner != g, inner == g
-            xa, xb = centre(xs_tr[a], xs_tr[b])
-            ya_mu = ys_tr[a].mean(0)
-            err += ((ridge_path(xa, ys_tr[a] - ya_mu, xb, alphas) + ya_mu - ys_tr[b]) ** 2).sum(1)
-        best = err.argmin(0)
-        path = ridge_path(xs_tr, ys_tr, xs_te, alphas)
-        fitted = path[best, :, np.arange(y.shape[1])].T  # (N_te, K)
-        pred[te] = fitted * y_sd + y_mu
-    return 1.0 - ((pred - y) ** 2).sum(0) / ((y - y.mean(0)) ** 2).sum(0)
 
 
 def main() -> None:
@@ -180,18 +131,12 @@ def main() -> None:
                 side = enc._block_resolution(b)
                 add(source, b, t, f"{side}x{side}", feats[b], sec)
 
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    keys = list(rows[0])
-    with open(out, "w", newline="") as f:
-        f.write("# command: python benchmarks/dift_sweep.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]) + "\n")
-        meta = getattr(encoder, "checkpoint_meta", {}) or {}
-        f.write(f"# checkpoint {args.checkpoint} hash {encoder.weights_hash()} steps {meta.get('steps', '?')}; demos "
-                f"{args.demos} sha {file_hash(args.demos)[:16]}; {len(images)} frames, {len(np.unique(episode))} "
-                f"episodes, {args.folds} held-out-episode folds, ensemble {args.ensemble}\n")
-        writer = csv.DictWriter(f, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(rows)
+    meta = getattr(encoder, "checkpoint_meta", {}) or {}
+    write_csv(rows, args.out, [
+        f"command: {command_line()}",
+        f"checkpoint {args.checkpoint} hash {encoder.weights_hash()} steps {meta.get('steps', '?')}; demos "
+        f"{args.demos} sha {file_hash(args.demos)[:16]}; {len(images)} frames, {len(np.unique(episode))} "
+        f"episodes, {args.folds} held-out-episode folds, ensemble {args.ensemble}"])
     print("\nheld-out-episode R² (mean over position dims): mean-pooled | 4x4-pooled")
     for source, _ in sources:
         print(f"[{source}]  t: " + "".join(f"{t:>14}" for t in args.ts))
@@ -203,7 +148,7 @@ def main() -> None:
                 cells.append(f"{r['mean']:>6.3f}|{r['4x4']:<6.3f}")
             print(f"  up_block {b}  " + "".join(f"{c:>14}" for c in cells))
     px = {row["pooling"]: row["r2_pos_mean"] for row in rows if row["source"] == "pixels"}
-    print(f"[pixels] {px['mean']:.3f}|{px['4x4']:.3f}\nwrote {out}")
+    print(f"[pixels] {px['mean']:.3f}|{px['4x4']:.3f}\nwrote {args.out}")
 
 
 if __name__ == "__main__":

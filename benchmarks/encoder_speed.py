@@ -10,7 +10,6 @@ peak is the best of several float32 1024×1024 matmuls. Writes results/encoder_s
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 import time
@@ -24,6 +23,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from robrep.cli import config_dir  # noqa: E402
 from robrep.encoders import list_encoders, load_encoder  # noqa: E402
+from robrep.results import command_line, write_csv  # noqa: E402
 
 
 def matmul_flops(size: int = 1024, repeats: int = 10) -> float:
@@ -73,14 +73,8 @@ def main() -> None:
         rows.append({"encoder": name, "params_m": round(params, 3), "input_size": encoder.input_size, "tokens": shape,
                      "gflop_per_image": round(flops / 1e9, 4), "images_per_s": round(rate, 1),
                      "share_of_matmul_peak": round(share, 3), "batch": args.batch})
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="") as f:
-        f.write(f"# command: python benchmarks/{Path(__file__).name} {' '.join(sys.argv[1:])}\n")
-        f.write(f"# machine: {os.cpu_count()}-core CPU, no GPU; matmul peak {peak / 1e9:.1f} GFLOP/s\n")
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    out = write_csv(rows, args.out, [f"command: {command_line()}",
+                                     f"machine: {os.cpu_count()}-core CPU, no GPU; matmul peak {peak / 1e9:.1f} GFLOP/s"])
     print(f"wrote {out}")
 
 

@@ -9,7 +9,6 @@ expert, and expert success over seeded episodes; writes results/env_speed.csv (+
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import platform
 import sys
@@ -22,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from envs import TASK_IDS, make_env  # noqa: E402
 from envs.experts import make_expert  # noqa: E402
 from robrep.rollout import run_episode  # noqa: E402
+from robrep.results import command_line, write_csv  # noqa: E402
 
 METAWORLD = ["metaworld/reach-v3", "metaworld/push-v3", "metaworld/pick-place-v3"]
 
@@ -77,14 +77,8 @@ def main() -> None:
         rows.append({"task": task, "image_size": args.image_size, "random_steps_per_s": round(rand, 1),
                      "expert_steps_per_s": round(expert_rate, 1), "expert_success": success,
                      "expert_episodes": episodes, "mean_episode_length": round(length, 1)})
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="") as f:
-        f.write(f"# command: python benchmarks/{Path(__file__).name} {' '.join(sys.argv[1:])}\n")
-        f.write(f"# machine: {os.cpu_count()}-core CPU, no GPU, MUJOCO_GL={os.environ['MUJOCO_GL']}\n")
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    out = write_csv(rows, args.out, [f"command: {command_line()}",
+                                     f"machine: {os.cpu_count()}-core CPU, no GPU, MUJOCO_GL={os.environ['MUJOCO_GL']}"])
     print(f"wrote {out}")
 
 
