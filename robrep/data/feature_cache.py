@@ -1,0 +1,155 @@
+"""Frozen-feature cache: every frame of a demo file encoded once, stored float16 in HDF5.
+
+Layout of a cache file::
+
+    features/demo_i/tokens        float16 (T, N, D), one frame per chunk
+    features/demo_i/global_token  float16 (T, D)   (only for encoders with a global token)
+    attrs: key, encoder (JSON identity: family, config, weights_hash), encoder_name,
+           dataset_hash, dataset_path, grid (h, w), preprocessing (JSON), complete
+
+The file name holds the key = hash(encoder weights hash, preprocessing, dataset content hash),
+so a changed checkpoint, preprocessing or dataset gives a new file; nothing is invalidated by age.
+Opening a cache with an encoder whose identity differs from the recorded one is an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from robrep.data.demo_file import DemoFile
+from robrep.encoders.base import Encoder, SpatialFeatures
+
+
+def file_hash(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
+    """sha256 (16 hex chars) of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def preprocessing_of(encoder: Encoder, use_language: bool) -> dict[str, Any]:
+    """What, besides the weights, decides the features: input size, normalisation, language use."""
+    return {"input_size": encoder.input_size, "mean": encoder.pixel_mean.flatten().tolist(),
+            "std": encoder.pixel_std.flatten().tolist(), "language": bool(use_language),
+            "dtype": str(encoder.dtype)}
+
+
+def cache_key(encoder: Encoder, dataset_hash: str, use_language: bool) -> str:
+    payload = json.dumps([encoder.weights_hash(), preprocessing_of(encoder, use_language), dataset_hash], sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def cache_path(cache_dir: str | os.PathLike, dataset: str | os.PathLike, encoder_name: str, key: str) -> Path:
+    return Path(cache_dir) / f"{Path(dataset).stem}.{encoder_name}.{key}.features.hdf5"
+
+
+def compute_features(
+    encoder: Encoder,
+    dataset: str | os.PathLike,
+    cache_dir: str | os.PathLike,
+    encoder_name: str | None = None,
+    batch_size: int = 64,
+    use_language: bool = True,
+    progress: bool = True,
+) -> Path:
+    """Encode every frame of ``dataset`` with the frozen ``encoder`` once; returns the cache path
+    (reused as is when a complete cache with the same key exists). Language-conditioned encoders
+    get each demo's instruction when ``use_language``."""
+    encoder_name = encoder_name or encoder.family
+    dataset_hash = file_hash(dataset)
+    key = cache_key(encoder, dataset_hash, use_language)
+    out = cache_path(cache_dir, dataset, encoder_name, key)
+    if out.exists():
+        try:
+            FeatureCache(out, encoder).close()
+            return out
+        except ValueError:
+            pass  # incomplete or damaged: recompute
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    start = time.perf_counter()
+    try:
+        with DemoFile(dataset) as demos, h5py.File(tmp, "w") as f:
+            names = demos.demo_names()
+            group = f.create_group("features")
+            for name in tqdm(names, disable=not progress, desc=f"features {encoder_name}", unit="demo"):
+                episode = demos.episode(name)
+                if use_language:
+                    meta = episode["attrs"].get("ep_meta", "{}")
+                    encoder.language = (json.loads(meta) if isinstance(meta, str) else meta).get("instruction")
+                feats = encoder.encode_images(episode["obs"]["image"], batch_size=batch_size)
+                g = group.create_group(name)
+                tokens = feats.tokens.float().cpu().numpy().astype(np.float16)
+                g.create_dataset("tokens", data=tokens, chunks=(1, *tokens.shape[1:]))
+                if feats.global_token is not None:
+                    g.create_dataset("global_token", data=feats.global_token.float().cpu().numpy().astype(np.float16))
+            encoder.language = None
+            f.attrs.update({
+                "key": key, "encoder": json.dumps(encoder.identity(), sort_keys=True, default=str),
+                "encoder_name": encoder_name, "dataset_hash": dataset_hash, "dataset_path": str(dataset),
+                "grid": list(encoder.grid_size),
+                "preprocessing": json.dumps(preprocessing_of(encoder, use_language), sort_keys=True),
+                "seconds": time.perf_counter() - start, "complete": True,
+            })
+        os.replace(tmp, out)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return out
+
+
+class FeatureCache:
+    """Read a feature cache. With ``encoder`` given, refuse a cache made by different weights."""
+
+    def __init__(self, path: str | os.PathLike, encoder: Encoder | None = None, weights_hash: str | None = None):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"feature cache not found: {self.path}")
+        try:
+            self._f = h5py.File(self.path, "r")
+        except OSError as exc:
+            raise ValueError(f"{self.path} is not a readable feature cache ({exc})") from exc
+        if not self._f.attrs.get("complete", False) or "features" not in self._f:
+            self._f.close()
+            raise ValueError(f"{self.path} is an incomplete feature cache (interrupted write?)")
+        self.identity = json.loads(self._f.attrs["encoder"])
+        expected = weights_hash or (encoder.weights_hash() if encoder is not None else None)
+        if expected is not None and expected != self.identity["weights_hash"]:
+            self._f.close()
+            raise ValueError(f"{self.path} was made by encoder weights {self.identity['weights_hash']} "
+                             f"({self.identity['family']}), not {expected}: recompute the features")
+        self.grid = tuple(int(v) for v in self._f.attrs["grid"])
+        self.dataset_hash = str(self._f.attrs["dataset_hash"])
+
+    @property
+    def demo_names(self) -> list[str]:
+        return sorted(self._f["features"], key=lambda n: int(n.rsplit("_", 1)[-1]))
+
+    def features(self, name: str, dtype: torch.dtype = torch.float32) -> SpatialFeatures:
+        """Features of every frame of demo ``name``: tokens ``(T, N, D)``, global ``(T, D)`` or None."""
+        if name not in self._f["features"]:
+            raise KeyError(f"demo {name!r} is not in feature cache {self.path}")
+        g = self._f["features"][name]
+        tokens = torch.from_numpy(g["tokens"][()]).to(dtype)
+        glob = torch.from_numpy(g["global_token"][()]).to(dtype) if "global_token" in g else None
+        return SpatialFeatures(tokens, self.grid, glob)
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> "FeatureCache":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
