@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "video": "roll out the scripted expert and write an MP4/GIF (task=, episodes=, out=)",
     "pretrain": "in-domain pretraining of an encoder family (encoder=, data=[...], budget_minutes=, out=)",
     "features": "frozen features of every frame of a demo file -> float16 cache (encoder=, dataset=, weights=)",
+    "probe": "ridge/MLP probes of object & gripper state from frozen features + gate (encoder=, dataset=, weights=)",
 }
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
