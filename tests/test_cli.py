@@ -29,7 +29,7 @@ def test_unknown_command_fails_clearly(capsys):
     assert "unknown command 'colect'" in capsys.readouterr().err
 
 
-GROUP_OVERRIDE = {"pretrain": "encoder=dift", "features": "encoder=dift"}
+GROUP_OVERRIDE = {"pretrain": "encoder=dift", "features": "encoder=dift", "probe": "encoder=dift"}
 
 
 @pytest.mark.parametrize("command", list(COMMANDS))
