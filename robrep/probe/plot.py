@@ -76,10 +76,10 @@ def plot_probe(rows: Sequence[Mapping], path: str | os.PathLike, n: int, probe: 
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].set_ylabel(f"held-out R² ({probe}, N={n})")
     if encoders:
-        axes[0][0].legend(fontsize=7, loc="upper left")
+        fig.legend(*axes[0][0].get_legend_handles_labels(), fontsize=7, loc="upper right", ncol=len(encoders))
     if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+        fig.suptitle(title, fontsize=9, x=0.02, ha="left")
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")

@@ -27,6 +27,7 @@ from robrep.probe import ridge
 #: Fixed readouts of a token map. ``flat``: the map average-pooled to at most ``flat_cells`` × ``flat_cells``
 #: cells (adaptive pooling), flattened cell-major ``(cells·D,)``; ``keypoints``: spatial softmax over the grid
 #: of the projections on the top-K token PCs (fitted on the training frames), expected (x, y) per PC.
+#: In :func:`probe_rows`, inputs wider than ``max_features`` (flat: 36·D) go through :func:`reduce_dim` first.
 READOUTS = ("global", "mean", "flat", "keypoints")
 SPATIAL_READOUTS = ("flat", "keypoints")
 PROBES = ("ridge", "mlp")
