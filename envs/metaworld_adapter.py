@@ -30,6 +30,8 @@ import gymnasium as gym  # noqa: E402
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 
+from envs.state import split_state  # noqa: E402
+
 #: Per-task instructions; other tasks get their name in words ("button press topdown").
 INSTRUCTIONS: dict[str, str] = {
     "reach-v3": "reach the goal position",
@@ -154,11 +156,7 @@ class MetaWorldEnv(gym.Env):
 
     def state_dict(self, state: np.ndarray) -> dict[str, np.ndarray]:
         """Split a ``state`` vector ``(..., 39)`` into named parts by ``state_spec``."""
-        out, i = {}, 0
-        for name, d in self.state_spec:
-            out[name] = state[..., i : i + d]
-            i += d
-        return out
+        return split_state(state, self.state_spec)
 
     # ----------------------------------------------------------------- gymnasium API
     def reset(

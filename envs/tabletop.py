@@ -28,6 +28,8 @@ import gymnasium as gym  # noqa: E402
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 
+from envs.state import split_state  # noqa: E402
+
 from envs.scene import FINGER_TRAVEL, WORKSPACE_XY, WORKSPACE_Z, CameraPose, build_scene_xml  # noqa: E402
 
 #: Initial TCP position (m) before the per-episode jitter.
@@ -245,11 +247,7 @@ class TabletopEnv(gym.Env):
 
     def state_dict(self, state: np.ndarray) -> dict[str, np.ndarray]:
         """Split a privileged ``state`` vector ``(..., D)`` into named parts by ``state_spec``."""
-        out, i = {}, 0
-        for name, d in self.state_spec:
-            out[name] = state[..., i : i + d]
-            i += d
-        return out
+        return split_state(state, self.state_spec)
 
     # ----------------------------------------------------------------- simulator state
     def get_sim_state(self) -> np.ndarray:

@@ -36,26 +36,24 @@ def eval_seeds(n: int, start: int = 0) -> list[int]:
     return list(EVAL_SEEDS[start : start + n])
 
 
-def check_demo_seed(seed: int) -> int:
-    """Return ``seed`` as an int; raise ``ValueError`` if it is outside :data:`DEMO_SEEDS`."""
+def _check_seed(seed: int, allowed: range, label: str, other: range, other_label: str) -> int:
     s = operator.index(seed)
-    if s not in DEMO_SEEDS:
+    if s not in allowed:
         raise ValueError(
-            f"seed {s} is outside the demo seed range [{DEMO_SEEDS.start}, {DEMO_SEEDS.stop})"
-            + (" (it is an evaluation seed)" if s in EVAL_SEEDS else "")
+            f"seed {s} is outside the {label} seed range [{allowed.start}, {allowed.stop})"
+            + (f" (it is {other_label} seed)" if s in other else "")
         )
     return s
+
+
+def check_demo_seed(seed: int) -> int:
+    """Return ``seed`` as an int; raise ``ValueError`` if it is outside :data:`DEMO_SEEDS`."""
+    return _check_seed(seed, DEMO_SEEDS, "demo", EVAL_SEEDS, "an evaluation")
 
 
 def check_eval_seed(seed: int) -> int:
     """Return ``seed`` as an int; raise ``ValueError`` if it is outside :data:`EVAL_SEEDS`."""
-    s = operator.index(seed)
-    if s not in EVAL_SEEDS:
-        raise ValueError(
-            f"seed {s} is outside the evaluation seed range [{EVAL_SEEDS.start}, {EVAL_SEEDS.stop})"
-            + (" (it is a demo seed)" if s in DEMO_SEEDS else "")
-        )
-    return s
+    return _check_seed(seed, EVAL_SEEDS, "evaluation", DEMO_SEEDS, "a demo")
 
 
 def check_disjoint(demo_seeds: Iterable[int], eval_seeds: Iterable[int]) -> None:

@@ -11,6 +11,8 @@ from typing import Sequence
 
 import numpy as np
 
+from envs.state import split_state
+
 _COLS = ("left", "centre", "right")  # world x < -5 cm, |x| ≤ 5 cm, x > 5 cm
 _ROWS = ("near", "middle", "far")  # world y < -5 cm, |y| ≤ 5 cm, y > 5 cm (camera looks along +y)
 
@@ -24,10 +26,7 @@ def where(xy: np.ndarray) -> str:
 
 def caption(state: np.ndarray, state_spec: Sequence[tuple[str, int]], instruction: str = "") -> str:
     """One caption for a privileged ``state (D,)`` laid out by ``state_spec``."""
-    parts, i = {}, 0
-    for name, d in state_spec:
-        parts[name] = np.asarray(state[i : i + d])
-        i += d
+    parts = split_state(np.asarray(state), state_spec)
     words = []
     for name, value in parts.items():
         if name.endswith("_pos") and name != "gripper_pos" and len(value) == 3:
