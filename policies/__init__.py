@@ -1,1 +1,14 @@
-"""Behaviour-cloning heads on frozen encoder features (issue 4)."""
+"""Behaviour cloning on frozen encoder features (and a from-scratch CNN baseline).
+
+Modules, one job each: ``normalization`` (training statistics), ``trunks`` (frozen-feature readouts),
+``cnn`` (from-scratch image trunks, random-shift augmentation), ``heads`` (MLP / Gaussian-mixture),
+``model`` (trunk + proprio + frame stack + head), ``datasets`` (training tensors from the feature cache
+and the demo file), ``train`` (the loop and :func:`train_policy`), ``checkpoint`` (one file per policy),
+``chunking`` (ACT temporal ensembling), ``policy`` (:class:`Policy`, :func:`load_policy`).
+"""
+
+from policies.checkpoint import EncoderSpec, PolicyCheckpointError
+from policies.policy import Policy, load_policy
+from policies.train import train_policy
+
+__all__ = ["EncoderSpec", "Policy", "PolicyCheckpointError", "load_policy", "train_policy"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import io
+import json
 import os
 import shlex
 import sys
@@ -17,25 +19,41 @@ def command_line(argv: Sequence[str] | None = None, program: str | None = None) 
     return " ".join([head, *(shlex.quote(a) for a in argv[1:])])
 
 
+def write_text(text: str, path: str | os.PathLike) -> Path:
+    """Write ``text`` to ``path`` atomically (a temp file beside it, then ``os.replace``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_json(obj: object, path: str | os.PathLike) -> Path:
+    """``obj`` as indented JSON at ``path``, atomically."""
+    return write_text(json.dumps(obj, indent=1, default=str) + "\n", path)
+
+
+def write_jsonl(rows: Iterable[Mapping[str, object]], path: str | os.PathLike) -> Path:
+    """One JSON object per line at ``path``, atomically."""
+    return write_text("".join(json.dumps(dict(r), default=str) + "\n" for r in rows), path)
+
+
 def write_csv(rows: Iterable[Mapping[str, object]], path: str | os.PathLike, comments: Sequence[str] = ()) -> Path:
     """Write ``rows`` (dicts sharing keys) to ``path`` with ``# comment`` lines first; atomic."""
     rows = list(rows)
     if not rows:
         raise ValueError(f"no rows to write to {path}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w", newline="") as f:
-            for line in comments:
-                f.write(f"# {line}\n")
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    buf = io.StringIO(newline="")
+    for line in comments:
+        buf.write(f"# {line}\n")
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return write_text(buf.getvalue(), path)
 
 
 def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:

@@ -203,6 +203,25 @@ def test_objective_options(frames):
         make_objective(build_encoder("mae", **TINY), mask_ratio=1.0)
 
 
+def test_next_frame_objective_uses_the_action(frames):
+    torch.manual_seed(0)
+    batch = frames.batch(np.arange(0, 40, 5))
+    obj = make_objective(build_encoder("mae", **TINY), decoder_dim=32, decoder_depth=1, decoder_heads=2,
+                         next_frame_weight=0.5)
+    loss, logs = obj.loss(batch)
+    assert set(logs) == {"loss_masked", "loss_visible", "loss_next"} and torch.isfinite(loss)
+    # the action reaches the loss: gradients flow into the action embedding, and changing it changes the loss
+    loss.backward()
+    assert obj.decoder.action_embed.weight.grad.abs().sum() > 0
+    torch.manual_seed(1)
+    a = obj.loss(batch)[1]["loss_next"]
+    torch.manual_seed(1)
+    b = obj.loss({**batch, "actions": -batch["actions"]})[1]["loss_next"]
+    assert a != b
+    with pytest.raises(ValueError, match="next_frame_weight"):
+        make_objective(build_encoder("mae", **TINY), next_frame_weight=-1.0)
+
+
 def test_pretraining_reduces_the_loss(frames, tmp_path):
     torch.manual_seed(0)
     obj = make_objective(build_encoder("mae", **TINY), decoder_dim=64, decoder_depth=1, decoder_heads=2)

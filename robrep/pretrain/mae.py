@@ -13,6 +13,12 @@ masked patches, plus ``visible_loss_weight`` × the same on the visible ones (de
 ``bg`` the per-image median colour and ``s_p`` the mean Euclidean RGB distance of patch ``p``'s
 pixels to ``bg``, normalised by its mean over the image's patches, patch ``p`` weighs
 ``1 + foreground_weight · s_p`` (losses are weighted means).
+
+``next_frame_weight`` (default 0 = off) ties the features to dynamics: the decoder also receives
+the action ``batch["actions"] (B, A)`` as one extra token and a second linear head predicts every
+patch of the *next* frame ``batch["next_images"]`` (same target normalisation); its weighted MSE
+over all patches, times ``next_frame_weight``, is added to the loss. The encoder still sees only
+the current frame's visible patches, so its tokens must carry what the action will move.
 """
 
 from __future__ import annotations
@@ -31,11 +37,13 @@ class MAEDecoder(nn.Module):
     """Encoder tokens of the visible patches → pixel predictions for all ``N`` patches.
 
     ``forward(prefix (B, P, D_enc), visible (B, V, D_enc), restore (B, N))`` → ``(B, N, p·p·3)``;
-    ``restore[b, i]`` is the position of patch ``i`` in ``[visible; masked]`` order.
+    ``restore[b, i]`` is the position of patch ``i`` in ``[visible; masked]`` order. With
+    ``action_dim > 0``, ``forward(..., action=(B, A))`` also returns the next frame's patches
+    ``(B, N, p·p·3)`` (the action enters as one extra token).
     """
 
     def __init__(self, encoder_dim: int, grid: tuple[int, int], patch_size: int, dim: int = 128, depth: int = 2,
-                 num_heads: int = 4, mlp_ratio: float = 4.0) -> None:
+                 num_heads: int = 4, mlp_ratio: float = 4.0, action_dim: int = 0) -> None:
         super().__init__()
         self.embed = nn.Linear(encoder_dim, dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
@@ -43,16 +51,24 @@ class MAEDecoder(nn.Module):
         self.blocks = nn.Sequential(*[Block(dim, num_heads, mlp_ratio, qkv_bias=True) for _ in range(depth)])
         self.norm = nn.LayerNorm(dim)
         self.pred = nn.Linear(dim, patch_size * patch_size * 3)
+        self.action_embed = nn.Linear(action_dim, dim) if action_dim else None
+        self.pred_next = nn.Linear(dim, patch_size * patch_size * 3) if action_dim else None
         nn.init.normal_(self.mask_token, std=0.02)
 
-    def forward(self, prefix: torch.Tensor, visible: torch.Tensor, restore: torch.Tensor) -> torch.Tensor:
+    def forward(self, prefix: torch.Tensor, visible: torch.Tensor, restore: torch.Tensor,
+                action: torch.Tensor | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         b, n = restore.shape
         vis = self.embed(visible)
         full = torch.cat([vis, self.mask_token.expand(b, n - vis.shape[1], -1)], dim=1)
         full = torch.gather(full, 1, restore[..., None].expand(-1, -1, full.shape[-1])) + self.pos
-        x = torch.cat([self.embed(prefix), full], dim=1)
-        x = self.norm(self.blocks(x))
-        return self.pred(x[:, prefix.shape[1]:])
+        heads = [self.embed(prefix)]
+        if action is not None:
+            if self.action_embed is None:
+                raise ValueError("this decoder was built without action_dim; it cannot take an action")
+            heads.append(self.action_embed(action.to(vis.dtype))[:, None])
+        p = sum(h.shape[1] for h in heads)
+        x = self.norm(self.blocks(torch.cat([*heads, full], dim=1)))[:, p:]
+        return self.pred(x) if action is None else (self.pred(x), self.pred_next(x))
 
 
 def patchify(images: torch.Tensor, patch: int) -> torch.Tensor:
@@ -76,6 +92,8 @@ class MAEObjective(Objective):
         visible_loss_weight: float = 0.0,
         foreground_weight: float = 0.0,
         fixed_pos_embed: bool = True,
+        next_frame_weight: float = 0.0,
+        action_dim: int = 4,
     ) -> None:
         super().__init__()
         if not 0.0 < mask_ratio < 1.0:
@@ -88,8 +106,11 @@ class MAEObjective(Objective):
         self.num_visible = max(1, int(round(self.num_patches * (1.0 - mask_ratio))))
         self.mask_ratio, self.norm_pix_loss = float(mask_ratio), bool(norm_pix_loss)
         self.visible_loss_weight, self.foreground_weight = float(visible_loss_weight), float(foreground_weight)
+        if next_frame_weight < 0:
+            raise ValueError(f"next_frame_weight must be >= 0, got {next_frame_weight}")
+        self.next_frame_weight = float(next_frame_weight)
         self.decoder = MAEDecoder(encoder.feature_dim, encoder.grid_size, self.patch_size, decoder_dim,
-                                  decoder_depth, decoder_heads)
+                                  decoder_depth, decoder_heads, action_dim=action_dim if next_frame_weight else 0)
         if fixed_pos_embed and encoder.vit.pos_embed is not None:
             encoder.vit.pos_embed.requires_grad_(False)  # MAE keeps the sin-cos positions fixed
 
@@ -137,15 +158,24 @@ class MAEObjective(Objective):
         keep, masked, restore = self.random_mask(x.shape[0], x.device)
         encoded = self.encode_visible(x, keep, batch)
         p = self.encoder.num_prefix_tokens
-        pred = self.decoder(encoded[:, :p], encoded[:, p:], restore).float()
+        action = batch["actions"].to(x.device) if self.next_frame_weight else None
+        pred = self.decoder(encoded[:, :p], encoded[:, p:], restore, action)
+        pred, pred_next = pred if action is not None else (pred, None)
         pixels, target = self.targets(x)
-        per_patch = (pred - target).pow(2).mean(dim=-1)  # (B, N)
+        per_patch = (pred.float() - target).pow(2).mean(dim=-1)  # (B, N)
         weights = self.patch_weights(pixels)
         hidden_w, visible_w = weights * masked, weights * (1.0 - masked)
         loss_masked = (per_patch * hidden_w).sum() / hidden_w.sum()
         loss_visible = (per_patch * visible_w).sum() / visible_w.sum().clamp_min(1e-6)
         loss = loss_masked + self.visible_loss_weight * loss_visible if self.visible_loss_weight else loss_masked
-        return loss, {"loss_masked": loss_masked.item(), "loss_visible": loss_visible.item()}
+        logs = {"loss_masked": loss_masked.item(), "loss_visible": loss_visible.item()}
+        if pred_next is not None:
+            next_pixels, next_target = self.targets(self.prepare(batch["next_images"].to(x.device)))
+            next_w = self.patch_weights(next_pixels)
+            loss_next = ((pred_next.float() - next_target).pow(2).mean(dim=-1) * next_w).sum() / next_w.sum()
+            loss = loss + self.next_frame_weight * loss_next
+            logs["loss_next"] = loss_next.item()
+        return loss, logs
 
 
 @register_objective("mae")

@@ -1,0 +1,121 @@
+"""Policy checkpoints: one ``torch.save`` dict per policy, written atomically, with a content hash.
+
+Keys of a checkpoint (format ``robrep-policy/1``)::
+
+    format, hash            content hash of (policy_config, shape_meta, encoder identity) + state_dict
+    state_dict              trunk (readout or CNN) + head + normalisers (float32, CPU)
+    policy_config           the resolved configs/policy/*.yaml the network is rebuilt from
+    shape_meta              action_dim, proprio_dim and feature_dim/grid/has_global_token or image_size
+    normalization           {"action": {mean, std}, "proprio": {mean, std}} (also in state_dict; for reading)
+    encoder                 EncoderSpec fields + identity (family, config, weights_hash) + use_language; None for the CNN
+    task, env_kwargs, env_args   to rebuild the env: envs.registration.make_env(task, **env_kwargs)
+    instruction             the training demos' instruction if they all share one, else None
+    dataset                 path, hash, filter_key, train/valid demo names
+    n, seed, config         N demos, seed, the resolved command config
+    train                   seconds, steps, best_step, train_loss, train_mse, valid_mse, history
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from robrep.encoders.base import Encoder, content_hash
+from robrep.encoders.registry import load_encoder
+from robrep.encoders.weights import split_weights
+
+FORMAT = "robrep-policy/1"
+
+
+class PolicyCheckpointError(ValueError):
+    """A policy checkpoint is missing, unreadable, damaged, or does not match its encoder."""
+
+
+@dataclass
+class EncoderSpec:
+    """How to rebuild a frozen encoder with :func:`robrep.encoders.registry.load_encoder`.
+
+    ``name`` is a registry name (``configs/encoder/<name>.yaml``) or an encoder checkpoint path;
+    ``weights`` a ``weights=`` spec (``None`` = random init, drawn under ``torch.manual_seed(init_seed)``);
+    ``arch`` the architecture keyword arguments. ``weights_resolved`` is the absolute path of a plain-file
+    ``weights`` when it was recorded, tried when the relative one does not exist (another working dir).
+    """
+
+    name: str
+    weights: str | None = None
+    arch: dict[str, Any] = field(default_factory=dict)
+    init_seed: int = 0
+    weights_resolved: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.weights is not None:
+            self.weights = str(self.weights)
+            if self.weights_resolved is None and split_weights(self.weights)[0] == "" and Path(self.weights).exists():
+                self.weights_resolved = str(Path(self.weights).resolve())
+
+    @property
+    def label(self) -> str:
+        """Short name for file names: the registry name, or a checkpoint's stem."""
+        return Path(self.name).stem
+
+    def load(self, device: str | torch.device = "cpu") -> Encoder:
+        """The frozen encoder (random init is reproducible: a forked RNG seeded with ``init_seed``)."""
+        weights = self.weights
+        if (weights is not None and split_weights(weights)[0] == "" and not Path(weights).exists()
+                and self.weights_resolved and Path(self.weights_resolved).exists()):
+            weights = self.weights_resolved
+        if weights is not None:
+            return load_encoder(self.name, weights=weights, device=device, **self.arch)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.init_seed)
+            return load_encoder(self.name, weights=None, device=device, **self.arch)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def checkpoint_hash(payload: Mapping[str, Any]) -> str:
+    """Content hash of what decides the policy's actions: configs, shapes, encoder identity, weights."""
+    encoder = payload.get("encoder")
+    meta = {"policy_config": payload["policy_config"], "shape_meta": payload["shape_meta"],
+            "encoder": None if encoder is None else encoder["identity"]}
+    return content_hash(meta, payload["state_dict"])
+
+
+def save_policy_checkpoint(payload: Mapping[str, Any], path: str | os.PathLike) -> Path:
+    """Write ``payload`` (the keys in the module docstring, without ``format``/``hash``) atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in payload["state_dict"].items()}
+    data = {**payload, "state_dict": state, "format": FORMAT}
+    data["hash"] = checkpoint_hash(data)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        torch.save(data, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def read_policy_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """The checkpoint dict, checked for format and content hash (raises :class:`PolicyCheckpointError`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise PolicyCheckpointError(f"policy checkpoint not found: {path}")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated or not a torch file
+        raise PolicyCheckpointError(f"{path} is not a readable policy checkpoint ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        found = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise PolicyCheckpointError(f"{path} is not a robrep policy checkpoint (format {found!r}, expected {FORMAT!r})")
+    digest = checkpoint_hash(data)
+    if digest != data["hash"]:
+        raise PolicyCheckpointError(f"{path}: content hash {digest} does not match the recorded {data['hash']} "
+                                    "(file corrupted or edited)")
+    return data

@@ -1,0 +1,91 @@
+"""Training tensors for BC: the frames of some demos, flattened, with frame-stack and action-chunk indices.
+
+Per-frame inputs come either from the feature cache (``tokens`` float16 ``(T, N, D)`` and, where the
+encoder has one, ``global_token`` ``(T, D)``; the encoder never runs here) or from the demo images
+(``image`` uint8 ``(T, H, W, 3)``, for the from-scratch CNN). Actions and proprio always come from the
+demo file (``actions`` float32 ``(T, 4)`` in [-1, 1], ``obs/proprio`` float32 ``(T, P)``: TCP xyz in m
++ finger opening in m). ``obs[t]`` is observed before ``actions[t]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from robrep.data.demo_file import DemoFile
+from robrep.data.feature_cache import FeatureCache
+
+
+@dataclass
+class DemoTensors:
+    """``F`` frames of ``episodes`` (concatenated in order).
+
+    ``frames`` ``{key: (F, ...)}`` per-frame trunk inputs; ``proprio (F, P)``; ``actions (F, A)``;
+    ``stack (F, S)`` indices of the S stacked frames of each frame (oldest first, the episode's first
+    frame repeated before its start); ``chunk (F, k)`` indices of the next k actions (the episode's last
+    action repeated after its end, as robomimic's sequence padding); ``instructions`` one per episode.
+    """
+
+    frames: dict[str, torch.Tensor]
+    proprio: torch.Tensor
+    actions: torch.Tensor
+    stack: torch.Tensor
+    chunk: torch.Tensor
+    episodes: list[str]
+    instructions: list[str | None]
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+    def batch(self, idx: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """Frames ``idx (B,)`` → ``frames {key: (B, S, ...)}``, ``proprio (B, S, P)``, ``actions (B, k, A)``."""
+        s = self.stack[idx]
+        return {k: v[s] for k, v in self.frames.items()}, self.proprio[s], self.actions[self.chunk[idx]]
+
+
+def window_indices(lengths: Sequence[int], frame_stack: int, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """For episodes of ``lengths`` laid end to end: ``stack (F, frame_stack)`` (frames t-S+1..t, clamped
+    at each episode's start) and ``chunk (F, chunk)`` (actions t..t+k-1, clamped at each episode's end)."""
+    stacks, chunks, offset = [], [], 0
+    for T in lengths:
+        t = np.arange(T)[:, None]
+        stacks.append(offset + np.clip(t - (frame_stack - 1) + np.arange(frame_stack), 0, T - 1))
+        chunks.append(offset + np.clip(t + np.arange(chunk), 0, T - 1))
+        offset += T
+    return torch.from_numpy(np.concatenate(stacks)).long(), torch.from_numpy(np.concatenate(chunks)).long()
+
+
+def load_demo_tensors(demos: DemoFile, names: Sequence[str], frame_stack: int = 1, chunk: int = 1,
+                      cache: FeatureCache | None = None) -> DemoTensors:
+    """The demos ``names`` as :class:`DemoTensors`: cached features when ``cache`` is given, else images."""
+    if not names:
+        raise ValueError(f"no demos to load from {demos.path}")
+    parts: dict[str, list[torch.Tensor]] = {}
+    proprio, actions, lengths, instructions = [], [], [], []
+    for name in names:
+        episode = demos.episode(name)
+        if "proprio" not in episode["obs"]:
+            raise KeyError(f"{demos.path}: {name} has no obs/proprio (obs keys: {sorted(episode['obs'])})")
+        T = len(episode["actions"])
+        if cache is not None:
+            feats = cache.features(name, dtype=torch.float16)
+            if len(feats.tokens) != T:
+                raise ValueError(f"feature cache {cache.path} has {len(feats.tokens)} frames of {name}, the demo file "
+                                 f"{T}: the cache belongs to another dataset")
+            frame = {"tokens": feats.tokens}
+            if feats.global_token is not None:
+                frame["global_token"] = feats.global_token
+        else:
+            frame = {"image": torch.from_numpy(np.ascontiguousarray(episode["obs"]["image"]))}
+        for key, value in frame.items():
+            parts.setdefault(key, []).append(value)
+        proprio.append(torch.from_numpy(episode["obs"]["proprio"]).float())
+        actions.append(torch.from_numpy(episode["actions"]).float())
+        lengths.append(T)
+        instructions.append(episode["attrs"]["ep_meta"].get("instruction"))
+    stack, chunks = window_indices(lengths, frame_stack, chunk)
+    return DemoTensors({k: torch.cat(v) for k, v in parts.items()}, torch.cat(proprio), torch.cat(actions),
+                       stack, chunks, list(names), instructions)

@@ -1,0 +1,163 @@
+"""``Policy``: a trained BC policy ready to act in an env (frozen encoder + readout + head, or the CNN).
+
+Usage (one env or a vector env)::
+
+    policy = load_policy("runs/policies/push_demos_mae_mlp_n10_s0.pt")
+    env = envs.registration.make_env(policy.task, **policy.env_kwargs)
+    policy.reset(num_envs=1)
+    action = policy.act(obs)            # obs: image uint8 (H, W, 3), proprio (P,) → float32 (4,) in [-1, 1]
+    actions = policy.act(batched_obs)   # image (B, H, W, 3), proprio (B, P) → (B, 4); policy.reset_env(i) on autoreset
+
+Per env the policy keeps the last ``frame_stack`` frame vectors (the first frame is repeated after a
+reset, as in training) and the last ``chunk`` action chunks for temporal ensembling.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from policies.checkpoint import EncoderSpec, PolicyCheckpointError, read_policy_checkpoint
+from policies.chunking import TemporalEnsembler
+from policies.model import BCModel, build_model
+from robrep.encoders.base import Encoder
+
+
+class Policy:
+    """Acts from observations. ``model`` (eval mode) holds the trunk and head; ``encoder`` is the frozen
+    encoder for feature policies, ``None`` for the from-scratch CNN. ``meta`` is the checkpoint without
+    its weights (``task``, ``env_kwargs``, ``config``, ``train`` losses, ...)."""
+
+    def __init__(self, model: BCModel, encoder: Encoder | None, meta: Mapping[str, Any],
+                 device: str | torch.device = "cpu") -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.encoder = None if encoder is None else encoder.freeze()
+        self.meta = dict(meta)
+        decay = float(self.meta["policy_config"].get("ensemble_decay", 0.01))
+        self.ensembler = TemporalEnsembler(model.chunk, model.action_dim, decay)
+        self._stack: torch.Tensor | None = None  # (E, S, frame_dim)
+        self._fresh = np.ones(0, dtype=bool)     # (E,) envs whose stack restarts at the next act
+        self.reset(1)
+
+    # ------------------------------------------------------------------ env description
+    @property
+    def task(self) -> str:
+        """Task name for ``envs.registration.make_env`` (e.g. ``"push"``)."""
+        return str(self.meta["task"])
+
+    @property
+    def env_kwargs(self) -> dict[str, Any]:
+        """Env constructor kwargs the demos were recorded with (``image_size``, ...)."""
+        return dict(self.meta["env_kwargs"])
+
+    @property
+    def num_envs(self) -> int:
+        return len(self._fresh)
+
+    @property
+    def uses_language(self) -> bool:
+        """Whether the encoder takes the instruction (language-conditioned features were trained on)."""
+        enc = self.meta.get("encoder") or {}
+        return self.encoder is not None and bool(enc.get("use_language")) and hasattr(self.encoder, "encode_with_language")
+
+    # ------------------------------------------------------------------ state
+    def reset(self, num_envs: int = 1) -> None:
+        """Clear every env's frame stack and action-chunk history; expect ``num_envs`` envs."""
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        self._stack = None
+        self._fresh = np.ones(num_envs, dtype=bool)
+        self.ensembler.reset(num_envs)
+
+    def reset_env(self, i: int) -> None:
+        """Clear env ``i``'s state only (after a vector env auto-reset it)."""
+        if not 0 <= i < self.num_envs:
+            raise IndexError(f"env index {i} out of range for {self.num_envs} envs")
+        self._fresh[i] = True
+        self.ensembler.reset_env(i)
+
+    # ------------------------------------------------------------------ acting
+    def _texts(self, obs: Mapping[str, Any], batch: int) -> list[str] | None:
+        if not self.uses_language:
+            return None
+        texts = obs.get("instruction", self.meta.get("instruction"))
+        if texts is None:
+            raise ValueError("this policy's encoder reads the instruction and the training demos had several: "
+                             "pass obs['instruction'] (a string, or one per env)")
+        texts = [str(texts)] * batch if isinstance(texts, str) else [str(t) for t in np.asarray(texts).reshape(-1)]
+        if len(texts) != batch:
+            raise ValueError(f"got {len(texts)} instructions for {batch} observations")
+        return texts
+
+    @torch.no_grad()
+    def frame_inputs(self, images: np.ndarray, texts: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+        """uint8 ``(B, H, W, 3)`` → the trunk's per-frame inputs: frozen features ``tokens (B, N, D)``
+        (+ ``global_token (B, D)``) rounded through float16 as in the feature cache, or the images."""
+        if self.encoder is None:
+            return {"image": torch.from_numpy(np.ascontiguousarray(images)).to(self.device)}
+        x = self.encoder.preprocess(images)
+        feats = self.encoder.encode_with_language(x, texts) if texts is not None else self.encoder(x)
+        out = {"tokens": feats.tokens.half().float()}
+        if feats.global_token is not None and self.meta["shape_meta"].get("has_global_token", True):
+            out["global_token"] = feats.global_token.half().float()
+        return out
+
+    @torch.no_grad()
+    def act(self, obs: Mapping[str, Any]) -> np.ndarray:
+        """``obs["image"]`` uint8 ``(B, H, W, 3)`` and ``obs["proprio"]`` ``(B, P)`` → float32 actions ``(B, 4)``
+        in [-1, 1]; un-batched ``(H, W, 3)``/``(P,)`` → ``(4,)``. Optional ``obs["instruction"]`` (str or one
+        per env) for language-conditioned encoders. Other keys are ignored. One batched encoder call."""
+        images, proprio = np.asarray(obs["image"]), np.asarray(obs["proprio"], dtype=np.float32)
+        single = images.ndim == 3
+        if single:
+            images, proprio = images[None], proprio[None]
+        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+            raise ValueError(f"obs['image'] must be uint8 (B, H, W, 3) or (H, W, 3), got {images.dtype} "
+                             f"{np.asarray(obs['image']).shape}")
+        b = len(images)
+        if proprio.shape != (b, self.model.proprio_dim):
+            raise ValueError(f"obs['proprio'] must be ({b}, {self.model.proprio_dim}), got {proprio.shape}")
+        if b != self.num_envs:
+            if self._stack is None and self._fresh.all():
+                self.reset(b)  # first act after reset(): adopt the batch size
+            else:
+                raise ValueError(f"got {b} observations but the policy tracks {self.num_envs} envs; call reset({b})")
+        frames = self.frame_inputs(images, self._texts(obs, b))
+        vec = self.model.frame_vectors(frames, torch.from_numpy(proprio).to(self.device))  # (B, frame_dim)
+        fresh = torch.from_numpy(self._fresh).to(self.device)
+        if self._stack is None:
+            self._stack = vec[:, None].repeat(1, self.model.frame_stack, 1)
+        else:
+            rolled = torch.cat([self._stack[:, 1:], vec[:, None]], dim=1)
+            self._stack = torch.where(fresh[:, None, None], vec[:, None].expand_as(rolled), rolled)
+        self._fresh[:] = False
+        actions = self.ensembler(self.model.predict(self._stack)).numpy().astype(np.float32)
+        return actions[0] if single else actions
+
+
+def load_policy(path: str | os.PathLike, device: str = "cpu") -> Policy:
+    """Rebuild the policy saved at ``path``: its network from the checkpoint and, for feature policies,
+    the frozen encoder via ``load_encoder``; refuses (:class:`PolicyCheckpointError`) an encoder whose
+    weights hash differs from the one recorded at training time."""
+    data = read_policy_checkpoint(path)
+    model = build_model(data["policy_config"], data["shape_meta"])
+    model.load_state_dict(data["state_dict"])
+    model.requires_grad_(False)
+    encoder = None
+    if data["encoder"] is not None:
+        record = data["encoder"]
+        spec = EncoderSpec(**{k: record[k] for k in ("name", "weights", "arch", "init_seed", "weights_resolved")})
+        encoder = spec.load(device)
+        expected, found = record["identity"]["weights_hash"], encoder.weights_hash()
+        if found != expected:
+            raise PolicyCheckpointError(
+                f"{Path(path)}: the policy was trained on features of encoder weights {expected} "
+                f"({record['identity']['family']}, weights={record['weights']!r}) but re-loading them gives {found}; "
+                "the encoder weights changed since training: retrain the policy or restore the original weights")
+    meta = {k: v for k, v in data.items() if k != "state_dict"}
+    return Policy(model, encoder, meta, device)

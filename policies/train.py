@@ -1,0 +1,216 @@
+"""Behaviour-cloning training: data from the feature cache (or demo images for the CNN) → a policy checkpoint.
+
+:func:`fit` is the loop (read it top to bottom): random minibatches of training frames, AdamW, every
+``eval_every`` steps the action MSE on the ``valid`` demos, the best state kept, early stopping after
+``patience`` evaluations without improvement. :func:`train_policy` gathers the data of the nested subset
+``train_n{N}_seed{seed}``, seeds everything in one marked place, fits and writes the checkpoint.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Mapping
+
+import torch
+from tqdm import tqdm
+
+from policies.checkpoint import EncoderSpec, save_policy_checkpoint
+from policies.datasets import DemoTensors, load_demo_tensors
+from policies.model import BCModel, build_model, check_policy_config
+from robrep.data.demo_file import DemoFile
+from robrep.data.feature_cache import FeatureCache, compute_features, file_hash
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings (``train:`` in ``configs/policy/*.yaml``)."""
+
+    steps: int = 2000             # gradient steps at most (early stopping may end sooner)
+    batch_size: int = 64          # frames per step (sampled with replacement)
+    lr: float = 1e-3              # AdamW learning rate
+    weight_decay: float = 1e-4    # AdamW decoupled weight decay
+    eval_every: int = 100         # steps between validation evaluations
+    patience: int = 10            # evaluations without a lower valid MSE before stopping
+    grad_clip: float | None = 1.0  # max gradient norm (None = off)
+    eval_batch_size: int = 256    # frames per forward pass when evaluating
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` reports. Losses: ``train_loss`` = the objective (MSE or NLL, normalised units)
+    averaged over the steps before the best evaluation; ``valid_mse``/``train_mse`` = action MSE in raw
+    action units ([-1, 1]) of the kept (best) weights on all valid / training frames."""
+
+    steps: int
+    best_step: int
+    train_loss: float
+    valid_mse: float
+    train_mse: float
+    seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def to_device(frames: Mapping[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device) for k, v in frames.items()}
+
+
+@torch.no_grad()
+def evaluate_mse(model: BCModel, data: DemoTensors, batch_size: int = 256) -> float:
+    """Mean squared error (raw action units) of the predicted chunks over every frame of ``data``."""
+    model.eval()
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    for start in range(0, len(data), batch_size):
+        idx = torch.arange(start, min(start + batch_size, len(data)))
+        frames, proprio, actions = data.batch(idx)
+        pred = model.predict(model.stacked_vectors(to_device(frames, device), proprio.to(device)))
+        total += float(((pred - actions.to(device)) ** 2).sum())
+        count += actions.numel()
+    return total / max(count, 1)
+
+
+def fit(model: BCModel, train: DemoTensors, valid: DemoTensors | None, cfg: TrainConfig,
+        generator: torch.Generator, progress: bool = False) -> FitResult:
+    """Train ``model`` in place and leave it in eval mode holding the best (lowest valid MSE) weights.
+    Without valid demos the last weights are kept."""
+    start = time.perf_counter()
+    device = next(model.parameters()).device
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    best_score, best_state, best_step, best_loss = math.inf, copy.deepcopy(model.state_dict()), 0, math.nan
+    history: list[dict[str, float]] = []
+    window: list[float] = []
+    stale, step = 0, 0
+    bar = tqdm(range(1, cfg.steps + 1), disable=not progress, desc="train", unit="step")
+    for step in bar:
+        model.train()
+        idx = torch.randint(len(train), (cfg.batch_size,), generator=generator)
+        frames, proprio, actions = train.batch(idx)
+        loss = model.loss(to_device(frames, device), proprio.to(device), actions.to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        optimizer.step()
+        window.append(loss.detach().item())
+        if step % cfg.eval_every and step != cfg.steps:
+            continue
+        train_loss, window = sum(window) / len(window), []
+        valid_mse = evaluate_mse(model, valid, cfg.eval_batch_size) if valid is not None else math.nan
+        history.append({"step": step, "train_loss": train_loss, "valid_mse": valid_mse})
+        bar.set_postfix(loss=f"{train_loss:.4f}", valid_mse=f"{valid_mse:.4f}")
+        score = valid_mse if valid is not None else -step  # no valid demos: keep the last weights
+        if score < best_score:
+            best_score, best_state, best_step, best_loss, stale = score, copy.deepcopy(model.state_dict()), step, train_loss, 0
+        else:
+            stale += 1
+            if stale >= cfg.patience:
+                break
+    model.load_state_dict(best_state)
+    valid_mse = evaluate_mse(model, valid, cfg.eval_batch_size) if valid is not None else math.nan
+    train_mse = evaluate_mse(model, train, cfg.eval_batch_size)
+    return FitResult(step, best_step, best_loss, valid_mse, train_mse, time.perf_counter() - start, history)
+
+
+def shared_instruction(instructions: list[str | None]) -> str | None:
+    """The instruction if every demo has the same one, else None."""
+    unique = set(instructions)
+    return unique.pop() if len(unique) == 1 else None
+
+
+def train_policy(
+    policy_cfg: Mapping[str, Any],
+    dataset: str | os.PathLike,
+    n: int,
+    seed: int,
+    out: str | os.PathLike,
+    encoder: EncoderSpec | None = None,
+    cache_dir: str | os.PathLike = "cache/features",
+    use_language: bool = True,
+    feature_batch_size: int = 64,
+    device: str = "cpu",
+    config: Mapping[str, Any] | None = None,
+    progress: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Train the policy ``policy_cfg`` (a resolved ``configs/policy/*.yaml``) on ``train_n{n}_seed{seed}``
+    of ``dataset``, early-stopped on its ``valid`` demos, and write the checkpoint to ``out``.
+
+    ``trunk: features`` needs ``encoder``: its features come from the cache in ``cache_dir`` (computed once
+    by :func:`robrep.data.feature_cache.compute_features`); ``trunk: cnn`` trains on the demo images.
+    ``config`` (the command's resolved config) is stored as is. Raises
+    :class:`robrep.data.demo_file.DemoFileError` when the subset does not exist (e.g. ``n`` larger than the
+    train demos). Returns ``{"path", "train": FitResult fields, "frames", "seconds"}``.
+    """
+    start = time.perf_counter()
+    policy_cfg = copy.deepcopy(dict(policy_cfg))
+    check_policy_config(policy_cfg)
+    train_cfg = TrainConfig(**policy_cfg["train"])
+    stack, chunk = int(policy_cfg.get("frame_stack", 1)), int(policy_cfg.get("chunk", 1))
+    uses_encoder = policy_cfg["trunk"] == "features"
+    if uses_encoder and encoder is None:
+        raise ValueError(f"policy {policy_cfg.get('name')!r} reads frozen features: pass an encoder spec")
+    with DemoFile(dataset) as demos:
+        filter_key = f"train_n{n}_seed{seed}"
+        train_names = demos.subset(n, seed)
+        valid_names = demos.demo_names("valid") if "valid" in demos.filter_keys else []
+        env_args = demos.env_args
+        enc_record, cache = None, None
+        if uses_encoder:
+            enc = encoder.load(device)
+            with torch.inference_mode():
+                cache_file = compute_features(enc, dataset, cache_dir, encoder_name=encoder.label,
+                                              batch_size=feature_batch_size, use_language=use_language,
+                                              progress=progress)
+            cache = FeatureCache(cache_file, enc)
+            enc_record = {**encoder.to_dict(), "identity": enc.identity(), "use_language": bool(use_language),
+                          "cache": str(cache_file)}
+            del enc  # training reads the cache only
+        try:
+            train = load_demo_tensors(demos, train_names, stack, chunk, cache)
+            valid = load_demo_tensors(demos, valid_names, stack, chunk, cache) if valid_names else None
+        finally:
+            if cache is not None:
+                cache.close()
+    shape_meta: dict[str, Any] = {"action_dim": int(train.actions.shape[1]), "proprio_dim": int(train.proprio.shape[1])}
+    if uses_encoder:
+        tokens = train.frames["tokens"]
+        shape_meta.update(feature_dim=int(tokens.shape[2]), grid=list(cache.grid),
+                          has_global_token="global_token" in train.frames)
+    else:
+        shape_meta["image_size"] = list(train.frames["image"].shape[1:3])
+    if log:
+        log(f"{len(train_names)} train demos ({len(train)} frames), {len(valid_names)} valid demos "
+            f"({0 if valid is None else len(valid)} frames) from {dataset}")
+
+    # ---- seeding: the one place that fixes every random draw of training (init, dropout, batches, shifts)
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+
+    model = build_model(policy_cfg, shape_meta).to(device)
+    model.set_statistics(train.proprio, train.actions, float(policy_cfg.get("min_std", 1e-2)))
+    result = fit(model, train, valid, train_cfg, generator, progress)
+    payload = {
+        "state_dict": model.state_dict(),
+        "policy_config": policy_cfg,
+        "shape_meta": shape_meta,
+        "normalization": {"action": model.action_norm.stats(), "proprio": model.proprio_norm.stats()},
+        "encoder": enc_record,
+        "task": str(env_args.get("task", env_args.get("env_name"))),
+        "env_kwargs": dict(env_args.get("env_kwargs", {})),
+        "env_args": json.loads(json.dumps(env_args)),
+        "instruction": shared_instruction(train.instructions),
+        "dataset": {"path": str(dataset), "hash": file_hash(dataset), "filter_key": filter_key,
+                    "train_demos": train_names, "valid_demos": valid_names},
+        "n": int(n),
+        "seed": int(seed),
+        "config": json.loads(json.dumps(dict(config or {}), default=str)),
+        "train": {**asdict(result), "frames": len(train)},
+    }
+    path = save_policy_checkpoint(payload, out)
+    return {"path": path, "train": asdict(result), "frames": len(train), "seconds": time.perf_counter() - start}

@@ -1,0 +1,310 @@
+"""BC policies: heads learn, normalisation and checkpoints round-trip, the policy acts with the documented shapes,
+refuses a changed encoder, chunking/ensembling and augmentation behave, and ``robrep train`` runs end to end on a
+tiny real demo file (push, 32 px) with a tiny MAE encoder."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from policies import EncoderSpec, Policy, PolicyCheckpointError, load_policy, train_policy
+from policies.checkpoint import read_policy_checkpoint
+from policies.chunking import TemporalEnsembler
+from policies.cnn import ConvTrunk, RandomShift
+from policies.datasets import load_demo_tensors, window_indices
+from policies.model import build_model
+from policies.normalization import Normalizer
+from policies.train import TrainConfig, evaluate_mse, fit
+from policies.trunks import drop_tokens
+from robrep.cli import config_dir, main
+from robrep.collect import collect_demos
+from robrep.data.demo_file import DemoFile, DemoFileError
+from robrep.data.feature_cache import FeatureCache, compute_features
+from robrep.encoders import load_encoder, save_checkpoint
+
+ARCH = dict(input_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2)
+TINY_ARCH = [f"encoder.arch.{k}={v}" for k, v in ARCH.items()]
+
+
+def policy_cfg(name: str = "mlp", **overrides) -> dict:
+    """configs/policy/<name>.yaml (with its defaults) resolved, readout 'mean', plus ``overrides``."""
+    base = OmegaConf.load(f"{config_dir()}/policy/mlp.yaml")
+    if name != "mlp":
+        own = OmegaConf.load(f"{config_dir()}/policy/{name}.yaml")
+        own.pop("defaults")
+        base = OmegaConf.merge(base, own)
+    base.readout = "mean" if name != "cnn" else base.readout
+    return OmegaConf.to_container(OmegaConf.merge(base, overrides), resolve=True)
+
+
+@pytest.fixture(scope="module")
+def demos(tmp_path_factory):
+    """8 push demos at 32 px: train = demo_0..6 (subsets N=2, 5 for seed 0), valid = demo_7."""
+    path = tmp_path_factory.mktemp("demos") / "push.hdf5"
+    collect_demos("push", 8, path, image_size=32, subset_sizes=(2, 5), subset_seeds=(0,), progress=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def encoder_ckpt(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("enc") / "mae_tiny.pt"
+    save_checkpoint(load_encoder("mae", **ARCH), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def tiny_data(demos, encoder_ckpt, cache_dir):
+    """Cached features of the N=2 subset (~60 frames; no frame stack, chunk 1) and the feature shapes."""
+    enc = load_encoder("mae", weights=str(encoder_ckpt), **ARCH)
+    path = compute_features(enc, demos, cache_dir, encoder_name="mae_tiny", progress=False)
+    with DemoFile(demos) as d, FeatureCache(path, enc) as cache:
+        data = load_demo_tensors(d, d.subset(2, 0), cache=cache)
+    meta = {"action_dim": 4, "proprio_dim": 4, "feature_dim": 32, "grid": [4, 4], "has_global_token": True}
+    return data, meta
+
+
+@pytest.fixture(scope="module")
+def trained(demos, encoder_ckpt, cache_dir, tmp_path_factory):
+    """An MLP policy trained briefly through the public API: (summary, checkpoint path)."""
+    out = tmp_path_factory.mktemp("policy") / "mlp.pt"
+    cfg = policy_cfg(train={"steps": 60, "eval_every": 20})
+    summary = train_policy(cfg, demos, 5, 0, out, EncoderSpec("mae", str(encoder_ckpt), ARCH), cache_dir=cache_dir)
+    return summary, out
+
+
+def demo_obs(demos, name="demo_7", frames=slice(0, 3)):
+    with DemoFile(demos) as d:
+        ep = d.episode(name)
+    return {"image": ep["obs"]["image"][frames], "proprio": ep["obs"]["proprio"][frames]}
+
+
+def fit_quick(model, data, steps, lr=3e-3, valid=None):
+    torch.manual_seed(0)
+    cfg = TrainConfig(steps=steps, batch_size=32, lr=lr, weight_decay=0.0, eval_every=steps // 4, patience=100)
+    return fit(model, data, valid, cfg, torch.Generator().manual_seed(0))
+
+
+# ---------------------------------------------------------------------------------------------- pieces
+def test_normalizer_round_trip():
+    x = torch.randn(50, 4) * torch.tensor([1.0, 0.1, 5.0, 0.0]) + torch.tensor([0.0, 1.0, -2.0, 0.3])
+    norm = Normalizer.fit(x, min_std=1e-2)
+    z = norm.normalize(x)
+    torch.testing.assert_close(norm.unnormalize(z), x, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(z[:, :3].mean(0), torch.zeros(3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(z[:, :3].std(0, unbiased=False), torch.ones(3), atol=1e-4, rtol=0)
+    assert norm.std[3] == pytest.approx(1e-2) and torch.all(z[:, 3].abs() < 1e-4)  # constant dim: floored std
+    again = Normalizer(4)
+    again.load_state_dict(norm.state_dict())
+    torch.testing.assert_close(again.normalize(x), z)
+
+
+def test_window_indices_clamp_at_episode_edges():
+    stack, chunk = window_indices([3, 2], frame_stack=2, chunk=3)
+    assert stack.tolist() == [[0, 0], [0, 1], [1, 2], [3, 3], [3, 4]]
+    assert chunk.tolist() == [[0, 1, 2], [1, 2, 2], [2, 2, 2], [3, 4, 4], [4, 4, 4]]
+
+
+def test_token_dropout():
+    tokens = torch.randn(3, 16, 8)
+    kept = drop_tokens(tokens, 0.5, keep_grid=False)
+    assert kept.shape == (3, 8, 8)
+    assert all(any(torch.equal(row, t) for t in tokens[i]) for i in range(3) for row in kept[i])
+    zeroed = drop_tokens(tokens, 0.25, keep_grid=True)
+    assert zeroed.shape == tokens.shape
+    assert ((zeroed.abs().sum(-1) == 0).sum(1) == 4).all()
+
+
+def test_temporal_ensembling():
+    ens = TemporalEnsembler(chunk=1, action_dim=4)
+    ens.reset(2)
+    chunks = torch.randn(2, 1, 4)
+    torch.testing.assert_close(ens(chunks), chunks[:, 0])  # k = 1: the current prediction
+    ens = TemporalEnsembler(chunk=3, action_dim=1, decay=0.5)
+    ens.reset(2)
+    c0, c1 = torch.tensor([[[1.0], [2.0], [3.0]]] * 2), torch.tensor([[[10.0], [20.0], [30.0]]] * 2)
+    torch.testing.assert_close(ens(c0), torch.tensor([[1.0], [1.0]]))
+    ens.reset_env(1)
+    out = ens(c1)  # env 0: predictions for now = 2 (older, weight 1) and 10 (weight e^-0.5); env 1: fresh
+    w = math.exp(-0.5)
+    torch.testing.assert_close(out, torch.tensor([[(2.0 + w * 10.0) / (1 + w)], [10.0]]))
+
+
+def test_random_shift_keeps_shape_and_shifts():
+    torch.manual_seed(0)
+    x = torch.rand(16, 3, 20, 20)
+    aug = RandomShift(pad=4).train()
+    y = aug(x)
+    assert y.shape == x.shape
+    assert not torch.equal(y, x)
+    padded = torch.nn.functional.pad(x, (4,) * 4, mode="replicate")
+    for i in range(len(x)):  # every output is an integer translation (a crop of the padded image)
+        assert any(torch.equal(y[i], padded[i, :, dy:dy + 20, dx:dx + 20]) for dy in range(9) for dx in range(9))
+    assert torch.equal(aug.eval()(x), x)
+    assert torch.equal(RandomShift(pad=0).train()(x), x)
+
+
+# ---------------------------------------------------------------------------------------------- heads
+def test_mlp_head_overfits_a_handful_of_actions(tiny_data):
+    data, meta = tiny_data
+    cfg = policy_cfg(readout="attention", head_kwargs={"hidden": 128, "layers": 2, "dropout": 0.0})
+    model = build_model(cfg, meta)
+    model.set_statistics(data.proprio, data.actions, 1e-2)
+    before = evaluate_mse(model, data)
+    result = fit_quick(model, data, steps=300)
+    assert result.history[-1]["train_loss"] < 0.1 * result.history[0]["train_loss"]
+    assert result.train_mse < 0.05 * before and result.train_mse < 0.01, (before, result.train_mse)
+
+
+def test_gmm_nll_decreases_and_acts_deterministically(tiny_data):
+    data, meta = tiny_data
+    model = build_model(policy_cfg("gmm"), meta)
+    assert model.head.modes == 5
+    model.set_statistics(data.proprio, data.actions, 1e-2)
+    result = fit_quick(model, data, steps=200)
+    losses = [h["train_loss"] for h in result.history]
+    assert losses[-1] < losses[0] - 1.0, losses
+    frames, proprio, _ = data.batch(torch.arange(8))
+    stack = model.stacked_vectors(frames, proprio)
+    first, second = model.predict(stack), model.predict(stack)
+    assert torch.equal(first, second) and first.shape == (8, 1, 4)
+    logits, means, _ = model.head.params(stack.flatten(1))
+    torch.testing.assert_close(model.head.predict(stack.flatten(1)), means[torch.arange(8), logits.argmax(1)])
+
+
+# ---------------------------------------------------------------------------------------------- policy + checkpoint
+def test_checkpoint_round_trip_gives_identical_actions(trained, demos, tiny_data):
+    summary, path = trained
+    ckpt = read_policy_checkpoint(path)
+    assert ckpt["task"] == "push" and ckpt["env_kwargs"]["image_size"] == 32 and ckpt["n"] == 5 and ckpt["seed"] == 0
+    assert ckpt["encoder"]["identity"]["family"] == "mae" and ckpt["dataset"]["filter_key"] == "train_n5_seed0"
+    assert set(ckpt["normalization"]) == {"action", "proprio"} and ckpt["train"]["seconds"] > 0
+    assert math.isfinite(ckpt["train"]["train_loss"]) and math.isfinite(ckpt["train"]["valid_mse"])
+    obs = demo_obs(demos)
+    a, b = load_policy(path), load_policy(path)
+    assert isinstance(a, Policy) and a.task == "push" and a.env_kwargs["image_size"] == 32
+    assert not a.model.training and not a.encoder.training
+    assert all(not p.requires_grad for p in a.encoder.parameters())
+    np.testing.assert_array_equal(a.act(obs), b.act(obs))
+    # acting from the live encoder matches the model applied to the cached features it was trained on
+    with DemoFile(demos) as d, FeatureCache(ckpt["encoder"]["cache"]) as cache:
+        data = load_demo_tensors(d, ["demo_7"], cache=cache)
+    frames, proprio, _ = data.batch(torch.arange(3))
+    expected = a.model.predict(a.model.stacked_vectors(frames, proprio))[:, 0]
+    a.reset(3)
+    np.testing.assert_allclose(a.act(obs), expected.numpy(), atol=1e-3)
+
+
+def test_batched_and_single_act_shapes(trained, demos):
+    policy = load_policy(trained[1])
+    obs = demo_obs(demos)
+    policy.reset(3)
+    batched = policy.act(obs)
+    assert batched.shape == (3, 4) and batched.dtype == np.float32 and np.abs(batched).max() <= 1.0
+    policy.reset()
+    single = policy.act({"image": obs["image"][0], "proprio": obs["proprio"][0], "state": np.zeros(10)})
+    assert single.shape == (4,) and single.dtype == np.float32
+    np.testing.assert_allclose(single, batched[0], atol=1e-5)
+    with pytest.raises(ValueError, match="tracks 1 envs"):
+        policy.act(obs)
+
+
+def test_refuses_a_different_encoder_weights_hash(demos, encoder_ckpt, cache_dir, tmp_path):
+    weights = tmp_path / "enc.pt"
+    weights.write_bytes(encoder_ckpt.read_bytes())
+    out = tmp_path / "p.pt"
+    train_policy(policy_cfg(train={"steps": 2, "eval_every": 1}), demos, 2, 0, out,
+                 EncoderSpec("mae", str(weights), ARCH), cache_dir=cache_dir)
+    load_policy(out)
+    torch.manual_seed(1)
+    save_checkpoint(load_encoder("mae", **ARCH), weights)  # other weights at the recorded path
+    with pytest.raises(PolicyCheckpointError, match="encoder weights changed since training"):
+        load_policy(out)
+
+
+def test_training_is_seeded_and_random_init_encoders_reload(demos, cache_dir, tmp_path):
+    spec = EncoderSpec("mae", None, ARCH, init_seed=3)
+    assert spec.load().weights_hash() == spec.load().weights_hash() != EncoderSpec("mae", None, ARCH, 4).load().weights_hash()
+    cfg = policy_cfg(train={"steps": 5, "eval_every": 5})
+    first, second = (read_policy_checkpoint(train_policy(cfg, demos, 2, 0, tmp_path / f"p{i}.pt", spec,
+                                                         cache_dir=cache_dir)["path"]) for i in range(2))
+    assert first["hash"] == second["hash"]  # same seed: identical weights
+    load_policy(tmp_path / "p0.pt")  # the random-init encoder is rebuilt with the same weights
+
+
+def test_too_many_demos_is_a_clear_error(demos, encoder_ckpt, cache_dir, tmp_path):
+    with pytest.raises(DemoFileError, match="N=50 demos requested but only 7 train demos"):
+        train_policy(policy_cfg(), demos, 50, 0, tmp_path / "p.pt", EncoderSpec("mae", str(encoder_ckpt), ARCH),
+                     cache_dir=cache_dir)
+    assert not (tmp_path / "p.pt").exists()
+
+
+def test_frame_stack_and_chunking_policy(demos, encoder_ckpt, cache_dir, tmp_path):
+    cfg = policy_cfg("gmm", frame_stack=2, chunk=3, token_dropout=0.5, readout="attention",
+                     train={"steps": 4, "eval_every": 2})
+    train_policy(cfg, demos, 2, 0, tmp_path / "p.pt", EncoderSpec("mae", str(encoder_ckpt), ARCH), cache_dir=cache_dir)
+    policy = load_policy(tmp_path / "p.pt")
+    assert policy.model.frame_stack == 2 and policy.model.chunk == 3
+    obs = demo_obs(demos, frames=slice(0, 2))
+    policy.reset(2)
+    first = policy.act(obs)
+    assert first.shape == (2, 4)
+    stack = policy._stack.clone()
+    torch.testing.assert_close(stack[:, 0], stack[:, 1])  # after a reset the first frame fills the stack
+    policy.act(obs)
+    policy.reset_env(1)
+    policy.act(obs)
+    assert policy.ensembler.count.tolist() == [3, 1]
+
+
+# ---------------------------------------------------------------------------------------------- CNN baseline
+def test_small_cnn_trains_and_acts(demos, tmp_path):
+    cfg = policy_cfg("cnn", train={"steps": 6, "eval_every": 3, "batch_size": 16})
+    summary = train_policy(cfg, demos, 2, 0, tmp_path / "cnn.pt")
+    hist = summary["train"]["history"]
+    assert len(hist) == 2 and all(math.isfinite(h["valid_mse"]) for h in hist)
+    ckpt = read_policy_checkpoint(tmp_path / "cnn.pt")
+    assert ckpt["encoder"] is None and ckpt["shape_meta"]["image_size"] == [32, 32]
+    assert any(k.startswith("trunk.backbone") for k in ckpt["state_dict"])
+    policy = load_policy(tmp_path / "cnn.pt")
+    assert policy.encoder is None
+    obs = demo_obs(demos)
+    out = policy.act(obs)
+    assert out.shape == (3, 4) and out.dtype == np.float32
+    np.testing.assert_array_equal(out, load_policy(tmp_path / "cnn.pt").act(obs))  # eval: no augmentation
+
+
+def test_resnet18_trunk_shapes():
+    trunk = ConvTrunk((32, 32), arch="resnet18", num_keypoints=8)
+    assert trunk.grid == (1, 1) and trunk.output_dim == 16
+    images = torch.randint(0, 256, (2, 32, 32, 3), dtype=torch.uint8)
+    trunk.train()
+    out = trunk({"image": images})
+    out.sum().backward()
+    assert out.shape == (2, 16) and trunk.backbone[0].weight.grad is not None
+    with pytest.raises(ValueError, match="training image size"):
+        trunk({"image": torch.zeros(2, 48, 48, 3, dtype=torch.uint8)})
+
+
+# ---------------------------------------------------------------------------------------------- command line
+def test_robrep_train_cli(demos, encoder_ckpt, cache_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # Hydra's run directory (runs/train/...) goes here
+    out = tmp_path / "cli.pt"
+    main(["train", "policy=mlp", "encoder=mae", f"weights={encoder_ckpt}", f"dataset={demos}", "n=2", "seed=0",
+          f"out={out}", f"cache_dir={cache_dir}", "policy.train.steps=5", "policy.train.eval_every=5",
+          "progress=false", *TINY_ARCH])
+    assert "policy: " in capsys.readouterr().out
+    ckpt = read_policy_checkpoint(out)
+    assert ckpt["config"]["n"] == 2 and ckpt["policy_config"]["readout"] == "attention"
+    assert load_policy(out).act(demo_obs(demos)).shape == (3, 4)
+    with pytest.raises(SystemExit):
+        main(["train", f"weights={encoder_ckpt}", f"dataset={demos}", "n=50", f"out={out}", f"cache_dir={cache_dir}",
+              "progress=false", *TINY_ARCH])
+    assert "only 7 train demos are available" in capsys.readouterr().err
