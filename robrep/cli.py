@@ -23,7 +23,7 @@ COMMANDS: dict[str, str] = {
     "features": "frozen features of every frame of a demo file -> float16 cache (encoder=, dataset=, weights=)",
     "probe": "ridge/MLP probes of object & gripper state from frozen features + gate (encoder=, dataset=, weights=)",
     "train": "behaviour cloning on frozen features or a from-scratch CNN -> policy checkpoint (policy=, encoder=, dataset=, n=, seed=)",
-    "eval": "roll a policy checkpoint out in its task: success rate + Wilson 95 % interval, videos (policy=, episodes=)",
+    "eval": "roll a policy checkpoint out in its task: success rate + Wilson 95 % interval, videos (checkpoint=, episodes=)",
 }
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
