@@ -23,6 +23,8 @@ COMMANDS: dict[str, str] = {
     "features": "frozen features of every frame of a demo file -> float16 cache (encoder=, dataset=, weights=)",
     "probe": "ridge/MLP probes of object & gripper state from frozen features + gate (encoder=, dataset=, weights=)",
     "train": "behaviour cloning on frozen features or a from-scratch CNN -> policy checkpoint (policy=, encoder=, dataset=, n=, seed=)",
+    "cell": "one sweep cell: train (arm=, n=, seed=) and evaluate -> <sweep_dir>/cells/<arm>_n<N>_s<seed>.json",
+    "sweep": "data-efficiency sweep: arms x N x seeds -> table, summary, paired differences, plot (resumable)",
     "eval": "roll a policy checkpoint out in its task: success rate + Wilson 95 % interval, videos (checkpoint=, episodes=)",
 }
 

@@ -1,0 +1,76 @@
+"""``robrep cell``: one cell of a data-efficiency sweep — train (arm, N, seed), evaluate, write a record.
+
+The record ``<sweep_dir>/cells/<arm>_n<N>_s<seed>.json`` (see :mod:`robrep.sweep.table`) is written
+atomically at the very end, so an interrupted cell leaves nothing half-done; if it already exists the cell
+is skipped. The trained policy is kept under ``runs/sweeps/<sweep name>/policies/`` so a re-run whose
+evaluation was interrupted does not train again.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from policies.checkpoint import EncoderSpec
+from robrep import results
+from robrep.commands.eval import demo_seeds_of
+from robrep.commands.probe import thread_limit
+from robrep.data.feature_cache import compute_features
+from robrep.sweep.table import cell_name, cell_path
+
+
+def run(cfg: DictConfig) -> None:
+    from policies import load_policy
+    from policies.train import train_policy
+    from robrep.eval.rollouts import evaluate
+
+    record_path = cell_path(cfg.sweep_dir, cfg.arm, cfg.n, cfg.seed)
+    name = cell_name(cfg.arm, cfg.n, cfg.seed)
+    policy_cfg = OmegaConf.to_container(cfg.policy, resolve=True)
+    uses_encoder = policy_cfg["trunk"] == "features"
+    encoder = None
+    if uses_encoder:
+        arch = OmegaConf.to_container(cfg.encoder.arch, resolve=True) or {}
+        encoder = EncoderSpec(str(cfg.encoder.name), cfg.weights, arch, init_seed=int(cfg.encoder_seed))
+    if cfg.features_only:
+        if encoder is not None:
+            with thread_limit(cfg.threads):
+                path = compute_features(encoder.load(cfg.device), cfg.dataset, cfg.cache_dir, encoder_name=encoder.label,
+                                        batch_size=cfg.feature_batch_size, use_language=cfg.use_language,
+                                        progress=cfg.progress)
+            print(f"{cfg.arm}: features {path}")
+        return
+    if record_path.exists():
+        print(f"{name}: done already ({record_path})")
+        return
+    policy_path = Path("runs/sweeps") / Path(cfg.sweep_dir).name / "policies" / f"{name}.pt"
+    with thread_limit(cfg.threads):
+        t0 = time.perf_counter()
+        if not policy_path.exists():
+            train_policy(policy_cfg, cfg.dataset, int(cfg.n), int(cfg.seed), policy_path, encoder=encoder,
+                         cache_dir=cfg.cache_dir, use_language=cfg.use_language,
+                         feature_batch_size=cfg.feature_batch_size, device=cfg.device,
+                         config=OmegaConf.to_container(cfg, resolve=True), progress=cfg.progress)
+        train_s = time.perf_counter() - t0
+        policy = load_policy(policy_path, device=cfg.device)
+        result = evaluate(policy, int(cfg.episodes), seed_start=int(cfg.eval_seed_start), num_envs=int(cfg.num_envs),
+                          video_episodes=int(cfg.videos), progress=cfg.progress, demo_seeds=demo_seeds_of(policy))
+    if cfg.videos:
+        result.write_videos(record_path.parent.parent / "videos" / f"{name}.mp4")
+    meta = policy.meta
+    enc = meta.get("encoder") or {}
+    record = {
+        "arm": str(cfg.arm), "task": result.task, "encoder": enc.get("name", ""),
+        "weights": enc.get("weights", ""), "weights_hash": (enc.get("identity") or {}).get("weights_hash", ""),
+        "readout": policy_cfg.get("readout", "") if uses_encoder else f"{policy_cfg['cnn']['arch']}+spatial_softmax",
+        "head": policy_cfg.get("head", ""), "n": int(cfg.n), "seed": int(cfg.seed),
+        **result.summary(), "train_seconds": round(float(meta.get("train", {}).get("seconds", train_s)), 1),
+        "eval_seconds": round(result.wall_s, 1), "valid_mse": meta.get("train", {}).get("valid_mse"),
+        "episode_seeds": result.seeds, "episode_success": [int(s) for s in result.success],
+        "episode_length": [r.length for r in result.records], "policy": str(policy_path),
+        "dataset": str(cfg.dataset), "command": results.command_line(program="robrep cell"),
+    }
+    results.write_json(record, record_path)
+    print(f"{name}: {result.format()} -> {record_path}")

@@ -1,0 +1,119 @@
+"""``robrep sweep``: the data-efficiency sweep (arms × N × seeds) end to end, resumable.
+
+1. the demo file (collected if missing) must hold ``train_n<N>_seed<s>`` for every N and seed;
+2. each frozen encoder's features are cached once (``cache/features``), before cells start;
+3. the cells run as ``robrep cell --multirun arm=… n=… seed=…`` through the configured Hydra launcher;
+   a cell whose record exists is skipped, so re-running the command continues an interrupted sweep;
+4. the records become ``table.csv``/``table.jsonl`` (one row per cell), ``summary.csv`` (per arm and N:
+   pooled success with a Wilson 95 % interval and the spread over seeds), ``paired.csv`` (arm a − arm b on
+   shared episodes, paired bootstrap 95 %) and ``success_vs_n.png``/``.svg``.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from robrep import results
+from robrep.sweep.table import (cell_path, cell_rows, format_summary, load_cells, paired_rows, plot_success,
+                                summarise)
+
+
+def ensure_dataset(cfg: DictConfig) -> Path:
+    """The sweep's demo file, collected when missing; checks every (N, seed) subset exists."""
+    from robrep.collect import collect_demos
+    from robrep.data.demo_file import DemoFile, DemoFileError
+
+    path = Path(cfg.dataset)
+    demos, seeds = sorted(int(n) for n in cfg.demos), sorted(int(s) for s in cfg.seeds)
+    if not path.exists():
+        train_needed = max(demos)
+        total = math.ceil(train_needed / (1.0 - float(cfg.collect.valid_fraction))) + 1
+        print(f"collecting {total} {cfg.task.name} demos into {path} (N up to {train_needed}, seeds {seeds})")
+        collect_demos(cfg.task.name, total, path, image_size=cfg.task.image_size, seed_start=cfg.collect.seed_start,
+                      noise_std=cfg.collect.noise_std, subset_sizes=demos, subset_seeds=seeds,
+                      valid_fraction=cfg.collect.valid_fraction, progress=cfg.progress)
+    with DemoFile(path) as f:
+        missing = [f"train_n{n}_seed{s}" for n in demos for s in seeds if f"train_n{n}_seed{s}" not in f.filter_keys]
+        if missing:
+            raise DemoFileError(
+                f"{path} lacks the subsets {missing} (it has {len(f.demo_names('train')) if 'train' in f.filter_keys else len(f)} "
+                f"train demos); delete it to re-collect, or point dataset= at a file with them")
+    return path
+
+
+def cell_command(cfg: DictConfig, arms: list[str], multirun: bool = True) -> list[str]:
+    """The ``robrep cell --multirun`` command line of the sweep's cells (``multirun=False``: one cell of
+    ``arms[0]`` at the first N and seed, in this process's launcher)."""
+    launcher = [] if not multirun or cfg.launcher in (None, "basic") else [f"hydra/launcher={cfg.launcher}"]
+    if multirun and cfg.launcher == "joblib":
+        launcher.append(f"hydra.launcher.n_jobs={int(cfg.jobs)}")
+    values = (lambda xs: ",".join(str(x) for x in xs)) if multirun else (lambda xs: str(list(xs)[0]))
+    return [sys.executable, "-m", "robrep.cli", "cell", *(["--multirun"] if multirun else []),
+            f"task={cfg.task.name}", f"task.image_size={cfg.task.image_size}", f"arm={values(arms)}",
+            f"n={values(cfg.demos)}", f"seed={values(cfg.seeds)}", f"episodes={cfg.episodes}", f"dataset={cfg.dataset}",
+            f"sweep_dir={cfg.sweep_dir}", f"weights_budget={cfg.weights_budget}", f"num_envs={cfg.num_envs}",
+            f"progress={str(bool(cfg.progress)).lower()}", *cfg.cell_overrides, *launcher]
+
+
+def cache_features(cfg: DictConfig, arms: list[str]) -> None:
+    """Compute each frozen encoder's feature cache once (``robrep cell features_only=true``, one arm after
+    another) before cells run in parallel; arms without an encoder or with a cache return at once."""
+    for arm in arms:
+        cmd = cell_command(cfg, [arm], multirun=False) + ["features_only=true"]
+        if subprocess.run(cmd).returncode:
+            raise RuntimeError(f"computing the features of arm {arm!r} failed: {' '.join(cmd[2:])}")
+
+
+def aggregate(cfg: DictConfig, arms: list[str]) -> dict[str, Path]:
+    """Table, summary, paired differences and plot of the finished cells of this sweep."""
+    wanted = {(a, int(n), int(s)) for a in arms for n in cfg.demos for s in cfg.seeds}
+    records = [r for r in load_cells(cfg.sweep_dir) if (r["arm"], int(r["n"]), int(r["seed"])) in wanted]
+    if not records:
+        raise RuntimeError(f"no finished cells under {cfg.sweep_dir}/cells")
+    out = Path(cfg.sweep_dir)
+    command = [results.command_line(program="robrep sweep")]
+    paths = {"table": results.write_csv(cell_rows(records), out / "table.csv", comments=command),
+             "jsonl": results.write_jsonl(records, out / "table.jsonl")}
+    summary = summarise(records)
+    paths["summary"] = results.write_csv(summary, out / "summary.csv", comments=command)
+    pairs = [tuple(p) for p in cfg.pairs if p[0] in arms and p[1] in arms]
+    paired = paired_rows(records, pairs, num_resamples=int(cfg.bootstrap_resamples))
+    if paired:
+        paths["paired"] = results.write_csv(paired, out / "paired.csv", comments=command)
+    png, svg = plot_success(summary, records, out / "success_vs_n",
+                            title=f"{cfg.task.name}: success vs N ({len(cfg.seeds)} seeds × {cfg.episodes} episodes; "
+                                  f"band = Wilson 95 %)")
+    paths.update(plot=png, plot_svg=svg)
+    print(format_summary(summary))
+    for p in paired:
+        print(f"{p['a']} − {p['b']} at N={p['n']}: {p['diff']:+.2f} [{p['ci_low']:+.2f}, {p['ci_high']:+.2f}] "
+              f"({p['seeds']} seeds × {p['episodes']} episodes, paired bootstrap 95 %)")
+    return paths
+
+
+def run(cfg: DictConfig) -> None:
+    t0 = time.perf_counter()
+    arms = [str(a) for a in cfg.arms]
+    ensure_dataset(cfg)
+    pending = [(a, n, s) for a in arms for n in cfg.demos for s in cfg.seeds
+               if not cell_path(cfg.sweep_dir, a, n, s).exists()]
+    total = len(arms) * len(cfg.demos) * len(cfg.seeds)
+    print(f"sweep {cfg.name}: {total} cells ({len(arms)} arms × N {list(cfg.demos)} × seeds {list(cfg.seeds)}), "
+          f"{total - len(pending)} already done")
+    if pending:
+        cache_features(cfg, sorted({a for a, _, _ in pending}))
+        cmd = cell_command(cfg, sorted({a for a, _, _ in pending}, key=arms.index))
+        print("$ " + " ".join(cmd[2:]).replace("robrep.cli", "robrep", 1))
+        proc = subprocess.run(cmd)
+        if proc.returncode:
+            print(f"some cells failed (exit {proc.returncode}); finished cells are kept — re-run to retry", file=sys.stderr)
+    paths = aggregate(cfg, arms)
+    print(f"sweep wall time {(time.perf_counter() - t0) / 60:.1f} min")
+    for k, p in paths.items():
+        print(f"{k}: {p}")

@@ -1,0 +1,1 @@
+"""Data-efficiency sweeps: cells (arm × N × seed), their records, the table and the plot."""

@@ -1,0 +1,166 @@
+"""Sweep results: per-cell records → one tidy table (CSV + JSON lines) and a summary per (arm, N).
+
+A *cell record* is the JSON written by ``robrep cell`` (:func:`cell_path`): ``arm``, ``task``, ``n``,
+``seed``, ``episodes``, ``successes``, ``success_rate``, ``ci_low``/``ci_high`` (Wilson 95 %),
+``mean_length``, ``episode_seeds``/``episode_success`` (per evaluation episode), wall times and what
+was trained (encoder, weights hash, readout, head, policy path).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from robrep.eval.stats import paired_bootstrap_diff, wilson_interval
+
+#: Columns of the per-cell table, in order (the JSON-lines file holds the same rows).
+CELL_COLUMNS = ("arm", "task", "encoder", "weights_hash", "readout", "head", "n", "seed", "episodes", "successes",
+                "success_rate", "ci_low", "ci_high", "mean_length", "train_seconds", "eval_seconds", "ms_per_step",
+                "policy")
+#: Columns of the per-(arm, N) summary.
+SUMMARY_COLUMNS = ("arm", "task", "n", "seeds", "episodes", "successes", "success_rate", "ci_low", "ci_high",
+                   "seed_mean", "seed_std", "seed_min", "seed_max")
+
+
+def cell_name(arm: str, n: int, seed: int) -> str:
+    """``<arm>_n<N>_s<seed>``: the file stem of a cell's record and policy."""
+    return f"{arm}_n{int(n)}_s{int(seed)}"
+
+
+def cell_path(sweep_dir: str | os.PathLike, arm: str, n: int, seed: int) -> Path:
+    """Where ``robrep cell`` writes the record of (arm, N, seed)."""
+    return Path(sweep_dir) / "cells" / f"{cell_name(arm, n, seed)}.json"
+
+
+def load_cells(sweep_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """Every finished cell record under ``sweep_dir/cells`` (sorted by arm, N, seed)."""
+    records = []
+    for path in sorted((Path(sweep_dir) / "cells").glob("*.json")):
+        with open(path) as f:
+            records.append(json.load(f))
+    return sorted(records, key=lambda r: (str(r["arm"]), int(r["n"]), int(r["seed"])))
+
+
+def cell_rows(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One flat row per cell with :data:`CELL_COLUMNS`."""
+    return [{c: r.get(c, "") for c in CELL_COLUMNS} for r in records]
+
+
+def summarise(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per (arm, N): successes pooled over seeds with a Wilson 95 % interval, and the spread of the
+    per-seed success rates (the noise floor of that cell)."""
+    groups: dict[tuple[str, int], list[Mapping[str, Any]]] = defaultdict(list)
+    for r in records:
+        groups[(str(r["arm"]), int(r["n"]))].append(r)
+    rows = []
+    for (arm, n), cells in sorted(groups.items()):
+        k = sum(int(c["successes"]) for c in cells)
+        total = sum(int(c["episodes"]) for c in cells)
+        rates = np.array([float(c["success_rate"]) for c in cells])
+        low, high = wilson_interval(k, total)
+        rows.append({
+            "arm": arm, "task": cells[0].get("task", ""), "n": n, "seeds": len(cells), "episodes": total,
+            "successes": k, "success_rate": round(k / total, 4), "ci_low": round(low, 4), "ci_high": round(high, 4),
+            "seed_mean": round(float(rates.mean()), 4), "seed_std": round(float(rates.std(ddof=1)), 4) if len(rates) > 1 else 0.0,
+            "seed_min": round(float(rates.min()), 4), "seed_max": round(float(rates.max()), 4),
+        })
+    return rows
+
+
+def paired_rows(records: Sequence[Mapping[str, Any]], pairs: Sequence[tuple[str, str]],
+                num_resamples: int = 10000) -> list[dict[str, Any]]:
+    """For each ``(a, b)`` arm pair and N both have: success(a) − success(b) on the shared evaluation
+    episodes and training seeds, with a hierarchical paired bootstrap 95 % interval."""
+    by: dict[tuple[str, int], dict[int, Mapping[str, Any]]] = defaultdict(dict)
+    for r in records:
+        by[(str(r["arm"]), int(r["n"]))][int(r["seed"])] = r
+    rows = []
+    for a, b in pairs:
+        for n in sorted({n for (arm, n) in by if arm == a} & {n for (arm, n) in by if arm == b}):
+            seeds = sorted(set(by[(a, n)]) & set(by[(b, n)]))
+            if not seeds:
+                continue
+            sa, sb = _episode_matrix([by[(a, n)][s] for s in seeds]), _episode_matrix([by[(b, n)][s] for s in seeds])
+            if sa is None or sb is None or sa[0] != sb[0]:
+                continue  # not evaluated on the same episode seeds: no paired comparison
+            out = paired_bootstrap_diff(sa[1], sb[1], num_resamples=num_resamples)
+            rows.append({"a": a, "b": b, "n": n, "seeds": len(seeds), "episodes": int(sa[1].shape[1]),
+                         "diff": round(float(out["diff"]), 4), "ci_low": round(float(out["ci_low"]), 4),
+                         "ci_high": round(float(out["ci_high"]), 4)})
+    return rows
+
+
+def _episode_matrix(cells: Sequence[Mapping[str, Any]]) -> tuple[tuple[int, ...], np.ndarray] | None:
+    """``(episode seeds, successes (seeds, episodes))`` when every cell used the same episode seeds."""
+    seeds = {tuple(c.get("episode_seeds", ())) for c in cells}
+    if len(seeds) != 1 or not next(iter(seeds)):
+        return None
+    return next(iter(seeds)), np.array([c["episode_success"] for c in cells], dtype=float)
+
+
+def plot_success(summary: Sequence[Mapping[str, Any]], records: Sequence[Mapping[str, Any]],
+                 path: str | os.PathLike, title: str = "") -> list[Path]:
+    """Success rate vs N (log x), one line per arm: pooled rate with its Wilson 95 % interval as a band
+    and each training seed as a dot. Writes ``path`` with suffix .png and .svg; returns both paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    arms = sorted({str(r["arm"]) for r in summary})
+    for i, arm in enumerate(arms):
+        rows = sorted((r for r in summary if r["arm"] == arm), key=lambda r: int(r["n"]))
+        ns = np.array([int(r["n"]) for r in rows], dtype=float)
+        color = f"C{i % 10}"
+        style = "--" if arm in ("cnn", "resnet18") else "-"
+        ax.plot(ns, [float(r["success_rate"]) for r in rows], style, marker="o", color=color, label=arm)
+        ax.fill_between(ns, [float(r["ci_low"]) for r in rows], [float(r["ci_high"]) for r in rows],
+                        color=color, alpha=0.12, linewidth=0)
+        dots = [(int(c["n"]), float(c["success_rate"])) for c in records if str(c["arm"]) == arm]
+        if dots:
+            jitter = 1.0 + 0.04 * (i - (len(arms) - 1) / 2)
+            ax.scatter([d[0] * jitter for d in dots], [d[1] for d in dots], s=9, color=color, alpha=0.5)
+    ax.set_xscale("log")
+    ns_all = sorted({int(r["n"]) for r in summary})
+    ax.set_xticks(ns_all)
+    ax.set_xticklabels([str(n) for n in ns_all])
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("demonstrations N (log scale)")
+    ax.set_ylabel("success rate")
+    ax.set_title(title or "success vs demonstrations (band: Wilson 95 %, dots: training seeds)", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", ncol=2)
+    fig.tight_layout()
+    out = []
+    for suffix in (".png", ".svg"):
+        p = Path(path).with_suffix(suffix)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_name(f".{p.stem}.tmp-{os.getpid()}{suffix}")
+        fig.savefig(tmp, dpi=130)
+        os.replace(tmp, p)
+        out.append(p)
+    plt.close(fig)
+    return out
+
+
+def format_summary(summary: Sequence[Mapping[str, Any]]) -> str:
+    """A fixed-width text table of the summary: arm × N → ``rate [low, high]``."""
+    arms = sorted({str(r["arm"]) for r in summary})
+    ns = sorted({int(r["n"]) for r in summary})
+    cell = {(str(r["arm"]), int(r["n"])): r for r in summary}
+    lines = [f"{'arm':<14}" + "".join(f"{'N=' + str(n):>22}" for n in ns)]
+    for arm in arms:
+        parts = []
+        for n in ns:
+            r = cell.get((arm, n))
+            parts.append(f"{'-':>22}" if r is None else
+                         f"{float(r['success_rate']):>7.0%} [{float(r['ci_low']):.2f},{float(r['ci_high']):.2f}] s{r['seeds']}".rjust(22))
+        lines.append(f"{arm:<14}" + "".join(parts))
+    return "\n".join(lines)
+
