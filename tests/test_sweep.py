@@ -1,0 +1,112 @@
+"""The data-efficiency sweep: table/summary/paired formats, resume, subsets that do not exist, launcher configs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+
+from robrep import results
+from robrep.cli import config_dir, main
+from robrep.collect import collect_demos
+from robrep.data.demo_file import DemoFileError
+from robrep.sweep.table import (CELL_COLUMNS, SUMMARY_COLUMNS, cell_path, cell_rows, format_summary, load_cells,
+                                paired_rows, plot_success, summarise)
+
+
+def record(arm: str, n: int, seed: int, success: list[int]) -> dict:
+    return {"arm": arm, "task": "push", "n": n, "seed": seed, "episodes": len(success), "successes": sum(success),
+            "success_rate": sum(success) / len(success), "episode_seeds": list(range(1_000_000, 1_000_000 + len(success))),
+            "episode_success": success}
+
+
+def test_summary_pools_seeds_with_a_wilson_interval(tmp_path):
+    recs = [record("mae", 10, 0, [1, 0, 0, 0]), record("mae", 10, 1, [1, 1, 0, 0]), record("cnn", 10, 0, [0, 0, 0, 0])]
+    summary = summarise(recs)
+    assert [tuple(r) for r in summary] == [SUMMARY_COLUMNS] * 2
+    mae = next(r for r in summary if r["arm"] == "mae")
+    assert (mae["seeds"], mae["episodes"], mae["successes"], mae["success_rate"]) == (2, 8, 3, 0.375)
+    assert 0.0 < mae["ci_low"] < 0.375 < mae["ci_high"] < 1.0
+    assert mae["seed_min"] == 0.25 and mae["seed_max"] == 0.5 and mae["seed_std"] > 0
+    assert list(cell_rows(recs)[0]) == list(CELL_COLUMNS)
+    assert "mae" in format_summary(summary) and "N=10" in format_summary(summary)
+    png, svg = plot_success(summary, recs, tmp_path / "plot")
+    assert png.stat().st_size > 1000 and svg.read_text().startswith("<?xml")
+
+
+def test_paired_rows_need_shared_episodes():
+    a = [record("mae", 10, s, [1] * 6) for s in range(2)]
+    b = [record("cnn", 10, s, [0] * 6) for s in range(2)]
+    (row,) = paired_rows(a + b, [("mae", "cnn")], num_resamples=200)
+    assert row["diff"] == 1.0 and row["ci_low"] == row["ci_high"] == 1.0 and row["seeds"] == 2
+    shifted = [{**r, "episode_seeds": [s + 100 for s in r["episode_seeds"]]} for r in b]
+    assert paired_rows(a + shifted, [("mae", "cnn")], num_resamples=200) == []  # not the same layouts: no pairing
+
+
+@pytest.fixture(scope="module")
+def reach_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("sweep") / "reach.hdf5"
+    collect_demos("reach", 6, path, image_size=32, subset_sizes=(4,), subset_seeds=(0,), progress=False)
+    return path
+
+
+SMALL = ["task=reach", "task.image_size=32", "arms=[cnn]", "demos=[4]", "seeds=[0]", "episodes=2", "num_envs=2",
+         "launcher=basic", "progress=false", "bootstrap_resamples=100",
+         'cell_overrides=["policy.train.steps=4","policy.train.eval_every=2","policy.cnn.channels=8"]']
+
+
+def test_sweep_runs_resumes_and_keeps_finished_cells(reach_file, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    args = ["sweep", *SMALL, f"dataset={reach_file}", "sweep_dir=out"]
+    assert main(args) == 0
+    rec_path = cell_path("out", "cnn", 4, 0)
+    rec = json.loads(rec_path.read_text())
+    assert rec["episode_seeds"] == [1_000_000, 1_000_001] and len(rec["episode_success"]) == 2
+    table = results.read_csv("out/table.csv")
+    assert len(table) == 1 and table[0]["arm"] == "cnn" and table[0]["n"] == "4"
+    assert (tmp_path / "out/success_vs_n.png").exists() and (tmp_path / "out/summary.csv").exists()
+    first = rec_path.stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(args) == 0  # resume: nothing left to do, the record is untouched
+    assert "1 already done" in capsys.readouterr().out and rec_path.stat().st_mtime_ns == first
+    # an interrupted evaluation (record missing, policy kept) re-evaluates without training again
+    policy = tmp_path / "runs/sweeps/out/policies/cnn_n4_s0.pt"
+    trained = policy.stat().st_mtime_ns
+    rec_path.unlink()
+    assert main(args) == 0
+    assert rec_path.exists() and policy.stat().st_mtime_ns == trained
+    assert len(load_cells("out")) == 1
+
+
+def test_sweep_refuses_subsets_the_file_lacks(reach_file, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    from omegaconf import OmegaConf
+
+    from robrep.commands.sweep import ensure_dataset
+
+    cfg = OmegaConf.create({"dataset": str(reach_file), "demos": [4, 50], "seeds": [0, 1],
+                            "collect": {"valid_fraction": 0.1}, "task": {"name": "reach", "image_size": 32}})
+    with pytest.raises(DemoFileError, match=r"train_n50_seed0.*train_n4_seed1|train_n4_seed1.*train_n50"):
+        ensure_dataset(cfg)
+
+
+@pytest.mark.parametrize("launcher, target", [("joblib", "JoblibLauncher"), ("slurm", "SlurmLauncher"),
+                                              ("ray", "RayLauncher")])
+def test_launcher_configs_load(launcher, target):
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose("cell", overrides=[f"hydra/launcher={launcher}", "arm=mae"], return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith(target)
+
+
+@pytest.mark.parametrize("arm, readout, trunk", [("mae", "attention", "features"), ("mae_cls", "cls", "features"),
+                                                 ("clip", "cls", "features"), ("clip_spatial", "attention", "features"),
+                                                 ("cnn", "spatial_softmax", "cnn")])
+def test_arms_compose(arm, readout, trunk):
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose("cell", overrides=[f"arm={arm}"])
+    assert cfg.arm == arm and cfg.policy.readout == readout and cfg.policy.trunk == trunk
+    if trunk == "features":
+        assert cfg.weights == f"weights/{cfg.encoder.name}_quick.pt"
+    assert np.isfinite(cfg.episodes)
