@@ -100,7 +100,7 @@ def test_launcher_configs_load(launcher, target):
     assert cfg.hydra.launcher._target_.endswith(target)
 
 
-@pytest.mark.parametrize("arm, readout, trunk", [("mae", "attention", "features"), ("mae_cls", "cls", "features"),
+@pytest.mark.parametrize("arm, readout, trunk", [("mae", "spatial_softmax", "features"), ("mae_cls", "cls", "features"),
                                                  ("clip", "cls", "features"), ("clip_spatial", "attention", "features"),
                                                  ("cnn", "spatial_softmax", "cnn")])
 def test_arms_compose(arm, readout, trunk):

@@ -161,7 +161,7 @@ def mae_pth_arch(state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     return arch
 
 
-@register_encoder("mae", default_readout="attention")
+@register_encoder("mae", default_readout="spatial_softmax")
 def mae(weights: str | None = None, **cfg: Any) -> MAEEncoder:
     """The MAE encoder: in-domain architecture (``cfg`` = :class:`MAEEncoder` kwargs) or public
     weights (see the module docstring for the ``weights`` syntax). Returned unfrozen."""
