@@ -1,7 +1,8 @@
-"""Behaviour cloning on frozen encoder features (and a from-scratch CNN baseline).
+"""Behaviour cloning on frozen encoder features (baselines: a from-scratch CNN, a fine-tuned encoder).
 
 Modules, one job each: ``normalization`` (training statistics), ``trunks`` (frozen-feature readouts),
-``cnn`` (from-scratch image trunks, random-shift augmentation), ``heads`` (MLP / Gaussian-mixture),
+``cnn`` (from-scratch image trunks, random-shift augmentation), ``finetune`` (pretrained encoder with its
+last blocks fine-tuned end to end), ``heads`` (MLP / Gaussian-mixture),
 ``model`` (trunk + proprio + frame stack + head), ``datasets`` (training tensors from the feature cache
 and the demo file), ``train`` (the loop and :func:`train_policy`), ``checkpoint`` (one file per policy),
 ``chunking`` (ACT temporal ensembling), ``policy`` (:class:`Policy`, :func:`load_policy`).

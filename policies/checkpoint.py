@@ -3,11 +3,14 @@
 Keys of a checkpoint (format ``robrep-policy/1``)::
 
     format, hash            content hash of (policy_config, shape_meta, encoder identity) + state_dict
-    state_dict              trunk (readout or CNN) + head + normalisers (float32, CPU)
+    state_dict              trunk (readout, CNN, or fine-tuned encoder + readout) + head + normalisers (float32, CPU)
     policy_config           the resolved configs/policy/*.yaml the network is rebuilt from
-    shape_meta              action_dim, proprio_dim and feature_dim/grid/has_global_token or image_size
+    shape_meta              action_dim, proprio_dim and feature_dim/grid/has_global_token or image_size (+ feature_dim/grid
+                            for fine-tuned policies)
     normalization           {"action": {mean, std}, "proprio": {mean, std}} (also in state_dict; for reading)
     encoder                 EncoderSpec fields + identity (family, config, weights_hash) + use_language; None for the CNN
+                            (fine-tuned policies: identity of the *base* pretrained encoder, + finetuned_blocks and
+                            finetuned_weights_hash; the fine-tuned weights are in state_dict as trunk.encoder.*)
     task, env_kwargs, env_args   to rebuild the env: envs.registration.make_env(task, **env_kwargs)
     instruction             the training demos' instruction if they all share one, else None
     dataset                 path, hash, filter_key, train/valid demo names
@@ -27,6 +30,7 @@ import torch
 from robrep.encoders.base import Encoder, content_hash
 from robrep.encoders.registry import load_encoder
 from robrep.encoders.weights import split_weights
+from robrep.torch_io import load_checked, save_atomic
 
 FORMAT = "robrep-policy/1"
 
@@ -62,17 +66,18 @@ class EncoderSpec:
         """Short name for file names: the registry name, or a checkpoint's stem."""
         return Path(self.name).stem
 
-    def load(self, device: str | torch.device = "cpu") -> Encoder:
-        """The frozen encoder (random init is reproducible: a forked RNG seeded with ``init_seed``)."""
+    def load(self, device: str | torch.device = "cpu", frozen: bool = True) -> Encoder:
+        """The frozen encoder (random init is reproducible: a forked RNG seeded with ``init_seed``);
+        ``frozen=False``: the same weights, trainable (a fresh module, for fine-tuning)."""
         weights = self.weights
         if (weights is not None and split_weights(weights)[0] == "" and not Path(weights).exists()
                 and self.weights_resolved and Path(self.weights_resolved).exists()):
             weights = self.weights_resolved
         if weights is not None:
-            return load_encoder(self.name, weights=weights, device=device, **self.arch)
+            return load_encoder(self.name, weights=weights, device=device, frozen=frozen, **self.arch)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.init_seed)
-            return load_encoder(self.name, weights=None, device=device, **self.arch)
+            return load_encoder(self.name, weights=None, device=device, frozen=frozen, **self.arch)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,34 +93,13 @@ def checkpoint_hash(payload: Mapping[str, Any]) -> str:
 
 def save_policy_checkpoint(payload: Mapping[str, Any], path: str | os.PathLike) -> Path:
     """Write ``payload`` (the keys in the module docstring, without ``format``/``hash``) atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in payload["state_dict"].items()}
     data = {**payload, "state_dict": state, "format": FORMAT}
     data["hash"] = checkpoint_hash(data)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        torch.save(data, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return save_atomic(data, path)
 
 
 def read_policy_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """The checkpoint dict, checked for format and content hash (raises :class:`PolicyCheckpointError`)."""
-    path = Path(path)
-    if not path.is_file():
-        raise PolicyCheckpointError(f"policy checkpoint not found: {path}")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated or not a torch file
-        raise PolicyCheckpointError(f"{path} is not a readable policy checkpoint ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        found = data.get("format") if isinstance(data, dict) else type(data).__name__
-        raise PolicyCheckpointError(f"{path} is not a robrep policy checkpoint (format {found!r}, expected {FORMAT!r})")
-    digest = checkpoint_hash(data)
-    if digest != data["hash"]:
-        raise PolicyCheckpointError(f"{path}: content hash {digest} does not match the recorded {data['hash']} "
-                                    "(file corrupted or edited)")
-    return data
+    return load_checked(path, FORMAT, checkpoint_hash, "robrep policy", error=PolicyCheckpointError,
+                        missing=PolicyCheckpointError)

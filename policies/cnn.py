@@ -46,6 +46,15 @@ class RandomShift(nn.Module):
         return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)  # (B, C, H, W)
 
 
+def image_batch(images: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
+    """Check ``images`` are uint8 ``(B, H, W, 3)`` at the training ``image_size`` and return them as
+    float ``(B, 3, H, W)`` in [0, 255] (the input of :class:`RandomShift`). Shared by every image trunk."""
+    if images.dtype != torch.uint8 or images.ndim != 4 or tuple(images.shape[1:]) != (*image_size, 3):
+        raise ValueError(f"expected uint8 images (B, {image_size[0]}, {image_size[1]}, 3) "
+                         f"(the training image size), got {images.dtype} {tuple(images.shape)}")
+    return images.permute(0, 3, 1, 2).float()
+
+
 def conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
     """Output length of a convolution along one axis."""
     return (size + 2 * padding - kernel) // stride + 1
@@ -104,11 +113,7 @@ class ConvTrunk(nn.Module):
         self.output_dim = int(self.keypoints.output_dim)
 
     def forward(self, frames: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        images = frames["image"]
-        if images.dtype != torch.uint8 or images.ndim != 4 or tuple(images.shape[1:]) != (*self.image_size, 3):
-            raise ValueError(f"expected uint8 images (B, {self.image_size[0]}, {self.image_size[1]}, 3) "
-                             f"(the training image size), got {images.dtype} {tuple(images.shape)}")
-        x = images.permute(0, 3, 1, 2).float().div(255.0).sub(0.5)
+        x = image_batch(frames["image"], self.image_size).div(255.0).sub(0.5)
         fmap = self.backbone(self.shift(x))  # (B, C, h, w)
         tokens = fmap.flatten(2).transpose(1, 2)  # (B, h·w, C)
         return self.keypoints(SpatialFeatures(tokens, tuple(fmap.shape[-2:])))

@@ -8,7 +8,8 @@ Shapes (``S`` = ``frame_stack``, ``k`` = ``chunk``, ``A`` = action dim, ``P`` = 
 
 Frames are ordered oldest first; at an episode's start the first frame is repeated. The network is
 rebuilt from ``(policy config, shape_meta)`` by :func:`build_model`, so a checkpoint stores only those
-plus the state dict (which includes the normalisation statistics).
+plus the state dict (which includes the normalisation statistics, and a fine-tuned encoder's weights: its
+architecture shell is passed in as ``encoder``).
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ import torch
 from torch import nn
 
 from policies.cnn import ConvTrunk
+from policies.finetune import FinetuneTrunk
 from policies.heads import make_head
 from policies.normalization import Normalizer
 from policies.trunks import FeatureTrunk
+from robrep.encoders.base import Encoder
 
 
 class BCModel(nn.Module):
@@ -70,8 +73,10 @@ class BCModel(nn.Module):
 
 
 #: Keys of a policy config (``configs/policy/*.yaml``); anything else is a typo and an error.
-POLICY_KEYS = frozenset({"name", "trunk", "readout", "readout_kwargs", "token_dropout", "cnn", "head", "head_kwargs",
-                         "frame_stack", "chunk", "use_proprio", "min_std", "ensemble_decay", "train"})
+POLICY_KEYS = frozenset({"name", "trunk", "readout", "readout_kwargs", "token_dropout", "cnn", "finetune", "head",
+                         "head_kwargs", "frame_stack", "chunk", "use_proprio", "min_std", "ensemble_decay", "train"})
+#: Trunks built on a pretrained encoder (need an ``EncoderSpec``): frozen cached features, or fine-tuned.
+ENCODER_TRUNKS = frozenset({"features", "finetune"})
 
 
 def check_policy_config(policy_cfg: Mapping[str, Any]) -> None:
@@ -81,21 +86,32 @@ def check_policy_config(policy_cfg: Mapping[str, Any]) -> None:
         raise KeyError(f"unknown policy config key(s) {unknown}; known: {sorted(POLICY_KEYS)}")
 
 
-def build_trunk(policy_cfg: Mapping[str, Any], shape_meta: Mapping[str, Any]) -> nn.Module:
-    """The per-frame trunk named by ``policy_cfg["trunk"]`` (``features`` | ``cnn``)."""
+def build_trunk(policy_cfg: Mapping[str, Any], shape_meta: Mapping[str, Any], encoder: Encoder | None = None
+                ) -> nn.Module:
+    """The per-frame trunk named by ``policy_cfg["trunk"]`` (``features`` | ``cnn`` | ``finetune``).
+    ``finetune`` takes the trainable ``encoder`` module (its weights become the trunk's)."""
     kind = policy_cfg["trunk"]
     if kind == "features":
         return FeatureTrunk(shape_meta["feature_dim"], tuple(shape_meta["grid"]), policy_cfg["readout"],
                             policy_cfg.get("readout_kwargs") or {}, policy_cfg.get("token_dropout", 0.0))
     if kind == "cnn":
         return ConvTrunk(tuple(shape_meta["image_size"]), **dict(policy_cfg["cnn"]))
-    raise KeyError(f"unknown policy trunk {kind!r}; known: features, cnn")
+    if kind == "finetune":
+        if encoder is None:
+            raise ValueError("trunk 'finetune' needs the trainable encoder: build_model(..., encoder=...)")
+        return FinetuneTrunk(encoder, tuple(shape_meta["image_size"]), policy_cfg["readout"],
+                             policy_cfg.get("readout_kwargs") or {}, policy_cfg.get("token_dropout", 0.0),
+                             **dict(policy_cfg["finetune"]))
+    raise KeyError(f"unknown policy trunk {kind!r}; known: features, cnn, finetune")
 
 
-def build_model(policy_cfg: Mapping[str, Any], shape_meta: Mapping[str, Any]) -> BCModel:
+def build_model(policy_cfg: Mapping[str, Any], shape_meta: Mapping[str, Any], encoder: Encoder | None = None
+                ) -> BCModel:
     """Rebuild the network of a policy config (``configs/policy/*.yaml``, resolved) and its ``shape_meta``
-    (``action_dim``, ``proprio_dim`` and ``feature_dim``/``grid`` or ``image_size``)."""
+    (``action_dim``, ``proprio_dim`` and ``feature_dim``/``grid`` or ``image_size``); ``encoder`` = the
+    trainable encoder of a ``finetune`` trunk (ignored otherwise)."""
     check_policy_config(policy_cfg)
-    return BCModel(build_trunk(policy_cfg, shape_meta), policy_cfg["head"], dict(policy_cfg.get("head_kwargs") or {}),
+    trunk = build_trunk(policy_cfg, shape_meta, encoder)
+    return BCModel(trunk, policy_cfg["head"], dict(policy_cfg.get("head_kwargs") or {}),
                    shape_meta["action_dim"], shape_meta["proprio_dim"], frame_stack=policy_cfg.get("frame_stack", 1),
                    chunk=policy_cfg.get("chunk", 1), use_proprio=policy_cfg.get("use_proprio", True))

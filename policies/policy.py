@@ -1,4 +1,5 @@
-"""``Policy``: a trained BC policy ready to act in an env (frozen encoder + readout + head, or the CNN).
+"""``Policy``: a trained BC policy ready to act in an env (frozen encoder + readout + head, the CNN, or a
+fine-tuned encoder + readout + head).
 
 Usage (one env or a vector env)::
 
@@ -23,14 +24,16 @@ import torch
 
 from policies.checkpoint import EncoderSpec, PolicyCheckpointError, read_policy_checkpoint
 from policies.chunking import TemporalEnsembler
+from policies.finetune import encoder_from_identity
 from policies.model import BCModel, build_model
 from robrep.encoders.base import Encoder
 
 
 class Policy:
     """Acts from observations. ``model`` (eval mode) holds the trunk and head; ``encoder`` is the frozen
-    encoder for feature policies, ``None`` for the from-scratch CNN. ``meta`` is the checkpoint without
-    its weights (``task``, ``env_kwargs``, ``config``, ``train`` losses, ...)."""
+    encoder for feature policies, ``None`` for image trunks (the from-scratch CNN; a fine-tuned encoder,
+    which lives in ``model.trunk.encoder``). ``meta`` is the checkpoint without its weights (``task``,
+    ``env_kwargs``, ``config``, ``train`` losses, ...)."""
 
     def __init__(self, model: BCModel, encoder: Encoder | None, meta: Mapping[str, Any],
                  device: str | torch.device = "cpu") -> None:
@@ -143,14 +146,17 @@ class Policy:
 def load_policy(path: str | os.PathLike, device: str = "cpu") -> Policy:
     """Rebuild the policy saved at ``path``: its network from the checkpoint and, for feature policies,
     the frozen encoder via ``load_encoder``; refuses (:class:`PolicyCheckpointError`) an encoder whose
-    weights hash differs from the one recorded at training time."""
+    weights hash differs from the one recorded at training time. A fine-tuned policy carries its encoder's
+    weights (rebuilt from the recorded architecture; the base weights file is not needed, nor checked)."""
     data = read_policy_checkpoint(path)
-    model = build_model(data["policy_config"], data["shape_meta"])
+    record = data["encoder"]
+    finetuned = data["policy_config"]["trunk"] == "finetune"
+    shell = encoder_from_identity(record["identity"]) if finetuned else None
+    model = build_model(data["policy_config"], data["shape_meta"], encoder=shell)
     model.load_state_dict(data["state_dict"])
     model.requires_grad_(False)
     encoder = None
-    if data["encoder"] is not None:
-        record = data["encoder"]
+    if record is not None and not finetuned:
         spec = EncoderSpec(**{k: record[k] for k in ("name", "weights", "arch", "init_seed", "weights_resolved")})
         encoder = spec.load(device)
         expected, found = record["identity"]["weights_hash"], encoder.weights_hash()

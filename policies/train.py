@@ -1,6 +1,8 @@
-"""Behaviour-cloning training: data from the feature cache (or demo images for the CNN) → a policy checkpoint.
+"""Behaviour-cloning training: data from the feature cache (or demo images for the CNN and the fine-tuned
+encoder) → a policy checkpoint.
 
-:func:`fit` is the loop (read it top to bottom): random minibatches of training frames, AdamW, every
+:func:`fit` is the loop (read it top to bottom): random minibatches of training frames, AdamW (a fine-tuned
+encoder's tail in its own parameter group, :func:`param_groups`), every
 ``eval_every`` steps the action MSE on the ``valid`` demos, the best state kept, early stopping after
 ``patience`` evaluations without improvement. :func:`train_policy` gathers the data of the nested subset
 ``train_n{N}_seed{seed}``, seeds everything in one marked place, fits and writes the checkpoint.
@@ -21,7 +23,7 @@ from tqdm import tqdm
 
 from policies.checkpoint import EncoderSpec, save_policy_checkpoint
 from policies.datasets import DemoTensors, load_demo_tensors
-from policies.model import BCModel, build_model, check_policy_config
+from policies.model import ENCODER_TRUNKS, BCModel, build_model, check_policy_config
 from robrep.data.demo_file import DemoFile
 from robrep.data.feature_cache import FeatureCache, compute_features, file_hash
 
@@ -74,6 +76,18 @@ def evaluate_mse(model: BCModel, data: DemoTensors, batch_size: int = 256) -> fl
     return total / max(count, 1)
 
 
+def param_groups(model: BCModel, lr: float) -> list[dict[str, Any]]:
+    """AdamW parameter groups: every trainable parameter at ``lr``, except a fine-tuned encoder's tail
+    (``model.trunk.tail_parameters()``), which gets its own group at ``model.trunk.encoder_lr``."""
+    tail_of = getattr(model.trunk, "tail_parameters", None)
+    tail = [p for p in tail_of() if p.requires_grad] if tail_of is not None else []
+    in_tail = {id(p) for p in tail}
+    groups = [{"params": [p for p in model.parameters() if p.requires_grad and id(p) not in in_tail], "lr": lr}]
+    if tail:
+        groups.append({"params": tail, "lr": float(model.trunk.encoder_lr)})
+    return groups
+
+
 def fit(model: BCModel, train: DemoTensors, valid: DemoTensors | None, cfg: TrainConfig,
         generator: torch.Generator, progress: bool = False) -> FitResult:
     """Train ``model`` in place and leave it in eval mode holding the best (lowest valid MSE) weights.
@@ -81,7 +95,7 @@ def fit(model: BCModel, train: DemoTensors, valid: DemoTensors | None, cfg: Trai
     start = time.perf_counter()
     device = next(model.parameters()).device
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.lr), lr=cfg.lr, weight_decay=cfg.weight_decay)
     best_score, best_state, best_step, best_loss = math.inf, copy.deepcopy(model.state_dict()), 0, math.nan
     history: list[dict[str, float]] = []
     window: list[float] = []
@@ -142,7 +156,9 @@ def train_policy(
     of ``dataset``, early-stopped on its ``valid`` demos, and write the checkpoint to ``out``.
 
     ``trunk: features`` needs ``encoder``: its features come from the cache in ``cache_dir`` (computed once
-    by :func:`robrep.data.feature_cache.compute_features`); ``trunk: cnn`` trains on the demo images.
+    by :func:`robrep.data.feature_cache.compute_features`); ``trunk: cnn`` trains on the demo images;
+    ``trunk: finetune`` builds ``encoder`` trainable and fine-tunes its last ``finetune.blocks`` blocks on the
+    demo images (no cache; ``use_language`` does not apply).
     ``config`` (the command's resolved config) is stored as is. Raises
     :class:`robrep.data.demo_file.DemoFileError` when the subset does not exist (e.g. ``n`` larger than the
     train demos). Returns ``{"path", "train": FitResult fields, "frames", "seconds"}``.
@@ -152,16 +168,17 @@ def train_policy(
     check_policy_config(policy_cfg)
     train_cfg = TrainConfig(**policy_cfg["train"])
     stack, chunk = int(policy_cfg.get("frame_stack", 1)), int(policy_cfg.get("chunk", 1))
-    uses_encoder = policy_cfg["trunk"] == "features"
-    if uses_encoder and encoder is None:
-        raise ValueError(f"policy {policy_cfg.get('name')!r} reads frozen features: pass an encoder spec")
+    kind = policy_cfg["trunk"]
+    if kind in ENCODER_TRUNKS and encoder is None:
+        raise ValueError(f"policy {policy_cfg.get('name')!r} ({kind}) is built on a pretrained encoder: "
+                         "pass an encoder spec")
     with DemoFile(dataset) as demos:
         filter_key = f"train_n{n}_seed{seed}"
         train_names = demos.subset(n, seed)
         valid_names = demos.demo_names("valid") if "valid" in demos.filter_keys else []
         env_args = demos.env_args
-        enc_record, cache = None, None
-        if uses_encoder:
+        enc_record, cache, trainable = None, None, None
+        if kind == "features":
             enc = encoder.load(device)
             with torch.inference_mode():
                 cache_file = compute_features(enc, dataset, cache_dir, encoder_name=encoder.label,
@@ -171,6 +188,10 @@ def train_policy(
             enc_record = {**encoder.to_dict(), "identity": enc.identity(), "use_language": bool(use_language),
                           "cache": str(cache_file)}
             del enc  # training reads the cache only
+        elif kind == "finetune":
+            trainable = encoder.load(device, frozen=False)  # a fresh copy; FinetuneTrunk unfreezes only its tail
+            enc_record = {**encoder.to_dict(), "identity": trainable.identity(), "use_language": False,
+                          "finetuned_blocks": int(policy_cfg["finetune"]["blocks"])}
         try:
             train = load_demo_tensors(demos, train_names, stack, chunk, cache)
             valid = load_demo_tensors(demos, valid_names, stack, chunk, cache) if valid_names else None
@@ -178,12 +199,14 @@ def train_policy(
             if cache is not None:
                 cache.close()
     shape_meta: dict[str, Any] = {"action_dim": int(train.actions.shape[1]), "proprio_dim": int(train.proprio.shape[1])}
-    if uses_encoder:
+    if cache is not None:
         tokens = train.frames["tokens"]
         shape_meta.update(feature_dim=int(tokens.shape[2]), grid=list(cache.grid),
                           has_global_token="global_token" in train.frames)
     else:
         shape_meta["image_size"] = list(train.frames["image"].shape[1:3])
+    if trainable is not None:
+        shape_meta.update(feature_dim=int(trainable.feature_dim), grid=list(trainable.grid_size))
     if log:
         log(f"{len(train_names)} train demos ({len(train)} frames), {len(valid_names)} valid demos "
             f"({0 if valid is None else len(valid)} frames) from {dataset}")
@@ -192,9 +215,15 @@ def train_policy(
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
 
-    model = build_model(policy_cfg, shape_meta).to(device)
+    model = build_model(policy_cfg, shape_meta, encoder=trainable).to(device)
     model.set_statistics(train.proprio, train.actions, float(policy_cfg.get("min_std", 1e-2)))
+    if trainable is not None and log:
+        tail = sum(p.numel() for p in model.trunk.tail_parameters())
+        log(f"fine-tuning the last {model.trunk.blocks} blocks of {encoder.label}: {tail:,} of "
+            f"{sum(p.numel() for p in trainable.parameters()):,} encoder parameters trainable")
     result = fit(model, train, valid, train_cfg, generator, progress)
+    if trainable is not None:
+        enc_record["finetuned_weights_hash"] = model.trunk.encoder.weights_hash()
     payload = {
         "state_dict": model.state_dict(),
         "policy_config": policy_cfg,

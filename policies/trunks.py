@@ -5,7 +5,9 @@ A trunk takes a dict of per-frame tensors (its ``input_keys``) with a leading ba
 * :class:`FeatureTrunk` — frozen-encoder features ``tokens (B, N, D)`` (+ ``global_token (B, D)``),
   from the feature cache at training time and from the encoder at execution time, through a
   trainable :mod:`robrep.readouts` readout, with optional token dropout during training;
-* :class:`policies.cnn.ConvTrunk` — raw ``image`` uint8 ``(B, H, W, 3)``, a CNN trained end to end.
+* :class:`policies.cnn.ConvTrunk` — raw ``image`` uint8 ``(B, H, W, 3)``, a CNN trained end to end;
+* :class:`policies.finetune.FinetuneTrunk` — raw ``image``, the pretrained encoder with its last blocks
+  fine-tuned, then the :class:`FeatureTrunk` readout.
 """
 
 from __future__ import annotations

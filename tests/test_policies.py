@@ -1,6 +1,7 @@
 """BC policies: heads learn, normalisation and checkpoints round-trip, the policy acts with the documented shapes,
-refuses a changed encoder, chunking/ensembling and augmentation behave, and ``robrep train`` runs end to end on a
-tiny real demo file (push, 32 px) with a tiny MAE encoder."""
+refuses a changed encoder, chunking/ensembling and augmentation behave, fine-tuning trains only the encoder's last
+blocks and round-trips, and ``robrep train`` runs end to end on a tiny real demo file (push, 32 px) with a tiny MAE
+encoder."""
 
 import math
 
@@ -14,9 +15,10 @@ from policies.checkpoint import read_policy_checkpoint
 from policies.chunking import TemporalEnsembler
 from policies.cnn import ConvTrunk, RandomShift
 from policies.datasets import load_demo_tensors, window_indices
+from policies.finetune import FinetuneTrunk, tail_modules, trainable_tail
 from policies.model import build_model
 from policies.normalization import Normalizer
-from policies.train import TrainConfig, evaluate_mse, fit
+from policies.train import TrainConfig, evaluate_mse, fit, param_groups
 from policies.trunks import drop_tokens
 from robrep.cli import config_dir, main
 from robrep.collect import collect_demos
@@ -47,12 +49,17 @@ def demos(tmp_path_factory):
     return path
 
 
+def write_mae_checkpoint(tmp_path_factory, name: str, arch: dict):
+    """A seeded random-init MAE of ``arch`` saved as a robrep encoder checkpoint."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("enc") / name
+    save_checkpoint(load_encoder("mae", **arch), path)
+    return path
+
+
 @pytest.fixture(scope="module")
 def encoder_ckpt(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("enc") / "mae_tiny.pt"
-    save_checkpoint(load_encoder("mae", **ARCH), path)
-    return path
+    return write_mae_checkpoint(tmp_path_factory, "mae_tiny.pt", ARCH)
 
 
 @pytest.fixture(scope="module")
@@ -302,9 +309,122 @@ def test_robrep_train_cli(demos, encoder_ckpt, cache_dir, tmp_path, capsys, monk
           "progress=false", *TINY_ARCH])
     assert "policy: " in capsys.readouterr().out
     ckpt = read_policy_checkpoint(out)
-    assert ckpt["config"]["n"] == 2 and ckpt["policy_config"]["readout"] == "attention"
+    default = OmegaConf.load(f"{config_dir()}/encoder/mae.yaml").readout  # readout: ${encoder.readout}
+    assert ckpt["config"]["n"] == 2 and ckpt["policy_config"]["readout"] == default
     assert load_policy(out).act(demo_obs(demos)).shape == (3, 4)
     with pytest.raises(SystemExit):
         main(["train", f"weights={encoder_ckpt}", f"dataset={demos}", "n=50", f"out={out}", f"cache_dir={cache_dir}",
               "progress=false", *TINY_ARCH])
     assert "only 7 train demos are available" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------- fine-tuning
+DEEP_ARCH = {**ARCH, "depth": 3}  # 3 blocks: with blocks=2 the first must stay bit-identical
+DIFT_TINY = dict(input_size=32, patch_size=4, t=50, up_block=1, pool=1,
+                 unet=dict(block_out_channels=[16, 32, 48], norm_num_groups=8, attention_head_dim=8,
+                           down_block_types=["DownBlock2D", "DownBlock2D", "AttnDownBlock2D"],
+                           up_block_types=["AttnUpBlock2D", "UpBlock2D", "UpBlock2D"]))
+
+
+@pytest.fixture(scope="module")
+def deep_ckpt(tmp_path_factory):
+    return write_mae_checkpoint(tmp_path_factory, "mae_deep.pt", DEEP_ARCH)
+
+
+def grads_of(trunk, images):
+    """Names of the encoder parameters that receive a gradient from one training forward/backward."""
+    trunk.train()
+    trunk({"image": images}).square().sum().backward()
+    return {n for n, p in trunk.encoder.named_parameters() if p.grad is not None}
+
+
+def test_trainable_tail_is_the_last_blocks_and_only_they_get_gradients():
+    images = torch.randint(0, 256, (4, 32, 32, 3), dtype=torch.uint8)
+    torch.manual_seed(0)
+    vit = load_encoder("mae", frozen=False, **DEEP_ARCH)
+    assert [m for m in tail_modules(vit, 2)] == [vit.vit.blocks[1], vit.vit.blocks[2], vit.vit.norm]
+    assert trainable_tail(vit, 0) == []
+    with pytest.raises(ValueError, match="cannot fine-tune 4 blocks"):
+        trainable_tail(vit, 4)
+    trunk = FinetuneTrunk(vit, (32, 32), "mean", blocks=2)
+    expected = {n for n, p in vit.named_parameters() if n.startswith(("vit.blocks.1.", "vit.blocks.2.", "vit.norm."))}
+    assert {n for n, p in vit.named_parameters() if p.requires_grad} == expected
+    assert grads_of(trunk, images) == expected
+    assert {id(p) for p in trunk.tail_parameters()} == {id(p) for n, p in vit.named_parameters() if n in expected}
+    # dift: the up blocks ending at the one read out (up block 1 of 3 -> up_blocks 0 and 1; block 2 never runs)
+    dift = load_encoder("dift", frozen=False, **DIFT_TINY)
+    assert tail_modules(dift, 2) == [dift.unet.up_blocks[0], dift.unet.up_blocks[1]]
+    with pytest.raises(ValueError, match="only 2 blocks compute"):
+        trainable_tail(dift, 3)
+    got = grads_of(FinetuneTrunk(dift, (32, 32), "mean", blocks=1), images)
+    assert got and all(n.startswith("unet.up_blocks.1.") for n in got)
+    with pytest.raises(ValueError, match="trainable encoder"):
+        FinetuneTrunk(load_encoder("mae", **DEEP_ARCH), (32, 32), "mean")  # frozen stays frozen
+
+
+def test_finetune_trains_only_the_tail_and_round_trips(demos, deep_ckpt, cache_dir, tmp_path):
+    weights = tmp_path / "base.pt"
+    weights.write_bytes(deep_ckpt.read_bytes())
+    base = load_encoder("mae", weights=str(weights), **DEEP_ARCH)
+    cached = sorted(p.name for p in cache_dir.rglob("*"))
+    cfg = policy_cfg("finetune", train={"steps": 4, "eval_every": 2, "batch_size": 8})
+    assert cfg["trunk"] == "finetune" and cfg["finetune"]["blocks"] == 2
+    train_policy(cfg, demos, 2, 0, tmp_path / "ft.pt", EncoderSpec("mae", str(weights), DEEP_ARCH), cache_dir=cache_dir)
+    assert sorted(p.name for p in cache_dir.rglob("*")) == cached  # no feature cache involved
+    ckpt = read_policy_checkpoint(tmp_path / "ft.pt")
+    record = ckpt["encoder"]
+    assert record["identity"] == base.identity() and record["finetuned_blocks"] == 2  # the base it started from
+    assert record["finetuned_weights_hash"] != base.weights_hash()
+    sd, own = ckpt["state_dict"], base.state_dict()
+    for key, value in own.items():
+        tuned = sd[f"trunk.encoder.{key}"]
+        if key.startswith(("vit.blocks.1.", "vit.blocks.2.", "vit.norm.")):
+            continue
+        assert torch.equal(tuned, value), key  # earlier blocks, embeddings: bit-identical
+    for stage in ("vit.blocks.1.", "vit.blocks.2.", "vit.norm."):
+        assert any(not torch.equal(sd[f"trunk.encoder.{k}"], v) for k, v in own.items() if k.startswith(stage)), stage
+    # round trip: two loads act identically, batched and single; no hash check against the (changed) base file
+    obs = demo_obs(demos)
+    a = load_policy(tmp_path / "ft.pt")
+    assert a.encoder is None and not a.model.trunk.encoder.training
+    assert all(not p.requires_grad for p in a.model.parameters())
+    batched = a.act(obs)
+    torch.manual_seed(1)
+    save_checkpoint(load_encoder("mae", **DEEP_ARCH), weights)  # other weights at the base path: irrelevant now
+    b = load_policy(tmp_path / "ft.pt")
+    np.testing.assert_array_equal(b.act(obs), batched)
+    assert batched.shape == (3, 4) and batched.dtype == np.float32 and np.abs(batched).max() <= 1.0
+    b.reset()
+    single = b.act({"image": obs["image"][0], "proprio": obs["proprio"][0]})
+    assert single.shape == (4,)
+    np.testing.assert_allclose(single, batched[0], atol=1e-5)
+
+
+def test_frozen_feature_path_unaffected(tiny_data, encoder_ckpt):
+    spec = EncoderSpec("mae", str(encoder_ckpt), ARCH)
+    frozen, trainable = spec.load(), spec.load(frozen=False)
+    assert frozen.weights_hash() == trainable.weights_hash()
+    assert not any(p.requires_grad for p in frozen.parameters()) and not frozen.train().training
+    assert all(p.requires_grad for p in trainable.parameters()) and frozen is not trainable
+    data, meta = tiny_data
+    model = build_model(policy_cfg(), meta)
+    groups = param_groups(model, 1e-3)  # feature policies: one group, every parameter, as before
+    assert len(groups) == 1 and [id(p) for p in groups[0]["params"]] == [id(p) for p in model.parameters()]
+    ft = build_model(policy_cfg("finetune"), {"action_dim": 4, "proprio_dim": 4, "image_size": [32, 32]},
+                     encoder=load_encoder("mae", frozen=False, **DEEP_ARCH))
+    lrs = [g["lr"] for g in param_groups(ft, 1e-3)]
+    assert lrs == [1e-3, 1e-4]
+
+
+def test_robrep_train_finetune_cli(demos, deep_ckpt, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "ft_cli.pt"
+    main(["train", "policy=finetune", "encoder=mae", f"weights={deep_ckpt}", f"dataset={demos}", "n=2", "seed=0",
+          f"out={out}", "policy.train.steps=2", "policy.train.eval_every=2", "policy.train.batch_size=8",
+          "progress=false", *TINY_ARCH, "encoder.arch.depth=3"])
+    printed = capsys.readouterr().out
+    assert "fine-tuning the last 2 blocks of mae:" in printed and "policy: " in printed
+    ckpt = read_policy_checkpoint(out)
+    assert ckpt["policy_config"]["trunk"] == "finetune" and ckpt["policy_config"]["readout"] == "spatial_softmax"
+    assert ckpt["encoder"]["finetuned_blocks"] == 2 and ckpt["train"]["steps"] == 2
+    assert load_policy(out).act(demo_obs(demos)).shape == (3, 4)

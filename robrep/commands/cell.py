@@ -14,6 +14,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from policies.checkpoint import EncoderSpec
+from policies.model import ENCODER_TRUNKS
 from robrep import results
 from robrep.commands.eval import demo_seeds_of
 from robrep.commands.probe import thread_limit
@@ -29,13 +30,13 @@ def run(cfg: DictConfig) -> None:
     record_path = cell_path(cfg.sweep_dir, cfg.arm, cfg.n, cfg.seed)
     name = cell_name(cfg.arm, cfg.n, cfg.seed)
     policy_cfg = OmegaConf.to_container(cfg.policy, resolve=True)
-    uses_encoder = policy_cfg["trunk"] == "features"
+    uses_encoder = policy_cfg["trunk"] in ENCODER_TRUNKS
     encoder = None
     if uses_encoder:
         arch = OmegaConf.to_container(cfg.encoder.arch, resolve=True) or {}
         encoder = EncoderSpec(str(cfg.encoder.name), cfg.weights, arch, init_seed=int(cfg.encoder_seed))
     if cfg.features_only:
-        if encoder is not None:
+        if policy_cfg["trunk"] == "features":
             with thread_limit(cfg.threads):
                 path = compute_features(encoder.load(cfg.device), cfg.dataset, cfg.cache_dir, encoder_name=encoder.label,
                                         batch_size=cfg.feature_batch_size, use_language=cfg.use_language,
@@ -65,6 +66,7 @@ def run(cfg: DictConfig) -> None:
         "arm": str(cfg.arm), "task": result.task, "encoder": enc.get("name", ""),
         "weights": enc.get("weights", ""), "weights_hash": (enc.get("identity") or {}).get("weights_hash", ""),
         "readout": policy_cfg.get("readout", "") if uses_encoder else f"{policy_cfg['cnn']['arch']}+spatial_softmax",
+        "trunk": policy_cfg["trunk"],
         "head": policy_cfg.get("head", ""), "n": int(cfg.n), "seed": int(cfg.seed),
         **result.summary(), "train_seconds": round(float(meta.get("train", {}).get("seconds", train_s)), 1),
         "eval_seconds": round(result.wall_s, 1), "valid_mse": meta.get("train", {}).get("valid_mse"),

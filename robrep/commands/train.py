@@ -1,7 +1,8 @@
 """``robrep train``: behaviour cloning → one policy checkpoint (see :mod:`policies`).
 
 ``policy=mlp|gmm`` trains a head on the frozen ``encoder``'s cached features; ``policy=cnn`` trains a CNN
-from scratch on the demo images (the encoder group is ignored). Prints the data used, the losses and the
+from scratch on the demo images (the encoder group is ignored); ``policy=finetune`` fine-tunes the last
+blocks of the same ``encoder`` with the head on the demo images. Prints the data used, the losses and the
 checkpoint path.
 """
 
@@ -12,13 +13,14 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from policies.checkpoint import EncoderSpec
+from policies.model import ENCODER_TRUNKS
 from policies.train import train_policy
 from robrep.commands.probe import thread_limit
 
 
 def default_out(cfg: DictConfig, policy_cfg: dict) -> Path:
     """``runs/policies/<dataset stem>_<encoder label or CNN arch>_<policy>_n{N}_s{seed}.pt``."""
-    source = Path(str(cfg.encoder.name)).stem if policy_cfg["trunk"] == "features" else policy_cfg["cnn"]["arch"]
+    source = Path(str(cfg.encoder.name)).stem if policy_cfg["trunk"] in ENCODER_TRUNKS else policy_cfg["cnn"]["arch"]
     return Path("runs/policies") / f"{Path(cfg.dataset).stem}_{source}_{policy_cfg['name']}_n{cfg.n}_s{cfg.seed}.pt"
 
 
@@ -26,7 +28,7 @@ def run(cfg: DictConfig) -> None:
     policy_cfg = OmegaConf.to_container(cfg.policy, resolve=True)
     out = Path(cfg.out) if cfg.out else default_out(cfg, policy_cfg)
     encoder = None
-    if policy_cfg["trunk"] == "features":
+    if policy_cfg["trunk"] in ENCODER_TRUNKS:
         arch = OmegaConf.to_container(cfg.encoder.arch, resolve=True) or {}
         encoder = EncoderSpec(str(cfg.encoder.name), cfg.weights, arch, init_seed=int(cfg.encoder_seed))
     with thread_limit(cfg.threads):

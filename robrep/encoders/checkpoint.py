@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 from torch import nn
 
 from robrep.encoders.base import Encoder, content_hash
+from robrep.torch_io import load_checked, save_atomic
 
 FORMAT = "robrep-encoder/1"
 
@@ -37,37 +37,16 @@ def load_state_dict_checked(module: nn.Module, state_dict: Mapping[str, torch.Te
 
 def save_checkpoint(encoder: Encoder, path: str | os.PathLike, meta: Mapping[str, Any] | None = None) -> str:
     """Write ``encoder`` atomically to ``path``; returns its content hash."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().float() if v.is_floating_point() else v.cpu() for k, v in encoder.state_dict().items()}
     digest = content_hash(encoder.config, state)
-    payload = {"format": FORMAT, "family": encoder.family, "config": encoder.config, "state_dict": state,
-               "hash": digest, "meta": dict(meta or {})}
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    save_atomic({"format": FORMAT, "family": encoder.family, "config": encoder.config, "state_dict": state,
+                 "hash": digest, "meta": dict(meta or {})}, path)
     return digest
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """The raw checkpoint dict, validated for format and content hash."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"encoder checkpoint not found: {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated or not a torch file
-        raise ValueError(f"{path} is not a readable robrep encoder checkpoint ({exc.__class__.__name__}: {exc})") from exc
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a robrep encoder checkpoint (format {payload.get('format') if isinstance(payload, dict) else type(payload).__name__!r}, expected {FORMAT!r})")
-    digest = content_hash(payload["config"], payload["state_dict"])
-    if digest != payload["hash"]:
-        raise ValueError(f"{path}: content hash {digest} does not match the recorded {payload['hash']} "
-                         "(file corrupted or edited)")
-    return payload
+    return load_checked(path, FORMAT, lambda p: content_hash(p["config"], p["state_dict"]), "robrep encoder")
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> Encoder:

@@ -76,9 +76,10 @@ def load_encoder(
     weights: str | None = None,
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
+    frozen: bool = True,
     **cfg: Any,
 ) -> Encoder:
-    """Build a frozen encoder.
+    """Build a frozen encoder (``frozen=False``: the same weights, trainable, for fine-tuning).
 
     ``name`` is a registered name (``"mae"``) or the path of a robrep encoder checkpoint
     (``*.pt``). ``weights`` is ``None`` (random init), a robrep checkpoint path, or a public
@@ -89,11 +90,12 @@ def load_encoder(
     from robrep.encoders.weights import load_checkpoint_as, split_weights
 
     if name not in _FACTORIES:
-        if Path(name).suffix == ".pt" or Path(name).exists():
-            return load_checkpoint_as(name, **cfg).to(device=device, dtype=dtype).freeze()
-        raise KeyError(f"unknown encoder {name!r}; registered: {sorted(_FACTORIES)} (or pass a checkpoint path)")
-    if weights is not None and split_weights(weights)[0] == "" and Path(weights).suffix == ".pt":
+        if not (Path(name).suffix == ".pt" or Path(name).exists()):
+            raise KeyError(f"unknown encoder {name!r}; registered: {sorted(_FACTORIES)} (or pass a checkpoint path)")
+        encoder = load_checkpoint_as(name, **cfg)
+    elif weights is not None and split_weights(weights)[0] == "" and Path(weights).suffix == ".pt":
         encoder = load_checkpoint_as(weights, **cfg)
     else:
         encoder = build_encoder(name, weights=weights, **cfg)
-    return encoder.to(device=device, dtype=dtype).freeze()
+    encoder = encoder.to(device=device, dtype=dtype)
+    return encoder.freeze() if frozen else encoder
