@@ -102,7 +102,7 @@ def summarise(cfg) -> list[dict]:
                         "variant": label, "task": task, "readout": readout, "n_demos": n,
                         **{v: f"{pos.get(v, math.nan):.3f}" for v in ("gripper_pos", "block_pos", "goal_pos")},
                         "worst_pos": f"{min(pos.values()):.3f}", "baseline_best_worst": "",
-                        "pretrain_minutes": f"{meta.get('seconds', math.nan) / 60:.1f}" if meta else "",
+                        "pretrain_minutes": f"{meta.get('seconds', math.nan) / 60:.1f}" if meta and encoder == cfg.family else "",
                         "pretrain_steps": meta.get("steps", "") if encoder == cfg.family else "",
                         "final_loss": f"{meta['final_loss']:.4f}" if meta and encoder == cfg.family else "",
                         "overrides": " ".join(spec.get("overrides", [])),
