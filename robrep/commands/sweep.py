@@ -4,7 +4,7 @@
 2. each frozen encoder's features are cached once (``cache/features``), before cells start;
 3. the cells run as ``robrep cell --multirun arm=… n=… seed=…`` through the configured Hydra launcher;
    a cell whose record exists is skipped, so re-running the command continues an interrupted sweep;
-4. the records become ``table.csv``/``table.jsonl`` (one row per cell), ``summary.csv`` (per arm and N:
+4. every record in ``sweep_dir`` (this run's and earlier runs') becomes ``table.csv``/``table.jsonl`` (one row per cell), ``summary.csv`` (per arm and N:
    pooled success with a Wilson 95 % interval and the spread over seeds), ``paired.csv`` (arm a − arm b on
    shared episodes, paired bootstrap 95 %) and ``success_vs_n.png``/``.svg``.
 """
@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from robrep import results
 from robrep.sweep.table import (cell_path, cell_rows, format_summary, load_cells, paired_rows, plot_success,
@@ -70,10 +70,11 @@ def cache_features(cfg: DictConfig, arms: list[str]) -> None:
             raise RuntimeError(f"computing the features of arm {arm!r} failed: {' '.join(cmd[2:])}")
 
 
-def aggregate(cfg: DictConfig, arms: list[str]) -> dict[str, Path]:
-    """Table, summary, paired differences and plot of the finished cells of this sweep."""
-    wanted = {(a, int(n), int(s)) for a in arms for n in cfg.demos for s in cfg.seeds}
-    records = [r for r in load_cells(cfg.sweep_dir) if (r["arm"], int(r["n"]), int(r["seed"])) in wanted]
+def aggregate(cfg: DictConfig) -> dict[str, Path]:
+    """Table, summary, paired differences and plot of every finished cell in ``sweep_dir`` (also cells of
+    earlier runs with other arms, N or seeds: the directory holds one growing table)."""
+    records = load_cells(cfg.sweep_dir)
+    arms = sorted({str(r["arm"]) for r in records})
     if not records:
         raise RuntimeError(f"no finished cells under {cfg.sweep_dir}/cells")
     out = Path(cfg.sweep_dir)
@@ -87,8 +88,8 @@ def aggregate(cfg: DictConfig, arms: list[str]) -> dict[str, Path]:
     if paired:
         paths["paired"] = results.write_csv(paired, out / "paired.csv", comments=command)
     png, svg = plot_success(summary, records, out / "success_vs_n",
-                            title=f"{cfg.task.name}: success vs N ({len(cfg.seeds)} seeds × {cfg.episodes} episodes; "
-                                  f"band = Wilson 95 %)")
+                            title=f"{cfg.task.name}: success vs N (pooled over training seeds; band = Wilson 95 %, "
+                                  f"dots = seeds)")
     paths.update(plot=png, plot_svg=svg)
     print(format_summary(summary))
     for p in paired:
@@ -113,7 +114,7 @@ def run(cfg: DictConfig) -> None:
         proc = subprocess.run(cmd)
         if proc.returncode:
             print(f"some cells failed (exit {proc.returncode}); finished cells are kept — re-run to retry", file=sys.stderr)
-    paths = aggregate(cfg, arms)
+    paths = aggregate(cfg)
     print(f"sweep wall time {(time.perf_counter() - t0) / 60:.1f} min")
     for k, p in paths.items():
         print(f"{k}: {p}")

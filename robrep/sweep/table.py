@@ -111,6 +111,7 @@ def plot_success(summary: Sequence[Mapping[str, Any]], records: Sequence[Mapping
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     arms = sorted({str(r["arm"]) for r in summary})
@@ -130,6 +131,7 @@ def plot_success(summary: Sequence[Mapping[str, Any]], records: Sequence[Mapping
     ns_all = sorted({int(r["n"]) for r in summary})
     ax.set_xticks(ns_all)
     ax.set_xticklabels([str(n) for n in ns_all])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("demonstrations N (log scale)")
     ax.set_ylabel("success rate")
