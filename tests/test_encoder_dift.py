@@ -40,9 +40,9 @@ def tiny():
 
 
 def test_registered_and_config():
-    assert "dift" in list_encoders() and default_readout("dift") == "attention"
+    assert "dift" in list_encoders() and default_readout("dift") == "spatial_softmax"
     cfg = yaml.safe_load(open(Path(__file__).parents[1] / "configs/encoder/dift.yaml"))
-    assert cfg["name"] == "dift" and cfg["readout"] == "attention" and cfg["pretrain"]["budget_minutes"] == 15
+    assert cfg["name"] == "dift" and cfg["readout"] == "spatial_softmax" and cfg["pretrain"]["budget_minutes"] == 15
     enc = build_encoder("dift", weights=cfg["weights"], **cfg["arch"])
     assert 3e6 < sum(p.numel() for p in enc.parameters()) < 6e6
     assert (enc.grid_size, enc.feature_dim, enc.t, enc.up_block, enc.pool) == ((12, 12), 96, 0, 1, 2)
