@@ -161,7 +161,9 @@ def test_exhausted_attempts_write_nothing(tmp_path, monkeypatch):
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_collection_leaves_no_file(tmp_path, sig):
     """Ctrl-C / SIGTERM mid-collection (a real child process) removes the temp file; no final file appears."""
-    code = ("from robrep.collect import collect_demos; "
+    # the child installs Python's Ctrl-C handler itself: a parent started in the background may pass SIGINT on ignored
+    code = ("import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+            "from robrep.collect import collect_demos; "
             f"collect_demos('reach', 100000, {str(tmp_path / 'reach.hdf5')!r}, image_size={SIZE}, progress=False)")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "MUJOCO_GL": "egl"}
     child = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True,
