@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -9,7 +10,7 @@ import os
 import shlex
 import sys
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 
 def command_line(argv: Sequence[str] | None = None, program: str | None = None) -> str:
@@ -19,17 +20,25 @@ def command_line(argv: Sequence[str] | None = None, program: str | None = None) 
     return " ".join([head, *(shlex.quote(a) for a in argv[1:])])
 
 
-def write_text(text: str, path: str | os.PathLike) -> Path:
-    """Write ``text`` to ``path`` atomically (a temp file beside it, then ``os.replace``)."""
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` (same suffix, so writers that infer the format from it
+    work); when the block succeeds it is renamed onto ``path`` (``os.replace``), otherwise removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
     try:
-        tmp.write_text(text)
+        yield tmp
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    return path
+
+
+def write_text(text: str, path: str | os.PathLike) -> Path:
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_path`)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
 
 
 def write_json(obj: object, path: str | os.PathLike) -> Path:

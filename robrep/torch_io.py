@@ -8,18 +8,14 @@ from typing import Any, Callable, Mapping
 
 import torch
 
+from robrep.results import atomic_path
+
 
 def save_atomic(payload: Mapping[str, Any], path: str | os.PathLike) -> Path:
     """``torch.save(payload)`` to a temp file beside ``path``, then ``os.replace`` (never a half-written file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         torch.save(dict(payload), tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return Path(path)
 
 
 def load_checked(path: str | os.PathLike, fmt: str, digest: Callable[[dict[str, Any]], str], kind: str,

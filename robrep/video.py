@@ -9,6 +9,8 @@ from typing import Sequence
 import imageio.v2 as imageio
 import numpy as np
 
+from robrep.results import atomic_path
+
 
 def write_video(frames: Sequence[np.ndarray] | np.ndarray, path: str | os.PathLike, fps: int = 20) -> Path:
     """Write uint8 frames ``(T, H, W, 3)`` to ``path`` (``.mp4`` or ``.gif``); returns the path.
@@ -22,9 +24,7 @@ def write_video(frames: Sequence[np.ndarray] | np.ndarray, path: str | os.PathLi
     suffix = path.suffix.lower()
     if suffix not in (".mp4", ".gif"):
         raise ValueError(f"video path must end in .mp4 or .gif, got {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{suffix}")
-    try:
+    with atomic_path(path) as tmp:
         if suffix == ".gif":
             imageio.mimsave(tmp, list(frames), duration=1000 / fps, loop=0)
         else:
@@ -32,7 +32,4 @@ def write_video(frames: Sequence[np.ndarray] | np.ndarray, path: str | os.PathLi
             h, w = frames.shape[1:3]
             pad = ((0, 0), (0, -h % 16), (0, -w % 16), (0, 0))
             imageio.mimsave(tmp, list(np.pad(frames, pad)), fps=fps, macro_block_size=1)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path

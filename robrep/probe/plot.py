@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from robrep.probe.state_probe import READOUTS
+from robrep.results import atomic_path
 
 
 def _r2(row: Mapping) -> float:
@@ -80,13 +81,9 @@ def plot_probe(rows: Sequence[Mapping], path: str | os.PathLike, n: int, probe: 
     if title:
         fig.suptitle(title, fontsize=9, x=0.02, ha="left")
     fig.tight_layout(rect=(0, 0, 1, 0.92))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        fig.savefig(tmp, format="png", dpi=110)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=110)
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
-    return path
+    return Path(path)

@@ -17,6 +17,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from robrep.eval.stats import paired_bootstrap_diff, wilson_interval
+from robrep.results import atomic_path
 
 #: Columns of the per-cell table, in order (the JSON-lines file holds the same rows).
 CELL_COLUMNS = ("arm", "task", "encoder", "weights_hash", "readout", "head", "n", "seed", "episodes", "successes",
@@ -139,15 +140,13 @@ def plot_success(summary: Sequence[Mapping[str, Any]], records: Sequence[Mapping
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", ncol=2)
     fig.tight_layout()
-    out = []
-    for suffix in (".png", ".svg"):
-        p = Path(path).with_suffix(suffix)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(f".{p.stem}.tmp-{os.getpid()}{suffix}")
-        fig.savefig(tmp, dpi=130)
-        os.replace(tmp, p)
-        out.append(p)
-    plt.close(fig)
+    out = [Path(path).with_suffix(suffix) for suffix in (".png", ".svg")]
+    try:
+        for p in out:
+            with atomic_path(p) as tmp:
+                fig.savefig(tmp, dpi=130)
+    finally:
+        plt.close(fig)
     return out
 
 
