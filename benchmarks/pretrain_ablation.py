@@ -49,16 +49,23 @@ def _run(args: list[str], log: Path) -> None:
         raise RuntimeError(f"robrep {args[0]} failed ({proc.returncode}); log {log}:\n" + "\n".join(tail))
 
 
+def variant_overrides(spec, cfg) -> list[str]:
+    """The config's shared ``overrides`` (keys the variant sets itself are dropped), then the variant's."""
+    own = [str(o) for o in spec.get("overrides", [])]
+    keys = {o.split("=", 1)[0] for o in own}
+    return [str(o) for o in cfg.get("overrides", []) if str(o).split("=", 1)[0] not in keys] + own
+
+
 def run_variant(name: str, spec, cfg) -> str:
     """Pretrain (unless the checkpoint exists) and probe one variant on every probe task."""
-    overrides = list(spec.get("overrides", []))
+    overrides = variant_overrides(spec, cfg)
     weights = Path(spec.get("weights") or Path(cfg.weights_dir) / f"{name}.pt")
     log = ROOT / cfg.weights_dir / f"{name}.log"
     t0 = time.perf_counter()
     if not (ROOT / weights).exists():
         data = list(spec.get("data", cfg.data))
         budget = spec.get("budget_minutes", cfg.budget_minutes)
-        _run(["pretrain", f"encoder={cfg.family}", *overrides, f"data=[{','.join(data)}]",
+        _run(["pretrain", f"encoder={cfg.family}", *overrides, *spec.get("pretrain_overrides", []), f"data=[{','.join(data)}]",
               f"budget_minutes={budget}", f"threads={cfg.threads}", f"out={weights}", "progress=false"], log)
     probe_data = dict(spec.get("probe_data", cfg.probe_data))
     baselines = bool(spec.get("baselines", False))
@@ -105,7 +112,7 @@ def summarise(cfg) -> list[dict]:
                         "pretrain_minutes": f"{meta.get('seconds', math.nan) / 60:.1f}" if meta and encoder == cfg.family else "",
                         "pretrain_steps": meta.get("steps", "") if encoder == cfg.family else "",
                         "final_loss": f"{meta['final_loss']:.4f}" if meta and encoder == cfg.family else "",
-                        "overrides": " ".join(spec.get("overrides", [])),
+                        "overrides": " ".join(variant_overrides(spec, cfg)),
                     })
     for row in rows:
         best = [v for k, v in baseline_worst.items() if k.startswith(row["task"] + "/")]

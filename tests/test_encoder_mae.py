@@ -231,3 +231,20 @@ def test_pretraining_reduces_the_loss(frames, tmp_path):
     save_checkpoint(obj.encoder, tmp_path / "pre.pt")
     again = load_encoder(str(tmp_path / "pre.pt"))
     assert again.family == "mae" and not any(p.requires_grad for p in again.parameters())
+
+
+def test_time_budgeted_pretraining_is_reproduced_bitwise_by_its_step_counts(frames):
+    """A wall-clock run's (steps, schedule_steps) re-make its weights exactly (robrep pretrain's meta["reproduce"])."""
+    def run(**kw) -> tuple[dict, dict]:
+        torch.manual_seed(0)
+        obj = make_objective(build_encoder("mae", **TINY), decoder_dim=64, decoder_depth=1, decoder_heads=2)
+        out = pretrain(obj, frames, batch_size=8, warmup_steps=2, log_every=1, progress=False, **kw)
+        return out, obj.encoder.state_dict()
+
+    timed, weights = run(budget_minutes=0.03)
+    assert timed["steps"] > 2 and timed["schedule_steps"] >= 3
+    again, weights_again = run(max_steps=timed["steps"], schedule_steps=timed["schedule_steps"])
+    assert again["steps"] == timed["steps"]
+    assert all(torch.equal(weights[k], weights_again[k]) for k in weights)
+    other, weights_other = run(max_steps=timed["steps"], schedule_steps=timed["schedule_steps"] + 50)
+    assert not all(torch.equal(weights[k], weights_other[k]) for k in weights)  # the schedule length matters

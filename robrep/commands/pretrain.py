@@ -33,15 +33,17 @@ def run(cfg: DictConfig) -> None:
           f"from {len(cfg.data)} files for {cfg.budget_minutes} min")
     summary = pretrain(objective, frames, budget_minutes=cfg.budget_minutes, batch_size=enc_cfg.pretrain.batch_size,
                        lr=enc_cfg.pretrain.lr, weight_decay=enc_cfg.pretrain.weight_decay, max_steps=cfg.max_steps,
-                       seed=cfg.seed, progress=cfg.progress)
+                       schedule_steps=cfg.schedule_steps, seed=cfg.seed, progress=cfg.progress)
     out = Path(cfg.out)
     meta = {
         "command": "robrep pretrain " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
         "resolved_config": OmegaConf.to_container(cfg, resolve=True),
         "data": {str(p): file_hash(p) for p in cfg.data},
         "frames": len(frames), "encoder_params": params,
-        **{k: summary[k] for k in ("steps", "seconds", "final_loss", "loss_curve")},
+        **{k: summary[k] for k in ("steps", "schedule_steps", "seconds", "final_loss", "loss_curve")},
     }
+    meta["reproduce"] = (f"{meta['command']} max_steps={summary['steps']} schedule_steps={summary['schedule_steps']}"
+                         " (bitwise on the same torch build and thread count)")
     digest = save_checkpoint(encoder, out, meta)
     csv_path, png_path = write_loss_curve(summary["loss_curve"], out.with_suffix(".loss"),
                                           title=f"{enc_cfg.name}: {summary['steps']} steps")

@@ -26,16 +26,19 @@ def pretrain(
     weight_decay: float = 0.05,
     warmup_steps: int = 50,
     max_steps: int | None = None,
+    schedule_steps: int | None = None,
     seed: int = 0,
     log_every: int = 10,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train ``objective`` on random batches of ``frames`` until ``budget_minutes`` of wall-clock time
-    (or ``max_steps``) is spent. The cosine schedule's length is ``max_steps`` or, under a time
-    budget, the step count the measured speed after warm-up predicts.
+    (or ``max_steps``) is spent. The cosine schedule's length is ``schedule_steps`` if given, else
+    ``max_steps`` or, under a time budget, the step count the measured speed after warm-up predicts.
+    A time-budgeted run is therefore reproduced bit for bit (same seed, data, torch build and threads)
+    by ``max_steps=<its steps>, schedule_steps=<its schedule_steps>``.
 
-    Returns ``steps``, ``seconds``, ``final_loss`` (mean of the last 10 % of steps) and
-    ``loss_curve`` (list of ``{step, seconds, loss, ...}`` every ``log_every`` steps).
+    Returns ``steps``, ``schedule_steps``, ``seconds``, ``final_loss`` (mean of the last 10 % of steps)
+    and ``loss_curve`` (list of ``{step, seconds, loss, ...}`` every ``log_every`` steps).
     """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -48,7 +51,7 @@ def pretrain(
     opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95))
     objective.train()
     budget = budget_minutes * 60.0
-    total = max_steps
+    total = schedule_steps if schedule_steps is not None else max_steps
     curve: list[dict[str, float]] = []
     recent: list[float] = []
     start = time.perf_counter()
@@ -82,7 +85,8 @@ def pretrain(
     bar.close()
     objective.eval()
     tail = recent[-max(1, len(recent) // 10):] if recent else [float("nan")]
-    return {"steps": step, "seconds": time.perf_counter() - start, "final_loss": float(np.mean(tail)),
+    return {"steps": step, "schedule_steps": total if total is not None else step,
+            "seconds": time.perf_counter() - start, "final_loss": float(np.mean(tail)),
             "loss_curve": curve}
 
 
