@@ -68,6 +68,8 @@ def test_variance_weighting_and_skipping():
     assert r2["block_pos"] > 0.999 and math.isnan(r2["gripper_opening"])
     spec = [("gripper_pos", 3), ("gripper_opening", 1), ("block_quat", 4), ("block_pos", 3)]
     assert state_targets(spec) == {"gripper_pos": slice(0, 3), "gripper_opening": slice(3, 4), "block_pos": slice(8, 11)}
+    split = state_targets(spec, split_height=True)
+    assert split["block_pos_xy"] == slice(8, 10) and split["block_pos_z"] == slice(10, 11) and "block_quat" not in split
     assert list(even_frames(100, 5)) == [0, 25, 50, 74, 99] and len(even_frames(7, 40)) == 7
 
 
@@ -140,7 +142,7 @@ def test_cli_probe_writes_tidy_csv(demos, tmp_path):
     rows = read_csv(out)
     assert tuple(rows[0]) == COLUMNS
     with DemoFile(demos) as d:
-        n_vars = len(state_targets(d.env_args["state_spec"]))
+        n_vars = len(state_targets(d.env_args["state_spec"], split_height=True))  # the CLI default
         n_valid_frames = d.num_samples(d.demo_names("valid")[0])
     # mae and mae_random: 4 readouts; pixels: flat only; 2 probes, 2 sizes
     assert len(rows) == (4 + 4 + 1) * 2 * 2 * n_vars

@@ -114,7 +114,7 @@ def run(cfg: DictConfig) -> None:
     log = print if cfg.progress else None
     with thread_limit(cfg.threads):
         with DemoFile(cfg.dataset) as demos:
-            targets = state_targets(demos.env_args["state_spec"])
+            targets = state_targets(demos.env_args["state_spec"], split_height=cfg.split_height)
             keys = {n: f"train_n{n}_seed{cfg.subset_seed}" for n in cfg.sizes}
             missing = [k for k in keys.values() if k not in demos.filter_keys]
             if missing:

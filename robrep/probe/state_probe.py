@@ -33,14 +33,19 @@ SPATIAL_READOUTS = ("flat", "keypoints")
 PROBES = ("ridge", "mlp")
 
 
-def state_targets(state_spec: Sequence[Sequence]) -> dict[str, slice]:
-    """Columns of ``obs/state`` to regress: ``{name: slice}`` for ``*_pos`` entries and ``gripper_opening``."""
-    out, start = {}, 0
+def state_targets(state_spec: Sequence[Sequence], split_height: bool = False) -> dict[str, slice]:
+    """Columns of ``obs/state`` to regress: ``{name: slice}`` for ``*_pos`` entries and ``gripper_opening``.
+
+    ``split_height`` also adds ``<name>_xy`` (table plane) and ``<name>_z`` (height) for every 3-D ``*_pos``:
+    diagnostic rows (not gated) that show which axis a single front view leaves ambiguous."""
+    out, extra, start = {}, {}, 0
     for name, dim in state_spec:
         if name.endswith("_pos") or name == "gripper_opening":
             out[str(name)] = slice(start, start + int(dim))
+            if split_height and name.endswith("_pos") and int(dim) == 3:
+                extra[f"{name}_xy"], extra[f"{name}_z"] = slice(start, start + 2), slice(start + 2, start + 3)
         start += int(dim)
-    return out
+    return {**out, **extra}
 
 
 def even_frames(num_frames: int, max_frames: int) -> np.ndarray:
