@@ -1,0 +1,104 @@
+"""The representation gate for every in-domain encoder checkpoint of a budget, on every probe task.
+
+For each encoder ``weights/<encoder>_<budget>.pt`` and each task demo file, runs ``robrep probe`` (ridge and
+MLP, readouts global/mean/flat/keypoints, N = 10/50/100, baselines: raw pixels and the same architecture at
+random init) into ``<out_dir>/<task>_<encoder>.csv`` and then reads the gate (N = 50, a spatial readout
+with ridge R² >= 0.9 on every position variable, above both baselines) from that CSV. Writes one row per
+(encoder, task) to ``<out_dir>/gate.csv``: verdict, the readouts that pass, and for each position variable
+the encoder's best spatial ridge R² next to the best baseline's. CLIP is reported, not gated.
+
+Resumable: probe CSVs that exist are reused. One torch thread per probe; ``--jobs 2`` runs two at a time.
+
+    python benchmarks/probe_gate.py --budget full --jobs 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from robrep import results  # noqa: E402
+from robrep.commands.probe import read_csv  # noqa: E402
+from robrep.probe.state_probe import SPATIAL_READOUTS, gate, is_baseline  # noqa: E402
+
+TASKS = {"push": "data/push_demos.hdf5", "pick_place": "data/pick_place_demos.hdf5"}
+GATED = ("mae", "dift", "voltron")
+REPORTED = ("clip",)
+
+
+def probe(encoder: str, weights: Path, task: str, dataset: str, out: Path) -> Path:
+    """``robrep probe`` one checkpoint on one task (skipped when ``out`` exists); returns ``out``."""
+    if out.exists():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    log = out.with_suffix(".log")
+    args = [sys.executable, "-m", "robrep.cli", "probe", f"encoder={encoder}", f"weights={weights}",
+            f"dataset={dataset}", "threads=1", f"out={out}", "progress=false", f"gate={str(encoder in GATED).lower()}"]
+    with open(log, "w") as f:
+        proc = subprocess.run(args, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
+    if proc.returncode:
+        raise RuntimeError(f"probe failed for {encoder} on {task}; see {log}")
+    return out
+
+
+def best_spatial(rows: list[dict], keep, var: str, n: int) -> float:
+    """Best ridge R² at ``n`` demos over the spatial readouts of the rows ``keep`` selects (NaN if none)."""
+    vals = [r["r2"] for r in rows if keep(r) and r["variable"] == var and r["probe"] == "ridge"
+            and r["n_demos"] == n and r["readout"] in SPATIAL_READOUTS and not math.isnan(r["r2"])]
+    return max(vals, default=float("nan"))
+
+
+def gate_row(encoder: str, task: str, budget: str, rows: list[dict], n: int = 50) -> dict:
+    """One summary row: verdict, passing readouts, per-variable encoder vs best-baseline R²."""
+    mine = [r for r in rows if not is_baseline(r["encoder"])]
+    passed, details = gate(rows, n=n)
+    out = {"encoder": encoder, "task": task, "budget": budget, "weights_hash": mine[0]["weights_hash"] if mine else "",
+           "gate": ("pass" if passed else "fail") if encoder in GATED else "reported",
+           "passing_readouts": "/".join(details["passed_readouts"])}
+    for var in sorted({r["variable"] for r in rows if r["variable"].endswith(("_pos", "_xy", "_z"))}):
+        out[f"{var}"] = round(best_spatial(rows, lambda r: not is_baseline(r["encoder"]), var, n), 3)
+        out[f"{var}_baseline"] = round(best_spatial(rows, lambda r: is_baseline(r["encoder"]), var, n), 3)
+    global_rows = [r for r in mine if r["readout"] == "global" and r["probe"] == "ridge" and r["n_demos"] == n
+                   and r["variable"].endswith("_pos")]
+    out["global_token_worst_pos"] = round(min((r["r2"] for r in global_rows), default=float("nan")), 3)
+    out["reason"] = details["reason"]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--budget", default="full", help="weights/<encoder>_<budget>.pt")
+    parser.add_argument("--encoders", nargs="+", default=[*GATED, *REPORTED])
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS))
+    parser.add_argument("--out-dir", default=None, help="default results/probe_<budget>")
+    parser.add_argument("--jobs", type=int, default=2)
+    args = parser.parse_args(argv)
+    out_dir = ROOT / (args.out_dir or f"results/probe_{args.budget}")
+    jobs = []
+    for enc in args.encoders:
+        weights = ROOT / "weights" / f"{enc}_{args.budget}.pt"
+        if not weights.exists():
+            raise FileNotFoundError(f"{weights} is missing: make it with `bash scripts/pretrain_weights.sh "
+                                    f"{args.budget} <minutes> {enc}`")
+        jobs += [(enc, weights, task, TASKS[task], out_dir / f"{task}_{enc}.csv") for task in args.tasks]
+    with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+        done = list(pool.map(lambda j: (j, probe(*j)), jobs))
+    summary = [gate_row(enc, task, args.budget, read_csv(csv)) for (enc, _, task, _, _), csv in done]
+    columns = list(dict.fromkeys(k for row in summary for k in row))
+    path = results.write_csv([{c: row.get(c, "") for c in columns} for row in summary], out_dir / "gate.csv",
+                             ["python benchmarks/probe_gate.py " + " ".join(argv if argv is not None else sys.argv[1:])])
+    for row in summary:
+        print(f"{row['encoder']:<8} {row['task']:<11} {row['gate']:<8} {row['reason']}")
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
