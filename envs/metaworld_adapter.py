@@ -15,6 +15,7 @@ Observation (dict):
 Layouts are Meta-World's own randomisation (``_random_reset_space``), drawn from the env's
 ``np_random``, so ``reset(seed=s)`` is reproducible. Success is Meta-World's ``info["success"]``;
 the reward is ``float(success)`` (Meta-World's dense reward and metrics are in ``info``: ``mw_reward``, ...).
+There is no visual variation: ``visuals`` must be ``"clean"`` (:mod:`envs.visuals` is tabletop-only).
 """
 
 from __future__ import annotations
@@ -94,8 +95,13 @@ class MetaWorldEnv(gym.Env):
         render_mode: str | None = "rgb_array",
         terminate_on_success: bool = True,
         max_episode_steps: int = MAX_EPISODE_STEPS,
+        visuals: str = "clean",
     ) -> None:
         from metaworld.env_dict import ALL_V3_ENVIRONMENTS
+
+        if visuals != "clean":
+            raise ValueError(f"visuals={visuals!r}: Meta-World tasks render their own scene only (visuals='clean'); "
+                             f"visual variation (envs/visuals.py) exists for the robrep tabletop tasks")
 
         if task not in ALL_V3_ENVIRONMENTS:
             raise KeyError(f"unknown Meta-World task {task!r}; known: {sorted(ALL_V3_ENVIRONMENTS)}")

@@ -11,6 +11,10 @@ Observation (dict):
     (m per side, 0 = closed).
   * ``state``   float32 ``(D,)``: privileged task state (layout in ``state_spec``) for
     experts and probes; policies do not read it by default.
+
+Appearance: ``visuals`` = ``"clean"`` (fixed scene), ``"varied"`` or ``"heldout"`` (table texture,
+colours, lighting, distractors and camera pose redrawn per episode from disjoint pools, seeded by
+the reset seed; see :mod:`envs.visuals`). The drawn parameters are in ``episode_meta["visuals"]``.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import numpy as np  # noqa: E402
 from envs.state import split_state  # noqa: E402
 
 from envs.scene import FINGER_TRAVEL, WORKSPACE_XY, WORKSPACE_Z, CameraPose, build_scene_xml  # noqa: E402
+from envs.visuals import SceneVisuals, check_setting, scene_xml, visual_rng  # noqa: E402
 
 #: Initial TCP position (m) before the per-episode jitter.
 HOME = np.array([0.0, -0.05, 0.15])
@@ -79,6 +84,7 @@ class TabletopEnv(gym.Env):
         max_delta: float = 0.02,
         terminate_on_success: bool = True,
         camera: CameraPose | None = None,
+        visuals: str = "clean",
     ) -> None:
         if image_size < 16:
             raise ValueError(f"image_size must be >= 16 pixels, got {image_size}")
@@ -90,13 +96,18 @@ class TabletopEnv(gym.Env):
         self.frame_skip = int(frame_skip)
         self.max_delta = float(max_delta)
         self.terminate_on_success = bool(terminate_on_success)
+        self.visuals = check_setting(visuals)
         objects, assets = self.objects_xml()
-        xml = build_scene_xml(objects=objects, assets=assets, contact=self.contact_xml, camera=camera or CameraPose())
+        extra_assets, extra_objects = scene_xml(self.visuals)
+        xml = build_scene_xml(objects=objects + extra_objects, assets=assets + extra_assets, contact=self.contact_xml,
+                              camera=camera or CameraPose())
         self.model = mujoco.MjModel.from_xml_string(xml)
         # Shadows and multisampling off before the renderer exists: ~30x faster on a CPU (Mesa EGL).
         self.model.vis.quality.shadowsize = 0
         self.model.vis.quality.offsamples = 0
         self.data = mujoco.MjData(self.model)
+        self._scene_visuals = SceneVisuals(self.model, self.visuals)
+        self._visual_rng = visual_rng(None)
         self._renderer = mujoco.Renderer(self.model, self.image_size, self.image_size)
         track_renderer_owner(self)
         self._hand_qpos = np.array([self.model.joint(n).qposadr[0] for n in ("hand_x", "hand_y", "hand_z")])
@@ -177,12 +188,19 @@ class TabletopEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
+        if seed is not None:
+            self._visual_rng = visual_rng(seed)
         mujoco.mj_resetData(self.model, self.data)
         options = options or {}
         self.episode_meta = {}
         if "state" in options:
             self.set_sim_state(np.asarray(options["state"], dtype=np.float64))
             self.episode_meta = dict(options.get("episode_meta", {}))
+            visuals = self.episode_meta.get("visuals")
+            if visuals is None:  # recorded before visual variation: redraw from the episode's seed
+                recorded = self.episode_meta.get("seed")
+                rng = self._visual_rng if recorded is None else visual_rng(recorded)
+                visuals = self._scene_visuals.sample(rng, self.data)
         else:
             home = HOME.copy()
             home[:2] += self.np_random.uniform(-HOME_JITTER, HOME_JITTER, 2)
@@ -192,6 +210,11 @@ class TabletopEnv(gym.Env):
             self.sample_layout(self.np_random)
             mujoco.mj_forward(self.model, self.data)
             self._simulate()  # let objects settle on the table
+            visuals = self._scene_visuals.sample(self._visual_rng, self.data)
+        self._scene_visuals.apply(visuals)
+        mujoco.mj_kinematics(self.model, self.data)  # camera, distractor and light poses of the new model
+        mujoco.mj_camlight(self.model, self.data)
+        self.episode_meta["visuals"] = visuals
         self.episode_meta.setdefault("instruction", self.instruction_for_episode())
         self.episode_meta["seed"] = seed
         self._success = self.is_success()
@@ -275,6 +298,7 @@ class TabletopEnv(gym.Env):
                 "frame_skip": self.frame_skip,
                 "max_delta": self.max_delta,
                 "terminate_on_success": self.terminate_on_success,
+                "visuals": self.visuals,
             },
             "task": self.task_name,
             "state_spec": self.state_spec,

@@ -102,6 +102,7 @@ def collect_demos(
     valid_fraction: float = 0.1,
     max_attempts: int | None = None,
     progress: bool = True,
+    visuals: str = "clean",
 ) -> dict[str, Any]:
     """Collect ``num_demos`` successful scripted-expert episodes of ``task`` into ``out_path``.
 
@@ -109,10 +110,11 @@ def collect_demos(
     ``3 * num_demos``); the file (masks from ``valid_fraction``, ``subset_sizes``, ``subset_seeds``,
     see :func:`robrep.data.demo_file.split_masks`) appears atomically only if enough succeed,
     replacing any existing file; on an error, Ctrl-C or SIGTERM only the temp file existed and is
-    removed. Raises ``RuntimeError`` when the attempts run out, ``ValueError`` for bad arguments or
-    seeds outside the demo range.
+    removed. Episodes render in the ``visuals`` setting (``clean`` | ``varied`` | ``heldout``, see
+    :mod:`envs.visuals`; recorded in ``env_args`` and each ``ep_meta``). Raises ``RuntimeError`` when the
+    attempts run out, ``ValueError`` for bad arguments or seeds outside the demo range.
 
-    Returns ``{"task", "num_demos", "attempts", "expert_success_rate", "frames", "seconds", "path"}``.
+    Returns ``{"task", "visuals", "num_demos", "attempts", "expert_success_rate", "frames", "seconds", "path"}``.
     """
     if num_demos < 1:
         raise ValueError(f"num_demos must be >= 1, got {num_demos}")
@@ -128,7 +130,7 @@ def collect_demos(
         )
     out_path = Path(out_path)
     t0 = time.perf_counter()
-    env = make_env(task, image_size=image_size)
+    env = make_env(task, image_size=image_size, visuals=visuals)
     attempts = frames = 0
     try:
         with _sigterm_stops() as signals, tqdm(total=num_demos, desc=f"collect {task}", unit="demo", disable=not progress) as bar, \
@@ -158,6 +160,7 @@ def collect_demos(
         env.close()
     return {
         "task": task,
+        "visuals": visuals,
         "num_demos": num_demos,
         "attempts": attempts,
         "expert_success_rate": num_demos / attempts,

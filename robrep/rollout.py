@@ -26,11 +26,12 @@ def run_episode(env, policy: Callable[[dict], np.ndarray], seed: int) -> dict:
     return {"success": success, "length": steps}
 
 
-def expert_frames(task: str, episodes: int, seed_start: int = 0, image_size: int = 96) -> np.ndarray:
-    """Frames ``(T, H, W, 3)`` uint8 of ``episodes`` consecutive scripted-expert episodes."""
+def expert_frames(task: str, episodes: int, seed_start: int = 0, image_size: int = 96,
+                  visuals: str = "clean") -> np.ndarray:
+    """Frames ``(T, H, W, 3)`` uint8 of ``episodes`` consecutive scripted-expert episodes in the ``visuals`` setting."""
     from robrep.collect import rollout_episode
 
-    env = make_env(task, image_size=image_size)
+    env = make_env(task, image_size=image_size, visuals=visuals)
     expert = make_expert(env)
     try:
         clips = [rollout_episode(env, expert, seed)["obs"]["image"] for seed in range(seed_start, seed_start + episodes)]

@@ -8,6 +8,9 @@ summary and writes, beside each other:
 * ``<out stem>.start<seed_start>_n<episodes>.json``: the summary, the command and every episode's
   seed / success / length;
 * ``<out stem>.ep<i>_seed<seed>.mp4|gif``: videos of the first ``videos`` episodes.
+
+``visuals=<setting>`` evaluates in that visual setting instead of the checkpoint's own (e.g. demos in
+``varied``, evaluation in ``heldout``); its JSON and videos are named ``<out stem>.<setting>...``.
 """
 
 from __future__ import annotations
@@ -44,14 +47,20 @@ def command_line() -> str:
 
 
 def env_overrides(cfg: DictConfig, task: str) -> dict[str, Any]:
-    """Env kwargs from the optional ``task`` group (``image_size``, ``wrist_camera``); its name must be ``task``."""
+    """Env kwargs overriding the policy's: the optional ``task`` group's (``image_size``, ``wrist_camera``; its
+    name must be ``task``) and a non-null top-level ``visuals`` (the group's ``visuals`` is ignored, so
+    ``task=<name>`` alone keeps the checkpoint's setting)."""
+    overrides: dict[str, Any] = {}
     group = cfg.get("task")
-    if group is None:
-        return {}
-    if str(group.name) != task:
-        raise ValueError(f"task={group.name} but the policy was trained on {task!r}; drop the task override "
-                         f"or pick task={task}")
-    return {k: v for k, v in OmegaConf.to_container(group, resolve=True).items() if k != "name"}
+    if group is not None:
+        if str(group.name) != task:
+            raise ValueError(f"task={group.name} but the policy was trained on {task!r}; drop the task override "
+                             f"or pick task={task}")
+        overrides = {k: v for k, v in OmegaConf.to_container(group, resolve=True).items()
+                     if k not in ("name", "visuals")}
+    if cfg.get("visuals") is not None:
+        overrides["visuals"] = str(cfg.visuals)
+    return overrides
 
 
 def demo_seeds_of(policy: Any) -> list[int] | None:
@@ -111,7 +120,8 @@ def run(cfg: DictConfig) -> None:
 
     checkpoint = Path(str(cfg.checkpoint))
     out = Path(cfg.out) if cfg.out else Path("runs/eval") / f"{checkpoint.stem}.csv"
-    json_path = out.with_name(f"{out.stem}.start{cfg.seed_start}_n{cfg.episodes}.json")
+    stem = f"{out.stem}.{cfg.visuals}" if cfg.get("visuals") is not None else out.stem  # a visuals override's own files
+    json_path = out.with_name(f"{stem}.start{cfg.seed_start}_n{cfg.episodes}.json")
     command = command_line()
     with thread_limit(cfg.threads):
         policy = load_policy(checkpoint, device=cfg.device)
@@ -121,7 +131,7 @@ def run(cfg: DictConfig) -> None:
                           env_kwargs=env_overrides(cfg, policy.task), demo_seeds=demo_seeds_of(policy))
     meta = getattr(policy, "meta", None)
     policy_hash = str(meta.get("hash", "")) if isinstance(meta, Mapping) else ""
-    videos = result.write_videos(out.with_suffix(f".{cfg.video_format}"), fps=int(cfg.fps))
+    videos = result.write_videos(out.with_name(f"{stem}.{cfg.video_format}"), fps=int(cfg.fps))
     results.write_json({"command": command, "policy": str(checkpoint), "policy_hash": policy_hash,
                         **result.to_dict(), "videos": [str(v) for v in videos]}, json_path)
     upsert_row(csv_row(result, str(checkpoint), policy_hash, json_path, command), out)

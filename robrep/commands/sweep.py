@@ -25,20 +25,26 @@ from robrep.sweep.table import (cell_path, cell_rows, format_summary, load_cells
 
 
 def ensure_dataset(cfg: DictConfig) -> Path:
-    """The sweep's demo file, collected when missing; checks every (N, seed) subset exists."""
+    """The sweep's demo file, collected when missing (in the ``task.visuals`` setting); checks it was rendered
+    in that setting and holds every (N, seed) subset."""
     from robrep.collect import collect_demos
     from robrep.data.demo_file import DemoFile, DemoFileError
 
     path = Path(cfg.dataset)
     demos, seeds = sorted(int(n) for n in cfg.demos), sorted(int(s) for s in cfg.seeds)
+    visuals = str(cfg.task.get("visuals", "clean"))
     if not path.exists():
         train_needed = max(demos)
         total = math.ceil(train_needed / (1.0 - float(cfg.collect.valid_fraction))) + 1
         print(f"collecting {total} {cfg.task.name} demos into {path} (N up to {train_needed}, seeds {seeds})")
         collect_demos(cfg.task.name, total, path, image_size=cfg.task.image_size, seed_start=cfg.collect.seed_start,
                       noise_std=cfg.collect.noise_std, subset_sizes=demos, subset_seeds=seeds,
-                      valid_fraction=cfg.collect.valid_fraction, progress=cfg.progress)
+                      valid_fraction=cfg.collect.valid_fraction, progress=cfg.progress, visuals=visuals)
     with DemoFile(path) as f:
+        recorded = f.env_args.get("env_kwargs", {}).get("visuals", "clean")
+        if recorded != visuals:
+            raise DemoFileError(f"{path} was rendered with visuals={recorded}, the sweep asks for "
+                                f"task.visuals={visuals}; point dataset= (and name=) at another file for this setting")
         missing = [f"train_n{n}_seed{s}" for n in demos for s in seeds if f"train_n{n}_seed{s}" not in f.filter_keys]
         if missing:
             raise DemoFileError(

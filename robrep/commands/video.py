@@ -9,6 +9,7 @@ from robrep.video import write_video
 
 
 def run(cfg: DictConfig) -> None:
-    frames = expert_frames(cfg.task.name, cfg.episodes, cfg.seed_start, image_size=cfg.task.image_size)
+    frames = expert_frames(cfg.task.name, cfg.episodes, cfg.seed_start, image_size=cfg.task.image_size,
+                           visuals=cfg.task.get("visuals", "clean"))
     path = write_video(frames, cfg.out, fps=cfg.fps)
     print(f"wrote {len(frames)} frames of the '{cfg.task.name}' expert to {path}")
