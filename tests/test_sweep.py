@@ -108,5 +108,5 @@ def test_arms_compose(arm, readout, trunk):
         cfg = compose("cell", overrides=[f"arm={arm}"])
     assert cfg.arm == arm and cfg.policy.readout == readout and cfg.policy.trunk == trunk
     if trunk == "features":
-        assert cfg.weights == f"weights/{cfg.encoder.name}_quick.pt"
+        assert cfg.weights == f"weights/{cfg.encoder.name}_full.pt"
     assert np.isfinite(cfg.episodes)
