@@ -132,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown variants {sorted(unknown)}; known: {list(cfg.variants)}")
     t0 = time.perf_counter()
+    for path, collect_args in dict(cfg.get("collect", {})).items():  # the shared data files, made once if missing
+        if not (ROOT / path).exists():
+            _run(["collect", *map(str, collect_args), f"out={path}", "progress=false"], ROOT / "logs" / "ablation_collect.log")
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         futures = {name: pool.submit(run_variant, name, cfg.variants[name], cfg) for name in names}
         failed = []

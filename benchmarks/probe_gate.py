@@ -10,6 +10,10 @@ the encoder's best spatial ridge R² next to the best baseline's. CLIP is report
 Resumable: probe CSVs that exist are reused. One torch thread per probe; ``--jobs 2`` runs two at a time.
 
     python benchmarks/probe_gate.py --budget full --jobs 2
+
+``--feature-layers 2 3 4 5 6`` also chooses the ViT families' read-out block (``encoder.arch.feature_layer``,
+as DIFT's up block and t): each ViT encoder is probed once per layer into ``<task>_<encoder>_L<k>.csv`` (the
+random-init baseline read at the same layer) and ``gate.csv`` gets one row per layer; DIFT is probed as is.
 """
 
 from __future__ import annotations
@@ -33,14 +37,20 @@ GATED = ("mae", "dift", "voltron")
 REPORTED = ("clip",)
 
 
-def probe(encoder: str, weights: Path, task: str, dataset: str, out: Path) -> Path:
-    """``robrep probe`` one checkpoint on one task (skipped when ``out`` exists); returns ``out``."""
+VIT_FAMILIES = ("mae", "voltron", "clip")
+
+
+def probe(encoder: str, weights: Path, task: str, dataset: str, out: Path, layer: int | None = None) -> Path:
+    """``robrep probe`` one checkpoint on one task, ViTs read after block ``layer`` (``None``: the checkpoint's
+    default); skipped when ``out`` exists; returns ``out``."""
     if out.exists():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     log = out.with_suffix(".log")
     args = [sys.executable, "-m", "robrep.cli", "probe", f"encoder={encoder}", f"weights={weights}",
             f"dataset={dataset}", "threads=1", f"out={out}", "progress=false", f"gate={str(encoder in GATED).lower()}"]
+    if layer is not None:
+        args.append(f"+encoder.arch.feature_layer={layer}")
     with open(log, "w") as f:
         proc = subprocess.run(args, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
     if proc.returncode:
@@ -55,11 +65,12 @@ def best_spatial(rows: list[dict], keep, var: str, n: int) -> float:
     return max(vals, default=float("nan"))
 
 
-def gate_row(encoder: str, task: str, budget: str, rows: list[dict], n: int = 50) -> dict:
+def gate_row(encoder: str, task: str, budget: str, rows: list[dict], n: int = 50, layer: int | None = None) -> dict:
     """One summary row: verdict, passing readouts, per-variable encoder vs best-baseline R²."""
     mine = [r for r in rows if not is_baseline(r["encoder"])]
     passed, details = gate(rows, n=n)
-    out = {"encoder": encoder, "task": task, "budget": budget, "weights_hash": mine[0]["weights_hash"] if mine else "",
+    out = {"encoder": encoder, "task": task, "budget": budget, "feature_layer": "" if layer is None else layer,
+           "weights_hash": mine[0]["weights_hash"] if mine else "",
            "gate": ("pass" if passed else "fail") if encoder in GATED else "reported",
            "passing_readouts": "/".join(details["passed_readouts"])}
     for var in sorted({r["variable"] for r in rows if r["variable"].endswith(("_pos", "_xy", "_z"))}):
@@ -79,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", nargs="+", default=list(TASKS))
     parser.add_argument("--out-dir", default=None, help="default results/probe_<budget>")
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--feature-layers", type=int, nargs="*", default=[],
+                        help="ViT read-out blocks to probe (1-based); default: each checkpoint's own")
     args = parser.parse_args(argv)
     out_dir = ROOT / (args.out_dir or f"results/probe_{args.budget}")
     jobs = []
@@ -87,15 +100,17 @@ def main(argv: list[str] | None = None) -> int:
         if not weights.exists():
             raise FileNotFoundError(f"{weights} is missing: make it with `bash scripts/pretrain_weights.sh "
                                     f"{args.budget} <minutes> {enc}`")
-        jobs += [(enc, weights, task, TASKS[task], out_dir / f"{task}_{enc}.csv") for task in args.tasks]
+        layers = args.feature_layers if enc in VIT_FAMILIES and args.feature_layers else [None]
+        jobs += [(enc, weights, task, TASKS[task], out_dir / f"{task}_{enc}{'' if k is None else f'_L{k}'}.csv", k)
+                 for task in args.tasks for k in layers]
     with ThreadPoolExecutor(max(1, args.jobs)) as pool:
         done = list(pool.map(lambda j: (j, probe(*j)), jobs))
-    summary = [gate_row(enc, task, args.budget, read_csv(csv)) for (enc, _, task, _, _), csv in done]
+    summary = [gate_row(enc, task, args.budget, read_csv(csv), layer=k) for (enc, _, task, _, _, k), csv in done]
     columns = list(dict.fromkeys(k for row in summary for k in row))
     path = results.write_csv([{c: row.get(c, "") for c in columns} for row in summary], out_dir / "gate.csv",
                              ["python benchmarks/probe_gate.py " + " ".join(argv if argv is not None else sys.argv[1:])])
     for row in summary:
-        print(f"{row['encoder']:<8} {row['task']:<11} {row['gate']:<8} {row['reason']}")
+        print(f"{row['encoder']:<8} {row['task']:<11} L{row['feature_layer'] or '-':<2} {row['gate']:<8} {row['reason']}")
     print(f"wrote {path}")
     return 0
 

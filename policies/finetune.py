@@ -28,8 +28,8 @@ from robrep.encoders.registry import family_class
 def tail_modules(encoder: Encoder, blocks: int) -> list[nn.Module]:
     """The last ``blocks`` stages that compute ``encoder``'s features, read from its module structure:
 
-    * timm-ViT families (``mae``, ``voltron``, ``clip``: an ``encoder.vit``): the last ``blocks`` of
-      ``vit.blocks`` plus the final norm ``vit.norm`` (the tokens are read after it);
+    * timm-ViT families (``mae``, ``voltron``, ``clip``: an ``encoder.vit``): the ``blocks`` blocks ending at
+      the one read out (``feature_layer``) plus the final norm ``vit.norm`` (the tokens are read after it);
     * diffusion U-Net (``dift``: an ``encoder.unet``): the ``blocks`` up blocks ending at the one read out,
       ``unet.up_blocks[up_block - blocks + 1 .. up_block]`` (later up blocks never run).
 
@@ -39,7 +39,7 @@ def tail_modules(encoder: Encoder, blocks: int) -> list[nn.Module]:
         raise ValueError(f"blocks must be >= 0, got {blocks}")
     vit, unet = getattr(encoder, "vit", None), getattr(encoder, "unet", None)
     if vit is not None:
-        stages, last = list(vit.blocks), [vit.norm]
+        stages, last = list(vit.blocks)[: int(encoder.feature_layer)], [vit.norm]
     elif unet is not None:
         stages, last = list(unet.up_blocks)[: int(encoder.up_block) + 1], []
     else:

@@ -146,3 +146,32 @@ def test_spatial_softmax_finds_a_bright_spot():
         head.log_temperature.fill_(-2.0)
     xy = head(SpatialFeatures(tokens, (4, 4)))[0]
     assert xy[0] > 0.9 and -0.5 < xy[1] < 0
+
+
+VIT_NAMES = [n for n in NAMES if n in ("mae", "voltron", "clip")]
+VIT_TINY = dict(input_size=32, patch_size=8, embed_dim=64, depth=3, num_heads=2)
+
+
+@pytest.mark.parametrize("name", VIT_NAMES)
+def test_vit_feature_layer_reads_an_intermediate_block(name, tmp_path):
+    torch.manual_seed(0)
+    enc = load_encoder(name, **VIT_TINY)
+    last_hash = enc.weights_hash()
+    assert enc.feature_layer == 3 and "feature_layer" not in enc.config  # default: the old hash is kept
+    x = enc.preprocess(images(2, 32, 32))
+    with torch.no_grad():  # by hand: patch + position embedding, the first two blocks, the final norm
+        t = enc.embed(x) + (enc.img_token if name == "voltron" else 0)
+        for block in enc.vit.blocks[:2]:
+            t = block(t)
+        want = enc.vit.norm(t)[:, enc.num_prefix_tokens:]
+    path = tmp_path / "enc.pt"
+    save_checkpoint(enc, path)
+    mid = load_encoder(name, weights=str(path), feature_layer=2)
+    torch.testing.assert_close(mid(x).tokens, want)
+    assert not torch.allclose(enc(x).tokens, want)
+    assert mid.config["feature_layer"] == 2 and mid.weights_hash() != last_hash  # caches and policies tell them apart
+    rebuilt = type(mid)(**mid.config)  # the config round-trips the choice
+    assert rebuilt.feature_layer == 2
+    for bad in (0, 4):
+        with pytest.raises(ValueError, match=r"feature_layer must be in \[1, 3\]"):
+            load_encoder(name, weights=str(path), feature_layer=bad)

@@ -428,3 +428,10 @@ def test_robrep_train_finetune_cli(demos, deep_ckpt, tmp_path, capsys, monkeypat
     assert ckpt["policy_config"]["trunk"] == "finetune" and ckpt["policy_config"]["readout"] == "spatial_softmax"
     assert ckpt["encoder"]["finetuned_blocks"] == 2 and ckpt["train"]["steps"] == 2
     assert load_policy(out).act(demo_obs(demos)).shape == (3, 4)
+
+
+def test_trainable_tail_ends_at_the_vit_feature_layer():
+    vit = load_encoder("mae", frozen=False, feature_layer=2, **DEEP_ARCH)  # block 3 of 3 never runs
+    assert tail_modules(vit, 2) == [vit.vit.blocks[0], vit.vit.blocks[1], vit.vit.norm]
+    with pytest.raises(ValueError, match="only 2 blocks compute"):
+        trainable_tail(vit, 3)

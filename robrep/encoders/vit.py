@@ -14,11 +14,15 @@ class ViTEncoder(Encoder):
     """A timm ``VisionTransformer`` (any registered timm ViT name, with architecture overrides).
 
     ``timm_model`` names the timm architecture; ``patch_size``, ``embed_dim``, ``depth`` and
-    ``num_heads`` override it (``None`` keeps timm's value). Tokens are the final-norm patch tokens
-    ``(B, h·w, D)``; the global token is the class token when ``class_token`` is true.
+    ``num_heads`` override it (``None`` keeps timm's value). Tokens are the patch tokens ``(B, h·w, D)``
+    after block ``feature_layer`` (1-based; ``None`` = the last block) and the final norm, as timm's
+    ``forward_intermediates(norm=True)``; the global token is the class token when ``class_token`` is true.
+    ``feature_layer`` is a feature-time choice (:meth:`configure`, like DIFT's up block): pretraining always
+    runs every block, and it enters ``config`` (hence the weights hash) only when set.
     """
 
     has_global_token = True
+    runtime_keys = ("feature_layer",)  # feature-time choices that `configure` may change on a loaded checkpoint
 
     def __init__(
         self,
@@ -31,6 +35,7 @@ class ViTEncoder(Encoder):
         class_token: bool = True,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
+        feature_layer: int | None = None,
         **timm_kwargs: Any,
     ) -> None:
         super().__init__(input_size, mean, std)
@@ -41,6 +46,20 @@ class ViTEncoder(Encoder):
         self.config = dict(timm_model=timm_model, input_size=input_size, patch_size=patch_size, embed_dim=embed_dim,
                            depth=depth, num_heads=num_heads, class_token=class_token, mean=list(mean), std=list(std),
                            **timm_kwargs)
+        self.feature_layer = len(self.vit.blocks)
+        if feature_layer is not None:
+            self.configure(feature_layer)
+
+    def configure(self, feature_layer: int | None = None) -> "ViTEncoder":
+        """Read the tokens after block ``feature_layer`` (1 … depth) from now on; recorded in ``config``."""
+        if feature_layer is None:
+            return self
+        depth = len(self.vit.blocks)
+        if not 1 <= int(feature_layer) <= depth:
+            raise ValueError(f"feature_layer must be in [1, {depth}] for this {depth}-block ViT, got {feature_layer}")
+        self.feature_layer = int(feature_layer)
+        self.config["feature_layer"] = self.feature_layer
+        return self
 
     @property
     def feature_dim(self) -> int:
@@ -58,9 +77,14 @@ class ViTEncoder(Encoder):
         """Patch + position embedding with prefix tokens: ``(B, 3, S, S)`` → ``(B, P + N, D)``."""
         return self.vit.norm_pre(self.vit._pos_embed(self.vit.patch_embed(x)))
 
-    def transform(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Transformer blocks and final norm on ``(B, L, D)`` (any subset of tokens)."""
-        return self.vit.norm(self.vit.blocks(tokens))
+    def transform(self, tokens: torch.Tensor, depth: int | None = None,
+                  attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The first ``depth`` transformer blocks (``None`` = all) and the final norm on ``(B, L, D)`` (any
+        subset of tokens); ``attn_mask`` ``(B, 1, 1, L)`` (True = attend) is passed to every block."""
+        blocks = self.vit.blocks if depth is None else self.vit.blocks[:depth]
+        for block in blocks:
+            tokens = block(tokens) if attn_mask is None else block(tokens, attn_mask=attn_mask)
+        return self.vit.norm(tokens)
 
     def split(self, tokens: torch.Tensor) -> SpatialFeatures:
         """``(B, P + N, D)`` → :class:`SpatialFeatures` (class token as the global token)."""
@@ -69,4 +93,4 @@ class ViTEncoder(Encoder):
         return SpatialFeatures(tokens[:, p:], self.grid_size, glob)
 
     def encode(self, x: torch.Tensor) -> SpatialFeatures:
-        return self.split(self.transform(self.embed(x)))
+        return self.split(self.transform(self.embed(x), self.feature_layer))

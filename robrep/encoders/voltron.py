@@ -134,26 +134,26 @@ class VoltronEncoder(MAEEncoder):
         emb = emb.to(device=self.device, dtype=self.lang_proj.weight.dtype)
         return self.lang_proj(emb) + self.lang_token, mask.to(self.device)
 
-    def joint(self, image: torch.Tensor, language: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+    def joint(self, image: torch.Tensor, language: tuple[torch.Tensor, torch.Tensor] | None,
+              depth: int | None = None) -> torch.Tensor:
         """Embedded image tokens ``(B, P + n, D)`` (any subset of patches, after :meth:`embed`) and
-        optional language ``((B, L, D), (B, L))`` → the image tokens after blocks + final norm."""
+        optional language ``((B, L, D), (B, L))`` → the image tokens after the first ``depth`` blocks
+        (``None`` = all) + final norm."""
         x = image + self.img_token
         if language is None:
-            return self.transform(x)
+            return self.transform(x, depth)
         lang, mask = language
-        seq = torch.cat([lang, x], dim=1)
         attn_mask = None
         if not bool(mask.all()):
             keep = torch.cat([mask, mask.new_ones(x.shape[0], x.shape[1])], dim=1)
             attn_mask = keep[:, None, None, :]  # (B, 1, 1, L + P + n): keys to attend
-        for block in self.vit.blocks:
-            seq = block(seq, attn_mask=attn_mask)
-        return self.vit.norm(seq)[:, lang.shape[1]:]
+        return self.transform(torch.cat([lang, x], dim=1), depth, attn_mask)[:, lang.shape[1]:]
 
     def features(self, x: torch.Tensor, texts: Sequence[str | None] | None) -> SpatialFeatures:
-        """``(B, 3, S, S)`` and per-image texts (or ``None``) → :class:`SpatialFeatures` (gradients allowed)."""
+        """``(B, 3, S, S)`` and per-image texts (or ``None``) → :class:`SpatialFeatures` after block
+        ``feature_layer`` (gradients allowed)."""
         language = None if texts is None else self.language_tokens(texts)
-        return self.split(self.joint(self.embed(x), language))
+        return self.split(self.joint(self.embed(x), language, self.feature_layer))
 
     def encode(self, x: torch.Tensor) -> SpatialFeatures:
         texts = None if self.language is None else [self.language] * x.shape[0]
