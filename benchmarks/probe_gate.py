@@ -33,6 +33,8 @@ from robrep.commands.probe import read_csv  # noqa: E402
 from robrep.probe.state_probe import SPATIAL_READOUTS, gate, is_baseline  # noqa: E402
 
 TASKS = {"push": "data/push_demos.hdf5", "pick_place": "data/pick_place_demos.hdf5"}
+#: Demos per probe file (made by ``robrep collect task=<task> num_demos=150`` when missing): 135 train, 15 valid.
+NUM_DEMOS = 150
 GATED = ("mae", "dift", "voltron")
 REPORTED = ("clip",)
 
@@ -103,6 +105,10 @@ def main(argv: list[str] | None = None) -> int:
         layers = args.feature_layers if enc in VIT_FAMILIES and args.feature_layers else [None]
         jobs += [(enc, weights, task, TASKS[task], out_dir / f"{task}_{enc}{'' if k is None else f'_L{k}'}.csv", k)
                  for task in args.tasks for k in layers]
+    for task in args.tasks:
+        if not (ROOT / TASKS[task]).exists():
+            subprocess.run([sys.executable, "-m", "robrep.cli", "collect", f"task={task}", f"num_demos={NUM_DEMOS}",
+                            f"out={TASKS[task]}", "progress=false"], cwd=ROOT, check=True)
     with ThreadPoolExecutor(max(1, args.jobs)) as pool:
         done = list(pool.map(lambda j: (j, probe(*j)), jobs))
     summary = [gate_row(enc, task, args.budget, read_csv(csv), layer=k) for (enc, _, task, _, _, k), csv in done]

@@ -9,7 +9,7 @@ demo file (``actions`` float32 ``(T, 4)`` in [-1, 1], ``obs/proprio`` float32 ``
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -26,7 +26,8 @@ class DemoTensors:
     ``frames`` ``{key: (F, ...)}`` per-frame trunk inputs; ``proprio (F, P)``; ``actions (F, A)``;
     ``stack (F, S)`` indices of the S stacked frames of each frame (oldest first, the episode's first
     frame repeated before its start); ``chunk (F, k)`` indices of the next k actions (the episode's last
-    action repeated after its end, as robomimic's sequence padding); ``instructions`` one per episode.
+    action repeated after its end, as robomimic's sequence padding); ``instructions`` one per episode;
+    ``shifted`` ``{key: (C, F, ...)}`` the feature cache's C shifted copies of ``frames`` (empty without).
     """
 
     frames: dict[str, torch.Tensor]
@@ -36,14 +37,27 @@ class DemoTensors:
     chunk: torch.Tensor
     episodes: list[str]
     instructions: list[str | None]
+    shifted: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.actions)
 
-    def batch(self, idx: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
-        """Frames ``idx (B,)`` → ``frames {key: (B, S, ...)}``, ``proprio (B, S, P)``, ``actions (B, k, A)``."""
+    @property
+    def num_views(self) -> int:
+        """1 + the number of shifted copies of every frame."""
+        return 1 + (len(next(iter(self.shifted.values()))) if self.shifted else 0)
+
+    def batch(self, idx: torch.Tensor, view: torch.Tensor | None = None
+              ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """Frames ``idx (B,)`` → ``frames {key: (B, S, ...)}``, ``proprio (B, S, P)``, ``actions (B, k, A)``;
+        ``view (B,)`` picks per sample the recorded frames (0) or a shifted copy (1 … C) of all its S frames."""
         s = self.stack[idx]
-        return {k: v[s] for k, v in self.frames.items()}, self.proprio[s], self.actions[self.chunk[idx]]
+        frames = {k: v[s] for k, v in self.frames.items()}
+        if view is not None and self.shifted:
+            pick = view > 0
+            for k, copies in self.shifted.items():
+                frames[k][pick] = copies[(view[pick] - 1)[:, None], s[pick]]  # (B', S, ...)
+        return frames, self.proprio[s], self.actions[self.chunk[idx]]
 
 
 def window_indices(lengths: Sequence[int], frame_stack: int, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,11 +73,15 @@ def window_indices(lengths: Sequence[int], frame_stack: int, chunk: int) -> tupl
 
 
 def load_demo_tensors(demos: DemoFile, names: Sequence[str], frame_stack: int = 1, chunk: int = 1,
-                      cache: FeatureCache | None = None) -> DemoTensors:
-    """The demos ``names`` as :class:`DemoTensors`: cached features when ``cache`` is given, else images."""
+                      cache: FeatureCache | None = None, shifted: bool = False) -> DemoTensors:
+    """The demos ``names`` as :class:`DemoTensors`: cached features when ``cache`` is given, else images;
+    ``shifted``: also the cache's shifted copies (training data; ValueError if the cache has none)."""
     if not names:
         raise ValueError(f"no demos to load from {demos.path}")
+    if shifted and (cache is None or not cache.shifts):
+        raise ValueError(f"shifted feature copies asked for, but {getattr(cache, 'path', 'no cache')} holds none")
     parts: dict[str, list[torch.Tensor]] = {}
+    copies: dict[str, list[torch.Tensor]] = {}
     proprio, actions, lengths, instructions = [], [], [], []
     for name in names:
         episode = demos.episode(name)
@@ -78,6 +96,11 @@ def load_demo_tensors(demos: DemoFile, names: Sequence[str], frame_stack: int = 
             frame = {"tokens": feats.tokens}
             if feats.global_token is not None:
                 frame["global_token"] = feats.global_token
+            for view in range(1, cache.shifts + 1 if shifted else 1):
+                moved = cache.features(name, dtype=torch.float16, view=view)
+                copies.setdefault("tokens", []).append(moved.tokens)
+                if moved.global_token is not None:
+                    copies.setdefault("global_token", []).append(moved.global_token)
         else:
             frame = {"image": torch.from_numpy(np.ascontiguousarray(episode["obs"]["image"]))}
         for key, value in frame.items():
@@ -87,5 +110,7 @@ def load_demo_tensors(demos: DemoFile, names: Sequence[str], frame_stack: int = 
         lengths.append(T)
         instructions.append(episode["attrs"]["ep_meta"].get("instruction"))
     stack, chunks = window_indices(lengths, frame_stack, chunk)
+    c = cache.shifts if shifted and cache is not None else 0
+    shifted_frames = {k: torch.stack([torch.cat(v[i::c]) for i in range(c)]) for k, v in copies.items()}  # (C, F, ...)
     return DemoTensors({k: torch.cat(v) for k, v in parts.items()}, torch.cat(proprio), torch.cat(actions),
-                       stack, chunks, list(names), instructions)
+                       stack, chunks, list(names), instructions, shifted_frames)

@@ -74,7 +74,8 @@ class BCModel(nn.Module):
 
 #: Keys of a policy config (``configs/policy/*.yaml``); anything else is a typo and an error.
 POLICY_KEYS = frozenset({"name", "trunk", "readout", "readout_kwargs", "token_dropout", "cnn", "finetune", "head",
-                         "head_kwargs", "frame_stack", "chunk", "use_proprio", "min_std", "ensemble_decay", "train"})
+                         "head_kwargs", "frame_stack", "chunk", "use_proprio", "min_std", "ensemble_decay", "train",
+                         "feature_shifts", "feature_shift_pad"})
 #: Trunks built on a pretrained encoder (need an ``EncoderSpec``): frozen cached features, or fine-tuned.
 ENCODER_TRUNKS = frozenset({"features", "finetune"})
 

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import time
+from pathlib import Path
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -26,6 +27,7 @@ from policies.datasets import DemoTensors, load_demo_tensors
 from policies.model import ENCODER_TRUNKS, BCModel, build_model, check_policy_config
 from robrep.data.demo_file import DemoFile
 from robrep.data.feature_cache import FeatureCache, compute_features, file_hash
+from robrep.encoders.base import Encoder
 
 
 @dataclass
@@ -104,7 +106,8 @@ def fit(model: BCModel, train: DemoTensors, valid: DemoTensors | None, cfg: Trai
     for step in bar:
         model.train()
         idx = torch.randint(len(train), (cfg.batch_size,), generator=generator)
-        frames, proprio, actions = train.batch(idx)
+        view = torch.randint(train.num_views, (cfg.batch_size,), generator=generator) if train.shifted else None
+        frames, proprio, actions = train.batch(idx, view)
         loss = model.loss(to_device(frames, device), proprio.to(device), actions.to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -129,6 +132,18 @@ def fit(model: BCModel, train: DemoTensors, valid: DemoTensors | None, cfg: Trai
     valid_mse = evaluate_mse(model, valid, cfg.eval_batch_size) if valid is not None else math.nan
     train_mse = evaluate_mse(model, train, cfg.eval_batch_size)
     return FitResult(step, best_step, best_loss, valid_mse, train_mse, time.perf_counter() - start, history)
+
+
+def policy_feature_cache(policy_cfg: Mapping[str, Any], encoder: Encoder, dataset: str | os.PathLike,
+                         cache_dir: str | os.PathLike, label: str, batch_size: int = 64, use_language: bool = True,
+                         progress: bool = False) -> Path:
+    """The feature cache a ``trunk: features`` policy trains on: ``dataset`` through the frozen ``encoder``,
+    with the policy's ``feature_shifts`` shifted copies (±``feature_shift_pad`` px) when it asks for them."""
+    with torch.inference_mode():
+        return compute_features(encoder, dataset, cache_dir, encoder_name=label, batch_size=batch_size,
+                                use_language=use_language, progress=progress,
+                                shifts=int(policy_cfg.get("feature_shifts", 0)),
+                                shift_pad=int(policy_cfg.get("feature_shift_pad", 4)))
 
 
 def shared_instruction(instructions: list[str | None]) -> str | None:
@@ -180,10 +195,8 @@ def train_policy(
         enc_record, cache, trainable = None, None, None
         if kind == "features":
             enc = encoder.load(device)
-            with torch.inference_mode():
-                cache_file = compute_features(enc, dataset, cache_dir, encoder_name=encoder.label,
-                                              batch_size=feature_batch_size, use_language=use_language,
-                                              progress=progress)
+            cache_file = policy_feature_cache(policy_cfg, enc, dataset, cache_dir, encoder.label, feature_batch_size,
+                                              use_language, progress)
             cache = FeatureCache(cache_file, enc)
             enc_record = {**encoder.to_dict(), "identity": enc.identity(), "use_language": bool(use_language),
                           "cache": str(cache_file)}
@@ -193,7 +206,7 @@ def train_policy(
             enc_record = {**encoder.to_dict(), "identity": trainable.identity(), "use_language": False,
                           "finetuned_blocks": int(policy_cfg["finetune"]["blocks"])}
         try:
-            train = load_demo_tensors(demos, train_names, stack, chunk, cache)
+            train = load_demo_tensors(demos, train_names, stack, chunk, cache, shifted=bool(cache and cache.shifts))
             valid = load_demo_tensors(demos, valid_names, stack, chunk, cache) if valid_names else None
         finally:
             if cache is not None:

@@ -62,3 +62,45 @@ def test_incomplete_cache_is_an_error(demos, tmp_path):
         FeatureCache(path)
     with pytest.raises(FileNotFoundError):
         FeatureCache(tmp_path / "missing.hdf5")
+
+
+def test_shift_images_translates_each_frame_within_the_pad():
+    import numpy as np
+
+    from robrep.data.feature_cache import shift_images
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (6, 20, 24, 3), dtype=np.uint8)
+    assert shift_images(images, 0, np.random.default_rng(1)) is images
+    moved = shift_images(images, 3, np.random.default_rng(1))
+    assert moved.shape == images.shape and moved.dtype == np.uint8
+    np.testing.assert_array_equal(moved, shift_images(images, 3, np.random.default_rng(1)))  # seeded
+    padded = np.pad(images, ((0, 0), (3, 3), (3, 3), (0, 0)), mode="edge")
+    for t in range(len(images)):  # each frame is some window of the padded frame, offset within ±3 px
+        hits = [(dy, dx) for dy in range(7) for dx in range(7)
+                if np.array_equal(moved[t], padded[t, dy:dy + 20, dx:dx + 24])]
+        assert hits
+    assert not np.array_equal(moved, images)
+
+
+def test_shifted_copies_are_cached_beside_the_recorded_frames(demos, tmp_path):
+    import numpy as np
+
+    from robrep.data.feature_cache import shift_images
+
+    enc = tiny_vit(0)
+    plain = compute_features(enc, demos, tmp_path, encoder_name="tiny", progress=False)
+    path = compute_features(enc, demos, tmp_path, encoder_name="tiny", progress=False, shifts=2, shift_pad=4)
+    assert path != plain  # its own key: a cache without copies is never mistaken for one with them
+    with FeatureCache(path, enc) as cache, FeatureCache(plain, enc) as base, h5py.File(demos) as f:
+        assert cache.shifts == 2 and base.shifts == 0
+        torch.testing.assert_close(cache.features("demo_1").tokens, base.features("demo_1").tokens)
+        images = f["data/demo_1/obs/image"][()]
+        want = enc.encode_images(shift_images(images, 4, np.random.default_rng([1, 1]))).tokens  # copy 2 of demo_1
+        torch.testing.assert_close(cache.features("demo_1", view=2).tokens, want, atol=2e-2, rtol=1e-2)
+        assert not torch.allclose(cache.features("demo_1", view=1).tokens, cache.features("demo_1", view=2).tokens)
+        with pytest.raises(ValueError, match="holds views 0 … 2"):
+            cache.features("demo_1", view=3)
+    assert compute_features(enc, demos, tmp_path, encoder_name="tiny", progress=False, shifts=2, shift_pad=4) == path
+    with pytest.raises(ValueError, match="must be >= 0"):
+        compute_features(enc, demos, tmp_path, progress=False, shifts=-1)

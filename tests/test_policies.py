@@ -435,3 +435,29 @@ def test_trainable_tail_ends_at_the_vit_feature_layer():
     assert tail_modules(vit, 2) == [vit.vit.blocks[0], vit.vit.blocks[1], vit.vit.norm]
     with pytest.raises(ValueError, match="only 2 blocks compute"):
         trainable_tail(vit, 3)
+
+
+def test_shifted_feature_copies_reach_training(demos, encoder_ckpt, cache_dir, tmp_path):
+    enc = load_encoder("mae", weights=str(encoder_ckpt), **ARCH)
+    path = compute_features(enc, demos, cache_dir, encoder_name="mae_tiny", progress=False, shifts=2)
+    with DemoFile(demos) as d, FeatureCache(path, enc) as cache:
+        names = d.subset(2, 0)
+        data = load_demo_tensors(d, names, frame_stack=2, cache=cache, shifted=True)
+        plain = load_demo_tensors(d, names, frame_stack=2, cache=cache)
+        copy2 = torch.cat([cache.features(n, dtype=torch.float16, view=2).tokens for n in names])
+    assert data.num_views == 3 and plain.num_views == 1 and data.shifted["tokens"].shape == (2, *plain.frames["tokens"].shape)
+    idx = torch.tensor([0, 5, 9])
+    frames, _, _ = data.batch(idx, view=torch.tensor([0, 2, 0]))
+    torch.testing.assert_close(frames["tokens"][[0, 2]], plain.batch(idx)[0]["tokens"][[0, 2]])  # view 0: as recorded
+    torch.testing.assert_close(frames["tokens"][1], copy2[data.stack[5]])  # every stacked frame from copy 2
+    torch.testing.assert_close(data.batch(idx)[0]["tokens"], plain.batch(idx)[0]["tokens"])  # no view: recorded
+    with DemoFile(demos) as d, FeatureCache(compute_features(enc, demos, cache_dir, "mae_tiny", progress=False), enc) as c:
+        with pytest.raises(ValueError, match="holds none"):
+            load_demo_tensors(d, names, cache=c, shifted=True)
+    cfg = policy_cfg(feature_shifts=2, train={"steps": 40, "eval_every": 20})
+    summary = train_policy(cfg, demos, 2, 0, tmp_path / "p.pt", EncoderSpec("mae", str(encoder_ckpt), ARCH),
+                           cache_dir=cache_dir)
+    ckpt = read_policy_checkpoint(tmp_path / "p.pt")
+    assert ckpt["encoder"]["cache"].endswith(path.name.split(".", 2)[2])  # the same key: the cache with copies
+    assert math.isfinite(summary["train"]["valid_mse"])
+    assert load_policy(tmp_path / "p.pt").act(demo_obs(demos)).shape == (3, 4)

@@ -18,13 +18,12 @@ from policies.model import ENCODER_TRUNKS
 from robrep import results
 from robrep.commands.eval import demo_seeds_of
 from robrep.commands.probe import thread_limit
-from robrep.data.feature_cache import compute_features
 from robrep.sweep.table import cell_name, cell_path
 
 
 def run(cfg: DictConfig) -> None:
     from policies import load_policy
-    from policies.train import train_policy
+    from policies.train import policy_feature_cache, train_policy
     from robrep.eval.rollouts import evaluate
 
     record_path = cell_path(cfg.sweep_dir, cfg.arm, cfg.n, cfg.seed)
@@ -38,9 +37,8 @@ def run(cfg: DictConfig) -> None:
     if cfg.features_only:
         if policy_cfg["trunk"] == "features":
             with thread_limit(cfg.threads):
-                path = compute_features(encoder.load(cfg.device), cfg.dataset, cfg.cache_dir, encoder_name=encoder.label,
-                                        batch_size=cfg.feature_batch_size, use_language=cfg.use_language,
-                                        progress=cfg.progress)
+                path = policy_feature_cache(policy_cfg, encoder.load(cfg.device), cfg.dataset, cfg.cache_dir,
+                                            encoder.label, cfg.feature_batch_size, cfg.use_language, cfg.progress)
             print(f"{cfg.arm}: features {path}")
         return
     if record_path.exists():

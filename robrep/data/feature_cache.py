@@ -4,12 +4,18 @@ Layout of a cache file::
 
     features/demo_i/tokens        float16 (T, N, D), one frame per chunk
     features/demo_i/global_token  float16 (T, D)   (only for encoders with a global token)
+    features/demo_i/shifted_tokens        float16 (C, T, N, D)  (only with ``shifts = C > 0``)
+    features/demo_i/shifted_global_token  float16 (C, T, D)
     attrs: key, encoder (JSON identity: family, config, weights_hash), encoder_name,
-           dataset_hash, dataset_path, grid (h, w), preprocessing (JSON), complete
+           dataset_hash, dataset_path, grid (h, w), preprocessing (JSON), shifts, shift_pad, complete
 
-The file name holds the key = hash(encoder weights hash, preprocessing, dataset content hash),
-so a changed checkpoint, preprocessing or dataset gives a new file; nothing is invalidated by age.
-Opening a cache with an encoder whose identity differs from the recorded one is an error.
+The file name holds the key = hash(encoder weights hash, preprocessing, dataset content hash[, shifts]),
+so a changed checkpoint, preprocessing, dataset or number of shifted copies gives a new file; nothing is
+invalidated by age. Opening a cache with an encoder whose identity differs from the recorded one is an error.
+
+Shifted copies (augmentation for frozen features, as DrQ's random shift for a CNN): copy ``c`` of frame
+``t`` encodes the image translated by a whole-pixel offset in [-shift_pad, shift_pad]² (border replicated),
+drawn from a generator seeded by (``c``, the demo's index), so a cache is reproducible.
 """
 
 from __future__ import annotations
@@ -46,9 +52,25 @@ def preprocessing_of(encoder: Encoder, use_language: bool) -> dict[str, Any]:
             "dtype": str(encoder.dtype)}
 
 
-def cache_key(encoder: Encoder, dataset_hash: str, use_language: bool) -> str:
-    payload = json.dumps([encoder.weights_hash(), preprocessing_of(encoder, use_language), dataset_hash], sort_keys=True)
+def cache_key(encoder: Encoder, dataset_hash: str, use_language: bool, shifts: int = 0, shift_pad: int = 4) -> str:
+    parts: list[Any] = [encoder.weights_hash(), preprocessing_of(encoder, use_language), dataset_hash]
+    if shifts:  # caches without shifted copies keep their old keys
+        parts.append({"shifts": int(shifts), "shift_pad": int(shift_pad)})
+    payload = json.dumps(parts, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def shift_images(images: np.ndarray, pad: int, rng: np.random.Generator) -> np.ndarray:
+    """uint8 ``(T, H, W, 3)`` → each frame translated by its own offset in [-pad, pad]² px (edge pixels
+    replicated into the gap), same shape and dtype."""
+    if pad <= 0:
+        return images
+    t, h, w, _ = images.shape
+    padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="edge")
+    dy, dx = rng.integers(0, 2 * pad + 1, size=(2, t))
+    rows = dy[:, None] + np.arange(h)  # (T, H)
+    cols = dx[:, None] + np.arange(w)  # (T, W)
+    return padded[np.arange(t)[:, None, None], rows[:, :, None], cols[:, None, :]]
 
 
 def cache_path(cache_dir: str | os.PathLike, dataset: str | os.PathLike, encoder_name: str, key: str) -> Path:
@@ -63,13 +85,18 @@ def compute_features(
     batch_size: int = 64,
     use_language: bool = True,
     progress: bool = True,
+    shifts: int = 0,
+    shift_pad: int = 4,
 ) -> Path:
-    """Encode every frame of ``dataset`` with the frozen ``encoder`` once; returns the cache path
-    (reused as is when a complete cache with the same key exists). Language-conditioned encoders
-    get each demo's instruction when ``use_language``."""
+    """Encode every frame of ``dataset`` with the frozen ``encoder`` once (and, with ``shifts = C > 0``, C
+    randomly shifted copies of it, ±``shift_pad`` px); returns the cache path (reused as is when a complete
+    cache with the same key exists). Language-conditioned encoders get each demo's instruction when
+    ``use_language``."""
+    if shifts < 0 or shift_pad < 0:
+        raise ValueError(f"shifts and shift_pad must be >= 0, got {shifts}, {shift_pad}")
     encoder_name = encoder_name or encoder.family
     dataset_hash = file_hash(dataset)
-    key = cache_key(encoder, dataset_hash, use_language)
+    key = cache_key(encoder, dataset_hash, use_language, shifts, shift_pad)
     out = cache_path(cache_dir, dataset, encoder_name, key)
     if out.exists():
         try:
@@ -89,24 +116,45 @@ def compute_features(
                 if use_language:
                     meta = episode["attrs"].get("ep_meta", "{}")
                     encoder.language = (json.loads(meta) if isinstance(meta, str) else meta).get("instruction")
-                feats = encoder.encode_images(episode["obs"]["image"], batch_size=batch_size)
+                images = episode["obs"]["image"]
                 g = group.create_group(name)
-                tokens = feats.tokens.float().cpu().numpy().astype(np.float16)
-                g.create_dataset("tokens", data=tokens, chunks=(1, *tokens.shape[1:]))
-                if feats.global_token is not None:
-                    g.create_dataset("global_token", data=feats.global_token.float().cpu().numpy().astype(np.float16))
+                views = [images] + [shift_images(images, shift_pad, np.random.default_rng([c, int(name.rsplit("_", 1)[-1])]))
+                                    for c in range(shifts)]
+                for label, view in zip(["", *["shifted_"] * shifts], views):
+                    write_features(g, label, encoder.encode_images(view, batch_size=batch_size), shifts)
             encoder.language = None
             f.attrs.update({
                 "key": key, "encoder": json.dumps(encoder.identity(), sort_keys=True, default=str),
                 "encoder_name": encoder_name, "dataset_hash": dataset_hash, "dataset_path": str(dataset),
                 "grid": list(encoder.grid_size),
                 "preprocessing": json.dumps(preprocessing_of(encoder, use_language), sort_keys=True),
+                "shifts": int(shifts), "shift_pad": int(shift_pad),
                 "seconds": time.perf_counter() - start, "complete": True,
             })
         os.replace(tmp, out)
     finally:
         Path(tmp).unlink(missing_ok=True)
     return out
+
+
+def write_features(group: h5py.Group, prefix: str, feats: SpatialFeatures, copies: int) -> None:
+    """Store one view's features under ``group``: ``tokens``/``global_token`` (``prefix`` ""), or append one
+    copy to ``shifted_tokens`` ``(copies, T, N, D)`` / ``shifted_global_token`` (``prefix`` "shifted_")."""
+    arrays = {"tokens": feats.tokens}
+    if feats.global_token is not None:
+        arrays["global_token"] = feats.global_token
+    for key, value in arrays.items():
+        data = value.float().cpu().numpy().astype(np.float16)
+        if not prefix:
+            group.create_dataset(key, data=data, chunks=(1, *data.shape[1:]))
+            continue
+        name = prefix + key
+        if name not in group:
+            group.create_dataset(name, shape=(copies, *data.shape), dtype=np.float16, chunks=(1, 1, *data.shape[1:]))
+            group[name].attrs["filled"] = 0
+        ds = group[name]
+        ds[int(ds.attrs["filled"])] = data
+        ds.attrs["filled"] = int(ds.attrs["filled"]) + 1
 
 
 class FeatureCache:
@@ -131,18 +179,23 @@ class FeatureCache:
                              f"({self.identity['family']}), not {expected}: recompute the features")
         self.grid = tuple(int(v) for v in self._f.attrs["grid"])
         self.dataset_hash = str(self._f.attrs["dataset_hash"])
+        self.shifts = int(self._f.attrs.get("shifts", 0))  # shifted copies per frame (views 1 … shifts)
 
     @property
     def demo_names(self) -> list[str]:
         return sorted(self._f["features"], key=lambda n: int(n.rsplit("_", 1)[-1]))
 
-    def features(self, name: str, dtype: torch.dtype = torch.float32) -> SpatialFeatures:
-        """Features of every frame of demo ``name``: tokens ``(T, N, D)``, global ``(T, D)`` or None."""
+    def features(self, name: str, dtype: torch.dtype = torch.float32, view: int = 0) -> SpatialFeatures:
+        """Features of every frame of demo ``name``: tokens ``(T, N, D)``, global ``(T, D)`` or None;
+        ``view`` 0 = the images as recorded, 1 … ``shifts`` = a shifted copy."""
         if name not in self._f["features"]:
             raise KeyError(f"demo {name!r} is not in feature cache {self.path}")
+        if not 0 <= view <= self.shifts:
+            raise ValueError(f"view {view} not in {self.path}: it holds views 0 … {self.shifts}")
         g = self._f["features"][name]
-        tokens = torch.from_numpy(g["tokens"][()]).to(dtype)
-        glob = torch.from_numpy(g["global_token"][()]).to(dtype) if "global_token" in g else None
+        prefix, at = ("", ()) if view == 0 else ("shifted_", (view - 1,))
+        tokens = torch.from_numpy(g[prefix + "tokens"][at]).to(dtype)
+        glob = torch.from_numpy(g[prefix + "global_token"][at]).to(dtype) if prefix + "global_token" in g else None
         return SpatialFeatures(tokens, self.grid, glob)
 
     def close(self) -> None:
