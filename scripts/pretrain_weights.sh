@@ -3,8 +3,12 @@
 # for the same wall-clock budget, two families at a time (one torch thread each) on a 2-core CPU.
 #   bash scripts/pretrain_weights.sh quick 15    -> weights/<family>_quick.pt  (the quick budget)
 #   bash scripts/pretrain_weights.sh full 60     -> weights/<family>_full.pt   (the full budget)
-# The pretraining frames (data/pretrain/*.hdf5) are collected first if missing. Each checkpoint records its
-# command, resolved config, data hashes, steps and loss curve; step counts depend on CPU load (wall-clock budget).
+# on the 5-task noisy-expert frames data/pretrain/*.hdf5 (collected first if missing), or on the multi-task play
+# corpus in the varied visual setting (collected first if missing), optionally leaving the evaluation task out:
+#   CORPUS=play bash scripts/pretrain_weights.sh play_quick 15                  -> weights/<family>_play_quick.pt
+#   CORPUS=play EXCLUDE=push bash scripts/pretrain_weights.sh loto_push_quick 15 -> weights/<family>_loto_push_quick.pt
+# Each checkpoint records its command, resolved config, data hashes, steps and loss curve; step counts depend on
+# CPU load (wall-clock budget).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NAME=${1:?usage: pretrain_weights.sh <name> <minutes> [families...]}
@@ -12,17 +16,26 @@ MINUTES=${2:?usage: pretrain_weights.sh <name> <minutes> [families...]}
 shift 2
 FAMILIES=${*:-mae dift voltron clip}
 R=.venv/bin/robrep
-for t in reach push pick_place button push_color; do
-  [ -f data/pretrain/$t.hdf5 ] || $R collect task=$t num_demos=200 seed_start=100000 noise_std=0.1 \
-      out=data/pretrain/$t.hdf5 subset_sizes=[] subset_seeds=[] progress=false
-done
+TASKS="reach push pick_place button push_color"
+if [ "${CORPUS:-demos}" = play ]; then
+  $R collect mode=play task.visuals=varied progress=false   # resumable: complete task files are skipped
+  DATA="corpus.exclude=[${EXCLUDE:-}]"
+else
+  files=()
+  for t in $TASKS; do
+    [ -f data/pretrain/$t.hdf5 ] || $R collect task=$t num_demos=200 seed_start=100000 noise_std=0.1 \
+        out=data/pretrain/$t.hdf5 subset_sizes=[] subset_seeds=[] progress=false
+    files+=("data/pretrain/$t.hdf5")
+  done
+  DATA="data=[$(IFS=,; echo "${files[*]}")]"
+fi
 mkdir -p logs
 set -- $FAMILIES
 while [ $# -gt 0 ]; do
   pids=()
   for f in "$1" "${2:-}"; do
     [ -n "$f" ] || continue
-    $R pretrain encoder=$f budget_minutes=$MINUTES threads=1 out=weights/${f}_${NAME}.pt progress=false \
+    $R pretrain encoder=$f "$DATA" budget_minutes=$MINUTES threads=1 out=weights/${f}_${NAME}.pt progress=false \
       > logs/pretrain_${f}_${NAME}.log 2>&1 &
     pids+=($!)
   done

@@ -221,3 +221,31 @@ def test_cli_demos_mode_passes_visuals(tmp_path):
         assert f.env_args["env_kwargs"]["visuals"] == "varied" and "kind" not in f.attrs
     bad = robrep("collect", "mode=plya", cwd=tmp_path)
     assert bad.returncode != 0 and "unknown collect mode 'plya'" in bad.stderr
+
+
+def test_pretraining_defaults_to_the_play_corpus_minus_excluded_tasks(corpus, tmp_path):
+    from omegaconf import OmegaConf
+
+    from robrep.commands.pretrain import pretraining_files
+    from robrep.encoders.checkpoint import read_checkpoint
+
+    out, _ = corpus
+    cfg = OmegaConf.load(Path(__file__).resolve().parent.parent / "configs" / "pretrain.yaml")
+    assert cfg.data is None and cfg.corpus.dir == "data/play/varied" and list(cfg.corpus.exclude) == []
+    cfg.corpus.dir, cfg.corpus.tasks = str(out), TASKS
+    assert pretraining_files(cfg) == [str(out / "reach.hdf5"), str(out / "push.hdf5")]
+    cfg.corpus.exclude = ["push"]  # leave-one-task-out for push
+    assert pretraining_files(cfg) == [str(out / "reach.hdf5")]
+    cfg.data = ["a.hdf5"]  # an explicit list wins
+    assert pretraining_files(cfg) == ["a.hdf5"]
+    # end to end: three steps on the corpus without push; the checkpoint names its files and how to re-make it
+    ckpt = tmp_path / "enc.pt"
+    result = robrep("pretrain", "encoder=mae", f"corpus.dir={out}", f"corpus.tasks=[{','.join(TASKS)}]",
+                    "corpus.exclude=[push]", "max_steps=3", "encoder.pretrain.batch_size=4", "encoder.arch.input_size=32",
+                    "encoder.arch.depth=1", f"out={ckpt}", "progress=false", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    meta = read_checkpoint(ckpt)["meta"]
+    assert list(meta["data"]) == [str(out / "reach.hdf5")]
+    assert f"data=[{out / 'reach.hdf5'}]" in meta["reproduce"]
+    missing = robrep("pretrain", "encoder=mae", f"corpus.dir={tmp_path / 'none'}", "max_steps=1", cwd=tmp_path)
+    assert missing.returncode != 0 and "robrep collect mode=play" in missing.stderr

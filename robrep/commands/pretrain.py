@@ -15,8 +15,18 @@ from omegaconf import DictConfig, OmegaConf
 from robrep.data.feature_cache import file_hash
 from robrep.data.frames import FrameDataset
 from robrep.encoders import build_encoder, save_checkpoint
+from robrep.play import play_files
 from robrep.pretrain.loop import pretrain, write_loss_curve
 from robrep.pretrain.objective import make_objective
+
+
+def pretraining_files(cfg: DictConfig) -> list[str]:
+    """``data`` if given, else the play corpus ``corpus.dir/<task>.hdf5`` of ``corpus.tasks`` minus
+    ``corpus.exclude`` (leave-one-task-out); FileNotFoundError names missing files and how to make them."""
+    if cfg.data:
+        return [str(p) for p in cfg.data]
+    corpus = cfg.corpus
+    return [str(p) for p in play_files(corpus.dir, list(corpus.tasks), exclude=list(corpus.exclude))]
 
 
 def run(cfg: DictConfig) -> None:
@@ -25,12 +35,13 @@ def run(cfg: DictConfig) -> None:
 
         torch.set_num_threads(int(cfg.threads))
     enc_cfg = cfg.encoder
-    frames = FrameDataset.from_files(list(cfg.data))
+    files = pretraining_files(cfg)
+    frames = FrameDataset.from_files(files)
     encoder = build_encoder(enc_cfg.name, weights=enc_cfg.weights, **OmegaConf.to_container(enc_cfg.arch))
     objective = make_objective(encoder, **OmegaConf.to_container(enc_cfg.pretrain.objective))
     params = sum(p.numel() for p in encoder.parameters())
     print(f"pretraining {enc_cfg.name} ({params / 1e6:.2f} M encoder params) on {len(frames)} frames "
-          f"from {len(cfg.data)} files for {cfg.budget_minutes} min")
+          f"from {len(files)} files for {cfg.budget_minutes} min")
     summary = pretrain(objective, frames, budget_minutes=cfg.budget_minutes, batch_size=enc_cfg.pretrain.batch_size,
                        lr=enc_cfg.pretrain.lr, weight_decay=enc_cfg.pretrain.weight_decay, max_steps=cfg.max_steps,
                        schedule_steps=cfg.schedule_steps, seed=cfg.seed, progress=cfg.progress)
@@ -38,12 +49,13 @@ def run(cfg: DictConfig) -> None:
     meta = {
         "command": "robrep pretrain " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
         "resolved_config": OmegaConf.to_container(cfg, resolve=True),
-        "data": {str(p): file_hash(p) for p in cfg.data},
+        "data": {p: file_hash(p) for p in files},
         "frames": len(frames), "encoder_params": params,
         **{k: summary[k] for k in ("steps", "schedule_steps", "seconds", "final_loss", "loss_curve")},
     }
-    meta["reproduce"] = (f"{meta['command']} max_steps={summary['steps']} schedule_steps={summary['schedule_steps']}"
-                         " (bitwise on the same torch build and thread count)")
+    data_arg = "" if cfg.data else f" data=[{','.join(files)}]"  # the files themselves, whatever the default becomes
+    meta["reproduce"] = (f"{meta['command']}{data_arg} max_steps={summary['steps']} "
+                         f"schedule_steps={summary['schedule_steps']} (bitwise on the same torch build and thread count)")
     digest = save_checkpoint(encoder, out, meta)
     csv_path, png_path = write_loss_curve(summary["loss_curve"], out.with_suffix(".loss"),
                                           title=f"{enc_cfg.name}: {summary['steps']} steps")
