@@ -110,3 +110,42 @@ def test_arms_compose(arm, readout, trunk):
     if trunk == "features":
         assert cfg.weights == f"weights/{cfg.encoder.name}_full.pt"
     assert np.isfinite(cfg.episodes)
+
+
+def test_noise_floor_is_the_spread_over_training_seeds():
+    from robrep.sweep.table import noise_floor
+
+    recs = [record("mae", 10, 0, [1, 0, 0, 0]), record("mae", 10, 1, [1, 1, 1, 0]), record("cnn", 10, 0, [0] * 4),
+            record("cnn", 10, 1, [0] * 4), record("cnn", 50, 0, [1] * 4)]
+    (row,) = noise_floor(summarise(recs))  # N=50 has one seed: no spread to measure
+    assert row["n"] == 10 and row["arms"] == 2 and row["max_seed_range"] == 0.5 and row["widest_arm"] == "mae"
+    assert row["median_seed_range"] == 0.25 and row["max_seed_std"] > row["median_seed_std"] > 0
+
+
+def test_seeds_by_n_gives_more_seeds_where_asked():
+    from omegaconf import OmegaConf
+
+    from robrep.commands.sweep import cell_groups, seeds_for
+
+    cfg = OmegaConf.create({"demos": [10, 50, 100], "seeds": [0, 1, 2], "seeds_by_n": {10: [0, 1, 2, 3, 4]}})
+    assert seeds_for(cfg, 10) == [0, 1, 2, 3, 4] and seeds_for(cfg, 50) == [0, 1, 2]
+    assert cell_groups(cfg) == [([10], [0, 1, 2, 3, 4]), ([50, 100], [0, 1, 2])]
+    cfg.seeds_by_n = {20: [0]}
+    with pytest.raises(ValueError, match="N=\\[20\\]"):
+        seeds_for(cfg, 10)
+
+
+def test_protocol_demos_varied_evaluation_heldout(tmp_path, monkeypatch):
+    """Visual-generalisation protocol: demos rendered in ``varied``, cells evaluated in ``heldout``, per-N seeds."""
+    monkeypatch.chdir(tmp_path)
+    args = ["sweep", *[a for a in SMALL if not a.startswith(("seeds=", "demos="))], "demos=[2,4]", "seeds=[0]",
+            "seeds_by_n={2: [0, 1]}", "task.visuals=varied", "eval_visuals=heldout", "dataset=varied.hdf5",
+            "sweep_dir=out"]
+    assert main(args) == 0
+    recs = load_cells("out")
+    assert sorted((r["n"], r["seed"]) for r in recs) == [(2, 0), (2, 1), (4, 0)]
+    assert {(r["demo_visuals"], r["eval_visuals"]) for r in recs} == {("varied", "heldout")}
+    table = results.read_csv("out/table.csv")
+    assert {row["eval_visuals"] for row in table} == {"heldout"}
+    floor = results.read_csv("out/noise_floor.csv")
+    assert [int(f["n"]) for f in floor] == [2]

@@ -54,8 +54,10 @@ def run(cfg: DictConfig) -> None:
                          config=OmegaConf.to_container(cfg, resolve=True), progress=cfg.progress)
         train_s = time.perf_counter() - t0
         policy = load_policy(policy_path, device=cfg.device)
+        eval_env = {} if cfg.get("eval_visuals") is None else {"visuals": str(cfg.eval_visuals)}
         result = evaluate(policy, int(cfg.episodes), seed_start=int(cfg.eval_seed_start), num_envs=int(cfg.num_envs),
-                          video_episodes=int(cfg.videos), progress=cfg.progress, demo_seeds=demo_seeds_of(policy))
+                          video_episodes=int(cfg.videos), progress=cfg.progress, demo_seeds=demo_seeds_of(policy),
+                          env_kwargs=eval_env)
     if cfg.videos:
         result.write_videos(record_path.parent.parent / "videos" / f"{name}.mp4")
     meta = policy.meta
@@ -66,6 +68,8 @@ def run(cfg: DictConfig) -> None:
         "readout": policy_cfg.get("readout", "") if uses_encoder else f"{policy_cfg['cnn']['arch']}+spatial_softmax",
         "trunk": policy_cfg["trunk"],
         "head": policy_cfg.get("head", ""), "n": int(cfg.n), "seed": int(cfg.seed),
+        "demo_visuals": str(policy.env_kwargs.get("visuals", "clean")),
+        "eval_visuals": str(result.env_kwargs.get("visuals", "clean")),
         **result.summary(), "train_seconds": round(float(meta.get("train", {}).get("seconds", train_s)), 1),
         "eval_seconds": round(result.wall_s, 1), "valid_mse": meta.get("train", {}).get("valid_mse"),
         "episode_seeds": result.seeds, "episode_success": [int(s) for s in result.success],

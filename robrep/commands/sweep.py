@@ -20,8 +20,25 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from robrep import results
-from robrep.sweep.table import (cell_path, cell_rows, format_summary, load_cells, paired_rows, plot_success,
-                                summarise)
+from robrep.sweep.table import (cell_path, cell_rows, format_summary, load_cells, noise_floor, paired_rows,
+                                plot_success, summarise)
+
+
+def seeds_for(cfg: DictConfig, n: int) -> list[int]:
+    """Training seeds of the cells at ``n`` demos: ``seeds_by_n[n]`` where given, else ``seeds``."""
+    by_n = {int(k): [int(s) for s in v] for k, v in (cfg.get("seeds_by_n") or {}).items()}
+    unknown = sorted(set(by_n) - {int(x) for x in cfg.demos})
+    if unknown:
+        raise ValueError(f"seeds_by_n names N={unknown}, which are not in demos={list(cfg.demos)}")
+    return by_n.get(int(n), [int(s) for s in cfg.seeds])
+
+
+def cell_groups(cfg: DictConfig) -> list[tuple[list[int], list[int]]]:
+    """``[(demo counts, seeds)]``: the N values sharing one seed list, in ``demos`` order (one multirun each)."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for n in cfg.demos:
+        groups.setdefault(tuple(seeds_for(cfg, int(n))), []).append(int(n))
+    return [(ns, list(seeds)) for seeds, ns in groups.items()]
 
 
 def ensure_dataset(cfg: DictConfig) -> Path:
@@ -31,7 +48,8 @@ def ensure_dataset(cfg: DictConfig) -> Path:
     from robrep.data.demo_file import DemoFile, DemoFileError
 
     path = Path(cfg.dataset)
-    demos, seeds = sorted(int(n) for n in cfg.demos), sorted(int(s) for s in cfg.seeds)
+    demos = sorted(int(n) for n in cfg.demos)
+    seeds = sorted({s for n in demos for s in seeds_for(cfg, n)})
     visuals = str(cfg.task.get("visuals", "clean"))
     if not path.exists():
         train_needed = max(demos)
@@ -45,7 +63,8 @@ def ensure_dataset(cfg: DictConfig) -> Path:
         if recorded != visuals:
             raise DemoFileError(f"{path} was rendered with visuals={recorded}, the sweep asks for "
                                 f"task.visuals={visuals}; point dataset= (and name=) at another file for this setting")
-        missing = [f"train_n{n}_seed{s}" for n in demos for s in seeds if f"train_n{n}_seed{s}" not in f.filter_keys]
+        missing = [f"train_n{n}_seed{s}" for n in demos for s in seeds_for(cfg, n)
+                   if f"train_n{n}_seed{s}" not in f.filter_keys]
         if missing:
             raise DemoFileError(
                 f"{path} lacks the subsets {missing} (it has {len(f.demo_names('train')) if 'train' in f.filter_keys else len(f)} "
@@ -53,16 +72,20 @@ def ensure_dataset(cfg: DictConfig) -> Path:
     return path
 
 
-def cell_command(cfg: DictConfig, arms: list[str], multirun: bool = True) -> list[str]:
-    """The ``robrep cell --multirun`` command line of the sweep's cells (``multirun=False``: one cell of
-    ``arms[0]`` at the first N and seed, in this process's launcher)."""
+def cell_command(cfg: DictConfig, arms: list[str], multirun: bool = True, demos: list[int] | None = None,
+                 seeds: list[int] | None = None) -> list[str]:
+    """The ``robrep cell --multirun`` command line of the sweep's cells at ``demos`` × ``seeds`` (default: the
+    config's; ``multirun=False``: one cell of ``arms[0]`` at the first N and seed, in this process's launcher)."""
+    demos = list(cfg.demos) if demos is None else demos
+    seeds = list(cfg.seeds) if seeds is None else seeds
     launcher = [] if not multirun or cfg.launcher in (None, "basic") else [f"hydra/launcher={cfg.launcher}"]
     if multirun and cfg.launcher == "joblib":
         launcher.append(f"hydra.launcher.n_jobs={int(cfg.jobs)}")
     values = (lambda xs: ",".join(str(x) for x in xs)) if multirun else (lambda xs: str(list(xs)[0]))
     return [sys.executable, "-m", "robrep.cli", "cell", *(["--multirun"] if multirun else []),
             f"task={cfg.task.name}", f"task.image_size={cfg.task.image_size}", f"arm={values(arms)}",
-            f"n={values(cfg.demos)}", f"seed={values(cfg.seeds)}", f"episodes={cfg.episodes}", f"dataset={cfg.dataset}",
+            f"n={values(demos)}", f"seed={values(seeds)}", f"episodes={cfg.episodes}", f"dataset={cfg.dataset}",
+            f"task.visuals={cfg.task.get('visuals', 'clean')}", f"eval_visuals={cfg.get('eval_visuals') or 'null'}",
             f"sweep_dir={cfg.sweep_dir}", f"weights_budget={cfg.weights_budget}", f"num_envs={cfg.num_envs}",
             f"progress={str(bool(cfg.progress)).lower()}", *cfg.cell_overrides, *launcher]
 
@@ -98,6 +121,13 @@ def aggregate(cfg: DictConfig) -> dict[str, Path]:
                                   f"dots = seeds)")
     paths.update(plot=png, plot_svg=svg)
     print(format_summary(summary))
+    floor = noise_floor(summary)
+    if floor:
+        paths["noise_floor"] = results.write_csv(floor, out / "noise_floor.csv", comments=command)
+    for f in floor:
+        print(f"noise floor at N={f['n']} (same cell, other training seeds): seed std median {f['median_seed_std']:.2f}, "
+              f"max {f['max_seed_std']:.2f}; range median {f['median_seed_range']:.2f}, max {f['max_seed_range']:.2f} "
+              f"({f['widest_arm']})")
     for p in paired:
         print(f"{p['a']} − {p['b']} at N={p['n']}: {p['diff']:+.2f} [{p['ci_low']:+.2f}, {p['ci_high']:+.2f}] "
               f"({p['seeds']} seeds × {p['episodes']} episodes, paired bootstrap 95 %)")
@@ -108,18 +138,23 @@ def run(cfg: DictConfig) -> None:
     t0 = time.perf_counter()
     arms = [str(a) for a in cfg.arms]
     ensure_dataset(cfg)
-    pending = [(a, n, s) for a in arms for n in cfg.demos for s in cfg.seeds
-               if not cell_path(cfg.sweep_dir, a, n, s).exists()]
-    total = len(arms) * len(cfg.demos) * len(cfg.seeds)
-    print(f"sweep {cfg.name}: {total} cells ({len(arms)} arms × N {list(cfg.demos)} × seeds {list(cfg.seeds)}), "
-          f"{total - len(pending)} already done")
+    groups = cell_groups(cfg)
+    cells = [(a, n, s) for ns, seeds in groups for a in arms for n in ns for s in seeds]
+    pending = [c for c in cells if not cell_path(cfg.sweep_dir, *c).exists()]
+    layout = "; ".join(f"N {ns} × seeds {seeds}" for ns, seeds in groups)
+    print(f"sweep {cfg.name}: {len(cells)} cells ({len(arms)} arms × {layout}), {len(cells) - len(pending)} already done")
     if pending:
         cache_features(cfg, sorted({a for a, _, _ in pending}))
-        cmd = cell_command(cfg, sorted({a for a, _, _ in pending}, key=arms.index))
-        print("$ " + " ".join(cmd[2:]).replace("robrep.cli", "robrep", 1))
-        proc = subprocess.run(cmd)
-        if proc.returncode:
-            print(f"some cells failed (exit {proc.returncode}); finished cells are kept — re-run to retry", file=sys.stderr)
+        for ns, seeds in groups:
+            todo = [c for c in pending if c[1] in ns]
+            if not todo:
+                continue
+            cmd = cell_command(cfg, sorted({a for a, _, _ in todo}, key=arms.index), demos=ns, seeds=seeds)
+            print("$ " + " ".join(cmd[2:]).replace("robrep.cli", "robrep", 1))
+            proc = subprocess.run(cmd)
+            if proc.returncode:
+                print(f"some cells failed (exit {proc.returncode}); finished cells are kept — re-run to retry",
+                      file=sys.stderr)
     paths = aggregate(cfg)
     print(f"sweep wall time {(time.perf_counter() - t0) / 60:.1f} min")
     for k, p in paths.items():

@@ -20,7 +20,8 @@ from robrep.eval.stats import paired_bootstrap_diff, wilson_interval
 from robrep.results import atomic_path
 
 #: Columns of the per-cell table, in order (the JSON-lines file holds the same rows).
-CELL_COLUMNS = ("arm", "task", "encoder", "weights_hash", "readout", "head", "n", "seed", "episodes", "successes",
+CELL_COLUMNS = ("arm", "task", "demo_visuals", "eval_visuals", "encoder", "weights_hash", "readout", "head", "n",
+                "seed", "episodes", "successes",
                 "success_rate", "ci_low", "ci_high", "mean_length", "train_seconds", "eval_seconds", "ms_per_step",
                 "policy")
 #: Columns of the per-(arm, N) summary.
@@ -148,6 +149,23 @@ def plot_success(summary: Sequence[Mapping[str, Any]], records: Sequence[Mapping
     finally:
         plt.close(fig)
     return out
+
+
+def noise_floor(summary: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per N: the spread of one cell's success rate over training seeds (same arm, same episodes), the
+    measured noise floor of a single-seed comparison: the median and the largest per-arm std and range."""
+    rows = []
+    for n in sorted({int(r["n"]) for r in summary}):
+        cells = [r for r in summary if int(r["n"]) == n and int(r["seeds"]) > 1]
+        if not cells:
+            continue
+        stds = np.array([float(r["seed_std"]) for r in cells])
+        ranges = np.array([float(r["seed_max"]) - float(r["seed_min"]) for r in cells])
+        widest = max(cells, key=lambda r: float(r["seed_max"]) - float(r["seed_min"]))
+        rows.append({"n": n, "arms": len(cells), "median_seed_std": round(float(np.median(stds)), 4),
+                     "max_seed_std": round(float(stds.max()), 4), "median_seed_range": round(float(np.median(ranges)), 4),
+                     "max_seed_range": round(float(ranges.max()), 4), "widest_arm": widest["arm"]})
+    return rows
 
 
 def format_summary(summary: Sequence[Mapping[str, Any]]) -> str:
