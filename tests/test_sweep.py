@@ -101,7 +101,7 @@ def test_launcher_configs_load(launcher, target):
 
 
 @pytest.mark.parametrize("arm, readout, trunk", [("mae", "spatial_softmax", "features"), ("mae_cls", "cls", "features"),
-                                                 ("clip", "cls", "features"), ("clip_spatial", "attention", "features"),
+                                                 ("clip", "cls", "features"), ("clip_spatial", "spatial_softmax", "features"),
                                                  ("cnn", "spatial_softmax", "cnn")])
 def test_arms_compose(arm, readout, trunk):
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):

@@ -44,7 +44,8 @@ def run(cfg: DictConfig) -> None:
     if record_path.exists():
         print(f"{name}: done already ({record_path})")
         return
-    policy_path = Path("runs/sweeps") / Path(cfg.sweep_dir).name / "policies" / f"{name}.pt"
+    policy_dir = cfg.get("policy_dir") or Path("runs/sweeps") / Path(cfg.sweep_dir).name / "policies"
+    policy_path = Path(policy_dir) / f"{name}.pt"
     with thread_limit(cfg.threads):
         t0 = time.perf_counter()
         if not policy_path.exists():

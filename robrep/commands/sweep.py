@@ -86,6 +86,7 @@ def cell_command(cfg: DictConfig, arms: list[str], multirun: bool = True, demos:
             f"task={cfg.task.name}", f"task.image_size={cfg.task.image_size}", f"arm={values(arms)}",
             f"n={values(demos)}", f"seed={values(seeds)}", f"episodes={cfg.episodes}", f"dataset={cfg.dataset}",
             f"task.visuals={cfg.task.get('visuals', 'clean')}", f"eval_visuals={cfg.get('eval_visuals') or 'null'}",
+            f"policy_dir={cfg.get('policy_dir') or 'null'}",
             f"sweep_dir={cfg.sweep_dir}", f"weights_budget={cfg.weights_budget}", f"num_envs={cfg.num_envs}",
             f"progress={str(bool(cfg.progress)).lower()}", *cfg.cell_overrides, *launcher]
 
