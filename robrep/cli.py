@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "cell": "one sweep cell: train (arm=, n=, seed=) and evaluate -> <sweep_dir>/cells/<arm>_n<N>_s<seed>.json",
     "sweep": "data-efficiency sweep: arms x N x seeds -> table, summary, paired differences, plot (resumable)",
     "eval": "roll a policy checkpoint out in its task: success rate + Wilson 95 % interval, videos (checkpoint=, episodes=)",
+    "plan": "latent world model + CEM imagination planner: goal-reaching success, ms/action, error vs horizon (task=, encoder=)",
 }
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"

@@ -14,6 +14,7 @@ The policy interface (``policies.Policy`` implements it)::
     policy.act(obs) -> float32 (B, 4)     # obs: image uint8 (B, H, W, 3), proprio (B, P), state (B, D),
                                           #      instruction str array (B,)
     policy.demo_seeds (optional)          # seeds of its training demos, checked disjoint from eval seeds
+    policy.start_episode(i, seed) (optional)  # env i was just reset with seed (e.g. a planner fetches its goal)
 """
 
 from __future__ import annotations
@@ -206,6 +207,7 @@ def evaluate(policy: EvalPolicy, episodes: int, seed_start: int = 0, num_envs: i
     records: dict[int, EpisodeRecord] = {}
     frames: dict[int, list[np.ndarray]] = {}
     next_episode, policy_s = 0, 0.0
+    start_episode = getattr(policy, "start_episode", None)
 
     def begin(i: int) -> None:
         nonlocal next_episode
@@ -213,6 +215,8 @@ def evaluate(policy: EvalPolicy, episodes: int, seed_start: int = 0, num_envs: i
         o, info = envs[i].reset(seed=seeds[ep])
         slot_episode[i], obs[i], lengths[i] = ep, o, 0
         instructions[i], succeeded[i] = str(info.get("instruction", "")), bool(info.get("success", False))
+        if start_episode is not None:
+            start_episode(i, seeds[ep])
         if ep < video_episodes:
             frames[ep] = [o["image"]]
 

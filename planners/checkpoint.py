@@ -1,0 +1,48 @@
+"""World-model checkpoints: one file = latent map + transition model (configs and weights) + the frozen
+encoder's identity and hash + training record, content-hashed (:mod:`robrep.torch_io`)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from planners.dynamics import LatentDynamics, build_dynamics
+from planners.latent import LatentMap
+from robrep.encoders.base import content_hash
+from robrep.torch_io import load_checked, save_atomic
+
+FORMAT = "robrep-world-model/1"
+
+
+def _hash(payload: Mapping[str, Any]) -> str:
+    meta = {"latent": payload["latent"], "dynamics": payload["dynamics"], "encoder": payload["encoder"]["identity"]}
+    state = {**{f"latent.{k}": v for k, v in payload["latent_state"].items()},
+             **{f"dynamics.{k}": v for k, v in payload["dynamics_state"].items()}}
+    return content_hash(meta, state)
+
+
+def save_world_model(latent: LatentMap, dynamics: LatentDynamics, encoder: Mapping[str, Any],
+                     record: Mapping[str, Any], path: str | os.PathLike) -> Path:
+    """Write atomically; ``encoder`` = ``EncoderSpec.to_dict()`` + ``identity`` (family, config, weights hash)."""
+    payload = {"format": FORMAT, "latent": latent.config(), "latent_state": {k: v.cpu() for k, v in latent.state_dict().items()},
+               "dynamics": dict(dynamics.config),
+               "dynamics_state": {k: v.detach().cpu() for k, v in dynamics.state_dict().items()},
+               "encoder": dict(encoder), "record": dict(record)}
+    payload["hash"] = _hash(payload)
+    return save_atomic(payload, path)
+
+
+def load_world_model(path: str | os.PathLike, weights_hash: str | None = None
+                     ) -> tuple[LatentMap, LatentDynamics, dict[str, Any]]:
+    """``(latent map, transition model, payload)``; with ``weights_hash``, refuse a model built on other encoder weights."""
+    payload = load_checked(path, FORMAT, _hash, "robrep world model")
+    got = payload["encoder"]["identity"]["weights_hash"]
+    if weights_hash is not None and got != weights_hash:
+        raise ValueError(f"{path} was trained on features of encoder weights {got}, not {weights_hash}")
+    latent = LatentMap(**payload["latent"])
+    latent.load_state_dict(payload["latent_state"])
+    cfg = dict(payload["dynamics"])
+    dynamics = build_dynamics(cfg.pop("name"), tuple(cfg.pop("latent_shape")), cfg.pop("action_dim"), **cfg)
+    dynamics.load_state_dict(payload["dynamics_state"])
+    return latent.eval(), dynamics.eval(), payload

@@ -1,0 +1,87 @@
+"""Transitions for the latent world model, read from feature caches (the encoder never runs here).
+
+:func:`load_cells` reads episodes of demo/play files and their feature caches (tokens ``(T, N, D)``,
+pooled at once to ``(T, grid², D)`` cells to keep memory small) with proprio ``(T, P)`` and actions
+``(T, A)``. :class:`Transitions` holds the mapped latents of many episodes laid end to end and serves
+H-step windows: ``obs[t]`` is observed before ``actions[t]``, so a window from frame ``t`` has targets
+``z_{t+1} … z_{t+H}`` wherever they stay inside the episode (a ``mask`` marks the valid steps).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from planners.latent import LatentMap
+from robrep.data.demo_file import DemoFile
+from robrep.data.feature_cache import FeatureCache
+
+
+@dataclass
+class EpisodeCells:
+    """Episodes laid end to end: ``cells (F, g², D)``, ``proprio (F, P)``, ``actions (F, A)``, ``lengths``."""
+
+    cells: torch.Tensor
+    proprio: torch.Tensor
+    actions: torch.Tensor
+    lengths: list[int]
+
+
+def load_cells(demo_path: str, cache: FeatureCache, names: Sequence[str], latent: LatentMap) -> EpisodeCells:
+    """The episodes ``names`` of ``demo_path`` with their cached features pooled by ``latent.cells``."""
+    if not names:
+        raise ValueError(f"no episodes to load from {demo_path}")
+    cells, proprio, actions, lengths = [], [], [], []
+    with DemoFile(demo_path) as demos:
+        for name in names:
+            ep = demos.episode(name)
+            tokens = cache.features(name).tokens
+            if len(tokens) != len(ep["actions"]):
+                raise ValueError(f"{cache.path} has {len(tokens)} frames of {name}, {demo_path} has "
+                                 f"{len(ep['actions'])}: the cache belongs to another file")
+            cells.append(latent.cells(tokens))
+            proprio.append(torch.from_numpy(ep["obs"]["proprio"]).float())
+            actions.append(torch.from_numpy(ep["actions"]).float())
+            lengths.append(len(tokens))
+    return EpisodeCells(torch.cat(cells), torch.cat(proprio), torch.cat(actions), lengths)
+
+
+def concat(parts: Sequence[EpisodeCells]) -> EpisodeCells:
+    return EpisodeCells(torch.cat([p.cells for p in parts]), torch.cat([p.proprio for p in parts]),
+                        torch.cat([p.actions for p in parts]), [n for p in parts for n in p.lengths])
+
+
+@dataclass
+class Transitions:
+    """``latents (F, *S)``, ``actions (F, A)`` and ``last (F,)`` = index of each frame's episode's last frame."""
+
+    latents: torch.Tensor
+    actions: torch.Tensor
+    last: torch.Tensor
+
+    @staticmethod
+    def from_cells(data: EpisodeCells, latent: LatentMap) -> "Transitions":
+        with torch.no_grad():
+            z = latent.map_cells(data.cells, data.proprio)
+        ends = np.cumsum(data.lengths) - 1
+        last = torch.from_numpy(np.repeat(ends, data.lengths)).long()
+        return Transitions(z, data.actions, last)
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+    def starts(self, min_steps: int = 1) -> torch.Tensor:
+        """Frames with at least ``min_steps`` transitions left in their episode."""
+        return torch.nonzero(self.last - torch.arange(len(self)) >= min_steps).flatten()
+
+    def window(self, idx: torch.Tensor, horizon: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Start frames ``idx (B,)`` → ``z0 (B, *S)``, ``actions (B, H, A)``, targets ``(B, H, *S)``, ``mask (B, H)``."""
+        steps = torch.arange(horizon)
+        act_idx = torch.minimum(idx[:, None] + steps, self.last[idx][:, None])
+        tgt = idx[:, None] + steps + 1
+        mask = tgt <= self.last[idx][:, None]
+        tgt = torch.minimum(tgt, self.last[idx][:, None])
+        return self.latents[idx], self.actions[act_idx], self.latents[tgt], mask

@@ -1,0 +1,102 @@
+"""Latent transition models ``z' = T(z, a)`` over :class:`planners.latent.LatentMap` latents.
+
+Both predict a residual (``z' = z + f(z, a)``) and share :meth:`LatentDynamics.rollout`, which rolls any batch
+of start latents ``(B, *S)`` through action sequences ``(B, H, A)`` in H batched steps → ``(B, H, *S)``
+(the CEM planner flattens its ``(envs, candidates)`` into that batch: no Python loop over candidates).
+
+* :class:`PooledMLP` — latent ``(B, L)``: MLP on ``[z, a]``.
+* :class:`TokenPredictor` — latent ``(B, T, d)`` tokens (DINO-WM-style): the action is embedded and added to
+  every token, a small transformer (timm blocks) with learned token positions predicts the change of every token.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from timm.models.vision_transformer import Block
+from torch import nn
+
+
+class LatentDynamics(nn.Module):
+    """Base: ``forward(z (B, *S), a (B, A)) -> z' (B, *S)``; ``config`` rebuilds it (``build_dynamics``)."""
+
+    name = "base"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.config: dict[str, Any] = {}
+
+    def rollout(self, z0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Open loop: ``z0 (B, *S)``, ``actions (B, H, A)`` → predicted ``z_1 … z_H`` as ``(B, H, *S)``."""
+        if actions.ndim != 3 or actions.shape[0] != z0.shape[0]:
+            raise ValueError(f"actions must be (B={z0.shape[0]}, H, A), got {tuple(actions.shape)}")
+        out, z = [], z0
+        for h in range(actions.shape[1]):
+            z = self(z, actions[:, h])
+            out.append(z)
+        return torch.stack(out, dim=1)
+
+
+class PooledMLP(LatentDynamics):
+    """``z (B, L)``, ``a (B, A)`` → ``z + MLP([z, a])`` with ``layers`` hidden layers of ``hidden`` units."""
+
+    name = "pooled_mlp"
+
+    def __init__(self, latent_shape: tuple[int, ...], action_dim: int, hidden: int = 256, layers: int = 2) -> None:
+        super().__init__()
+        if len(latent_shape) != 1:
+            raise ValueError(f"PooledMLP needs flat latents (L,), got {latent_shape} (use latent kind 'pooled')")
+        (dim,) = latent_shape
+        mods: list[nn.Module] = []
+        width = dim + action_dim
+        for _ in range(layers):
+            mods += [nn.Linear(width, hidden), nn.GELU()]
+            width = hidden
+        mods.append(nn.Linear(width, dim))
+        self.net = nn.Sequential(*mods)
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)  # starts as the identity: z' = z
+        self.config = {"name": self.name, "latent_shape": list(latent_shape), "action_dim": int(action_dim),
+                       "hidden": int(hidden), "layers": int(layers)}
+
+    def forward(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        return z + self.net(torch.cat([z, a.to(z.dtype)], dim=-1))
+
+
+class TokenPredictor(LatentDynamics):
+    """``z (B, T, d)``, ``a (B, A)`` → ``z + transformer(z + pos + W a)`` (``depth`` timm blocks, ``heads`` heads)."""
+
+    name = "token_transformer"
+
+    def __init__(self, latent_shape: tuple[int, ...], action_dim: int, width: int = 64, depth: int = 2,
+                 heads: int = 4) -> None:
+        super().__init__()
+        if len(latent_shape) != 2:
+            raise ValueError(f"TokenPredictor needs token latents (T, d), got {latent_shape} (latent kind 'tokens')")
+        tokens, dim = latent_shape
+        self.inp = nn.Linear(dim, width)
+        self.pos = nn.Parameter(torch.zeros(1, tokens, width))
+        nn.init.normal_(self.pos, std=0.02)
+        self.act = nn.Linear(action_dim, width)
+        self.blocks = nn.Sequential(*[Block(width, heads, mlp_ratio=2.0, qkv_bias=True) for _ in range(depth)])
+        self.norm = nn.LayerNorm(width)
+        self.out = nn.Linear(width, dim)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+        self.config = {"name": self.name, "latent_shape": list(latent_shape), "action_dim": int(action_dim),
+                       "width": int(width), "depth": int(depth), "heads": int(heads)}
+
+    def forward(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        x = self.inp(z) + self.pos + self.act(a.to(z.dtype))[:, None]
+        return z + self.out(self.norm(self.blocks(x)))
+
+
+DYNAMICS = {cls.name: cls for cls in (PooledMLP, TokenPredictor)}
+
+
+def build_dynamics(name: str, latent_shape: tuple[int, ...], action_dim: int, **kwargs: Any) -> LatentDynamics:
+    """The transition model ``name`` (``pooled_mlp`` | ``token_transformer``) for latents of ``latent_shape``."""
+    if name not in DYNAMICS:
+        raise KeyError(f"unknown dynamics model {name!r}; known: {sorted(DYNAMICS)}")
+    return DYNAMICS[name](tuple(latent_shape), action_dim, **kwargs)

@@ -1,0 +1,213 @@
+"""Latent world model and CEM planner: CEM on analytic problems (known optimum, bounds, warm start), batched
+rollout shapes, latent maps, multi-step training on a known linear system, checkpoints, and `robrep plan`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from planners.cem import CEM, CEMConfig
+from planners.checkpoint import load_world_model, save_world_model
+from planners.data import EpisodeCells, Transitions
+from planners.dynamics import LatentDynamics, PooledMLP, TokenPredictor, build_dynamics
+from planners.latent import LatentMap
+from planners.mpc import LatentPlanner
+from planners.train import DynamicsTrainConfig, fit_dynamics, horizon_errors
+
+
+def quadratic(target: torch.Tensor):
+    """cost(actions (B, K, H, A)) = squared distance of every step's action to ``target (H, A)``."""
+    return lambda actions: ((actions - target) ** 2).flatten(2).sum(-1)
+
+
+def test_cem_finds_the_known_optimum_and_respects_bounds():
+    target = torch.tensor([[0.3, -0.6], [0.1, 0.8], [-0.4, 0.2]])  # (H=3, A=2), inside [-1, 1]
+    cem = CEM(CEMConfig(horizon=3, samples=200, elites=20, iterations=8, init_std=0.8), 2, batch=2,
+              generator=torch.Generator().manual_seed(0))
+    seen = []
+
+    def cost(actions):
+        seen.append(actions)
+        return quadratic(target)(actions)
+
+    plan = cem.plan(cost)
+    assert plan.shape == (2, 3, 2)
+    torch.testing.assert_close(plan, target.expand(2, 3, 2), atol=0.05, rtol=0)
+    assert all(a.shape == (2, 200, 3, 2) for a in seen) and len(seen) == 8  # one batched call per iteration
+    assert all(float(a.min()) >= -1.0 and float(a.max()) <= 1.0 for a in seen)
+    # an optimum outside the bounds ends on the bound
+    far = torch.tensor([[2.0, -3.0]] * 3)
+    low = CEM(CEMConfig(horizon=3, samples=100, elites=10, iterations=10, low=-0.5, high=0.5), 2,
+              generator=torch.Generator().manual_seed(1)).plan(quadratic(far))
+    assert float(low.abs().max()) <= 0.5
+    torch.testing.assert_close(low, torch.tensor([[[0.5, -0.5]] * 3]), atol=0.05, rtol=0)
+
+
+def test_cem_warm_start_shifts_the_previous_plan():
+    target = torch.tensor([[0.5], [-0.5], [0.25], [0.75]])
+    cem = CEM(CEMConfig(horizon=4, samples=64, elites=8, iterations=5), 1, generator=torch.Generator().manual_seed(0))
+    plan = cem.plan(quadratic(target))
+    cem.shift(1)
+    torch.testing.assert_close(cem.mean[0, :3], plan[0, 1:])
+    torch.testing.assert_close(cem.mean[0, 3], plan[0, 3])  # the tail repeats the last action
+    # the shifted mean is the first candidate of the next call: a warm planner starts where it left off
+    calls = []
+    cem.plan(lambda a: calls.append(a[:, 0].clone()) or quadratic(target)(a))
+    torch.testing.assert_close(calls[0][0, :3], plan[0, 1:])
+    cem.reset_env(0)
+    assert float(cem.mean.abs().sum()) == 0.0
+    with pytest.raises(ValueError, match="elites"):
+        CEMConfig(samples=8, elites=9)
+    with pytest.raises(ValueError, match="low < high"):
+        CEMConfig(low=1.0, high=-1.0)
+
+
+class PointMass(LatentDynamics):
+    """Analytic z' = z + 0.1 a (2-D): the optimal plan to a goal is known in closed form."""
+
+    def forward(self, z, a):
+        return z + 0.1 * a[..., :2]
+
+
+def test_cem_mpc_drives_a_point_mass_to_its_goal():
+    model, goal = PointMass(), torch.tensor([[0.25, -0.15]])
+    cem = CEM(CEMConfig(horizon=5, samples=128, elites=16, iterations=4), 4, generator=torch.Generator().manual_seed(0))
+    z = torch.zeros(1, 2)
+
+    def cost(actions):
+        b, k, h, a = actions.shape
+        pred = model.rollout(z[:, None].expand(b, k, 2).reshape(b * k, 2), actions.reshape(b * k, h, a))
+        return ((pred[:, -1] - goal) ** 2).sum(-1).reshape(b, k)
+
+    for _ in range(8):
+        action = cem.plan(cost)[:, 0]
+        cem.shift(1)
+        z = model(z, action)
+    assert float((z - goal).norm()) < 0.03  # 0.29 away at the start, at most 0.1·√2 per step
+
+
+@pytest.mark.parametrize("name, shape", [("pooled_mlp", (20,)), ("token_transformer", (5, 8))])
+def test_batched_rollout_shapes_and_identity_start(name, shape):
+    torch.manual_seed(0)
+    model = build_dynamics(name, shape, 4)
+    z0, actions = torch.randn(7, *shape), torch.rand(7, 6, 4) * 2 - 1
+    out = model.rollout(z0, actions)
+    assert out.shape == (7, 6, *shape)
+    torch.testing.assert_close(out[:, 0], z0)  # zero-initialised residual: starts as z' = z
+    with pytest.raises(ValueError, match="actions must be"):
+        model.rollout(z0, actions[:3])
+    with pytest.raises(ValueError, match="flat latents|token latents"):
+        build_dynamics(name, (4, 4, 4), 4)
+
+
+def test_latent_map_shapes_and_standardisation():
+    torch.manual_seed(0)
+    tokens, proprio = torch.randn(50, 36, 12), torch.randn(50, 4) * 3 + 1
+    for kind, want in (("pooled", (3 * 3 * 5 + 4,)), ("tokens", (10, 5))):
+        latent = LatentMap(kind, 12, (6, 6), 4, grid=3, dim=5, use_proprio=True)
+        with pytest.raises(RuntimeError, match="fit"):
+            latent(tokens, proprio)
+        latent.fit(latent.cells(tokens), proprio)
+        z = latent(tokens, proprio)
+        assert latent.shape == want and z.shape == (50, *want)
+        if kind == "pooled":
+            pcs, prop = z[:, :45].reshape(50 * 9, 5), z[:, 45:]
+        else:
+            pcs, prop = z[:, :9].reshape(50 * 9, 5), z[:, 9, :4]
+        torch.testing.assert_close(pcs.std(0), torch.ones(5), atol=0.01, rtol=0)  # each PC: unit variance over cells
+        torch.testing.assert_close(prop.std(0), torch.ones(4), atol=0.01, rtol=0)  # proprio standardised
+    assert LatentMap("pooled", 12, (6, 6), 4, grid=2, dim=5, use_proprio=False).shape == (20,)
+    with pytest.raises(ValueError, match="latent kind"):
+        LatentMap("flat", 12, (6, 6), 4)
+
+
+def linear_episodes(n_eps: int = 40, length: int = 12, seed: int = 0) -> EpisodeCells:
+    """Cells whose first channel follows x' = x + 0.5 a₀ (second: + 0.5 a₁): a known linear system."""
+    g = torch.Generator().manual_seed(seed)
+    cells, actions = [], []
+    for _ in range(n_eps):
+        x = torch.randn(2, generator=g)
+        a = torch.rand(length, 4, generator=g) * 2 - 1
+        xs = [x]
+        for t in range(length - 1):
+            xs.append(xs[-1] + 0.5 * a[t, :2])
+        x = torch.stack(xs)  # (T, 2)
+        cells.append(torch.cat([x, torch.zeros(length, 1)], dim=1)[:, None])  # (T, 1 cell, D=3)
+        actions.append(a)
+    return EpisodeCells(torch.cat(cells), torch.zeros(n_eps * length, 4), torch.cat(actions), [length] * n_eps)
+
+
+def test_multistep_training_learns_a_linear_system_and_beats_the_copy_baseline():
+    latent = LatentMap("pooled", 3, (1, 1), 4, grid=1, dim=2, use_proprio=False)
+    train_cells, valid_cells = linear_episodes(60), linear_episodes(10, seed=1)
+    latent.fit(train_cells.cells, train_cells.proprio)
+    train, valid = Transitions.from_cells(train_cells, latent), Transitions.from_cells(valid_cells, latent)
+    z0, acts, target, mask = train.window(torch.tensor([0, 10, 11]), 3)
+    assert acts.shape == (3, 3, 4) and target.shape == (3, 3, 2)
+    assert mask.tolist() == [[True, True, True], [True, False, False], [False, False, False]]  # episode ends
+    torch.manual_seed(0)
+    model = PooledMLP(latent.shape, 4, hidden=64)
+    fit = fit_dynamics(model, train, valid, DynamicsTrainConfig(steps=600, batch_size=128, lr=3e-3, horizon=4,
+                                                                eval_every=100), torch.Generator().manual_seed(0))
+    assert fit["history"][-1]["valid_loss"] < 0.2 * fit["history"][0]["valid_loss"] or fit["best_valid_loss"] < 0.02
+    errors = horizon_errors(model, valid, 8)
+    assert [e["h"] for e in errors] == list(range(1, 9)) and errors[0]["windows"] > errors[7]["windows"] > 0
+    assert all(e["mse"] < 0.2 * e["copy_mse"] for e in errors)  # it learnt what actions do
+    assert errors[7]["mse"] > errors[0]["mse"]  # and errors grow with the horizon
+
+
+def test_world_model_checkpoint_round_trip_and_refusal(tmp_path):
+    latent = LatentMap("tokens", 8, (4, 4), 4, grid=2, dim=4)
+    latent.fit(torch.randn(30, 4, 8), torch.randn(30, 4))
+    model = TokenPredictor(latent.shape, 4, width=16, depth=1, heads=2)
+    enc = {"name": "mae", "identity": {"family": "mae", "config": {}, "weights_hash": "abc"}}
+    path = save_world_model(latent, model, enc, {"note": 1}, tmp_path / "wm.pt")
+    lat2, dyn2, payload = load_world_model(path, "abc")
+    z, a = latent(torch.randn(3, 16, 8), torch.randn(3, 4)), torch.rand(3, 4)
+    torch.testing.assert_close(dyn2(lat2(torch.ones(3, 16, 8), torch.ones(3, 4)), a),
+                               model(latent(torch.ones(3, 16, 8), torch.ones(3, 4)), a))
+    assert payload["record"] == {"note": 1} and z.shape == (3, 5, 4)
+    with pytest.raises(ValueError, match="encoder weights abc, not xyz"):
+        load_world_model(path, "xyz")
+
+
+def test_planner_cost_is_one_batched_rollout():
+    class Counting(PointMass):
+        calls = 0
+
+        def rollout(self, z0, actions):
+            Counting.calls += 1
+            return super().rollout(z0, actions)
+
+    planner = LatentPlanner.__new__(LatentPlanner)  # the cost alone: no encoder or env needed
+    planner.dynamics, planner.running_weight = Counting(), 0.0
+    z, goal = torch.zeros(3, 2), torch.tensor([[0.1, 0.0], [0.0, 0.1], [0.0, 0.0]])
+    actions = torch.zeros(3, 5, 2, 4)
+    actions[0, 1, :, 0] = 1.0  # env 0, candidate 1 moves +x by 0.1 per step
+    costs = planner.cost(z, goal, actions)
+    assert costs.shape == (3, 5) and Counting.calls == 1
+    assert float(costs[0, 1]) == pytest.approx(((0.2 - 0.1) ** 2) / 2)
+    assert float(costs[2].abs().max()) == 0.0
+
+
+def test_robrep_plan_cli_end_to_end(tmp_path, monkeypatch):
+    from robrep.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    args = ["plan", "task=reach", "task.image_size=32", "weights=null", "encoder.arch.input_size=32",
+            "encoder.arch.depth=1", "num_demos=4", "play_episodes=3", "train.steps=20", "train.eval_every=10",
+            "diagnostics_horizon=4", "episodes=2", "num_envs=2", "planner.samples=16", "planner.elites=4",
+            "planner.iterations=2", "dynamics.latent.grid=2", "dynamics.latent.dim=8", "progress=false",
+            "out_dir=out"]
+    assert main(args) == 0
+    (row,) = __import__("robrep.results", fromlist=["read_csv"]).read_csv("out/plan.csv")
+    assert row["task"] == "reach" and row["dynamics"] == "pooled_mlp" and int(row["episodes"]) == 2
+    assert float(row["ms_per_action"]) > 0 and 0 <= float(row["success_rate"]) <= 1
+    assert float(row["goal_expert_success"]) == 1.0
+    record = json.loads((tmp_path / "out/reach_mae_pooled_mlp.json").read_text())
+    assert len(record["record"]["horizon_errors"]) == 4 and record["result"]["episodes"] == 2
+    assert (tmp_path / "out/reach_mae_pooled_mlp_horizon.png").stat().st_size > 1000
+    assert main(args) == 0  # the world model is reused, the row replaced
+    assert len(__import__("robrep.results", fromlist=["read_csv"]).read_csv("out/plan.csv")) == 1
