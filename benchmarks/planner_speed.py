@@ -1,0 +1,93 @@
+"""Planning time per action of the CEM imagination planner: encode the observation(s) + CEM through the
+transition model, at the default planner (configs/planner/cem.yaml) and dynamics (configs/dynamics/*.yaml).
+
+    python benchmarks/planner_speed.py [--encoders mae dift voltron clip] [--dynamics pooled_mlp token_transformer]
+        [--batches 1 10] [--actions 30] [--out results/planner_speed.csv]
+
+Encoders load ``weights/<name>_full.pt`` when present (else random init: the same cost); the latent map is
+fitted on random tokens and the transition model is untrained, which changes no timing. One torch thread.
+Prints ms per planned action split into encoding and CEM, per batch size (envs planned together).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from planners.cem import CEM, CEMConfig  # noqa: E402
+from planners.dynamics import build_dynamics  # noqa: E402
+from planners.latent import LatentMap  # noqa: E402
+from robrep.encoders import load_encoder  # noqa: E402
+from robrep.results import command_line, write_csv  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--encoders", nargs="+", default=["mae", "dift", "voltron", "clip"])
+    parser.add_argument("--dynamics", nargs="+", default=["pooled_mlp", "token_transformer"])
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 10])
+    parser.add_argument("--actions", type=int, default=30, help="planned actions timed per setting (after 3 warm-up)")
+    parser.add_argument("--out", default="results/planner_speed.csv")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    plan_cfg = OmegaConf.to_container(OmegaConf.load(ROOT / "configs/planner/cem.yaml"))
+    running = plan_cfg.pop("running_weight")
+    plan_cfg.pop("name")
+    cem_cfg = CEMConfig(**plan_cfg)
+    rows = []
+    for name in args.encoders:
+        weights = ROOT / "weights" / f"{name}_full.pt"
+        arch = OmegaConf.to_container(OmegaConf.load(ROOT / f"configs/encoder/{name}.yaml").arch)
+        encoder = load_encoder(name, weights=str(weights)) if weights.exists() else load_encoder(name, **arch)
+        for dyn_name in args.dynamics:
+            dyn = OmegaConf.to_container(OmegaConf.load(ROOT / f"configs/dynamics/{dyn_name}.yaml"))
+            latent = LatentMap(**dyn["latent"], feature_dim=encoder.feature_dim, grid_in=encoder.grid_size,
+                               proprio_dim=4, use_proprio=False)
+            latent.fit(torch.randn(256, dyn["latent"]["grid"] ** 2, encoder.feature_dim), torch.randn(256, 4))
+            model = build_dynamics(dyn_name, latent.shape, 4, **dyn["kwargs"]).eval()
+            for batch in args.batches:
+                images = torch.randint(0, 256, (batch, 96, 96, 3), dtype=torch.uint8).numpy()
+                proprio = torch.zeros(batch, 4)
+                goal = torch.randn(batch, *latent.shape)
+                cem = CEM(cem_cfg, 4, batch=batch, generator=torch.Generator().manual_seed(0))
+                enc_s = cem_s = 0.0
+                for i in range(args.actions + 3):
+                    t0 = time.perf_counter()
+                    with torch.no_grad():
+                        z = latent(encoder.encode_images(images).tokens, proprio)
+                    t1 = time.perf_counter()
+
+                    def cost(actions):
+                        b, k, h, a = actions.shape
+                        pred = model.rollout(z[:, None].expand(b, k, *z.shape[1:]).reshape(b * k, *z.shape[1:]),
+                                             actions.reshape(b * k, h, a))
+                        d = ((pred - goal.repeat_interleave(k, 0)[:, None]) ** 2).flatten(2).mean(-1)
+                        return (d[:, -1] + running * d.mean(1)).reshape(b, k)
+
+                    cem.plan(cost)
+                    cem.shift(1)
+                    t2 = time.perf_counter()
+                    if i >= 3:
+                        enc_s, cem_s = enc_s + t1 - t0, cem_s + t2 - t1
+                per = 1000.0 / (args.actions * batch)
+                row = {"encoder": name, "dynamics": dyn_name, "latent_shape": "x".join(map(str, latent.shape)),
+                       "batch": batch, "horizon": cem_cfg.horizon, "samples": cem_cfg.samples,
+                       "iterations": cem_cfg.iterations, "encode_ms_per_action": round(enc_s * per, 2),
+                       "cem_ms_per_action": round(cem_s * per, 2), "ms_per_action": round((enc_s + cem_s) * per, 2)}
+                rows.append(row)
+                print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+    path = write_csv(rows, ROOT / args.out, [f"command: {command_line(program='python benchmarks/planner_speed.py')}",
+                                            "2-core CPU, 1 torch thread; weights/<encoder>_full.pt where present"])
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
