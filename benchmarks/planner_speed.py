@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 from planners.cem import CEM, CEMConfig  # noqa: E402
 from planners.dynamics import build_dynamics  # noqa: E402
 from planners.latent import LatentMap  # noqa: E402
+from planners.mpc import goal_cost  # noqa: E402
 from robrep.encoders import load_encoder  # noqa: E402
 from robrep.results import command_line, write_csv  # noqa: E402
 
@@ -64,15 +65,7 @@ def main() -> None:
                     with torch.no_grad():
                         z = latent(encoder.encode_images(images).tokens, proprio)
                     t1 = time.perf_counter()
-
-                    def cost(actions):
-                        b, k, h, a = actions.shape
-                        pred = model.rollout(z[:, None].expand(b, k, *z.shape[1:]).reshape(b * k, *z.shape[1:]),
-                                             actions.reshape(b * k, h, a))
-                        d = ((pred - goal.repeat_interleave(k, 0)[:, None]) ** 2).flatten(2).mean(-1)
-                        return (d[:, -1] + running * d.mean(1)).reshape(b, k)
-
-                    cem.plan(cost)
+                    cem.plan(lambda actions: goal_cost(model, z, goal, actions, running))
                     cem.shift(1)
                     t2 = time.perf_counter()
                     if i >= 3:

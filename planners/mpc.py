@@ -45,6 +45,17 @@ def goal_observation(env, seed: int, max_steps: int | None = None) -> tuple[dict
     return obs, success
 
 
+def goal_cost(dynamics: LatentDynamics, z: torch.Tensor, goal: torch.Tensor, actions: torch.Tensor,
+              running_weight: float = 0.1) -> torch.Tensor:
+    """Candidates ``actions (B, K, H, A)`` from latents ``z (B, *S)`` towards ``goal (B, *S)`` → costs ``(B, K)``:
+    every candidate of every env rolled out in one batched call of ``dynamics.rollout``."""
+    b, k, h, a = actions.shape
+    start = z[:, None].expand(b, k, *z.shape[1:]).reshape(b * k, *z.shape[1:])
+    pred = dynamics.rollout(start, actions.reshape(b * k, h, a))  # (B·K, H, *S)
+    dist = ((pred - goal.repeat_interleave(k, dim=0)[:, None]) ** 2).flatten(2).mean(-1)  # (B·K, H)
+    return (dist[:, -1] + running_weight * dist.mean(1)).reshape(b, k)
+
+
 class LatentPlanner:
     """Frozen encoder + :class:`LatentMap` + transition model + :class:`CEM`, acting in ``task``'s envs."""
 
@@ -86,12 +97,8 @@ class LatentPlanner:
         self.cem.reset_env(i)
 
     def cost(self, z: torch.Tensor, goal: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """Candidates ``actions (B, K, H, A)`` from latents ``z (B, *S)`` towards ``goal (B, *S)`` → ``(B, K)``."""
-        b, k, h, a = actions.shape
-        start = z[:, None].expand(b, k, *z.shape[1:]).reshape(b * k, *z.shape[1:])
-        pred = self.dynamics.rollout(start, actions.reshape(b * k, h, a))  # (B·K, H, *S): one batched rollout
-        dist = ((pred - goal.repeat_interleave(k, dim=0)[:, None]) ** 2).flatten(2).mean(-1)  # (B·K, H)
-        return (dist[:, -1] + self.running_weight * dist.mean(1)).reshape(b, k)
+        """:func:`goal_cost` with this planner's transition model and running weight."""
+        return goal_cost(self.dynamics, z, goal, actions, self.running_weight)
 
     @torch.no_grad()
     def act(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
