@@ -15,6 +15,7 @@ from planners.dynamics import LatentDynamics, PooledMLP, TokenPredictor, build_d
 from planners.latent import LatentMap
 from planners.mpc import LatentPlanner
 from planners.train import DynamicsTrainConfig, fit_dynamics, horizon_errors
+from robrep.results import read_csv
 
 
 def quadratic(target: torch.Tensor):
@@ -202,7 +203,7 @@ def test_robrep_plan_cli_end_to_end(tmp_path, monkeypatch):
             "planner.iterations=2", "dynamics.latent.grid=2", "dynamics.latent.dim=8", "progress=false",
             "out_dir=out"]
     assert main(args) == 0
-    (row,) = __import__("robrep.results", fromlist=["read_csv"]).read_csv("out/plan.csv")
+    (row,) = read_csv("out/plan.csv")
     assert row["task"] == "reach" and row["dynamics"] == "pooled_mlp" and int(row["episodes"]) == 2
     assert float(row["ms_per_action"]) > 0 and 0 <= float(row["success_rate"]) <= 1
     assert float(row["goal_expert_success"]) == 1.0
@@ -210,4 +211,4 @@ def test_robrep_plan_cli_end_to_end(tmp_path, monkeypatch):
     assert len(record["record"]["horizon_errors"]) == 4 and record["result"]["episodes"] == 2
     assert (tmp_path / "out/reach_mae_pooled_mlp_horizon.png").stat().st_size > 1000
     assert main(args) == 0  # the world model is reused, the row replaced
-    assert len(__import__("robrep.results", fromlist=["read_csv"]).read_csv("out/plan.csv")) == 1
+    assert len(read_csv("out/plan.csv")) == 1

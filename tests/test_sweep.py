@@ -113,11 +113,11 @@ def test_arms_compose(arm, readout, trunk):
 
 
 def test_noise_floor_is_the_spread_over_training_seeds():
-    from robrep.sweep.table import noise_floor
+    from robrep.sweep.table import noise_floor_by_n
 
     recs = [record("mae", 10, 0, [1, 0, 0, 0]), record("mae", 10, 1, [1, 1, 1, 0]), record("cnn", 10, 0, [0] * 4),
             record("cnn", 10, 1, [0] * 4), record("cnn", 50, 0, [1] * 4)]
-    (row,) = noise_floor(summarise(recs))  # N=50 has one seed: no spread to measure
+    (row,) = noise_floor_by_n(summarise(recs))  # N=50 has one seed: no spread to measure
     assert row["n"] == 10 and row["arms"] == 2 and row["max_seed_range"] == 0.5 and row["widest_arm"] == "mae"
     assert row["median_seed_range"] == 0.25 and row["max_seed_std"] > row["median_seed_std"] > 0
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from robrep import results
-from robrep.sweep.table import (cell_path, cell_rows, format_summary, load_cells, noise_floor, paired_rows,
+from robrep.sweep.table import (cell_path, cell_rows, format_summary, load_cells, noise_floor_by_n, paired_rows,
                                 plot_success, summarise)
 
 
@@ -122,7 +122,7 @@ def aggregate(cfg: DictConfig) -> dict[str, Path]:
                                   f"dots = seeds)")
     paths.update(plot=png, plot_svg=svg)
     print(format_summary(summary))
-    floor = noise_floor(summary)
+    floor = noise_floor_by_n(summary)
     if floor:
         paths["noise_floor"] = results.write_csv(floor, out / "noise_floor.csv", comments=command)
     for f in floor:

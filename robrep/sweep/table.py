@@ -151,9 +151,9 @@ def plot_success(summary: Sequence[Mapping[str, Any]], records: Sequence[Mapping
     return out
 
 
-def noise_floor(summary: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Per N: the spread of one cell's success rate over training seeds (same arm, same episodes), the
-    measured noise floor of a single-seed comparison: the median and the largest per-arm std and range."""
+def noise_floor_by_n(summary: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per N, across arms: the median and the largest per-arm seed spread (``seed_std``/range of :func:`summarise`,
+    i.e. :func:`robrep.eval.noise_floor` of each cell), the measured noise floor of a single-seed comparison."""
     rows = []
     for n in sorted({int(r["n"]) for r in summary}):
         cells = [r for r in summary if int(r["n"]) == n and int(r["seeds"]) > 1]
