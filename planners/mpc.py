@@ -30,8 +30,10 @@ from robrep.encoders.base import Encoder
 
 def goal_observation(env, seed: int, max_steps: int | None = None) -> tuple[dict[str, np.ndarray], bool]:
     """Reset ``env`` with ``seed``, run the scripted expert until success or the time limit; returns the last
-    observation (``image`` uint8 ``(H, W, 3)``, ``proprio``, …) and whether the expert succeeded."""
+    observation (``image`` uint8 ``(H, W, 3)``, ``proprio``, …, plus ``instruction``: the episode's, a str) and
+    whether the expert succeeded."""
     obs, info = env.reset(seed=int(seed))
+    instruction = str(info.get("instruction", ""))
     expert = make_expert(env)
     limit = int(max_steps or getattr(env.spec, "max_episode_steps", None) or 200)
     success = bool(info.get("success", False))
@@ -42,7 +44,7 @@ def goal_observation(env, seed: int, max_steps: int | None = None) -> tuple[dict
         success = bool(info.get("success", False))
         if terminated or truncated:
             break
-    return obs, success
+    return {**obs, "instruction": instruction}, success
 
 
 def goal_cost(dynamics: LatentDynamics, z: torch.Tensor, goal: torch.Tensor, actions: torch.Tensor,
@@ -61,14 +63,15 @@ class LatentPlanner:
 
     def __init__(self, encoder: Encoder, latent: LatentMap, dynamics: LatentDynamics, cem: CEMConfig, task: str,
                  env_kwargs: Mapping[str, Any] | None = None, running_weight: float = 0.1,
-                 instruction: str | None = None, seed: int = 0) -> None:
+                 use_language: bool = False, seed: int = 0) -> None:
         self.encoder, self.latent, self.dynamics = encoder, latent.eval(), dynamics.eval()
         self.task, self.env_kwargs = task, dict(env_kwargs or {})
         self.cem_cfg, self.running_weight = cem, float(running_weight)
         self.device = encoder.device
         self.generator = torch.Generator(device=self.device).manual_seed(int(seed))
         self.cem = CEM(cem, action_dim=4, batch=1, device=self.device, generator=self.generator)
-        self.encoder.language = instruction
+        # language-conditioned encoders read each env's own instruction (obs["instruction"]), as in training
+        self.use_language = bool(use_language) and hasattr(encoder, "encode_with_language")
         self.goals: dict[int, torch.Tensor] = {}
         self.goal_success: dict[int, bool] = {}
         self._goal_env = None
@@ -76,9 +79,16 @@ class LatentPlanner:
 
     # ------------------------------------------------------------------ latents
     @torch.no_grad()
-    def encode(self, images: np.ndarray, proprio: np.ndarray) -> torch.Tensor:
-        """uint8 ``(B, H, W, 3)`` + ``(B, P)`` → latents ``(B, *latent.shape)`` (one batched encoder call)."""
-        feats = self.encoder.encode_images(images)
+    def encode(self, images: np.ndarray, proprio: np.ndarray, texts: Any = None) -> torch.Tensor:
+        """uint8 ``(B, H, W, 3)`` + ``(B, P)`` (+ one instruction per image, used when ``use_language``) →
+        latents ``(B, *latent.shape)`` (one batched encoder call)."""
+        if self.use_language:
+            if texts is None:
+                raise ValueError("this planner's encoder reads the instruction: pass obs['instruction'] (one per env)")
+            texts = [str(t) for t in np.asarray(texts).reshape(-1)]
+            feats = self.encoder.encode_with_language(self.encoder.preprocess(images), texts)
+        else:
+            feats = self.encoder.encode_images(images)
         return self.latent(feats.tokens, torch.as_tensor(np.asarray(proprio), dtype=torch.float32, device=self.device))
 
     def start_episode(self, i: int, seed: int) -> None:
@@ -86,7 +96,7 @@ class LatentPlanner:
         if self._goal_env is None:
             self._goal_env = make_env(self.task, **self.env_kwargs)
         obs, ok = goal_observation(self._goal_env, seed)
-        self.goals[i] = self.encode(obs["image"][None], obs["proprio"][None])[0]
+        self.goals[i] = self.encode(obs["image"][None], obs["proprio"][None], [obs["instruction"]])[0]
         self.goal_success[i] = ok
 
     # ------------------------------------------------------------------ evaluation-policy interface
@@ -104,7 +114,7 @@ class LatentPlanner:
     def act(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
         """Observations of every env (``image (B, H, W, 3)``, ``proprio (B, P)``) → first planned actions ``(B, 4)``."""
         start = time.perf_counter()
-        z = self.encode(obs["image"], obs["proprio"])
+        z = self.encode(obs["image"], obs["proprio"], obs.get("instruction"))
         b = z.shape[0]
         if self.cem.batch != b:
             self.cem.reset(b)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -210,5 +211,33 @@ def test_robrep_plan_cli_end_to_end(tmp_path, monkeypatch):
     record = json.loads((tmp_path / "out/reach_mae_pooled_mlp.json").read_text())
     assert len(record["record"]["horizon_errors"]) == 4 and record["result"]["episodes"] == 2
     assert (tmp_path / "out/reach_mae_pooled_mlp_horizon.png").stat().st_size > 1000
+    assert row["command"].startswith("robrep plan task=reach")
     assert main(args) == 0  # the world model is reused, the row replaced
     assert len(read_csv("out/plan.csv")) == 1
+    assert main(args + ["encoder=clip"]) == 0  # a second encoder: its own row, both in the horizon table
+    rows = read_csv("out/reach_horizon_errors.csv")
+    assert {r["encoder"] for r in rows} == {"mae", "clip"} and len(rows) == 2 * 4
+    assert (tmp_path / "out/reach_horizon_errors.png").stat().st_size > 1000
+
+
+def test_planner_reads_each_envs_instruction_for_language_encoders():
+    from robrep.encoders import load_encoder
+
+    torch.manual_seed(0)
+    enc = load_encoder("voltron", input_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2)
+    n, d = enc.output_shape()
+    latent = LatentMap("pooled", d, enc.grid_size, 4, grid=2, dim=3, use_proprio=False)
+    latent.fit(latent.cells(torch.randn(20, n, d)), torch.zeros(20, 4))
+    planner = LatentPlanner.__new__(LatentPlanner)
+    planner.encoder, planner.latent, planner.device, planner.use_language = enc, latent, enc.device, True
+    images = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    images[1] = images[0]
+    proprio = np.zeros((2, 4), np.float32)
+    z = planner.encode(images, proprio, np.array(["press the red button", "push the red block onto the yellow circle"]))
+    assert not torch.allclose(z[0], z[1])  # same image, different instruction -> different latent
+    same = planner.encode(images, proprio, ["press the red button"] * 2)
+    torch.testing.assert_close(same[0], same[1])
+    with pytest.raises(ValueError, match="instruction"):
+        planner.encode(images, proprio)
+    planner.use_language = False
+    torch.testing.assert_close(*planner.encode(images, proprio))  # vision only: the instruction is ignored

@@ -13,7 +13,8 @@ from robrep.cli import config_dir, main
 from robrep.collect import collect_demos
 from robrep.data.demo_file import DemoFileError
 from robrep.sweep.table import (CELL_COLUMNS, SUMMARY_COLUMNS, cell_path, cell_rows, format_summary, load_cells,
-                                paired_rows, plot_success, summarise)
+                                paired_rows, plot_paired, plot_success, summarise)
+from robrep.sweep.protocols import PROTOCOL_COLUMNS, plot_protocols, protocol_rows, verdict
 
 
 def record(arm: str, n: int, seed: int, success: list[int]) -> dict:
@@ -43,6 +44,32 @@ def test_paired_rows_need_shared_episodes():
     assert row["diff"] == 1.0 and row["ci_low"] == row["ci_high"] == 1.0 and row["seeds"] == 2
     shifted = [{**r, "episode_seeds": [s + 100 for s in r["episode_seeds"]]} for r in b]
     assert paired_rows(a + shifted, [("mae", "cnn")], num_resamples=200) == []  # not the same layouts: no pairing
+
+
+def _write_protocol(sweep_dir, records):
+    results.write_csv(summarise(records), sweep_dir / "summary.csv")
+    results.write_csv(paired_rows(records, [("mae", "cnn")], num_resamples=200), sweep_dir / "paired.csv")
+
+
+def test_protocol_rows_join_each_sweep_and_call_the_verdict(tmp_path):
+    better = [record("mae", 10, s, [1, 1, 1, 0]) for s in range(3)] + [record("cnn", 10, s, [0] * 4) for s in range(3)]
+    mixed = [record("mae", 10, s, [s % 2, 0, 1, 0]) for s in range(3)] + [record("cnn", 10, s, [0, 1, 0, s % 2]) for s in range(3)]
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    _write_protocol(tmp_path / "a", better)
+    _write_protocol(tmp_path / "b", mixed)
+    rows = protocol_rows({"A": tmp_path / "a", "B": tmp_path / "b"}, [("mae", "cnn")])
+    assert [tuple(r) for r in rows] == [PROTOCOL_COLUMNS] * 2
+    a, b = rows
+    assert (a["protocol"], a["arm"], a["baseline"], a["n"], a["seeds"]) == ("A", "mae", "cnn", 10, 3)
+    assert a["success_rate"] == 0.75 and a["baseline_rate"] == 0.0 and a["diff"] == 0.75 and a["verdict"] == "better"
+    assert b["verdict"] == "unresolved" and b["diff_low"] <= 0 <= b["diff_high"]
+    assert verdict(-0.2, -0.01) == "worse"
+    png, svg = plot_protocols(rows, tmp_path / "protocols")
+    assert png.stat().st_size > 1000 and svg.read_text().startswith("<?xml")
+    png, _ = plot_paired(paired_rows(better, [("mae", "cnn")], num_resamples=100), tmp_path / "paired")
+    assert png.stat().st_size > 1000
+    with pytest.raises(FileNotFoundError, match="not_run"):
+        protocol_rows({"C": tmp_path / "not_run"}, [("mae", "cnn")])
 
 
 @pytest.fixture(scope="module")

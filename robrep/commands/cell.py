@@ -17,7 +17,7 @@ from policies.checkpoint import EncoderSpec
 from policies.model import ENCODER_TRUNKS
 from robrep import results
 from robrep.commands.eval import demo_seeds_of
-from robrep.commands.probe import thread_limit
+from robrep.threads import thread_limit
 from robrep.sweep.table import cell_name, cell_path
 
 

@@ -116,7 +116,7 @@ def upsert_row(row: Mapping[str, Any], path: Path) -> list[dict[str, Any]]:
 
 def run(cfg: DictConfig) -> None:
     from policies import load_policy  # lazily: evaluation reads a checkpoint, not the training code
-    from robrep.commands.probe import thread_limit
+    from robrep.threads import thread_limit
 
     checkpoint = Path(str(cfg.checkpoint))
     out = Path(cfg.out) if cfg.out else Path("runs/eval") / f"{checkpoint.stem}.csv"

@@ -92,21 +92,24 @@ def trained_seeds(files: list[Path]) -> list[int]:
     return seeds
 
 
-def plot_horizon(errors: list[dict], path: Path, title: str) -> Path:
+def plot_horizon(series: dict[str, list[dict]], path: Path, title: str) -> Path:
+    """Open-loop latent MSE vs horizon h: per series (label → rows with ``h``, ``mse``, ``copy_mse``) the model as
+    a solid line and its copy baseline (ẑ = z_t) dashed in the same colour. Writes a PNG atomically."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    h = [e["h"] for e in errors]
-    fig, ax = plt.subplots(figsize=(5, 3.4))
-    ax.plot(h, [e["mse"] for e in errors], "o-", label="transition model")
-    ax.plot(h, [e["copy_mse"] for e in errors], "s--", color="grey", label="copy baseline (ẑ = z_t)")
+    fig, ax = plt.subplots(figsize=(5.6, 3.8))
+    for i, (name, errors) in enumerate(series.items()):
+        h = [int(e["h"]) for e in errors]
+        ax.plot(h, [float(e["mse"]) for e in errors], "o-", color=f"C{i}", markersize=3, label=f"{name}: model")
+        ax.plot(h, [float(e["copy_mse"]) for e in errors], "--", color=f"C{i}", alpha=0.6, label=f"{name}: copy ẑ = z_t")
     ax.set_xlabel("open-loop horizon h (steps)")
     ax.set_ylabel("latent MSE (standardised units)")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, ncol=2 if len(series) > 2 else 1)
     fig.tight_layout()
     with results.atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
@@ -114,12 +117,30 @@ def plot_horizon(errors: list[dict], path: Path, title: str) -> Path:
     return path
 
 
+def horizon_table(out: Path, task: str, runs: list[dict[str, str]]) -> tuple[Path, Path] | None:
+    """Every (encoder, dynamics) planned on ``task`` (rows of plan.csv) side by side: ``<task>_horizon_errors.csv``
+    (encoder, dynamics, h, mse, copy_mse) and one plot; None if no run has its horizon CSV."""
+    series: dict[str, list[dict]] = {}
+    for r in runs:
+        path = out / f"{task}_{r['encoder']}_{r['dynamics']}_horizon.csv"
+        if r["task"] == task and path.exists():
+            series[f"{r['encoder']}/{r['dynamics']}"] = results.read_csv(path)
+    if not series:
+        return None
+    rows = [{"encoder": k.split("/")[0], "dynamics": k.split("/")[1], **e} for k, errs in series.items() for e in errs]
+    csv_path = results.write_csv(rows, out / f"{task}_horizon_errors.csv",
+                                 comments=[f"open-loop latent MSE vs h on held-out episodes, every `robrep plan task={task}` "
+                                           f"run in plan.csv (per run: <task>_<encoder>_<dynamics>_horizon.csv)"])
+    return csv_path, plot_horizon(series, out / f"{task}_horizon_errors.png",
+                                  f"{task}: open-loop latent error vs horizon (held-out episodes)")
+
+
 def run(cfg: DictConfig) -> None:
     from planners.cem import CEMConfig
     from planners.checkpoint import load_world_model
     from planners.mpc import LatentPlanner
     from policies.checkpoint import EncoderSpec
-    from robrep.commands.probe import thread_limit
+    from robrep.threads import thread_limit
     from robrep.eval.rollouts import evaluate
 
     t0 = time.perf_counter()
@@ -138,21 +159,14 @@ def run(cfg: DictConfig) -> None:
         out = Path(cfg.out_dir)
         errors = record["horizon_errors"]
         results.write_csv(errors, out / f"{label}_horizon.csv", comments=[record["command"]])
-        plot_horizon(errors, out / f"{label}_horizon.png",
+        plot_horizon({spec.label: errors}, out / f"{label}_horizon.png",
                      f"{cfg.task.name} / {spec.label} / {cfg.dynamics.name}: open-loop error (held-out episodes)")
         plan_cfg = OmegaConf.to_container(cfg.planner, resolve=True)
         running = float(plan_cfg.pop("running_weight", 0.1))
         plan_cfg.pop("name", None)
-        instruction = None
-        if cfg.use_language and encoder.family == "voltron":
-            from envs.registration import make_env
-
-            env = make_env(cfg.task.name)
-            instruction = env.reset(seed=0)[1].get("instruction")
-            env.close()
         planner = LatentPlanner(encoder, latent, dynamics, CEMConfig(**plan_cfg), cfg.task.name,
                                 {"image_size": cfg.task.image_size, "visuals": str(cfg.task.visuals)},
-                                running_weight=running, instruction=instruction, seed=int(cfg.seed))
+                                running_weight=running, use_language=bool(cfg.use_language), seed=int(cfg.seed))
         try:
             result = evaluate(planner, int(cfg.episodes), seed_start=int(cfg.eval_seed_start),
                               num_envs=int(cfg.num_envs), video_episodes=int(cfg.videos), progress=cfg.progress,
@@ -173,13 +187,15 @@ def run(cfg: DictConfig) -> None:
         "h1_mse": round(h1.get("mse", math.nan), 4), "h1_copy_mse": round(h1.get("copy_mse", math.nan), 4),
         "h15_mse": round(errors[-1]["mse"], 4) if errors else math.nan,
         "train_seconds": round(record["fit"]["seconds"], 1), "eval_seconds": round(result.wall_s, 1),
+        "command": results.command_line(program="robrep plan"),
     }
     results.write_json({**row, "result": result.to_dict(), "world_model": str(model_path), "record": record},
                        out / f"{label}.json")
     table = out / "plan.csv"
-    rows = [r for r in (results.read_csv(table) if table.exists() else [])
+    rows = [{k: r.get(k, "") for k in row} for r in (results.read_csv(table) if table.exists() else [])
             if (r["task"], r["encoder"], r["dynamics"]) != (row["task"], row["encoder"], row["dynamics"])]
     results.write_csv(rows + [row], table, comments=["one row per `robrep plan task=<t> encoder=<e> dynamics=<d>` (the latest run)"])
+    horizon_table(out, str(cfg.task.name), results.read_csv(table))
     print(f"{result.format()}\nplanning: {planner.ms_per_action:.1f} ms per action (encode + CEM, {result.num_envs} envs "
           f"batched); open-loop latent MSE h=1 {row['h1_mse']} (copy {row['h1_copy_mse']}), h={len(errors)} "
           f"{row['h15_mse']}\nwrote {out / f'{label}.json'}, {table} ({(time.perf_counter() - t0) / 60:.1f} min)")

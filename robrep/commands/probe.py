@@ -8,7 +8,6 @@ prints a table at ``gate_n`` demos and the gate verdict (:func:`robrep.probe.sta
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import sys
@@ -28,22 +27,11 @@ from robrep.encoders import load_encoder
 from robrep.encoders.base import Encoder
 from robrep.encoders.registry import list_encoders
 from robrep.probe.plot import format_table, plot_probe
+from robrep.threads import thread_limit
 from robrep.probe.state_probe import FrameFeatures, even_frames, gate, probe_rows, state_targets
 
 COLUMNS = ("encoder", "weights_hash", "readout", "probe", "n_demos", "variable", "r2", "n_train_frames",
            "n_test_frames", "seconds")
-
-
-def thread_limit(n: int | None) -> contextlib.AbstractContextManager:
-    """Limit torch and BLAS/LAPACK threads (oversubscribed OpenBLAS LAPACK is ~10x slower here)."""
-    if n:
-        torch.set_num_threads(int(n))
-    try:
-        from threadpoolctl import threadpool_limits
-
-        return threadpool_limits(int(n)) if n else contextlib.nullcontext()
-    except ImportError:  # pragma: no cover
-        return contextlib.nullcontext()
 
 
 def pixel_tokens(images: np.ndarray, size: int) -> torch.Tensor:

@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 
 from robrep import results
 from robrep.sweep.table import (cell_path, cell_rows, format_summary, load_cells, noise_floor_by_n, paired_rows,
-                                plot_success, summarise)
+                                plot_paired, plot_success, summarise)
 
 
 def seeds_for(cfg: DictConfig, n: int) -> list[int]:
@@ -117,6 +117,8 @@ def aggregate(cfg: DictConfig) -> dict[str, Path]:
     paired = paired_rows(records, pairs, num_resamples=int(cfg.bootstrap_resamples))
     if paired:
         paths["paired"] = results.write_csv(paired, out / "paired.csv", comments=command)
+        paths["paired_plot"] = plot_paired(paired, out / "paired",
+                                           title=f"{cfg.name}: arm a − arm b on the same evaluation episodes")[0]
     png, svg = plot_success(summary, records, out / "success_vs_n",
                             title=f"{cfg.task.name}: success vs N (pooled over training seeds; band = Wilson 95 %, "
                                   f"dots = seeds)")

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from policies.checkpoint import EncoderSpec
 from policies.model import ENCODER_TRUNKS
 from policies.train import train_policy
-from robrep.commands.probe import thread_limit
+from robrep.threads import thread_limit
 
 
 def default_out(cfg: DictConfig, policy_cfg: dict) -> Path:

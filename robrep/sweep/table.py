@@ -16,7 +16,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from robrep.eval.stats import paired_bootstrap_diff, wilson_interval
+from robrep.eval.stats import noise_floor, paired_bootstrap_diff, wilson_interval
 from robrep.results import atomic_path
 
 #: Columns of the per-cell table, in order (the JSON-lines file holds the same rows).
@@ -63,13 +63,12 @@ def summarise(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     for (arm, n), cells in sorted(groups.items()):
         k = sum(int(c["successes"]) for c in cells)
         total = sum(int(c["episodes"]) for c in cells)
-        rates = np.array([float(c["success_rate"]) for c in cells])
+        spread = noise_floor([float(c["success_rate"]) for c in cells])
         low, high = wilson_interval(k, total)
         rows.append({
             "arm": arm, "task": cells[0].get("task", ""), "n": n, "seeds": len(cells), "episodes": total,
             "successes": k, "success_rate": round(k / total, 4), "ci_low": round(low, 4), "ci_high": round(high, 4),
-            "seed_mean": round(float(rates.mean()), 4), "seed_std": round(float(rates.std(ddof=1)), 4) if len(rates) > 1 else 0.0,
-            "seed_min": round(float(rates.min()), 4), "seed_max": round(float(rates.max()), 4),
+            **{f"seed_{key}": round(spread[key], 4) for key in ("mean", "std", "min", "max")},
         })
     return rows
 
@@ -140,6 +139,13 @@ def plot_success(summary: Sequence[Mapping[str, Any]], records: Sequence[Mapping
     ax.set_title(title or "success vs demonstrations (band: Wilson 95 %, dots: training seeds)", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", ncol=2)
+    return save_figure(fig, path)
+
+
+def save_figure(fig: Any, path: str | os.PathLike) -> list[Path]:
+    """Write a matplotlib figure atomically as ``path`` with suffix .png and .svg, close it; returns both paths."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     out = [Path(path).with_suffix(suffix) for suffix in (".png", ".svg")]
     try:
@@ -149,6 +155,34 @@ def plot_success(summary: Sequence[Mapping[str, Any]], records: Sequence[Mapping
     finally:
         plt.close(fig)
     return out
+
+
+def plot_paired(paired: Sequence[Mapping[str, Any]], path: str | os.PathLike, title: str = "",
+                ax: Any = None) -> list[Path]:
+    """Forest plot of paired differences: one row per ``a − b`` at each N, the point estimate with its paired
+    bootstrap 95 % interval, and a line at 0 (no difference). With ``ax`` draws there and writes nothing."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = sorted(paired, key=lambda r: (int(r["n"]), str(r["a"]), str(r["b"])))
+    own = ax is None
+    if own:
+        fig, ax = plt.subplots(figsize=(6.4, 0.8 + 0.32 * max(1, len(rows))))
+    ns = sorted({int(r["n"]) for r in rows})
+    for i, r in enumerate(rows):
+        d, lo, hi = float(r["diff"]), float(r["ci_low"]), float(r["ci_high"])
+        color = f"C{ns.index(int(r['n'])) % 10}"
+        ax.errorbar([d], [i], xerr=[[d - lo], [hi - d]], fmt="o", color=color, capsize=3, markersize=4)
+    ax.axvline(0.0, color="0.3", linewidth=0.8)
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels([f"{r['a']} − {r['b']}  N={r['n']} ({r['seeds']}×{r['episodes']})" for r in rows], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("success-rate difference (paired bootstrap 95 %)")
+    ax.grid(alpha=0.3, axis="x")
+    ax.set_title(title or "paired differences on shared evaluation episodes", fontsize=9)
+    return save_figure(ax.figure, path) if own else []
 
 
 def noise_floor_by_n(summary: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
