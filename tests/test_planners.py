@@ -208,15 +208,15 @@ def test_robrep_plan_cli_end_to_end(tmp_path, monkeypatch):
     assert row["task"] == "reach" and row["dynamics"] == "pooled_mlp" and int(row["episodes"]) == 2
     assert float(row["ms_per_action"]) > 0 and 0 <= float(row["success_rate"]) <= 1
     assert float(row["goal_expert_success"]) == 1.0
-    record = json.loads((tmp_path / "out/reach_mae_pooled_mlp.json").read_text())
+    record = json.loads((tmp_path / "out/reach_mae_random_pooled_mlp.json").read_text())
     assert len(record["record"]["horizon_errors"]) == 4 and record["result"]["episodes"] == 2
-    assert (tmp_path / "out/reach_mae_pooled_mlp_horizon.png").stat().st_size > 1000
+    assert (tmp_path / "out/reach_mae_random_pooled_mlp_horizon.png").stat().st_size > 1000
     assert row["command"].startswith("robrep plan task=reach")
     assert main(args) == 0  # the world model is reused, the row replaced
     assert len(read_csv("out/plan.csv")) == 1
     assert main(args + ["encoder=clip"]) == 0  # a second encoder: its own row, both in the horizon table
     rows = read_csv("out/reach_horizon_errors.csv")
-    assert {r["encoder"] for r in rows} == {"mae", "clip"} and len(rows) == 2 * 4
+    assert {r["encoder"] for r in rows} == {"mae_random", "clip_random"} and len(rows) == 2 * 4
     assert (tmp_path / "out/reach_horizon_errors.png").stat().st_size > 1000
 
 

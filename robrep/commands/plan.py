@@ -149,7 +149,8 @@ def run(cfg: DictConfig) -> None:
         spec = EncoderSpec(str(cfg.encoder.name), cfg.weights, arch, init_seed=int(cfg.encoder_seed))
         encoder = spec.load(cfg.device)
         demos, play = ensure_data(cfg)
-        label = f"{cfg.task.name}_{spec.label}_{cfg.dynamics.name}"
+        name = spec.label if cfg.weights else f"{spec.label}_random"  # random init (weights=null): its own row
+        label = f"{cfg.task.name}_{name}_{cfg.dynamics.name}"
         model_path = Path(cfg.model or f"runs/plan/{label}_{encoder.weights_hash()[:8]}.pt")
         if cfg.retrain or not model_path.exists():
             print(f"training the {cfg.dynamics.name} world model on {demos} + {play} -> {model_path}")
@@ -159,8 +160,8 @@ def run(cfg: DictConfig) -> None:
         out = Path(cfg.out_dir)
         errors = record["horizon_errors"]
         results.write_csv(errors, out / f"{label}_horizon.csv", comments=[record["command"]])
-        plot_horizon({spec.label: errors}, out / f"{label}_horizon.png",
-                     f"{cfg.task.name} / {spec.label} / {cfg.dynamics.name}: open-loop error (held-out episodes)")
+        plot_horizon({name: errors}, out / f"{label}_horizon.png",
+                     f"{cfg.task.name} / {name} / {cfg.dynamics.name}: open-loop error (held-out episodes)")
         plan_cfg = OmegaConf.to_container(cfg.planner, resolve=True)
         running = float(plan_cfg.pop("running_weight", 0.1))
         plan_cfg.pop("name", None)
@@ -177,7 +178,7 @@ def run(cfg: DictConfig) -> None:
         result.write_videos(out / "videos" / f"{label}.mp4")
     h1 = errors[0] if errors else {}
     row: dict[str, Any] = {
-        "task": cfg.task.name, "encoder": spec.label, "weights_hash": encoder.weights_hash(),
+        "task": cfg.task.name, "encoder": name, "weights_hash": encoder.weights_hash(),
         "dynamics": cfg.dynamics.name, "latent": payload["latent"]["kind"], "use_proprio": bool(cfg.use_proprio),
         "episodes": result.episodes, "successes": result.successes, "success_rate": round(result.success_rate, 4),
         "ci_low": round(result.ci[0], 4), "ci_high": round(result.ci[1], 4),
