@@ -217,6 +217,7 @@ def test_robrep_plan_cli_end_to_end(tmp_path, monkeypatch):
     assert main(args + ["encoder=clip"]) == 0  # a second encoder: its own row, both in the horizon table
     rows = read_csv("out/reach_horizon_errors.csv")
     assert {r["encoder"] for r in rows} == {"mae_random", "clip_random"} and len(rows) == 2 * 4
+    assert all(float(r["model_over_copy"]) > 0 for r in rows)
     assert (tmp_path / "out/reach_horizon_errors.png").stat().st_size > 1000
 
 

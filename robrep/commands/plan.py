@@ -119,7 +119,8 @@ def plot_horizon(series: dict[str, list[dict]], path: Path, title: str) -> Path:
 
 def horizon_table(out: Path, task: str, runs: list[dict[str, str]]) -> tuple[Path, Path] | None:
     """Every (encoder, dynamics) planned on ``task`` (rows of plan.csv) side by side: ``<task>_horizon_errors.csv``
-    (encoder, dynamics, h, mse, copy_mse) and one plot; None if no run has its horizon CSV."""
+    (encoder, dynamics, h, mse, copy_mse, model_over_copy — the ratio is comparable across encoders, whose latent
+    units differ) and one plot; None if no run has its horizon CSV."""
     series: dict[str, list[dict]] = {}
     for r in runs:
         path = out / f"{task}_{r['encoder']}_{r['dynamics']}_horizon.csv"
@@ -127,7 +128,9 @@ def horizon_table(out: Path, task: str, runs: list[dict[str, str]]) -> tuple[Pat
             series[f"{r['encoder']}/{r['dynamics']}"] = results.read_csv(path)
     if not series:
         return None
-    rows = [{"encoder": k.split("/")[0], "dynamics": k.split("/")[1], **e} for k, errs in series.items() for e in errs]
+    rows = [{"encoder": k.split("/")[0], "dynamics": k.split("/")[1], **e,
+             "model_over_copy": round(float(e["mse"]) / max(float(e["copy_mse"]), 1e-12), 4)}  # < 1: beats copying
+            for k, errs in series.items() for e in errs]
     csv_path = results.write_csv(rows, out / f"{task}_horizon_errors.csv",
                                  comments=[f"open-loop latent MSE vs h on held-out episodes, every `robrep plan task={task}` "
                                            f"run in plan.csv (per run: <task>_<encoder>_<dynamics>_horizon.csv)"])
