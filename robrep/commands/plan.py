@@ -100,6 +100,8 @@ def plot_horizon(series: dict[str, list[dict]], path: Path, title: str) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from robrep.sweep.table import save_figure
+
     fig, ax = plt.subplots(figsize=(5.6, 3.8))
     for i, (name, errors) in enumerate(series.items()):
         h = [int(e["h"]) for e in errors]
@@ -110,31 +112,28 @@ def plot_horizon(series: dict[str, list[dict]], path: Path, title: str) -> Path:
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2 if len(series) > 2 else 1)
-    fig.tight_layout()
-    with results.atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, suffixes=(".png",), dpi=120)[0]
 
 
 def horizon_table(out: Path, task: str, runs: list[dict[str, str]]) -> tuple[Path, Path] | None:
     """Every (encoder, dynamics) planned on ``task`` (rows of plan.csv) side by side: ``<task>_horizon_errors.csv``
     (encoder, dynamics, h, mse, copy_mse, model_over_copy — the ratio is comparable across encoders, whose latent
     units differ) and one plot; None if no run has its horizon CSV."""
-    series: dict[str, list[dict]] = {}
+    series: dict[tuple[str, str], list[dict]] = {}
     for r in runs:
         path = out / f"{task}_{r['encoder']}_{r['dynamics']}_horizon.csv"
         if r["task"] == task and path.exists():
-            series[f"{r['encoder']}/{r['dynamics']}"] = results.read_csv(path)
+            series[(r["encoder"], r["dynamics"])] = results.read_csv(path)
     if not series:
         return None
-    rows = [{"encoder": k.split("/")[0], "dynamics": k.split("/")[1], **e,
+    rows = [{"encoder": enc, "dynamics": dyn, **e,
              "model_over_copy": round(float(e["mse"]) / max(float(e["copy_mse"]), 1e-12), 4)}  # < 1: beats copying
-            for k, errs in series.items() for e in errs]
+            for (enc, dyn), errs in series.items() for e in errs]
     csv_path = results.write_csv(rows, out / f"{task}_horizon_errors.csv",
                                  comments=[f"open-loop latent MSE vs h on held-out episodes, every `robrep plan task={task}` "
                                            f"run in plan.csv (per run: <task>_<encoder>_<dynamics>_horizon.csv)"])
-    return csv_path, plot_horizon(series, out / f"{task}_horizon_errors.png",
+    return csv_path, plot_horizon({f"{enc}/{dyn}": errs for (enc, dyn), errs in series.items()},
+                                  out / f"{task}_horizon_errors.png",
                                   f"{task}: open-loop latent error vs horizon (held-out episodes)")
 
 

@@ -142,16 +142,18 @@ def plot_success(summary: Sequence[Mapping[str, Any]], records: Sequence[Mapping
     return save_figure(fig, path)
 
 
-def save_figure(fig: Any, path: str | os.PathLike) -> list[Path]:
-    """Write a matplotlib figure atomically as ``path`` with suffix .png and .svg, close it; returns both paths."""
+def save_figure(fig: Any, path: str | os.PathLike, suffixes: Sequence[str] = (".png", ".svg"),
+                dpi: int = 130) -> list[Path]:
+    """Write a matplotlib figure atomically as ``path`` with each suffix (default .png and .svg), close it;
+    returns the paths."""
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
-    out = [Path(path).with_suffix(suffix) for suffix in (".png", ".svg")]
+    out = [Path(path).with_suffix(suffix) for suffix in suffixes]
     try:
         for p in out:
             with atomic_path(p) as tmp:
-                fig.savefig(tmp, dpi=130)
+                fig.savefig(tmp, dpi=dpi)
     finally:
         plt.close(fig)
     return out
