@@ -30,6 +30,7 @@ import torch
 from robrep.encoders.base import Encoder, content_hash
 from robrep.encoders.registry import load_encoder
 from robrep.encoders.weights import split_weights
+from robrep.precision import check_precision
 from robrep.torch_io import load_checked, save_atomic
 
 FORMAT = "robrep-policy/1"
@@ -47,6 +48,7 @@ class EncoderSpec:
     ``weights`` a ``weights=`` spec (``None`` = random init, drawn under ``torch.manual_seed(init_seed)``);
     ``arch`` the architecture keyword arguments. ``weights_resolved`` is the absolute path of a plain-file
     ``weights`` when it was recorded, tried when the relative one does not exist (another working dir).
+    ``precision`` the compute precision of its forward passes (``float32`` | ``bfloat16`` autocast).
     """
 
     name: str
@@ -54,8 +56,10 @@ class EncoderSpec:
     arch: dict[str, Any] = field(default_factory=dict)
     init_seed: int = 0
     weights_resolved: str | None = None
+    precision: str = "float32"    # the frozen encoder's compute precision (robrep.precision); part of the cache key
 
     def __post_init__(self) -> None:
+        self.precision = check_precision(self.precision)
         if self.weights is not None:
             self.weights = str(self.weights)
             if self.weights_resolved is None and split_weights(self.weights)[0] == "" and Path(self.weights).exists():
@@ -74,10 +78,12 @@ class EncoderSpec:
                 and self.weights_resolved and Path(self.weights_resolved).exists()):
             weights = self.weights_resolved
         if weights is not None:
-            return load_encoder(self.name, weights=weights, device=device, frozen=frozen, **self.arch)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.init_seed)
-            return load_encoder(self.name, weights=None, device=device, frozen=frozen, **self.arch)
+            encoder = load_encoder(self.name, weights=weights, device=device, frozen=frozen, **self.arch)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.init_seed)
+                encoder = load_encoder(self.name, weights=None, device=device, frozen=frozen, **self.arch)
+        return encoder.set_precision(self.precision)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -25,6 +25,7 @@ from policies.heads import make_head
 from policies.normalization import Normalizer
 from policies.trunks import FeatureTrunk
 from robrep.encoders.base import Encoder
+from robrep.precision import autocast
 
 
 class BCModel(nn.Module):
@@ -61,10 +62,13 @@ class BCModel(nn.Module):
         flat = {k: v.flatten(0, 1) for k, v in frames.items()}
         return self.frame_vectors(flat, proprio.flatten(0, 1)).reshape(b, s, -1)
 
-    def loss(self, frames: Mapping[str, torch.Tensor], proprio: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """Training objective (MSE or NLL in normalised units) for target chunks ``actions (B, k, A)`` raw."""
-        x = self.stacked_vectors(frames, proprio).flatten(1)
-        return self.head.loss(x, self.action_norm.normalize(actions).flatten(1))
+    def loss(self, frames: Mapping[str, torch.Tensor], proprio: torch.Tensor, actions: torch.Tensor,
+             precision: str = "float32") -> torch.Tensor:
+        """Training objective (MSE or NLL in normalised units) for target chunks ``actions (B, k, A)`` raw; the
+        trunk runs at ``precision`` (autocast, :mod:`robrep.precision`), the head in float32."""
+        with autocast(proprio.device, precision):
+            x = self.stacked_vectors(frames, proprio).flatten(1)
+        return self.head.loss(x.float(), self.action_norm.normalize(actions).flatten(1))
 
     def predict(self, stack: torch.Tensor) -> torch.Tensor:
         """Frame stack ``(B, S, F_d)`` → deterministic action chunk ``(B, k, A)``, raw units clipped to [-1, 1]."""

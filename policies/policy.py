@@ -27,6 +27,7 @@ from policies.chunking import TemporalEnsembler
 from policies.finetune import encoder_from_identity
 from policies.model import BCModel, build_model
 from robrep.encoders.base import Encoder
+from robrep.precision import autocast
 
 
 class Policy:
@@ -131,7 +132,8 @@ class Policy:
             else:
                 raise ValueError(f"got {b} observations but the policy tracks {self.num_envs} envs; call reset({b})")
         frames = self.frame_inputs(images, self._texts(obs, b))
-        vec = self.model.frame_vectors(frames, torch.from_numpy(proprio).to(self.device))  # (B, frame_dim)
+        with autocast(self.device, self.meta["policy_config"]["train"].get("precision")):  # as trained
+            vec = self.model.frame_vectors(frames, torch.from_numpy(proprio).to(self.device)).float()  # (B, frame_dim)
         fresh = torch.from_numpy(self._fresh).to(self.device)
         if self._stack is None:
             self._stack = vec[:, None].repeat(1, self.model.frame_stack, 1)
@@ -157,7 +159,8 @@ def load_policy(path: str | os.PathLike, device: str = "cpu") -> Policy:
     model.requires_grad_(False)
     encoder = None
     if record is not None and not finetuned:
-        spec = EncoderSpec(**{k: record[k] for k in ("name", "weights", "arch", "init_seed", "weights_resolved")})
+        spec = EncoderSpec(**{k: record[k] for k in ("name", "weights", "arch", "init_seed", "weights_resolved")},
+                           precision=record.get("precision", "float32"))
         encoder = spec.load(device)
         expected, found = record["identity"]["weights_hash"], encoder.weights_hash()
         if found != expected:

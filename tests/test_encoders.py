@@ -175,3 +175,25 @@ def test_vit_feature_layer_reads_an_intermediate_block(name, tmp_path):
     for bad in (0, 4):
         with pytest.raises(ValueError, match=r"feature_layer must be in \[1, 3\]"):
             load_encoder(name, weights=str(path), feature_layer=bad)
+
+
+def test_bfloat16_precision_keeps_features_and_returns_float32(encoder):
+    x = encoder.preprocess(images(b=3))
+    exact = encoder(x).tokens
+    try:
+        mixed = encoder.set_precision("bf16")(x)
+        assert encoder.precision == "bfloat16"
+        assert mixed.tokens.dtype == torch.float32 and mixed.tokens.shape == exact.shape
+        if mixed.global_token is not None:
+            assert mixed.global_token.dtype == torch.float32
+        cos = torch.nn.functional.cosine_similarity(mixed.tokens, exact, dim=-1)
+        assert cos.min() > 0.99  # the committed full-budget weights: cos ≥ 0.9996, relative error ≤ 0.7 %
+        assert not torch.equal(mixed.tokens, exact)  # it did run in lower precision
+    finally:
+        encoder.set_precision("float32")
+    torch.testing.assert_close(encoder(x).tokens, exact)
+
+
+def test_unknown_precision_is_a_clear_error(encoder):
+    with pytest.raises(ValueError, match="unknown precision"):
+        encoder.set_precision("float8")

@@ -104,3 +104,19 @@ def test_shifted_copies_are_cached_beside_the_recorded_frames(demos, tmp_path):
     assert compute_features(enc, demos, tmp_path, encoder_name="tiny", progress=False, shifts=2, shift_pad=4) == path
     with pytest.raises(ValueError, match="must be >= 0"):
         compute_features(enc, demos, tmp_path, progress=False, shifts=-1)
+
+
+def test_precision_is_part_of_the_key_only_when_not_float32(demos, tmp_path):
+    from robrep.data.feature_cache import cache_key, file_hash, preprocessing_of
+
+    enc, digest = tiny_vit(0), file_hash(demos)
+    exact = cache_key(enc, digest, False)
+    assert "precision" not in preprocessing_of(enc, False)
+    mixed = cache_key(enc.set_precision("bfloat16"), digest, False)
+    assert mixed != exact
+    path = compute_features(enc, demos, tmp_path, encoder_name="tiny", use_language=False, progress=False)
+    assert str(path).split(".")[-3] == mixed
+    with FeatureCache(path, enc) as cache, h5py.File(demos) as f:
+        direct = enc.encode_images(f["data/demo_0/obs/image"][()]).tokens
+        torch.testing.assert_close(cache.features("demo_0").tokens, direct, atol=2e-2, rtol=1e-2)
+    assert cache_key(enc.set_precision("float32"), digest, False) == exact

@@ -288,6 +288,22 @@ def test_small_cnn_trains_and_acts(demos, tmp_path):
     np.testing.assert_array_equal(out, load_policy(tmp_path / "cnn.pt").act(obs))  # eval: no augmentation
 
 
+def test_bfloat16_precision_round_trips_through_the_checkpoint(demos, encoder_ckpt, cache_dir, tmp_path):
+    """Frozen-encoder precision lives in the encoder spec (cache + evaluation); trunk precision in train:."""
+    spec = EncoderSpec("mae", str(encoder_ckpt), ARCH, precision="bf16")
+    assert spec.precision == "bfloat16" and spec.load().precision == "bfloat16"
+    train_policy(policy_cfg(train={"steps": 20, "eval_every": 10}), demos, 2, 0, tmp_path / "p.pt", spec,
+                 cache_dir=cache_dir)
+    policy = load_policy(tmp_path / "p.pt")
+    assert policy.encoder.precision == "bfloat16" and policy.meta["encoder"]["precision"] == "bfloat16"
+    assert policy.act(demo_obs(demos)).shape == (3, 4)
+    cfg = policy_cfg("cnn", train={"steps": 4, "eval_every": 2, "batch_size": 8, "precision": "bfloat16"})
+    summary = train_policy(cfg, demos, 2, 0, tmp_path / "cnn.pt")
+    assert all(math.isfinite(h["valid_mse"]) for h in summary["train"]["history"])
+    out = load_policy(tmp_path / "cnn.pt").act(demo_obs(demos))
+    assert out.shape == (3, 4) and out.dtype == np.float32 and np.isfinite(out).all()
+
+
 def test_resnet18_trunk_shapes():
     trunk = ConvTrunk((32, 32), arch="resnet18", num_keypoints=8)
     assert trunk.grid == (1, 1) and trunk.output_dim == 16

@@ -129,7 +129,7 @@ def test_launcher_configs_load(launcher, target):
 
 @pytest.mark.parametrize("arm, readout, trunk", [("mae", "spatial_softmax", "features"), ("mae_cls", "cls", "features"),
                                                  ("clip", "cls", "features"), ("clip_spatial", "spatial_softmax", "features"),
-                                                 ("cnn", "spatial_softmax", "cnn")])
+                                                 ("cnn", "spatial_softmax", "cnn"), ("resnet18", "spatial_softmax", "cnn")])
 def test_arms_compose(arm, readout, trunk):
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         cfg = compose("cell", overrides=[f"arm={arm}"])
@@ -137,6 +137,18 @@ def test_arms_compose(arm, readout, trunk):
     if trunk == "features":
         assert cfg.weights == f"weights/{cfg.encoder.name}_full.pt"
     assert np.isfinite(cfg.episodes)
+
+
+def test_sweep_passes_its_precision_to_every_cell():
+    from robrep.commands.sweep import cell_command
+
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        sweep = compose("sweep", overrides=["jobs=2"])
+        cell = compose("cell", overrides=["arm=resnet18"])
+    cmd = cell_command(sweep, ["mae", "cnn"])
+    assert f"encoder_precision={sweep.encoder_precision}" in cmd and sweep.encoder_precision == "bfloat16"
+    assert "arm=mae,cnn" in cmd and "hydra.launcher.n_jobs=2" in cmd
+    assert cell.policy.train.precision == "bfloat16" and cell.encoder_precision == "float32"
 
 
 def test_noise_floor_is_the_spread_over_training_seeds():

@@ -33,7 +33,8 @@ def run(cfg: DictConfig) -> None:
     encoder = None
     if uses_encoder:
         arch = OmegaConf.to_container(cfg.encoder.arch, resolve=True) or {}
-        encoder = EncoderSpec(str(cfg.encoder.name), cfg.weights, arch, init_seed=int(cfg.encoder_seed))
+        encoder = EncoderSpec(str(cfg.encoder.name), cfg.weights, arch, init_seed=int(cfg.encoder_seed),
+                              precision=cfg.encoder_precision)
     if cfg.features_only:
         if policy_cfg["trunk"] == "features":
             with thread_limit(cfg.threads):

@@ -88,14 +88,16 @@ def cell_command(cfg: DictConfig, arms: list[str], multirun: bool = True, demos:
             f"task.visuals={cfg.task.get('visuals', 'clean')}", f"eval_visuals={cfg.get('eval_visuals') or 'null'}",
             f"policy_dir={cfg.get('policy_dir') or 'null'}",
             f"sweep_dir={cfg.sweep_dir}", f"weights_budget={cfg.weights_budget}", f"num_envs={cfg.num_envs}",
+            f"encoder_precision={cfg.get('encoder_precision', 'float32')}",
             f"progress={str(bool(cfg.progress)).lower()}", *cfg.cell_overrides, *launcher]
 
 
 def cache_features(cfg: DictConfig, arms: list[str]) -> None:
     """Compute each frozen encoder's feature cache once (``robrep cell features_only=true``, one arm after
-    another) before cells run in parallel; arms without an encoder or with a cache return at once."""
+    another, on ``jobs`` threads) before cells run in parallel; arms without an encoder or with a cache return
+    at once."""
     for arm in arms:
-        cmd = cell_command(cfg, [arm], multirun=False) + ["features_only=true"]
+        cmd = cell_command(cfg, [arm], multirun=False) + ["features_only=true", f"threads={max(1, int(cfg.jobs))}"]
         if subprocess.run(cmd).returncode:
             raise RuntimeError(f"computing the features of arm {arm!r} failed: {' '.join(cmd[2:])}")
 

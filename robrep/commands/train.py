@@ -30,7 +30,8 @@ def run(cfg: DictConfig) -> None:
     encoder = None
     if policy_cfg["trunk"] in ENCODER_TRUNKS:
         arch = OmegaConf.to_container(cfg.encoder.arch, resolve=True) or {}
-        encoder = EncoderSpec(str(cfg.encoder.name), cfg.weights, arch, init_seed=int(cfg.encoder_seed))
+        encoder = EncoderSpec(str(cfg.encoder.name), cfg.weights, arch, init_seed=int(cfg.encoder_seed),
+                              precision=cfg.encoder_precision)
     with thread_limit(cfg.threads):
         summary = train_policy(policy_cfg, cfg.dataset, int(cfg.n), int(cfg.seed), out, encoder=encoder,
                                cache_dir=cfg.cache_dir, use_language=cfg.use_language,

@@ -46,10 +46,11 @@ def file_hash(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
 
 
 def preprocessing_of(encoder: Encoder, use_language: bool) -> dict[str, Any]:
-    """What, besides the weights, decides the features: input size, normalisation, language use."""
+    """What, besides the weights, decides the features: input size, normalisation, language use, compute
+    precision (named only when not float32, so float32 caches keep their keys)."""
     return {"input_size": encoder.input_size, "mean": encoder.pixel_mean.flatten().tolist(),
             "std": encoder.pixel_std.flatten().tolist(), "language": bool(use_language),
-            "dtype": str(encoder.dtype)}
+            "dtype": str(encoder.dtype), **({} if encoder.precision == "float32" else {"precision": encoder.precision})}
 
 
 def cache_key(encoder: Encoder, dataset_hash: str, use_language: bool, shifts: int = 0, shift_pad: int = 4) -> str:

@@ -9,16 +9,19 @@ the family has one, a global token ``(B, D)``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 from dataclasses import dataclass
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, ContextManager, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from robrep.precision import autocast, check_precision
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,7 @@ class Encoder(nn.Module):
         self.register_buffer("pixel_std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.config: dict[str, Any] = {}
         self.language: str | None = None  # instruction for language-conditioned families
+        self.precision = "float32"        # compute precision of forward passes (set_precision)
 
     # ------------------------------------------------------------------ to implement
     def encode(self, x: torch.Tensor) -> SpatialFeatures:
@@ -100,6 +104,23 @@ class Encoder(nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
+
+    def set_precision(self, precision: str | None) -> "Encoder":
+        """Run forward passes at ``precision`` (``float32`` | ``bfloat16`` | ``float16`` autocast,
+        :mod:`robrep.precision`); weights stay as they are and features come out float32."""
+        self.precision = check_precision(precision)
+        return self
+
+    def computing(self) -> ContextManager:
+        """Gradient-free context of one forward pass at this encoder's precision."""
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.no_grad())
+        stack.enter_context(autocast(self.device, self.precision))
+        return stack
+
+    def as_output(self, feats: SpatialFeatures) -> SpatialFeatures:
+        """Features in the encoder's parameter dtype (autocast may hand back bfloat16/float16)."""
+        return feats if feats.tokens.dtype == self.dtype else feats.to(self.dtype)
 
     def freeze(self) -> "Encoder":
         """Eval mode and no gradients, permanently (``train()`` cannot undo it)."""
@@ -137,8 +158,9 @@ class Encoder(nn.Module):
         if x.ndim != 4 or x.shape[1] != 3 or x.shape[-2:] != (self.input_size, self.input_size):
             raise ValueError(f"{self.family}: expected (B, 3, {self.input_size}, {self.input_size}) from "
                              f"preprocess(), got {tuple(x.shape)}")
-        with torch.no_grad():
-            return self.encode(x)
+        with self.computing():
+            feats = self.encode(x)
+        return self.as_output(feats)
 
     def encode_images(self, images: np.ndarray | torch.Tensor, batch_size: int = 64) -> SpatialFeatures:
         """uint8 ``(B, H, W, 3)`` → features, in batches of ``batch_size``."""

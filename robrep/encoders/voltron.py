@@ -167,8 +167,9 @@ class VoltronEncoder(MAEEncoder):
                              f"preprocess(), got {tuple(x.shape)}")
         if isinstance(texts, str) or len(texts) != x.shape[0]:
             raise ValueError(f"expected a list of {x.shape[0]} texts (one per image), got {texts!r:.80}")
-        with torch.no_grad():
-            return self.features(x, list(texts))
+        with self.computing():
+            feats = self.features(x, list(texts))
+        return self.as_output(feats)
 
 
 # ---------------------------------------------------------------------------------------------- loading

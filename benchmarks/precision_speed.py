@@ -1,0 +1,127 @@
+"""float32 versus bfloat16 autocast on this machine: frozen-encoder throughput (and how far the features
+move) and the train-step time of the from-scratch conv trunks.
+
+    python benchmarks/precision_speed.py [--threads 2] [--batch 64] [--repeats 3]
+
+Encoders: the committed full-budget weights (weights/<name>_full.pt, random init when missing) on
+frames of data/push_sweep.hdf5 (random images when missing); agreement = cosine similarity of each token and
+the relative error ‖bf16 − fp32‖ / ‖fp32‖ over the batch. Trunks: a forward + backward + AdamW step of
+policies.cnn.ConvTrunk at 96 px. Prints a table and writes results/precision_speed.csv (with the load
+average, as other jobs on the machine slow both columns alike).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import h5py  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+from policies.checkpoint import EncoderSpec  # noqa: E402
+from policies.cnn import ConvTrunk  # noqa: E402
+from robrep.cli import config_dir  # noqa: E402
+from robrep.encoders import list_encoders  # noqa: E402
+from robrep.precision import autocast  # noqa: E402
+from robrep.results import command_line, write_csv  # noqa: E402
+
+
+def frames(batch: int, path: str = "data/push_sweep.hdf5") -> np.ndarray:
+    if not Path(path).exists():
+        return np.random.default_rng(0).integers(0, 256, (batch, 96, 96, 3), dtype=np.uint8)
+    with h5py.File(path) as f:
+        parts, i = [], 0
+        while sum(len(p) for p in parts) < batch:
+            parts.append(f[f"data/demo_{i}/obs/image"][::4])
+            i += 1
+    return np.concatenate(parts)[:batch]
+
+
+def best_seconds(fn, repeats: int) -> float:
+    fn()  # warm-up (oneDNN picks kernels on the first call)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def encoder_rows(names: list[str], images: np.ndarray, repeats: int) -> list[dict]:
+    rows = []
+    for name in names:
+        arch = OmegaConf.to_container(OmegaConf.load(Path(config_dir()) / "encoder" / f"{name}.yaml").get("arch", {}))
+        weights = f"weights/{name}_full.pt" if Path(f"weights/{name}_full.pt").exists() else None
+        encoder = EncoderSpec(name, weights, arch).load()
+        texts = ["push the block to the goal"] * len(images)
+        x = encoder.preprocess(images)
+        run = (lambda: encoder.encode_with_language(x, texts)) if hasattr(encoder, "encode_with_language") else \
+            (lambda: encoder(x))
+        out = {}
+        for precision in ("float32", "bfloat16"):
+            encoder.set_precision(precision)
+            out[precision] = (run().tokens, best_seconds(run, repeats))
+        (exact, t32), (mixed, t16) = out["float32"], out["bfloat16"]
+        cos = torch.nn.functional.cosine_similarity(exact, mixed, dim=-1)
+        rows.append({"kind": "encoder", "name": name, "weights": weights or "random", "unit": "images/s",
+                     "float32": round(len(images) / t32, 1), "bfloat16": round(len(images) / t16, 1),
+                     "speedup": round(t32 / t16, 2), "min_token_cos": round(float(cos.min()), 5),
+                     "rel_error": round(float((mixed - exact).norm() / exact.norm()), 5)})
+    return rows
+
+
+def trunk_rows(batch: int, repeats: int) -> list[dict]:
+    rows = []
+    images = torch.randint(0, 256, (batch, 96, 96, 3), dtype=torch.uint8)
+    for arch in ("small_cnn", "resnet18"):
+        torch.manual_seed(0)
+        trunk = ConvTrunk((96, 96), arch=arch, num_keypoints=32).train()
+        opt = torch.optim.AdamW(trunk.parameters(), lr=1e-4)
+        times = {}
+        for precision in ("float32", "bfloat16"):
+            def step() -> None:
+                with autocast("cpu", precision):
+                    loss = trunk({"image": images}).float().pow(2).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            times[precision] = best_seconds(step, repeats)
+        rows.append({"kind": "train_step", "name": arch, "weights": "random", "unit": f"s/step (batch {batch})",
+                     "float32": round(times["float32"], 3), "bfloat16": round(times["bfloat16"], 3),
+                     "speedup": round(times["float32"] / times["bfloat16"], 2), "min_token_cos": "", "rel_error": ""})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--encoders", nargs="*", default=None)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default="results/precision_speed.csv")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    load = os.getloadavg()[0]
+    print(f"torch {torch.__version__}, {args.threads} threads, load average {load:.2f}")
+    rows = encoder_rows(args.encoders or list_encoders(), frames(args.batch), args.repeats) + \
+        trunk_rows(args.batch, args.repeats)
+    print(f"{'kind':<11}{'name':<10}{'unit':<20}{'float32':>9}{'bfloat16':>10}{'speedup':>9}{'min cos':>9}{'rel err':>9}")
+    for r in rows:
+        print(f"{r['kind']:<11}{r['name']:<10}{r['unit']:<20}{r['float32']:>9}{r['bfloat16']:>10}{r['speedup']:>9}"
+              f"{r['min_token_cos']!s:>9}{r['rel_error']!s:>9}")
+    for r in rows:
+        r.update(threads=args.threads, load_average=round(load, 2))
+    write_csv(rows, args.out, comments=[command_line(program="python benchmarks/precision_speed.py"),
+                                        "machine: 2-core AMD EPYC (AVX512-BF16, no AMX), no GPU"])
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
