@@ -82,13 +82,9 @@ class LatentPlanner:
     def encode(self, images: np.ndarray, proprio: np.ndarray, texts: Any = None) -> torch.Tensor:
         """uint8 ``(B, H, W, 3)`` + ``(B, P)`` (+ one instruction per image, used when ``use_language``) →
         latents ``(B, *latent.shape)`` (one batched encoder call)."""
-        if self.use_language:
-            if texts is None:
-                raise ValueError("this planner's encoder reads the instruction: pass obs['instruction'] (one per env)")
-            texts = [str(t) for t in np.asarray(texts).reshape(-1)]
-            feats = self.encoder.encode_with_language(self.encoder.preprocess(images), texts)
-        else:
-            feats = self.encoder.encode_images(images)
+        if self.use_language and texts is None:
+            raise ValueError("this planner's encoder reads the instruction: pass obs['instruction'] (one per env)")
+        feats = self.encoder.encode_frames(images, texts if self.use_language else None)
         return self.latent(feats.tokens, torch.as_tensor(np.asarray(proprio), dtype=torch.float32, device=self.device))
 
     def start_episode(self, i: int, seed: int) -> None:

@@ -26,7 +26,7 @@ from policies.checkpoint import EncoderSpec, PolicyCheckpointError, read_policy_
 from policies.chunking import TemporalEnsembler
 from policies.finetune import encoder_from_identity
 from policies.model import BCModel, build_model
-from robrep.encoders.base import Encoder
+from robrep.encoders.base import Encoder, per_image_texts
 from robrep.precision import autocast
 
 
@@ -93,10 +93,7 @@ class Policy:
         if texts is None:
             raise ValueError("this policy's encoder reads the instruction and the training demos had several: "
                              "pass obs['instruction'] (a string, or one per env)")
-        texts = [str(texts)] * batch if isinstance(texts, str) else [str(t) for t in np.asarray(texts).reshape(-1)]
-        if len(texts) != batch:
-            raise ValueError(f"got {len(texts)} instructions for {batch} observations")
-        return texts
+        return per_image_texts(texts, batch)
 
     @torch.no_grad()
     def frame_inputs(self, images: np.ndarray, texts: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
@@ -104,8 +101,7 @@ class Policy:
         (+ ``global_token (B, D)``) rounded through float16 as in the feature cache, or the images."""
         if self.encoder is None:
             return {"image": torch.from_numpy(np.ascontiguousarray(images)).to(self.device)}
-        x = self.encoder.preprocess(images)
-        feats = self.encoder.encode_with_language(x, texts) if texts is not None else self.encoder(x)
+        feats = self.encoder.encode_frames(images, texts)
         out = {"tokens": feats.tokens.half().float()}
         if feats.global_token is not None and self.meta["shape_meta"].get("has_global_token", True):
             out["global_token"] = feats.global_token.half().float()

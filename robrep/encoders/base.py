@@ -169,6 +169,15 @@ class Encoder(nn.Module):
             raise ValueError("images is an empty batch (B = 0)")
         return parts[0] if len(parts) == 1 else SpatialFeatures.cat(parts)
 
+    def encode_frames(self, images: np.ndarray | torch.Tensor, texts: Sequence[str] | str | None = None) -> SpatialFeatures:
+        """uint8 ``(B, H, W, 3)`` (+ instructions, for language-conditioned families) → features in one
+        batched call. ``texts``: one string for every image or one per image (:func:`per_image_texts`);
+        ``None``, or a family without language, encodes the images alone."""
+        x = self.preprocess(images)
+        if texts is None or not hasattr(self, "encode_with_language"):
+            return self(x)
+        return self.encode_with_language(x, per_image_texts(texts, x.shape[0]))
+
     def identity(self) -> dict[str, Any]:
         """What downstream artefacts record: family, config and the weights' content hash."""
         return {"family": self.family, "config": self.config, "weights_hash": self.weights_hash()}
@@ -181,6 +190,15 @@ class Encoder(nn.Module):
         """(N, D) of ``tokens`` for one image, without running the network."""
         h, w = self.grid_size
         return h * w, self.feature_dim
+
+
+def per_image_texts(texts: Sequence[str] | str | np.ndarray, batch: int) -> list[str]:
+    """One instruction per image: a single string is repeated ``batch`` times, a sequence (or array, e.g. a
+    vector env's ``obs["instruction"]``) must hold exactly ``batch``; ``ValueError`` otherwise."""
+    out = [str(texts)] * batch if isinstance(texts, str) else [str(t) for t in np.asarray(texts).reshape(-1)]
+    if len(out) != batch:
+        raise ValueError(f"got {len(out)} instructions for {batch} observations")
+    return out
 
 
 def content_hash(config: dict[str, Any], state_dict: dict[str, torch.Tensor]) -> str:
