@@ -95,18 +95,23 @@ class ConvTrunk(nn.Module):
     """``{"image": uint8 (B, H, W, 3)}`` → spatial-softmax keypoints ``(B, 2K)`` (x, y in [-1, 1]).
 
     Pixels are scaled to [-0.5, 0.5]; :class:`RandomShift` (``augment``, ``pad`` px) in training only.
+    ``channels_last`` runs the backbone in NHWC memory format (same maths, faster convolutions on CPUs with
+    oneDNN and on recent GPUs).
     """
 
     input_keys = ("image",)
 
     def __init__(self, image_size: tuple[int, int], arch: str = "small_cnn", channels: int = 32,
                  num_keypoints: int = 32, augment: bool = True, pad: int = 4,
-                 learnable_temperature: bool = True) -> None:
+                 learnable_temperature: bool = True, channels_last: bool = False) -> None:
         super().__init__()
         if arch not in BACKBONES:
             raise KeyError(f"unknown CNN backbone {arch!r}; known: {sorted(BACKBONES)}")
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.backbone, out_channels, self.grid = BACKBONES[arch](self.image_size, channels=channels)
+        self.channels_last = bool(channels_last)
+        if self.channels_last:  # NHWC convolutions: ResNet-18 trains ~1.2x faster on this CPU in bf16
+            self.backbone.to(memory_format=torch.channels_last)
         self.shift = RandomShift(pad if augment else 0)
         self.keypoints = SpatialSoftmaxReadout(out_channels, self.grid, num_keypoints=num_keypoints,
                                                learnable_temperature=learnable_temperature)
@@ -114,6 +119,9 @@ class ConvTrunk(nn.Module):
 
     def forward(self, frames: Mapping[str, torch.Tensor]) -> torch.Tensor:
         x = image_batch(frames["image"], self.image_size).div(255.0).sub(0.5)
-        fmap = self.backbone(self.shift(x))  # (B, C, h, w)
+        x = self.shift(x)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        fmap = self.backbone(x)  # (B, C, h, w)
         tokens = fmap.flatten(2).transpose(1, 2)  # (B, h·w, C)
         return self.keypoints(SpatialFeatures(tokens, tuple(fmap.shape[-2:])))

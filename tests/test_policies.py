@@ -316,6 +316,17 @@ def test_resnet18_trunk_shapes():
         trunk({"image": torch.zeros(2, 48, 48, 3, dtype=torch.uint8)})
 
 
+def test_channels_last_trunk_matches_contiguous():
+    torch.manual_seed(0)
+    plain = ConvTrunk((64, 64), arch="resnet18", num_keypoints=8).eval()
+    nhwc = ConvTrunk((64, 64), arch="resnet18", num_keypoints=8, channels_last=True).eval()
+    nhwc.load_state_dict(plain.state_dict())
+    assert nhwc.backbone[0].weight.is_contiguous(memory_format=torch.channels_last)
+    images = {"image": torch.randint(0, 256, (3, 64, 64, 3), dtype=torch.uint8)}
+    with torch.no_grad():
+        torch.testing.assert_close(nhwc(images), plain(images), atol=1e-4, rtol=1e-4)
+
+
 # ---------------------------------------------------------------------------------------------- command line
 def test_robrep_train_cli(demos, encoder_ckpt, cache_dir, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # Hydra's run directory (runs/train/...) goes here
