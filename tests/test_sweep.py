@@ -151,6 +151,21 @@ def test_sweep_passes_its_precision_to_every_cell():
     assert cell.policy.train.precision == "bfloat16" and cell.encoder_precision == "float32"
 
 
+def test_sweep_arms_are_encoders_plus_baselines_unless_listed():
+    from robrep.commands.sweep import sweep_arms
+
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        default = compose("sweep")
+        issue = compose("sweep", overrides=["encoders=[mae,dift,voltron,clip]", "demos=[10,50,100,500]", "seeds=[0,1,2]"])
+        listed = compose("sweep", overrides=["arms=[mae,cnn]"])
+        unknown = compose("sweep", overrides=["encoders=[mae,dino]"])
+    assert sweep_arms(default) == ["cnn", "resnet18", "mae", "dift", "voltron", "clip", "clip_spatial"]
+    assert sweep_arms(issue) == ["cnn", "resnet18", "mae", "dift", "voltron", "clip"]
+    assert sweep_arms(listed) == ["mae", "cnn"]
+    with pytest.raises(ValueError, match="unknown sweep arms \\['dino'\\]"):
+        sweep_arms(unknown)
+
+
 def test_noise_floor_is_the_spread_over_training_seeds():
     from robrep.sweep.table import noise_floor_by_n
 

@@ -24,6 +24,22 @@ from robrep.sweep.table import (cell_path, cell_rows, format_summary, load_cells
                                 plot_paired, plot_success, summarise)
 
 
+def sweep_arms(cfg: DictConfig) -> list[str]:
+    """The sweep's arms: ``arms`` when given, else ``baselines`` + ``encoders`` (the end-to-end arms first: the
+    slowest cells start first, which balances the parallel jobs); each must be a ``configs/arm`` file."""
+    from robrep.cli import config_dir
+
+    if cfg.get("arms") is not None:
+        arms = [str(a) for a in cfg.arms]
+    else:
+        arms = [str(a) for a in (cfg.get("baselines") or [])] + [str(a) for a in (cfg.get("encoders") or [])]
+    known = sorted(p.stem for p in (Path(config_dir()) / "arm").glob("*.yaml"))
+    unknown = [a for a in arms if a not in known]
+    if unknown or not arms:
+        raise ValueError(f"unknown sweep arms {unknown} (known: {known})" if unknown else "the sweep has no arms")
+    return list(dict.fromkeys(arms))
+
+
 def seeds_for(cfg: DictConfig, n: int) -> list[int]:
     """Training seeds of the cells at ``n`` demos: ``seeds_by_n[n]`` where given, else ``seeds``."""
     by_n = {int(k): [int(s) for s in v] for k, v in (cfg.get("seeds_by_n") or {}).items()}
@@ -141,7 +157,7 @@ def aggregate(cfg: DictConfig) -> dict[str, Path]:
 
 def run(cfg: DictConfig) -> None:
     t0 = time.perf_counter()
-    arms = [str(a) for a in cfg.arms]
+    arms = sweep_arms(cfg)
     ensure_dataset(cfg)
     groups = cell_groups(cfg)
     cells = [(a, n, s) for ns, seeds in groups for a in arms for n in ns for s in seeds]
