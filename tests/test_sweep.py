@@ -98,6 +98,8 @@ def test_sweep_runs_resumes_and_keeps_finished_cells(reach_file, tmp_path, monke
     capsys.readouterr()
     assert main(args) == 0  # resume: nothing left to do, the record is untouched
     assert "1 already done" in capsys.readouterr().out and rec_path.stat().st_mtime_ns == first
+    runs = results.read_csv("out/runs.csv")  # one row per invocation: the resumed sweep's wall time adds up
+    assert [r["finished_here"] for r in runs] == ["1", "0"] and [r["done_before"] for r in runs] == ["0", "1"]
     # an interrupted evaluation (record missing, policy kept) re-evaluates without training again
     policy = tmp_path / "runs/sweeps/out/policies/cnn_n4_s0.pt"
     trained = policy.stat().st_mtime_ns

@@ -155,8 +155,21 @@ def aggregate(cfg: DictConfig) -> dict[str, Path]:
     return paths
 
 
+def log_run(cfg: DictConfig, started: float, wall_s: float, cells: int, done_before: int, done_after: int) -> float:
+    """Append this invocation to ``<sweep_dir>/runs.csv`` (start time UTC, wall minutes, cells finished by it, jobs,
+    command) — a resumed sweep's total wall time is the sum over its rows — and return that total in minutes."""
+    path = Path(cfg.sweep_dir) / "runs.csv"
+    rows = results.read_csv(path) if path.exists() else []
+    rows.append({"started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+                 "wall_min": round(wall_s / 60.0, 2), "cells": cells, "done_before": done_before,
+                 "finished_here": done_after - done_before, "jobs": int(cfg.jobs),
+                 "command": results.command_line(program="robrep sweep")})
+    results.write_csv(rows, path, comments=["one row per `robrep sweep` invocation on this sweep_dir (resumes add rows)"])
+    return sum(float(r["wall_min"]) for r in rows)
+
+
 def run(cfg: DictConfig) -> None:
-    t0 = time.perf_counter()
+    t0, started = time.perf_counter(), time.time()
     arms = sweep_arms(cfg)
     ensure_dataset(cfg)
     groups = cell_groups(cfg)
@@ -177,6 +190,10 @@ def run(cfg: DictConfig) -> None:
                 print(f"some cells failed (exit {proc.returncode}); finished cells are kept — re-run to retry",
                       file=sys.stderr)
     paths = aggregate(cfg)
-    print(f"sweep wall time {(time.perf_counter() - t0) / 60:.1f} min")
+    wall = time.perf_counter() - t0
+    total = log_run(cfg, started, wall, len(cells), len(cells) - len(pending),
+                    sum(cell_path(cfg.sweep_dir, *c).exists() for c in cells))
+    print(f"sweep wall time {wall / 60:.1f} min (all runs on {cfg.sweep_dir}: {total:.1f} min, "
+          f"{Path(cfg.sweep_dir) / 'runs.csv'})")
     for k, p in paths.items():
         print(f"{k}: {p}")
