@@ -35,8 +35,10 @@ def sweep_arms(cfg: DictConfig) -> list[str]:
         arms = [str(a) for a in (cfg.get("baselines") or [])] + [str(a) for a in (cfg.get("encoders") or [])]
     known = sorted(p.stem for p in (Path(config_dir()) / "arm").glob("*.yaml"))
     unknown = [a for a in arms if a not in known]
-    if unknown or not arms:
-        raise ValueError(f"unknown sweep arms {unknown} (known: {known})" if unknown else "the sweep has no arms")
+    if unknown:
+        raise ValueError(f"unknown sweep arms {unknown} (known: {known})")
+    if not arms:
+        raise ValueError("the sweep has no arms: set encoders/baselines or arms")
     return list(dict.fromkeys(arms))
 
 
