@@ -248,3 +248,22 @@ def test_time_budgeted_pretraining_is_reproduced_bitwise_by_its_step_counts(fram
     assert all(torch.equal(weights[k], weights_again[k]) for k in weights)
     other, weights_other = run(max_steps=timed["steps"], schedule_steps=timed["schedule_steps"] + 50)
     assert not all(torch.equal(weights[k], weights_other[k]) for k in weights)  # the schedule length matters
+
+
+def test_pretraining_batches_shift_a_frame_and_its_next_frame_together(frames):
+    index = np.arange(0, len(frames), max(1, len(frames) // 6))
+    plain = frames.batch(index)
+    assert torch.equal(plain["images"], torch.from_numpy(frames.images[index]))
+    moved = frames.batch(index, shift_pad=3, rng=np.random.default_rng(0))
+    assert moved["images"].shape == plain["images"].shape and moved["images"].dtype == torch.uint8
+    assert not torch.equal(moved["images"], plain["images"])
+    pad = lambda x: np.pad(x, ((3, 3), (3, 3), (0, 0)), mode="edge")  # noqa: E731
+    h, w = frames.images.shape[1:3]
+    for b in range(len(index)):
+        image, nxt = pad(plain["images"][b].numpy()), pad(plain["next_images"][b].numpy())
+        offsets = [(dy, dx) for dy in range(7) for dx in range(7)
+                   if np.array_equal(image[dy:dy + h, dx:dx + w], moved["images"][b].numpy())]
+        assert offsets, "each image is a translate of the recorded one within ±3 px"
+        assert any(np.array_equal(nxt[dy:dy + h, dx:dx + w], moved["next_images"][b].numpy()) for dy, dx in offsets)
+    with pytest.raises(ValueError, match="rng"):
+        frames.batch(index, shift_pad=3)

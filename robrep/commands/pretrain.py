@@ -43,7 +43,8 @@ def run(cfg: DictConfig) -> None:
     print(f"pretraining {enc_cfg.name} ({params / 1e6:.2f} M encoder params) on {len(frames)} frames "
           f"from {len(files)} files for {cfg.budget_minutes} min")
     summary = pretrain(objective, frames, budget_minutes=cfg.budget_minutes, batch_size=enc_cfg.pretrain.batch_size,
-                       lr=enc_cfg.pretrain.lr, weight_decay=enc_cfg.pretrain.weight_decay, max_steps=cfg.max_steps,
+                       lr=enc_cfg.pretrain.lr, weight_decay=enc_cfg.pretrain.weight_decay,
+                       shift_pad=enc_cfg.pretrain.shift_pad, max_steps=cfg.max_steps,
                        schedule_steps=cfg.schedule_steps, seed=cfg.seed, progress=cfg.progress)
     out = Path(cfg.out)
     meta = {

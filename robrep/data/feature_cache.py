@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from robrep.data.augment import shift_images
 from robrep.data.demo_file import DemoFile
 from robrep.encoders.base import Encoder, SpatialFeatures
 
@@ -59,19 +60,6 @@ def cache_key(encoder: Encoder, dataset_hash: str, use_language: bool, shifts: i
         parts.append({"shifts": int(shifts), "shift_pad": int(shift_pad)})
     payload = json.dumps(parts, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
-
-
-def shift_images(images: np.ndarray, pad: int, rng: np.random.Generator) -> np.ndarray:
-    """uint8 ``(T, H, W, 3)`` → each frame translated by its own offset in [-pad, pad]² px (edge pixels
-    replicated into the gap), same shape and dtype."""
-    if pad <= 0:
-        return images
-    t, h, w, _ = images.shape
-    padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="edge")
-    dy, dx = rng.integers(0, 2 * pad + 1, size=(2, t))
-    rows = dy[:, None] + np.arange(h)  # (T, H)
-    cols = dx[:, None] + np.arange(w)  # (T, W)
-    return padded[np.arange(t)[:, None, None], rows[:, :, None], cols[:, None, :]]
 
 
 def cache_path(cache_dir: str | os.PathLike, dataset: str | os.PathLike, encoder_name: str, key: str) -> Path:

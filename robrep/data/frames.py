@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from robrep.data.augment import shift_images
 from robrep.data.captions import caption
 from robrep.data.demo_file import DemoFile
 
@@ -70,14 +71,21 @@ class FrameDataset:
         return cls(np.concatenate(images), np.concatenate(actions), states, instructions, captions,
                    np.concatenate(next_index), np.concatenate(episode))
 
-    def batch(self, index: np.ndarray) -> dict:
+    def batch(self, index: np.ndarray, shift_pad: int = 0, rng: np.random.Generator | None = None) -> dict:
         """A training batch for frame indices ``index (B,)``: ``images`` uint8 torch ``(B, H, W, 3)``,
         ``next_images`` (the following frames), ``actions`` float32 ``(B, A)``, ``instructions`` and
-        ``captions`` (lists of B strings)."""
+        ``captions`` (lists of B strings). ``shift_pad > 0`` translates each frame by a random offset in
+        [-shift_pad, shift_pad]² px drawn from ``rng``, its next frame by the same offset."""
         index = np.asarray(index)
+        images, next_images = self.images[index], self.images[self.next_index[index]]
+        if shift_pad > 0:
+            if rng is None:
+                raise ValueError("shift_pad > 0 needs an rng")
+            both = shift_images(np.concatenate([images, next_images], axis=-1), shift_pad, rng)
+            images, next_images = both[..., :3], both[..., 3:]
         return {
-            "images": torch.from_numpy(self.images[index]),
-            "next_images": torch.from_numpy(self.images[self.next_index[index]]),
+            "images": torch.from_numpy(np.ascontiguousarray(images)),
+            "next_images": torch.from_numpy(np.ascontiguousarray(next_images)),
             "actions": torch.from_numpy(self.actions[index]),
             "instructions": [self.instructions[i] for i in index],
             "captions": [self.captions[i] for i in index],

@@ -24,6 +24,7 @@ def pretrain(
     batch_size: int = 64,
     lr: float = 1e-3,
     weight_decay: float = 0.05,
+    shift_pad: int = 0,
     warmup_steps: int = 50,
     max_steps: int | None = None,
     schedule_steps: int | None = None,
@@ -35,7 +36,8 @@ def pretrain(
     (or ``max_steps``) is spent. The cosine schedule's length is ``schedule_steps`` if given, else
     ``max_steps`` or, under a time budget, the step count the measured speed after warm-up predicts.
     A time-budgeted run is therefore reproduced bit for bit (same seed, data, torch build and threads)
-    by ``max_steps=<its steps>, schedule_steps=<its schedule_steps>``.
+    by ``max_steps=<its steps>, schedule_steps=<its schedule_steps>``. ``shift_pad > 0`` augments every
+    batch with random ±``shift_pad`` px translations (a frame and its next frame moved together).
 
     Returns ``steps``, ``schedule_steps``, ``seconds``, ``final_loss`` (mean of the last 10 % of steps)
     and ``loss_curve`` (list of ``{step, seconds, loss, ...}`` every ``log_every`` steps).
@@ -67,7 +69,7 @@ def pretrain(
             0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup_steps) / max(1, (total or step + 1) - warmup_steps)))))
         for group in opt.param_groups:
             group["lr"] = lr * max(scale, 0.01)
-        batch = frames.batch(rng.integers(len(frames), size=batch_size))
+        batch = frames.batch(rng.integers(len(frames), size=batch_size), shift_pad=shift_pad, rng=rng)
         loss, logs = objective.loss(batch)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"pretraining loss became {loss.item()} at step {step}")
