@@ -84,8 +84,11 @@ def _r2(row: dict) -> float:
 
 
 def summarise(cfg) -> list[dict]:
-    """One row per variant × task × spatial readout at ``probe_n`` demos (ridge)."""
+    """One row per variant × task × spatial readout at ``probe_n`` demos (ridge). A variant whose checkpoint
+    is gone (they are not committed) keeps the pretraining minutes/steps/loss of the summary already written."""
     rows, n = [], int(cfg.probe_n)
+    summary = ROOT / cfg.summary
+    earlier = {(r["variant"], r["task"], r["readout"]): r for r in results.read_csv(summary)} if summary.exists() else {}
     baseline_worst: dict[str, float] = {}
     for name, spec in cfg.variants.items():
         weights = Path(spec.get("weights") or Path(cfg.weights_dir) / f"{name}.pt")
@@ -114,6 +117,9 @@ def summarise(cfg) -> list[dict]:
                         "final_loss": f"{meta['final_loss']:.4f}" if meta and encoder == cfg.family else "",
                         "overrides": " ".join(variant_overrides(spec, cfg)),
                     })
+                    if not meta and encoder == cfg.family:
+                        kept = earlier.get((label, task, readout), {})
+                        rows[-1].update({k: kept.get(k, "") for k in ("pretrain_minutes", "pretrain_steps", "final_loss")})
     for row in rows:
         best = [v for k, v in baseline_worst.items() if k.startswith(row["task"] + "/")]
         row["baseline_best_worst"] = f"{max(best):.3f}" if best else ""
@@ -145,7 +151,10 @@ def main(argv: list[str] | None = None) -> int:
                 failed.append(name)
                 print(f"{name}: FAILED: {exc}", flush=True)
     rows = summarise(cfg)
-    path = results.write_csv(rows, ROOT / cfg.summary, comments=[results.command_line(program="python benchmarks/pretrain_ablation.py")])
+    command = results.command_line(program="python benchmarks/pretrain_ablation.py")
+    before = [line[1:].strip() for line in (ROOT / cfg.summary).read_text().splitlines() if line.startswith("#")] \
+        if (ROOT / cfg.summary).exists() else []
+    path = results.write_csv(rows, ROOT / cfg.summary, comments=list(dict.fromkeys([*before, command])))
     print(f"{len(rows)} rows -> {path} ({(time.perf_counter() - t0) / 60:.1f} min)")
     for r in rows:
         if r["readout"] in ("flat", "keypoints"):

@@ -128,7 +128,9 @@ def aggregate(cfg: DictConfig) -> dict[str, Path]:
     if not records:
         raise RuntimeError(f"no finished cells under {cfg.sweep_dir}/cells")
     out = Path(cfg.sweep_dir)
-    command = [results.command_line(program="robrep sweep")]
+    command = [results.command_line(program="robrep sweep"),
+               "rows cover every cell in this directory, whichever invocation made it: runs.csv lists the invocations "
+               "and each cell's record (cells/*.json) names its robrep cell command"]
     paths = {"table": results.write_csv(cell_rows(records), out / "table.csv", comments=command),
              "jsonl": results.write_jsonl(records, out / "table.jsonl")}
     summary = summarise(records)
