@@ -152,8 +152,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name}: FAILED: {exc}", flush=True)
     rows = summarise(cfg)
     command = results.command_line(program="python benchmarks/pretrain_ablation.py")
-    before = [line[1:].strip() for line in (ROOT / cfg.summary).read_text().splitlines() if line.startswith("#")] \
-        if (ROOT / cfg.summary).exists() else []
+    before = results.read_csv_comments(ROOT / cfg.summary) if (ROOT / cfg.summary).exists() else []
     path = results.write_csv(rows, ROOT / cfg.summary, comments=list(dict.fromkeys([*before, command])))
     print(f"{len(rows)} rows -> {path} ({(time.perf_counter() - t0) / 60:.1f} min)")
     for r in rows:

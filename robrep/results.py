@@ -69,3 +69,9 @@ def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:
     """Rows of a CSV written by :func:`write_csv` (comment lines skipped)."""
     with open(path, newline="") as f:
         return list(csv.DictReader(line for line in f if not line.startswith("#")))
+
+
+def read_csv_comments(path: str | os.PathLike) -> list[str]:
+    """The ``# comment`` lines :func:`write_csv` put before the header, without the ``# `` prefix."""
+    with open(path, newline="") as f:
+        return [line[1:].strip() for line in f if line.startswith("#")]

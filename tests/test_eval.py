@@ -214,3 +214,9 @@ def test_eval_command(tmp_path, monkeypatch, capsys):
     assert main(args[:2] + ["episodes=2", "num_envs=2", "progress=false", f"out={tmp_path}/all.csv"]) == 0
     assert main(args[:2] + ["episodes=1", "seed_start=5", "progress=false", f"out={tmp_path}/all.csv"]) == 0
     assert [r["seed_start"] for r in results.read_csv(tmp_path / "all.csv")] == ["0", "5"]
+
+
+def test_csv_comments_round_trip(tmp_path):
+    path = results.write_csv([{"a": 1}], tmp_path / "t.csv", comments=["python make.py --x", "second # line"])
+    assert results.read_csv_comments(path) == ["python make.py --x", "second # line"]
+    assert results.read_csv(path) == [{"a": "1"}]
