@@ -21,7 +21,7 @@ import torch  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from robrep.cli import config_dir  # noqa: E402
+from robrep.config import config_dir  # noqa: E402
 from robrep.encoders import list_encoders, load_encoder  # noqa: E402
 from robrep.results import command_line, write_csv  # noqa: E402
 

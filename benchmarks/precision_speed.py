@@ -27,7 +27,7 @@ from omegaconf import OmegaConf  # noqa: E402
 
 from policies.checkpoint import EncoderSpec  # noqa: E402
 from policies.cnn import ConvTrunk  # noqa: E402
-from robrep.cli import config_dir  # noqa: E402
+from robrep.config import config_dir  # noqa: E402
 from robrep.encoders import list_encoders  # noqa: E402
 from robrep.precision import autocast  # noqa: E402
 from robrep.results import command_line, write_csv  # noqa: E402

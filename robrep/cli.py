@@ -10,7 +10,8 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from pathlib import Path
+
+from robrep.config import VERSION_BASE, config_dir
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -28,19 +29,6 @@ COMMANDS: dict[str, str] = {
     "eval": "roll a policy checkpoint out in its task: success rate + Wilson 95 % interval, videos (checkpoint=, episodes=)",
     "plan": "latent world model + CEM imagination planner: goal-reaching success, ms/action, error vs horizon (task=, encoder=)",
 }
-
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-
-
-def config_dir() -> str:
-    """Absolute path of the Hydra config folder (the ``configs`` package)."""
-    try:
-        import configs
-
-        return str(Path(configs.__file__).resolve().parent)
-    except ImportError:  # running from a source tree without installation
-        return str(CONFIG_DIR)
-
 
 def usage() -> str:
     lines = ["usage: robrep <command> [key=value ...] [--cfg job] [--multirun]", "", "commands:"]
@@ -63,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     import hydra
 
     module = importlib.import_module(f"robrep.commands.{command}")
-    app = hydra.main(config_path=config_dir(), config_name=command, version_base="1.3")(module.run)
+    app = hydra.main(config_path=config_dir(), config_name=command, version_base=VERSION_BASE)(module.run)
     saved = sys.argv
     sys.argv = [f"robrep {command}", *overrides]
     try:

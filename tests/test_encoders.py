@@ -7,7 +7,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from robrep.cli import config_dir
+from robrep.config import config_dir
 from robrep.encoders import (SpatialFeatures, default_readout, list_encoders, load_encoder, save_checkpoint)
 from robrep.readouts import READOUTS, make_readout
 

@@ -20,7 +20,8 @@ from policies.model import build_model
 from policies.normalization import Normalizer
 from policies.train import TrainConfig, evaluate_mse, fit, param_groups
 from policies.trunks import drop_tokens
-from robrep.cli import config_dir, main
+from robrep.cli import main
+from robrep.config import config_dir
 from robrep.collect import collect_demos
 from robrep.data.demo_file import DemoFile, DemoFileError
 from robrep.data.feature_cache import FeatureCache, compute_features

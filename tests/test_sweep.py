@@ -9,7 +9,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from robrep import results
-from robrep.cli import config_dir, main
+from robrep.cli import main
+from robrep.config import config_dir
 from robrep.collect import collect_demos
 from robrep.data.demo_file import DemoFileError
 from robrep.sweep.table import (CELL_COLUMNS, SUMMARY_COLUMNS, cell_path, cell_rows, format_summary, load_cells,

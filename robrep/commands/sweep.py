@@ -27,7 +27,7 @@ from robrep.sweep.table import (cell_path, cell_rows, format_summary, load_cells
 def sweep_arms(cfg: DictConfig) -> list[str]:
     """The sweep's arms: ``arms`` when given, else ``baselines`` + ``encoders`` (the end-to-end arms first: the
     slowest cells start first, which balances the parallel jobs); each must be a ``configs/arm`` file."""
-    from robrep.cli import config_dir
+    from robrep.config import config_dir
 
     if cfg.get("arms") is not None:
         arms = [str(a) for a in cfg.arms]
