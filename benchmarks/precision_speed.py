@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
-from policies.checkpoint import EncoderSpec  # noqa: E402
+from robrep.encoders.spec import EncoderSpec  # noqa: E402
 from policies.cnn import ConvTrunk  # noqa: E402
 from robrep.config import config_dir  # noqa: E402
 from robrep.encoders import list_encoders  # noqa: E402

@@ -8,7 +8,8 @@ and the demo file), ``train`` (the loop and :func:`train_policy`), ``checkpoint`
 ``chunking`` (ACT temporal ensembling), ``policy`` (:class:`Policy`, :func:`load_policy`).
 """
 
-from policies.checkpoint import EncoderSpec, PolicyCheckpointError
+from policies.checkpoint import PolicyCheckpointError
+from robrep.encoders.spec import EncoderSpec
 from policies.policy import Policy, load_policy
 from policies.train import train_policy
 

@@ -22,7 +22,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from policies.checkpoint import EncoderSpec, PolicyCheckpointError, read_policy_checkpoint
+from policies.checkpoint import PolicyCheckpointError, read_policy_checkpoint
+from robrep.encoders.spec import EncoderSpec
 from policies.chunking import TemporalEnsembler
 from policies.finetune import encoder_from_identity
 from policies.model import BCModel, build_model

@@ -22,10 +22,11 @@ from typing import Any, Callable, Mapping
 import torch
 from tqdm import tqdm
 
-from policies.checkpoint import EncoderSpec, save_policy_checkpoint
+from policies.checkpoint import save_policy_checkpoint
+from robrep.encoders.spec import EncoderSpec
 from policies.datasets import DemoTensors, load_demo_tensors
 from policies.model import ENCODER_TRUNKS, BCModel, build_model, check_policy_config
-from robrep.data.demo_file import DemoFile
+from robrep.data.demo_file import DemoFile, subset_key
 from robrep.data.feature_cache import FeatureCache, compute_features, file_hash
 from robrep.encoders.base import Encoder
 from robrep.precision import autocast
@@ -193,7 +194,7 @@ def train_policy(
         raise ValueError(f"policy {policy_cfg.get('name')!r} ({kind}) is built on a pretrained encoder: "
                          "pass an encoder spec")
     with DemoFile(dataset) as demos:
-        filter_key = f"train_n{n}_seed{seed}"
+        filter_key = subset_key(n, seed)
         train_names = demos.subset(n, seed)
         valid_names = demos.demo_names("valid") if "valid" in demos.filter_keys else []
         env_args = demos.env_args

@@ -33,3 +33,8 @@ def autocast(device: torch.device | str, precision: str | None) -> ContextManage
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
+
+
+def resolve_precision(precision: str | None, device: torch.device | str = "cpu") -> str:
+    """Placeholder until ``auto`` lands: the canonical name of an explicit precision."""
+    return check_precision(precision)

@@ -14,8 +14,12 @@ from typing import Iterable, Iterator, Mapping, Sequence
 
 
 def command_line(argv: Sequence[str] | None = None, program: str | None = None) -> str:
-    """The command that is running, quoted for a shell (``python benchmarks/x.py --a 1``)."""
+    """The command that is running, quoted for a shell: ``robrep sweep task=push`` under the CLI (which sets
+    ``sys.argv[0]`` to ``robrep <command>``), ``python -m benchmarks.x --a 1`` or ``python x.py`` otherwise.
+    The one run-record helper: every command, cell and benchmark records its command with it."""
     argv = list(sys.argv if argv is None else argv)
+    if program is None and argv and argv[0].startswith("robrep "):
+        program = argv[0]
     head = program or f"python {Path(argv[0]).as_posix()}"
     return " ".join([head, *(shlex.quote(a) for a in argv[1:])])
 
@@ -44,6 +48,12 @@ def write_text(text: str, path: str | os.PathLike) -> Path:
 def write_json(obj: object, path: str | os.PathLike) -> Path:
     """``obj`` as indented JSON at ``path``, atomically."""
     return write_text(json.dumps(obj, indent=1, default=str) + "\n", path)
+
+
+def read_json(path: str | os.PathLike) -> object:
+    """The JSON value in ``path`` (as written by :func:`write_json`)."""
+    with open(path) as f:
+        return json.load(f)
 
 
 def write_jsonl(rows: Iterable[Mapping[str, object]], path: str | os.PathLike) -> Path:

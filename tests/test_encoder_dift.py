@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from robrep.encoders import build_encoder, default_readout, list_encoders, load_encoder, save_checkpoint
+from robrep.encoders import build_encoder, list_encoders, load_encoder, save_checkpoint
 from robrep.encoders.dift import DIFTEncoder
 
 TINY = dict(input_size=32, patch_size=4, t=50, up_block=1, pool=1,
@@ -40,7 +40,7 @@ def tiny():
 
 
 def test_registered_and_config():
-    assert "dift" in list_encoders() and default_readout("dift") == "spatial_softmax"
+    assert "dift" in list_encoders()
     cfg = yaml.safe_load(open(Path(__file__).parents[1] / "configs/encoder/dift.yaml"))
     assert cfg["name"] == "dift" and cfg["readout"] == "spatial_softmax" and cfg["pretrain"]["budget_minutes"] == 15
     enc = build_encoder("dift", weights=cfg["weights"], **cfg["arch"])

@@ -8,7 +8,7 @@ import torch
 from omegaconf import OmegaConf
 
 from robrep.config import config_dir
-from robrep.encoders import (SpatialFeatures, default_readout, list_encoders, load_encoder, save_checkpoint)
+from robrep.encoders import (SpatialFeatures, list_encoders, load_encoder, save_checkpoint)
 from robrep.readouts import READOUTS, make_readout
 
 NAMES = list_encoders()
@@ -32,7 +32,15 @@ def images(b=2, h=80, w=100, seed=0):
 
 def test_four_families_are_registered():
     assert {"mae", "dift", "voltron", "clip"} <= set(NAMES)
-    assert default_readout("clip") == "cls"
+
+
+def test_default_readout_lives_in_the_encoder_config():
+    """One place for an encoder's default readout: ``readout:`` in configs/encoder/<name>.yaml (one vocabulary)."""
+    from robrep.readouts import READOUTS
+
+    readouts = {name: OmegaConf.load(Path(config_dir()) / "encoder" / f"{name}.yaml").readout for name in NAMES}
+    assert readouts["clip"] == "cls" and readouts["mae"] == "spatial_softmax"
+    assert set(readouts.values()) <= set(READOUTS)
 
 
 def test_every_registered_encoder_has_a_config():

@@ -19,14 +19,13 @@ import contextlib
 import fcntl
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from omegaconf import DictConfig, OmegaConf
 
 from robrep import results
-from robrep.eval.rollouts import EvalResult, evaluate, recorded_demo_seeds
+from robrep.eval.rollouts import EvalResult, evaluate, policy_demo_seeds
 
 #: Columns of the evaluation CSV, in order.
 COLUMNS = ("policy", "policy_hash", "task", "env_kwargs", "seed_start", "episodes", "successes", "success_rate",
@@ -34,16 +33,6 @@ COLUMNS = ("policy", "policy_hash", "task", "env_kwargs", "seed_start", "episode
            "episodes_json", "command")
 #: Columns that identify an evaluation protocol of one policy (a matching row is replaced, not duplicated).
 KEY = ("policy", "policy_hash", "task", "env_kwargs", "seed_start", "episodes", "max_steps")
-
-
-def command_line() -> str:
-    """The command that is running: ``robrep eval <overrides>``."""
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        return " ".join(["robrep eval", *HydraConfig.get().overrides.task])
-    except Exception:  # not under Hydra
-        return " ".join(sys.argv)
 
 
 def env_overrides(cfg: DictConfig, task: str) -> dict[str, Any]:
@@ -61,20 +50,6 @@ def env_overrides(cfg: DictConfig, task: str) -> dict[str, Any]:
     if cfg.get("visuals") is not None:
         overrides["visuals"] = str(cfg.visuals)
     return overrides
-
-
-def demo_seeds_of(policy: Any) -> list[int] | None:
-    """Seeds to check disjoint from the evaluation seeds: those the policy records, else every demo seed of
-    its training file (``policy.meta["dataset"]["path"]``) if that file is still there, else ``None``."""
-    seeds = recorded_demo_seeds(policy)
-    meta = getattr(policy, "meta", None)
-    path = ((meta or {}).get("dataset") or {}).get("path") if isinstance(meta, Mapping) else None
-    if seeds is None and path and Path(path).is_file():
-        from robrep.data.demo_file import DemoFile
-
-        with DemoFile(path) as demos:
-            seeds = demos.demo_seeds
-    return seeds
 
 
 @contextlib.contextmanager
@@ -122,13 +97,13 @@ def run(cfg: DictConfig) -> None:
     out = Path(cfg.out) if cfg.out else Path("runs/eval") / f"{checkpoint.stem}.csv"
     stem = f"{out.stem}.{cfg.visuals}" if cfg.get("visuals") is not None else out.stem  # a visuals override's own files
     json_path = out.with_name(f"{stem}.start{cfg.seed_start}_n{cfg.episodes}.json")
-    command = command_line()
+    command = results.command_line()
     with thread_limit(cfg.threads):
         policy = load_policy(checkpoint, device=cfg.device)
         result = evaluate(policy, int(cfg.episodes), seed_start=int(cfg.seed_start), num_envs=int(cfg.num_envs),
                           max_steps=None if cfg.max_steps is None else int(cfg.max_steps),
                           video_episodes=int(cfg.videos), progress=bool(cfg.progress),
-                          env_kwargs=env_overrides(cfg, policy.task), demo_seeds=demo_seeds_of(policy))
+                          env_kwargs=env_overrides(cfg, policy.task), demo_seeds=policy_demo_seeds(policy))
     meta = getattr(policy, "meta", None)
     policy_hash = str(meta.get("hash", "")) if isinstance(meta, Mapping) else ""
     videos = result.write_videos(out.with_name(f"{stem}.{cfg.video_format}"), fps=int(cfg.fps))

@@ -141,7 +141,7 @@ def run(cfg: DictConfig) -> None:
     from planners.cem import CEMConfig
     from planners.checkpoint import load_world_model
     from planners.mpc import LatentPlanner
-    from policies.checkpoint import EncoderSpec
+    from robrep.encoders.spec import EncoderSpec
     from robrep.threads import thread_limit
     from robrep.eval.rollouts import evaluate
 

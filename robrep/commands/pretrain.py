@@ -6,12 +6,11 @@ plus ``<out>.loss.csv`` / ``<out>.loss.png``.
 
 from __future__ import annotations
 
-import shlex
-import sys
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from robrep import results
 from robrep.data.feature_cache import file_hash
 from robrep.data.frames import FrameDataset
 from robrep.encoders import build_encoder, save_checkpoint
@@ -48,7 +47,7 @@ def run(cfg: DictConfig) -> None:
                        schedule_steps=cfg.schedule_steps, seed=cfg.seed, progress=cfg.progress)
     out = Path(cfg.out)
     meta = {
-        "command": "robrep pretrain " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        "command": results.command_line(),
         "resolved_config": OmegaConf.to_container(cfg, resolve=True),
         "data": {p: file_hash(p) for p in files},
         "frames": len(frames), "encoder_params": params,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -21,7 +20,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
 from robrep import results
-from robrep.data.demo_file import DemoFile
+from robrep.data.demo_file import DemoFile, subset_key
 from robrep.data.feature_cache import FeatureCache, compute_features
 from robrep.encoders import load_encoder
 from robrep.encoders.base import Encoder
@@ -85,25 +84,15 @@ def read_csv(path: str | os.PathLike) -> list[dict]:
     return [{**r, "r2": float(r["r2"]), "n_demos": int(r["n_demos"])} for r in results.read_csv(path)]
 
 
-def command_line() -> str:
-    """The command that is running: ``robrep probe <overrides>``."""
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        return " ".join(["robrep probe", *HydraConfig.get().overrides.task])
-    except Exception:  # not under Hydra
-        return " ".join(sys.argv)
-
-
 def run(cfg: DictConfig) -> None:
     start = time.perf_counter()
     label = Path(str(cfg.encoder.name)).stem
-    out = Path(cfg.out or f"results/probe_{Path(cfg.dataset).stem}_{label}.csv")
+    out = Path(cfg.out or f"runs/probe/probe_{Path(cfg.dataset).stem}_{label}.csv")
     log = print if cfg.progress else None
     with thread_limit(cfg.threads):
         with DemoFile(cfg.dataset) as demos:
             targets = state_targets(demos.env_args["state_spec"], split_height=cfg.split_height)
-            keys = {n: f"train_n{n}_seed{cfg.subset_seed}" for n in cfg.sizes}
+            keys = {n: subset_key(n, cfg.subset_seed) for n in cfg.sizes}
             missing = [k for k in keys.values() if k not in demos.filter_keys]
             if missing:
                 print(f"skipping fitting sets not in {cfg.dataset}: {missing}")
@@ -137,7 +126,7 @@ def run(cfg: DictConfig) -> None:
                 part = by_hash[whash] = probe_rows(encoder_frames(enc, cfg, label, idx), states, targets, subsets,
                                                    valid, **kwargs)
             rows += [{"encoder": name, "weights_hash": whash, **r} for r in part]
-    write_csv(rows, out, command_line())
+    write_csv(rows, out, [results.command_line()])
     available = sorted(subsets)
     n_show = cfg.gate_n if cfg.gate_n in subsets else min(available, key=lambda n: abs(n - cfg.gate_n))
     png = plot_probe(rows, out.with_suffix(".png"), n_show, title=f"{label} on {Path(cfg.dataset).name}")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from policies.checkpoint import EncoderSpec
+from robrep.encoders.spec import EncoderSpec
 from policies.model import ENCODER_TRUNKS
 from policies.train import train_policy
 from robrep.threads import thread_limit

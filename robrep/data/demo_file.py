@@ -41,6 +41,12 @@ class DemoFileError(ValueError):
     """A demo file is missing, unreadable, incomplete or lacks what was asked of it."""
 
 
+def subset_key(n: int, seed: int) -> str:
+    """The filter key of the nested data-efficiency subset of ``n`` train demos drawn with ``seed``:
+    ``train_n{n}_seed{seed}`` (the one place this format is spelled out)."""
+    return f"train_n{int(n)}_seed{int(seed)}"
+
+
 def _demo_index(name: str) -> int:
     return int(name.rsplit("_", 1)[1])
 
@@ -68,7 +74,7 @@ def split_masks(
         perm = [train[i] for i in np.random.default_rng(s).permutation(len(train))]
         for n in subset_sizes:
             if n <= len(train):
-                masks[f"train_n{n}_seed{s}"] = sorted(perm[:n], key=_demo_index)
+                masks[subset_key(n, s)] = sorted(perm[:n], key=_demo_index)
     return masks
 
 
@@ -296,7 +302,7 @@ class DemoFile:
 
     def subset(self, n: int, seed: int) -> list[str]:
         """The data-efficiency subset ``mask/train_n{n}_seed{seed}`` (``n`` train demos)."""
-        key = f"train_n{n}_seed{seed}"
+        key = subset_key(n, seed)
         if key in self.filter_keys:
             return self.demo_names(key)
         n_train = len(self.demo_names("train")) if "train" in self.filter_keys else 0

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from robrep.encoders.base import Encoder, content_hash
+from robrep.encoders.registry import family_class
 from robrep.torch_io import load_checked, save_atomic
 
 FORMAT = "robrep-encoder/1"
@@ -51,8 +52,6 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> Encoder:
     """Rebuild the encoder saved at ``path`` (not yet frozen or cast)."""
-    from robrep.encoders.registry import family_class
-
     payload = read_checkpoint(path)
     encoder = family_class(payload["family"])(**payload["config"])
     load_state_dict_checked(encoder, payload["state_dict"], str(path))

@@ -171,7 +171,7 @@ def load_public(arch: str | None, path: str | Path, **cfg: Any) -> CLIPEncoder:
     return encoder
 
 
-@register_encoder("clip", default_readout="cls")
+@register_encoder("clip")
 def clip(weights: str | None = None, **cfg: Any) -> CLIPEncoder:
     """CLIP-token encoder (trainable). ``weights``: ``None``, a robrep ``.pt`` checkpoint,
     ``"timm:<name>@<file>"`` or ``"open_clip:<file>"`` (see the module docstring)."""

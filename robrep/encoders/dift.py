@@ -268,7 +268,7 @@ def from_sd_folder(folder: str | Path, **cfg: Any) -> DIFTEncoder:
                        _components=dict(unet=unet, vae=vae, prompt_embeds=embeds), **cfg)
 
 
-@register_encoder("dift", default_readout="spatial_softmax")
+@register_encoder("dift")
 def dift(weights: str | None = None, **cfg: Any) -> DIFTEncoder:
     """DIFT encoder. ``weights``: ``None`` (random in-domain ``pixel`` U-Net), a robrep checkpoint
     ``*.pt`` (feature-time keys in ``cfg`` are applied; architecture keys must match it), or

@@ -5,7 +5,7 @@ sized for a 2-core CPU: ViT patch 8 at 96 px → a 12 × 12 grid, width 192, dep
 token (≈ 2.7 M parameters). Tokens are the final-norm patch tokens ``(B, 144, 192)``; the global
 token is the class token (or, if ``class_token=False``, the mean of the patch tokens).
 
-``weights=`` of the factory (and of :func:`robrep.encoders.registry.load_encoder`):
+``weights=`` of the factory (and of :func:`robrep.encoders.load.load_encoder`):
 
 * ``None`` — random init (2-D sin-cos position embedding, as MAE), for in-domain pretraining;
 * ``"<robrep checkpoint>.pt"`` — an encoder saved by :func:`robrep.encoders.checkpoint.save_checkpoint`;
@@ -161,7 +161,7 @@ def mae_pth_arch(state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     return arch
 
 
-@register_encoder("mae", default_readout="spatial_softmax")
+@register_encoder("mae")
 def mae(weights: str | None = None, **cfg: Any) -> MAEEncoder:
     """The MAE encoder: in-domain architecture (``cfg`` = :class:`MAEEncoder` kwargs) or public
     weights (see the module docstring for the ``weights`` syntax). Returned unfrozen."""

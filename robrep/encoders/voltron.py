@@ -236,7 +236,7 @@ def load_vcond(path: str, **cfg: Any) -> VoltronEncoder:
     return encoder
 
 
-@register_encoder("voltron", default_readout="spatial_softmax")
+@register_encoder("voltron")
 def voltron(weights: str | None = None, **cfg: Any) -> VoltronEncoder:
     """The Voltron-style encoder: in-domain architecture (``cfg`` = :class:`VoltronEncoder` kwargs) or
     public V-Cond weights (see the module docstring for the ``weights`` syntax). Returned unfrozen."""

@@ -155,6 +155,21 @@ def recorded_demo_seeds(policy: Any) -> list[int] | None:
     return None if seeds is None else [int(s) for s in seeds]
 
 
+def policy_demo_seeds(policy: Any) -> list[int] | None:
+    """Seeds to check disjoint from the evaluation seeds: those the policy records (:func:`recorded_demo_seeds`),
+    else every demo seed of its training file (``policy.meta["dataset"]["path"]``) if that file is still there,
+    else ``None``."""
+    seeds = recorded_demo_seeds(policy)
+    meta = getattr(policy, "meta", None)
+    path = ((meta or {}).get("dataset") or {}).get("path") if isinstance(meta, Mapping) else None
+    if seeds is None and path and Path(path).is_file():
+        from robrep.data.demo_file import DemoFile
+
+        with DemoFile(path) as demos:
+            seeds = demos.demo_seeds
+    return seeds
+
+
 def _batch(obs: list[dict[str, np.ndarray]], instructions: list[str]) -> dict[str, np.ndarray]:
     batch = {k: np.stack([o[k] for o in obs]) for k in obs[0]}
     batch["instruction"] = np.array(instructions)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any, Callable
 
 import torch
@@ -31,6 +32,14 @@ class Objective(nn.Module):
 
 _OBJECTIVES: dict[str, Callable[..., Objective]] = {}
 
+#: Built-in objectives: encoder family → the module that registers its objective, imported on first use.
+BUILTIN_OBJECTIVES: dict[str, str] = {
+    "mae": "robrep.pretrain.mae",
+    "dift": "robrep.pretrain.ddpm",
+    "voltron": "robrep.pretrain.voltron",
+    "clip": "robrep.pretrain.contrastive",
+}
+
 
 def register_objective(family: str) -> Callable[[Callable[..., Objective]], Callable[..., Objective]]:
     """Decorator: ``builder(encoder, **objective_cfg) -> Objective`` for encoders of ``family``."""
@@ -44,8 +53,10 @@ def register_objective(family: str) -> Callable[[Callable[..., Objective]], Call
 
 def make_objective(encoder: Encoder, **cfg: Any) -> Objective:
     """The in-domain objective of ``encoder.family`` with hyperparameters ``cfg``."""
-    import robrep.encoders.families  # noqa: F401  (registers the built-in objectives)
-
+    module = BUILTIN_OBJECTIVES.get(encoder.family)
+    if module is not None:
+        importlib.import_module(module)
     if encoder.family not in _OBJECTIVES:
-        raise KeyError(f"no pretraining objective for family {encoder.family!r}; known: {sorted(_OBJECTIVES)}")
+        known = sorted(set(_OBJECTIVES) | set(BUILTIN_OBJECTIVES))
+        raise KeyError(f"no pretraining objective for family {encoder.family!r}; known: {known}")
     return _OBJECTIVES[encoder.family](encoder, **cfg)

@@ -1,0 +1,167 @@
+"""One cell of a data-efficiency sweep as a function: train (arm, N, seed), evaluate, write a record.
+
+:class:`CellSpec` holds everything a cell needs, resolved (no config objects, no override strings), so a
+launcher can pickle it to another process or machine; :func:`run_cell` is the whole cell.
+:func:`arm_config` composes an arm's ``configs/arm/<arm>.yaml`` (encoder + policy + weights), and
+:meth:`CellSpec.from_cfg` is the one factory from a command config to a spec — ``robrep cell`` and
+``robrep sweep`` both use it.
+
+The record ``<sweep_dir>/cells/<arm>_n<N>_s<seed>.json`` (see :mod:`robrep.sweep.table`) is written atomically
+at the very end, so an interrupted cell leaves nothing half-done; when it exists the cell is skipped. The trained
+policy is kept under ``policy_dir`` so a re-run whose evaluation was interrupted does not train again.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+
+from policies.model import ENCODER_TRUNKS
+from robrep import results
+from robrep.config import compose
+from robrep.encoders.spec import EncoderSpec
+from robrep.sweep.table import cell_name, cell_path
+from robrep.threads import thread_limit
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    """A sweep cell, fully resolved. ``policy`` is the resolved ``configs/policy`` node of the arm; ``encoder`` is
+    ``None`` for end-to-end arms (CNN); ``eval_visuals`` ``None`` evaluates in the demos' visual setting;
+    ``config`` is the resolved cell config stored in the policy checkpoint (provenance only)."""
+
+    arm: str
+    n: int
+    seed: int
+    dataset: str
+    sweep_dir: str
+    policy_dir: str
+    policy: dict[str, Any]
+    encoder: EncoderSpec | None = None
+    episodes: int = 50
+    eval_seed_start: int = 0
+    eval_visuals: str | None = None
+    num_envs: int = 10
+    videos: int = 0
+    cache_dir: str = "cache/features"
+    use_language: bool = True
+    feature_batch_size: int = 64
+    threads: int = 1
+    device: str = "cpu"
+    progress: bool = False
+    command: str = ""
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """``<arm>_n<N>_s<seed>``: the stem of the cell's record and policy files."""
+        return cell_name(self.arm, self.n, self.seed)
+
+    @property
+    def record_path(self) -> Path:
+        return cell_path(self.sweep_dir, self.arm, self.n, self.seed)
+
+    @property
+    def policy_path(self) -> Path:
+        return Path(self.policy_dir) / f"{self.name}.pt"
+
+    @classmethod
+    def from_cfg(cls, cfg: DictConfig, arm_cfg: DictConfig | None = None, n: int | None = None,
+                 seed: int | None = None, precision: str | None = None) -> "CellSpec":
+        """The cell of a ``robrep cell`` or ``robrep sweep`` config ``cfg`` (shared keys: dataset, episodes, ...)
+        for the arm composed in ``arm_cfg`` (default: ``cfg`` itself, as in ``robrep cell``), at ``n``/``seed``
+        (default ``cfg.n``/``cfg.seed``). ``precision`` is the encoder's resolved compute precision."""
+        arm_cfg = cfg if arm_cfg is None else arm_cfg
+        n = int(cfg.n if n is None else n)
+        seed = int(cfg.seed if seed is None else seed)
+        policy = OmegaConf.to_container(arm_cfg.policy, resolve=True)
+        encoder = None
+        if policy["trunk"] in ENCODER_TRUNKS:
+            encoder = EncoderSpec.from_cfg(arm_cfg, precision=precision or str(cfg.get("encoder_precision", "float32")))
+        sweep_dir = str(cfg.sweep_dir)
+        policy_dir = str(cfg.get("policy_dir") or Path("runs/sweeps") / Path(sweep_dir).name / "policies")
+        eval_visuals = cfg.get("eval_visuals")
+        name = cell_name(str(arm_cfg.arm), n, seed)
+        return cls(
+            arm=str(arm_cfg.arm), n=n, seed=seed, dataset=str(cfg.dataset), sweep_dir=sweep_dir, policy_dir=policy_dir,
+            policy=policy, encoder=encoder, episodes=int(cfg.episodes), eval_seed_start=int(cfg.get("eval_seed_start", 0)),
+            eval_visuals=None if eval_visuals is None else str(eval_visuals), num_envs=int(cfg.num_envs),
+            videos=int(cfg.get("videos", 0)), cache_dir=str(cfg.cache_dir), use_language=bool(cfg.use_language),
+            feature_batch_size=int(cfg.feature_batch_size), threads=int(cfg.get("threads", 1)), device=str(cfg.device),
+            progress=bool(cfg.progress), command=f"{results.command_line()} [cell {name}]",
+            config={**OmegaConf.to_container(cfg, resolve=True), "arm": str(arm_cfg.arm), "n": n, "seed": seed,
+                    "policy": policy, "encoder": OmegaConf.to_container(arm_cfg.encoder, resolve=True),
+                    "weights": arm_cfg.get("weights")},
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def arm_config(arm: str, weights_budget: str, overrides: Sequence[str] = ()) -> DictConfig:
+    """The arm's composed cell config (``configs/cell.yaml`` with ``arm=<arm>``): its ``encoder`` group, ``policy``
+    group and ``weights`` (``weights/<encoder>_<weights_budget>.pt``), plus ``overrides`` (e.g.
+    ``policy.train.steps=500``) applied to every arm."""
+    return compose("cell", [f"arm={arm}", f"weights_budget={weights_budget}", *overrides])
+
+
+def cell_features(spec: CellSpec, threads: int | None = None) -> Path | None:
+    """The feature cache of ``spec``'s frozen encoder over its dataset (computed when missing, on ``threads``
+    threads); ``None`` for arms that train on images (CNN, fine-tuning)."""
+    from policies.train import policy_feature_cache
+
+    if spec.policy["trunk"] != "features":
+        return None
+    with thread_limit(threads or spec.threads):
+        return policy_feature_cache(spec.policy, spec.encoder.load(spec.device), spec.dataset, spec.cache_dir,
+                                    spec.encoder.label, spec.feature_batch_size, spec.use_language, spec.progress)
+
+
+def run_cell(spec: CellSpec) -> dict[str, Any]:
+    """Train (unless ``spec.policy_path`` exists), evaluate on ``spec.episodes`` shared layouts, write the record;
+    returns it. A cell whose record exists returns that record without running."""
+    from policies import load_policy
+    from policies.train import train_policy
+    from robrep.eval.rollouts import evaluate, policy_demo_seeds
+
+    if spec.record_path.exists():
+        print(f"{spec.name}: done already ({spec.record_path})")
+        return results.read_json(spec.record_path)
+    with thread_limit(spec.threads):
+        t0 = time.perf_counter()
+        if not spec.policy_path.exists():
+            train_policy(spec.policy, spec.dataset, spec.n, spec.seed, spec.policy_path, encoder=spec.encoder,
+                         cache_dir=spec.cache_dir, use_language=spec.use_language,
+                         feature_batch_size=spec.feature_batch_size, device=spec.device, config=spec.config,
+                         progress=spec.progress)
+        train_s = time.perf_counter() - t0
+        policy = load_policy(spec.policy_path, device=spec.device)
+        eval_env = {} if spec.eval_visuals is None else {"visuals": spec.eval_visuals}
+        result = evaluate(policy, spec.episodes, seed_start=spec.eval_seed_start, num_envs=spec.num_envs,
+                          video_episodes=spec.videos, progress=spec.progress, demo_seeds=policy_demo_seeds(policy),
+                          env_kwargs=eval_env)
+    videos = result.write_videos(Path(spec.sweep_dir) / "videos" / f"{spec.name}.mp4") if spec.videos else []
+    meta = policy.meta
+    enc = meta.get("encoder") or {}
+    uses_encoder = spec.policy["trunk"] in ENCODER_TRUNKS
+    record = {
+        "arm": spec.arm, "task": result.task, "encoder": enc.get("name", ""),
+        "weights": enc.get("weights", ""), "weights_hash": (enc.get("identity") or {}).get("weights_hash", ""),
+        "readout": spec.policy.get("readout", "") if uses_encoder else f"{spec.policy['cnn']['arch']}+spatial_softmax",
+        "trunk": spec.policy["trunk"],
+        "head": spec.policy.get("head", ""), "n": spec.n, "seed": spec.seed,
+        "demo_visuals": str(policy.env_kwargs.get("visuals", "clean")),
+        "eval_visuals": str(result.env_kwargs.get("visuals", "clean")),
+        **result.summary(), "train_seconds": round(float(meta.get("train", {}).get("seconds", train_s)), 1),
+        "eval_seconds": round(result.wall_s, 1), "valid_mse": meta.get("train", {}).get("valid_mse"),
+        "episode_seeds": result.seeds, "episode_success": [int(s) for s in result.success],
+        "episode_length": [r.length for r in result.records], "policy": str(spec.policy_path),
+        "dataset": spec.dataset, "command": spec.command, "videos": [str(v) for v in videos],
+    }
+    results.write_json(record, spec.record_path)
+    print(f"{spec.name}: {result.format()} -> {spec.record_path}")
+    return record

@@ -1,0 +1,184 @@
+"""The data-efficiency sweep (arms × N × seeds) end to end, resumable: :func:`run_sweep`.
+
+1. the demo file (collected when missing) must hold ``subset_key(N, s)`` for every N and seed;
+2. every cell becomes a :class:`robrep.sweep.cell.CellSpec` (the arm composed from ``configs/arm/<arm>.yaml``,
+   the shared keys from the sweep config); cells whose record exists are skipped, so re-running continues an
+   interrupted sweep;
+3. each frozen encoder's features are cached once, in this process, before cells start;
+4. the pending cells run as :func:`robrep.sweep.cell.run_cell` through the configured launcher
+   (:mod:`robrep.launch`: in process, joblib, submitit or Ray) — typed specs, no command lines;
+5. every record in ``sweep_dir`` (this run's and earlier runs') becomes ``table.csv``/``table.jsonl``,
+   ``summary.csv``, ``paired.csv`` and ``success_vs_n.png``/``.svg`` (:func:`aggregate`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from robrep import results
+from robrep.config import config_dir
+from robrep.data.demo_file import DemoFile, DemoFileError, subset_key
+from robrep.precision import resolve_precision
+from robrep.sweep.cell import CellSpec, arm_config, cell_features, run_cell
+from robrep.sweep.table import (cell_rows, format_summary, load_cells, noise_floor_by_n, paired_rows, plot_paired,
+                                plot_success, summarise)
+
+
+class SweepError(RuntimeError):
+    """Some cells of a sweep failed (the finished ones are kept and tabulated; re-running retries the rest)."""
+
+
+def sweep_arms(cfg: DictConfig) -> list[str]:
+    """The sweep's arms: ``arms`` when given, else ``baselines`` + ``encoders`` (the end-to-end arms first: the
+    slowest cells start first, which balances the parallel jobs); each must be a ``configs/arm`` file."""
+    if cfg.get("arms") is not None:
+        arms = [str(a) for a in cfg.arms]
+    else:
+        arms = [str(a) for a in (cfg.get("baselines") or [])] + [str(a) for a in (cfg.get("encoders") or [])]
+    known = sorted(p.stem for p in (Path(config_dir()) / "arm").glob("*.yaml"))
+    unknown = [a for a in arms if a not in known]
+    if unknown:
+        raise ValueError(f"unknown sweep arms {unknown} (known: {known})")
+    if not arms:
+        raise ValueError("the sweep has no arms: set encoders/baselines or arms")
+    return list(dict.fromkeys(arms))
+
+
+def seeds_for(cfg: DictConfig, n: int) -> list[int]:
+    """Training seeds of the cells at ``n`` demos: ``seeds_by_n[n]`` where given, else ``seeds``."""
+    by_n = {int(k): [int(s) for s in v] for k, v in (cfg.get("seeds_by_n") or {}).items()}
+    unknown = sorted(set(by_n) - {int(x) for x in cfg.demos})
+    if unknown:
+        raise ValueError(f"seeds_by_n names N={unknown}, which are not in demos={list(cfg.demos)}")
+    return by_n.get(int(n), [int(s) for s in cfg.seeds])
+
+
+def ensure_dataset(cfg: DictConfig) -> Path:
+    """The sweep's demo file, collected when missing (in the ``task.visuals`` setting); checks it was rendered
+    in that setting and holds every (N, seed) subset."""
+    from robrep.collect import collect_demos
+
+    path = Path(cfg.dataset)
+    demos = sorted(int(n) for n in cfg.demos)
+    seeds = sorted({s for n in demos for s in seeds_for(cfg, n)})
+    visuals = str(cfg.task.get("visuals", "clean"))
+    if not path.exists():
+        train_needed = max(demos)
+        total = math.ceil(train_needed / (1.0 - float(cfg.collect.valid_fraction))) + 1
+        print(f"collecting {total} {cfg.task.name} demos into {path} (N up to {train_needed}, seeds {seeds})")
+        collect_demos(cfg.task.name, total, path, image_size=cfg.task.image_size, seed_start=cfg.collect.seed_start,
+                      noise_std=cfg.collect.noise_std, subset_sizes=demos, subset_seeds=seeds,
+                      valid_fraction=cfg.collect.valid_fraction, progress=cfg.progress, visuals=visuals)
+    with DemoFile(path) as f:
+        recorded = f.env_args.get("env_kwargs", {}).get("visuals", "clean")
+        if recorded != visuals:
+            raise DemoFileError(f"{path} was rendered with visuals={recorded}, the sweep asks for "
+                                f"task.visuals={visuals}; point dataset= (and name=) at another file for this setting")
+        missing = [subset_key(n, s) for n in demos for s in seeds_for(cfg, n) if subset_key(n, s) not in f.filter_keys]
+        if missing:
+            raise DemoFileError(
+                f"{path} lacks the subsets {missing} (it has {len(f.demo_names('train')) if 'train' in f.filter_keys else len(f)} "
+                f"train demos); delete it to re-collect, or point dataset= at a file with them")
+    return path
+
+
+def sweep_cells(cfg: DictConfig, arms: list[str], precision: str) -> list[CellSpec]:
+    """Every cell of the sweep as a spec, arm-major within each N (so the slow end-to-end arms start first)."""
+    arm_cfgs = {arm: arm_config(arm, str(cfg.weights_budget), list(cfg.get("arm_overrides") or [])) for arm in arms}
+    return [CellSpec.from_cfg(cfg, arm_cfgs[a], n=int(n), seed=s, precision=precision)
+            for n in cfg.demos for a in arms for s in seeds_for(cfg, int(n))]
+
+
+def aggregate(cfg: DictConfig) -> dict[str, Path]:
+    """Table, summary, paired differences and plot of every finished cell in ``sweep_dir`` (also cells of
+    earlier runs with other arms, N or seeds: the directory holds one growing table)."""
+    records = load_cells(cfg.sweep_dir)
+    arms = sorted({str(r["arm"]) for r in records})
+    if not records:
+        raise RuntimeError(f"no finished cells under {cfg.sweep_dir}/cells")
+    out = Path(cfg.sweep_dir)
+    command = [results.command_line(),
+               "rows cover every cell in this directory, whichever invocation made it: runs.csv lists the invocations "
+               "and each cell's record (cells/*.json) names its command"]
+    paths = {"table": results.write_csv(cell_rows(records), out / "table.csv", comments=command),
+             "jsonl": results.write_jsonl(records, out / "table.jsonl")}
+    summary = summarise(records)
+    paths["summary"] = results.write_csv(summary, out / "summary.csv", comments=command)
+    pairs = [tuple(p) for p in cfg.pairs if p[0] in arms and p[1] in arms]
+    paired = paired_rows(records, pairs, num_resamples=int(cfg.bootstrap_resamples))
+    if paired:
+        paths["paired"] = results.write_csv(paired, out / "paired.csv", comments=command)
+        paths["paired_plot"] = plot_paired(paired, out / "paired",
+                                           title=f"{cfg.name}: arm a − arm b on the same evaluation episodes")[0]
+    png, svg = plot_success(summary, records, out / "success_vs_n",
+                            title=f"{cfg.task.name}: success vs N (pooled over training seeds; band = Wilson 95 %, "
+                                  f"dots = seeds)")
+    paths.update(plot=png, plot_svg=svg)
+    print(format_summary(summary))
+    floor = noise_floor_by_n(summary)
+    if floor:
+        paths["noise_floor"] = results.write_csv(floor, out / "noise_floor.csv", comments=command)
+    for f in floor:
+        print(f"noise floor at N={f['n']} (same cell, other training seeds): seed std median {f['median_seed_std']:.2f}, "
+              f"max {f['max_seed_std']:.2f}; range median {f['median_seed_range']:.2f}, max {f['max_seed_range']:.2f} "
+              f"({f['widest_arm']})")
+    for p in paired:
+        print(f"{p['a']} − {p['b']} at N={p['n']}: {p['diff']:+.2f} [{p['ci_low']:+.2f}, {p['ci_high']:+.2f}] "
+              f"({p['seeds']} seeds × {p['episodes']} episodes, paired bootstrap 95 %)")
+    return paths
+
+
+def log_run(cfg: DictConfig, started: float, wall_s: float, cells: int, done_before: int, done_after: int) -> float:
+    """Append this invocation to ``<sweep_dir>/runs.csv`` (start time UTC, wall minutes, cells finished by it, jobs,
+    command) — a resumed sweep's total wall time is the sum over its rows — and return that total in minutes."""
+    path = Path(cfg.sweep_dir) / "runs.csv"
+    rows = results.read_csv(path) if path.exists() else []
+    rows.append({"started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+                 "wall_min": round(wall_s / 60.0, 2), "cells": cells, "done_before": done_before,
+                 "finished_here": done_after - done_before, "jobs": int(cfg.jobs),
+                 "command": results.command_line()})
+    results.write_csv(rows, path, comments=["one row per `robrep sweep` invocation on this sweep_dir (resumes add rows)"])
+    return sum(float(r["wall_min"]) for r in rows)
+
+
+def run_sweep(cfg: DictConfig) -> dict[str, Any]:
+    """Run the sweep of ``cfg`` (a composed ``configs/sweep.yaml``): data, feature caches, pending cells through
+    ``cfg.launcher``, then the tables and plots. Returns ``{"paths", "wall_min", "failed"}``; raises
+    :class:`SweepError` after tabulating when any cell failed."""
+    from robrep.launch import make_launcher
+
+    t0, started = time.perf_counter(), time.time()
+    precision = resolve_precision(cfg.encoder_precision, cfg.device)
+    arms = sweep_arms(cfg)
+    ensure_dataset(cfg)
+    cells = sweep_cells(cfg, arms, precision)
+    pending = [c for c in cells if not c.record_path.exists()]
+    layout = "; ".join(f"N={n} × seeds {seeds_for(cfg, int(n))}" for n in cfg.demos)
+    print(f"sweep {cfg.name}: {len(cells)} cells ({len(arms)} arms × {layout}), {len(cells) - len(pending)} already "
+          f"done; frozen encoders in {precision}")
+    failed: list[tuple[str, str]] = []
+    if pending:
+        seen: set[str] = set()
+        for spec in pending:  # each frozen encoder's cache once, on every job's thread, before cells compete
+            if spec.arm not in seen:
+                seen.add(spec.arm)
+                cell_features(spec, threads=max(1, int(cfg.jobs)))
+        launcher = make_launcher(OmegaConf.to_container(cfg.launcher, resolve=True))
+        failed = [(o.item.name, o.error) for o in launcher.map(run_cell, pending) if o.error is not None]
+    paths = aggregate(cfg)
+    wall = time.perf_counter() - t0
+    total = log_run(cfg, started, wall, len(cells), len(cells) - len(pending), sum(c.record_path.exists() for c in cells))
+    print(f"sweep wall time {wall / 60:.1f} min (all runs on {cfg.sweep_dir}: {total:.1f} min, "
+          f"{Path(cfg.sweep_dir) / 'runs.csv'})")
+    for k, p in paths.items():
+        print(f"{k}: {p}")
+    if failed:
+        details = "\n".join(f"--- {name}\n{error.rstrip()}" for name, error in failed)
+        raise SweepError(f"{len(failed)} of {len(pending)} cells failed (finished cells are kept; re-run to retry):\n"
+                         f"{details}")
+    return {"paths": paths, "wall_min": wall / 60.0, "failed": failed}
