@@ -10,7 +10,7 @@ import os
 import shlex
 import sys
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 
 def command_line(argv: Sequence[str] | None = None, program: str | None = None) -> str:
@@ -85,3 +85,20 @@ def read_csv_comments(path: str | os.PathLike) -> list[str]:
     """The ``# comment`` lines :func:`write_csv` put before the header, without the ``# `` prefix."""
     with open(path, newline="") as f:
         return [line[1:].strip() for line in f if line.startswith("#")]
+
+
+def save_figure(fig: Any, path: str | os.PathLike, suffixes: Sequence[str] = (".png", ".svg"),
+                dpi: int = 130) -> list[Path]:
+    """Write a matplotlib figure atomically as ``path`` with each suffix (default .png and .svg), close it;
+    returns the paths."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    out = [Path(path).with_suffix(suffix) for suffix in suffixes]
+    try:
+        for p in out:
+            with atomic_path(p) as tmp:
+                fig.savefig(tmp, dpi=dpi)
+    finally:
+        plt.close(fig)
+    return out

@@ -17,7 +17,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from robrep.eval.stats import noise_floor, paired_bootstrap_diff, wilson_interval
-from robrep.results import atomic_path
+from robrep.results import save_figure
 
 #: Columns of the per-cell table, in order (the JSON-lines file holds the same rows).
 CELL_COLUMNS = ("arm", "task", "demo_visuals", "eval_visuals", "encoder", "weights_hash", "readout", "head", "n",
@@ -140,23 +140,6 @@ def plot_success(summary: Sequence[Mapping[str, Any]], records: Sequence[Mapping
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", ncol=2)
     return save_figure(fig, path)
-
-
-def save_figure(fig: Any, path: str | os.PathLike, suffixes: Sequence[str] = (".png", ".svg"),
-                dpi: int = 130) -> list[Path]:
-    """Write a matplotlib figure atomically as ``path`` with each suffix (default .png and .svg), close it;
-    returns the paths."""
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    out = [Path(path).with_suffix(suffix) for suffix in suffixes]
-    try:
-        for p in out:
-            with atomic_path(p) as tmp:
-                fig.savefig(tmp, dpi=dpi)
-    finally:
-        plt.close(fig)
-    return out
 
 
 def plot_paired(paired: Sequence[Mapping[str, Any]], path: str | os.PathLike, title: str = "",

@@ -1,0 +1,204 @@
+"""The planning experiment: data, latent world model, CEM imagination planner evaluated in simulation.
+
+1. data: the task's expert demos and play episodes (collected when missing), their frozen features cached;
+2. world model (skipped when its checkpoint exists): :class:`planners.latent.LatentMap` fitted on the training
+   episodes, transition model trained with the multi-step loss (``train.horizon``), best valid weights kept;
+   open-loop error vs horizon h = 1 … ``diagnostics_horizon`` on held-out episodes (model and copy baseline);
+3. evaluation: :class:`planners.mpc.LatentPlanner` on the shared evaluation seeds — success with a Wilson 95 %
+   interval, mean episode length, ms per planned action, optional videos.
+
+:func:`run_plan` writes ``<out_dir>/<task>_<encoder>_<dynamics>.json`` (everything), ``..._horizon.csv``/``.png``
+and a row of ``<out_dir>/plan.csv`` (one row per (task, encoder, dynamics), replaced on re-runs).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from planners.cem import CEMConfig
+from planners.checkpoint import load_world_model, save_world_model
+from planners.data import Transitions, concat, load_cells
+from planners.dynamics import build_dynamics
+from planners.latent import LatentMap
+from planners.mpc import LatentPlanner
+from planners.train import DynamicsTrainConfig, fit_dynamics, horizon_errors
+from robrep import results
+from robrep.data.demo_file import DemoFile
+from robrep.data.feature_cache import FeatureCache, compute_features
+from robrep.encoders.spec import EncoderSpec
+from robrep.eval.rollouts import evaluate
+from robrep.precision import resolve_precision
+from robrep.threads import thread_limit
+
+
+def ensure_data(cfg: DictConfig) -> tuple[Path, Path]:
+    """The demo file and the play file of ``cfg.task`` (collected when missing)."""
+    from robrep.collect import collect_demos
+    from robrep.play import PlayBehaviour, collect_play, task_path
+
+
+    demos = Path(cfg.demos)
+    if not demos.exists():
+        collect_demos(cfg.task.name, int(cfg.num_demos), demos, image_size=cfg.task.image_size, subset_sizes=(),
+                      subset_seeds=(), progress=cfg.progress, visuals=str(cfg.task.visuals))
+    play = task_path(cfg.play_dir, cfg.task.name)
+    if not play.exists():
+        collect_play([cfg.task.name], int(cfg.play_episodes), cfg.play_dir, PlayBehaviour(),
+                     image_size=cfg.task.image_size, visuals=str(cfg.task.visuals), progress=cfg.progress)
+    return demos, play
+
+
+def train_world_model(cfg: DictConfig, spec, encoder, files: list[Path], out: Path) -> Path:
+    """Features → latent map → transitions → trained transition model + diagnostics, saved to ``out``."""
+
+    dyn = OmegaConf.to_container(cfg.dynamics, resolve=True)
+    latent = LatentMap(**dyn["latent"], feature_dim=encoder.feature_dim, grid_in=encoder.grid_size, proprio_dim=4,
+                       use_proprio=bool(cfg.use_proprio))
+    parts: dict[str, list] = {"train": [], "valid": []}
+    for path in files:
+        with torch.inference_mode():
+            cache_file = compute_features(encoder, path, cfg.cache_dir, encoder_name=spec.label,
+                                          use_language=cfg.use_language, progress=cfg.progress)
+        with DemoFile(path) as f:
+            split = {"valid": f.demo_names("valid")}
+            split["train"] = [n for n in f.demo_names() if n not in set(split["valid"])]
+        with FeatureCache(cache_file, encoder) as cache:
+            for key, names in split.items():
+                if names:
+                    parts[key].append(load_cells(str(path), cache, names, latent))
+    train_cells, valid_cells = concat(parts["train"]), concat(parts["valid"])
+    latent.fit(train_cells.cells, train_cells.proprio)
+    train, valid = Transitions.from_cells(train_cells, latent), Transitions.from_cells(valid_cells, latent)
+    torch.manual_seed(int(cfg.seed))  # ---- seeding: model init and minibatches
+    model = build_dynamics(dyn["name"], latent.shape, 4, **dyn.get("kwargs", {}))
+    tcfg = DynamicsTrainConfig(**OmegaConf.to_container(cfg.train, resolve=True))
+    fit = fit_dynamics(model, train, valid, tcfg, torch.Generator().manual_seed(int(cfg.seed)), progress=cfg.progress)
+    errors = horizon_errors(model, valid, int(cfg.diagnostics_horizon))
+    record = {"fit": fit, "horizon_errors": errors, "train_frames": len(train), "valid_frames": len(valid),
+              "train_episodes": len(train_cells.lengths), "valid_episodes": len(valid_cells.lengths),
+              "files": [str(f) for f in files], "train_config": OmegaConf.to_container(cfg.train, resolve=True),
+              "command": results.command_line()}
+    encoder_record = {**spec.to_dict(), "identity": encoder.identity(), "use_language": bool(cfg.use_language)}
+    return save_world_model(latent, model, encoder_record, record, out)
+
+
+def trained_seeds(files: list[Path]) -> list[int]:
+    """Reset seeds of every episode the world model learnt from (checked disjoint from the evaluation seeds)."""
+
+    seeds: list[int] = []
+    for path in files:
+        with DemoFile(path) as f:
+            seeds += f.demo_seeds
+    return seeds
+
+
+def plot_horizon(series: dict[str, list[dict]], path: Path, title: str) -> Path:
+    """Open-loop latent MSE vs horizon h: per series (label → rows with ``h``, ``mse``, ``copy_mse``) the model as
+    a solid line and its copy baseline (ẑ = z_t) dashed in the same colour. Writes a PNG atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+
+    fig, ax = plt.subplots(figsize=(5.6, 3.8))
+    for i, (name, errors) in enumerate(series.items()):
+        h = [int(e["h"]) for e in errors]
+        ax.plot(h, [float(e["mse"]) for e in errors], "o-", color=f"C{i}", markersize=3, label=f"{name}: model")
+        ax.plot(h, [float(e["copy_mse"]) for e in errors], "--", color=f"C{i}", alpha=0.6, label=f"{name}: copy ẑ = z_t")
+    ax.set_xlabel("open-loop horizon h (steps)")
+    ax.set_ylabel("latent MSE (standardised units)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2 if len(series) > 2 else 1)
+    return results.save_figure(fig, path, suffixes=(".png",), dpi=120)[0]
+
+
+def horizon_table(out: Path, task: str, runs: list[dict[str, str]]) -> tuple[Path, Path] | None:
+    """Every (encoder, dynamics) planned on ``task`` (rows of plan.csv) side by side: ``<task>_horizon_errors.csv``
+    (encoder, dynamics, h, mse, copy_mse, model_over_copy — the ratio is comparable across encoders, whose latent
+    units differ) and one plot; None if no run has its horizon CSV."""
+    series: dict[tuple[str, str], list[dict]] = {}
+    for r in runs:
+        path = out / f"{task}_{r['encoder']}_{r['dynamics']}_horizon.csv"
+        if r["task"] == task and path.exists():
+            series[(r["encoder"], r["dynamics"])] = results.read_csv(path)
+    if not series:
+        return None
+    rows = [{"encoder": enc, "dynamics": dyn, **e,
+             "model_over_copy": round(float(e["mse"]) / max(float(e["copy_mse"]), 1e-12), 4)}  # < 1: beats copying
+            for (enc, dyn), errs in series.items() for e in errs]
+    csv_path = results.write_csv(rows, out / f"{task}_horizon_errors.csv",
+                                 comments=[f"open-loop latent MSE vs h on held-out episodes, every `robrep plan task={task}` "
+                                           f"run in plan.csv (per run: <task>_<encoder>_<dynamics>_horizon.csv)"])
+    return csv_path, plot_horizon({f"{enc}/{dyn}": errs for (enc, dyn), errs in series.items()},
+                                  out / f"{task}_horizon_errors.png",
+                                  f"{task}: open-loop latent error vs horizon (held-out episodes)")
+
+
+def run_plan(cfg: DictConfig) -> dict[str, Any]:
+    """The planning experiment of a composed ``configs/plan.yaml``; returns the plan.csv row."""
+
+    t0 = time.perf_counter()
+    with thread_limit(cfg.threads):
+        spec = EncoderSpec.from_cfg(cfg, precision=resolve_precision(cfg.encoder_precision, cfg.device))
+        encoder = spec.load(cfg.device)
+        demos, play = ensure_data(cfg)
+        name = spec.label if cfg.weights else f"{spec.label}_random"  # random init (weights=null): its own row
+        label = f"{cfg.task.name}_{name}_{cfg.dynamics.name}"
+        model_path = Path(cfg.model or f"runs/plan/{label}_{encoder.weights_hash()[:8]}.pt")
+        if cfg.retrain or not model_path.exists():
+            print(f"training the {cfg.dynamics.name} world model on {demos} + {play} -> {model_path}")
+            train_world_model(cfg, spec, encoder, [demos, play], model_path)
+        latent, dynamics, payload = load_world_model(model_path, encoder.weights_hash())
+        record = payload["record"]
+        out = Path(cfg.out_dir)
+        errors = record["horizon_errors"]
+        results.write_csv(errors, out / f"{label}_horizon.csv", comments=[record["command"]])
+        plot_horizon({name: errors}, out / f"{label}_horizon.png",
+                     f"{cfg.task.name} / {name} / {cfg.dynamics.name}: open-loop error (held-out episodes)")
+        plan_cfg = OmegaConf.to_container(cfg.planner, resolve=True)
+        running = float(plan_cfg.pop("running_weight", 0.1))
+        plan_cfg.pop("name", None)
+        planner = LatentPlanner(encoder, latent, dynamics, CEMConfig(**plan_cfg), cfg.task.name,
+                                {"image_size": cfg.task.image_size, "visuals": str(cfg.task.visuals)},
+                                running_weight=running, use_language=bool(cfg.use_language), seed=int(cfg.seed))
+        try:
+            result = evaluate(planner, int(cfg.episodes), seed_start=int(cfg.eval_seed_start),
+                              num_envs=int(cfg.num_envs), video_episodes=int(cfg.videos), progress=cfg.progress,
+                              demo_seeds=trained_seeds([demos, play]))
+        finally:
+            planner.close()
+    if cfg.videos:
+        result.write_videos(out / "videos" / f"{label}.mp4")
+    h1 = errors[0] if errors else {}
+    row: dict[str, Any] = {
+        "task": cfg.task.name, "encoder": name, "weights_hash": encoder.weights_hash(),
+        "dynamics": cfg.dynamics.name, "latent": payload["latent"]["kind"], "use_proprio": bool(cfg.use_proprio),
+        "episodes": result.episodes, "successes": result.successes, "success_rate": round(result.success_rate, 4),
+        "ci_low": round(result.ci[0], 4), "ci_high": round(result.ci[1], 4),
+        "goal_expert_success": round(sum(planner.goal_success.values()) / max(len(planner.goal_success), 1), 4),
+        "mean_length": round(result.mean_length, 2), "ms_per_action": round(planner.ms_per_action, 2),
+        "horizon": plan_cfg["horizon"], "samples": plan_cfg["samples"], "iterations": plan_cfg["iterations"],
+        "h1_mse": round(h1.get("mse", math.nan), 4), "h1_copy_mse": round(h1.get("copy_mse", math.nan), 4),
+        "h15_mse": round(errors[-1]["mse"], 4) if errors else math.nan,
+        "train_seconds": round(record["fit"]["seconds"], 1), "eval_seconds": round(result.wall_s, 1),
+        "command": results.command_line(),
+    }
+    results.write_json({**row, "result": result.to_dict(), "world_model": str(model_path), "record": record},
+                       out / f"{label}.json")
+    table = out / "plan.csv"
+    rows = [{k: r.get(k, "") for k in row} for r in (results.read_csv(table) if table.exists() else [])
+            if (r["task"], r["encoder"], r["dynamics"]) != (row["task"], row["encoder"], row["dynamics"])]
+    results.write_csv(rows + [row], table, comments=["one row per `robrep plan task=<t> encoder=<e> dynamics=<d>` (the latest run)"])
+    horizon_table(out, str(cfg.task.name), results.read_csv(table))
+    print(f"{result.format()}\nplanning: {planner.ms_per_action:.1f} ms per action (encode + CEM, {result.num_envs} envs "
+          f"batched); open-loop latent MSE h=1 {row['h1_mse']} (copy {row['h1_copy_mse']}), h={len(errors)} "
+          f"{row['h15_mse']}\nwrote {out / f'{label}.json'}, {table} ({(time.perf_counter() - t0) / 60:.1f} min)")
+    return row
