@@ -80,14 +80,16 @@ def test_video_writes_gif(tmp_path):
 
 
 def test_quickstart_runs_main_job(tmp_path):
-    # the quick sweep preset, shrunk: one arm, N=4, two episodes at 32 px
-    result = robrep("quickstart", "task=reach", "task.image_size=32", "arms=[cnn]", "demos=[4]", "episodes=2",
-                    "num_envs=2", "launcher=basic", "bootstrap_resamples=100", f"dataset={tmp_path}/reach.hdf5",
-                    f"sweep_dir={tmp_path}/qs", "progress=false",
-                    'cell_overrides=["videos=1","policy.train.steps=4","policy.train.eval_every=2","policy.cnn.channels=8"]',
+    # the quick sweep preset, shrunk: two arms, N=4, two episodes at 32 px; ends with a verdict and its caveat
+    result = robrep("quickstart", "task=reach", "task.image_size=32", "arms=[cnn,mae_random]", "demos=[4]", "episodes=2",
+                    "num_envs=2", "launcher=inprocess", "bootstrap_resamples=100", f"dataset={tmp_path}/reach.hdf5",
+                    f"sweep_dir={tmp_path}/qs", "progress=false", "pairs=[[mae_random,cnn]]",
+                    'arm_overrides=["policy.train.steps=4","policy.train.eval_every=2","policy.cnn.channels=8",'
+                    '"encoder.arch.depth=1","encoder.arch.embed_dim=32","encoder.arch.num_heads=2"]',
                     cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "reach.hdf5").exists() and (tmp_path / "qs" / "cells" / "cnn_n4_s0.json").exists()
     assert (tmp_path / "qs" / "success_vs_n.png").stat().st_size > 1000
     assert any(p.stat().st_size > 1000 for p in (tmp_path / "qs" / "videos").glob("*.mp4"))
     assert "plot:" in result.stdout and "videos:" in result.stdout
+    assert "verdict at N=4: mae_random" in result.stdout and "caveat: 1 training seed(s) × 2 episodes" in result.stdout

@@ -81,8 +81,8 @@ def reach_file(tmp_path_factory):
 
 
 SMALL = ["task=reach", "task.image_size=32", "arms=[cnn]", "demos=[4]", "seeds=[0]", "episodes=2", "num_envs=2",
-         "launcher=basic", "progress=false", "bootstrap_resamples=100",
-         'cell_overrides=["policy.train.steps=4","policy.train.eval_every=2","policy.cnn.channels=8"]']
+         "launcher=inprocess", "progress=false", "bootstrap_resamples=100",
+         'arm_overrides=["policy.train.steps=4","policy.train.eval_every=2","policy.cnn.channels=8"]']
 
 
 def test_sweep_runs_resumes_and_keeps_finished_cells(reach_file, tmp_path, monkeypatch, capsys):
@@ -114,7 +114,7 @@ def test_sweep_refuses_subsets_the_file_lacks(reach_file, tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path)
     from omegaconf import OmegaConf
 
-    from robrep.commands.sweep import ensure_dataset
+    from robrep.sweep.run import ensure_dataset
 
     cfg = OmegaConf.create({"dataset": str(reach_file), "demos": [4, 50], "seeds": [0, 1],
                             "collect": {"valid_fraction": 0.1}, "task": {"name": "reach", "image_size": 32}})
@@ -142,20 +142,28 @@ def test_arms_compose(arm, readout, trunk):
     assert np.isfinite(cfg.episodes)
 
 
-def test_sweep_passes_its_precision_to_every_cell():
-    from robrep.commands.sweep import cell_command
+def test_sweep_passes_its_settings_to_every_cell_as_a_typed_spec():
+    """Cells are specs built from the sweep config (no override strings): every shared key reaches every cell."""
+    import pickle
+
+    from robrep.sweep.run import sweep_cells
 
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        sweep = compose("sweep", overrides=["jobs=2"])
-        cell = compose("cell", overrides=["arm=resnet18"])
-    cmd = cell_command(sweep, ["mae", "cnn"])
-    assert f"encoder_precision={sweep.encoder_precision}" in cmd and sweep.encoder_precision == "bfloat16"
-    assert "arm=mae,cnn" in cmd and "hydra.launcher.n_jobs=2" in cmd
-    assert cell.policy.train.precision == "bfloat16" and cell.encoder_precision == "float32"
+        sweep = compose("sweep", overrides=["demos=[10,50]", "seeds=[0,1]", "episodes=7", "num_envs=3", "videos=1",
+                                            "eval_visuals=heldout", "arm_overrides=[policy.train.steps=5]"])
+    specs = sweep_cells(sweep, ["mae", "cnn"], precision="bfloat16")
+    assert [(s.arm, s.n, s.seed) for s in specs] == [(a, n, s) for n in (10, 50) for a in ("mae", "cnn") for s in (0, 1)]
+    assert {(s.episodes, s.num_envs, s.videos, s.eval_visuals, s.dataset, s.sweep_dir) for s in specs} == {
+        (7, 3, 1, "heldout", sweep.dataset, sweep.sweep_dir)}
+    assert {s.policy["train"]["steps"] for s in specs} == {5}
+    mae = specs[0]
+    assert mae.encoder.precision == "bfloat16" and mae.encoder.weights == "weights/mae_full.pt"
+    assert specs[2].encoder is None and specs[2].policy["trunk"] == "cnn"
+    assert pickle.loads(pickle.dumps(mae)) == mae  # launchers ship specs to other processes
 
 
 def test_sweep_arms_are_encoders_plus_baselines_unless_listed():
-    from robrep.commands.sweep import sweep_arms
+    from robrep.sweep.run import sweep_arms
 
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         default = compose("sweep")
@@ -182,11 +190,10 @@ def test_noise_floor_is_the_spread_over_training_seeds():
 def test_seeds_by_n_gives_more_seeds_where_asked():
     from omegaconf import OmegaConf
 
-    from robrep.commands.sweep import cell_groups, seeds_for
+    from robrep.sweep.run import seeds_for
 
     cfg = OmegaConf.create({"demos": [10, 50, 100], "seeds": [0, 1, 2], "seeds_by_n": {10: [0, 1, 2, 3, 4]}})
     assert seeds_for(cfg, 10) == [0, 1, 2, 3, 4] and seeds_for(cfg, 50) == [0, 1, 2]
-    assert cell_groups(cfg) == [([10], [0, 1, 2, 3, 4]), ([50, 100], [0, 1, 2])]
     cfg.seeds_by_n = {20: [0]}
     with pytest.raises(ValueError, match="N=\\[20\\]"):
         seeds_for(cfg, 10)

@@ -1,13 +1,12 @@
-"""``robrep quickstart``: the README's main job on its embedded default — the quick data-efficiency sweep
-(``configs/quickstart.yaml`` = ``robrep sweep preset=quick`` plus one rollout video per cell)."""
+"""``robrep quickstart``: the README's main job on its embedded default (``configs/quickstart.yaml``): the quick
+sweep, a one-line verdict with its caveat, and where the full sweep is (:func:`robrep.sweep.quickstart.run_quickstart`)."""
 
 from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from robrep.commands import sweep
+from robrep.sweep.quickstart import run_quickstart
 
 
 def run(cfg: DictConfig) -> None:
-    sweep.run(cfg)
-    print(f"videos: {cfg.sweep_dir}/videos/")
+    run_quickstart(cfg)
