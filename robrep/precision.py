@@ -11,8 +11,9 @@ computes it natively and float32 elsewhere. ``"auto"`` is a request, never a sto
 :func:`resolve_precision` (once, on the device that computes) before it goes into anything that records a
 precision — an encoder (:meth:`Encoder.set_precision`), a feature-cache key, a policy checkpoint, a cell
 record. :func:`check_precision` and :func:`autocast` refuse it so an unresolved ``"auto"`` fails loudly
-instead of being saved. Library defaults stay float32; configs choose (``encoder_precision=float32``
-overrides ``auto``). :func:`describe_precision` is the one-line explanation commands print.
+instead of being saved. Library defaults (``EncoderSpec``, ``TrainConfig``) stay float32; configs choose
+(``configs/common.yaml`` asks for ``auto``; ``encoder_precision=float32`` overrides it).
+:func:`describe_precision` is the one-line explanation commands print.
 
 Parameters and outputs stay float32; only the autocast-eligible ops (matmul, conv, linear) run in the
 lower precision.
