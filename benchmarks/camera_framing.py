@@ -3,25 +3,27 @@
 For each camera and image size, resets the push task on ``episodes`` layout seeds and counts the block's
 pixels (red mask) in the first frame: the block's apparent side (sqrt of its area) in pixels and in
 patches of ``patch_size``, and how often it is partly out of view or hidden (area < 50 % of the median).
-Prints a table and writes ``results/camera_framing.csv``.
+Prints a table and writes ``camera_framing.csv`` under runs/benchmarks/camera_framing/ (``--commit``: the
+reference results/camera_framing.csv).
 
-    python benchmarks/camera_framing.py
+    python -m benchmarks.camera_framing [--commit | --out PATH]
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
+import os
 from pathlib import Path
 
 import numpy as np
 from omegaconf import OmegaConf
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from benchmarks._output import add_output_args, command, output_path
+from robrep import results
+from robrep.config import config_dir
 
-from envs.registration import make_env  # noqa: E402
-from envs.scene import CameraPose  # noqa: E402
-from robrep import results  # noqa: E402
+NAME = "camera_framing"
+COMMITTED = "results/camera_framing.csv"
 
 
 def block_area(image: np.ndarray) -> int:
@@ -30,8 +32,15 @@ def block_area(image: np.ndarray) -> int:
     return int(((im[..., 0] > 150) & (im[..., 1] < 80) & (im[..., 2] < 80)).sum())
 
 
-def main() -> int:
-    cfg = OmegaConf.load(ROOT / "configs/ablation/camera.yaml")
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_output_args(parser, NAME, COMMITTED)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; before MuJoCo is imported
+    from envs.registration import make_env
+    from envs.scene import CameraPose
+
+    cfg = OmegaConf.load(Path(config_dir()) / "ablation" / "camera.yaml")
     rows = []
     for name, cam in cfg.cameras.items():
         pose = CameraPose(tuple(cam.pos), tuple(cam.target), float(cam.fovy))
@@ -52,8 +61,7 @@ def main() -> int:
             print(f"{name:<9} {size:>4} px: block side median {r['block_side_px_median']} px "
                   f"({r['block_side_patches_median']} patches of {cfg.patch_size}), p10 {r['block_side_px_p10']} px, "
                   f"cut/hidden {r['cut_or_hidden_fraction']}")
-    path = results.write_csv(rows, ROOT / "results/camera_framing.csv",
-                             comments=[results.command_line(program="python benchmarks/camera_framing.py")])
+    path = results.write_csv(rows, output_path(args, NAME, COMMITTED), comments=[command(NAME, argv)])
     print(f"wrote {path}")
     return 0
 

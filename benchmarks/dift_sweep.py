@@ -1,8 +1,8 @@
 """Which DIFT (up_block, t) to read: linear probes of the privileged state from frozen features.
 
-    python benchmarks/dift_sweep.py --checkpoint weights/dift.pt --demos data/push_demos.hdf5 \
+    python -m benchmarks.dift_sweep --checkpoint weights/dift.pt --demos data/push_demos.hdf5 \
         [--frames 400] [--blocks 0 1 2] [--ts 0 50 100 200 400 700] [--ensemble 1] [--folds 4] \
-        [--random-baseline] [--out results/dift_sweep.csv]
+        [--random-baseline] [--commit | --out PATH]
 
 Takes ``--frames`` frames spread evenly over the episodes of the demo file, computes the features of
 every (up_block, t) (one U-Net pass per t serves all blocks) and fits closed-form ridge regressions
@@ -13,34 +13,34 @@ global scale, targets standardised, both on the training folds; the ridge penalt
 by grouped (by episode) inner cross-validation; R² is computed on the pooled out-of-fold predictions of
 ``--folds`` folds of whole held-out *episodes* (so prefer many episodes, few frames each: per-episode
 constants such as the goal have one value per episode). Baselines: raw pixels pooled the same way, and
-with ``--random-baseline`` the same U-Net at random initialisation. Prints a table; writes a CSV
-(first lines: the command and the inputs' hashes). Read-out pooling (``pool``) does not change either
-probe, so the table also covers ``pool=2``.
+with ``--random-baseline`` the same U-Net at random initialisation. Prints a table; writes
+runs/benchmarks/dift_sweep/dift_sweep.csv (``--commit``: the reference results/dift_sweep.csv; first lines:
+the command and the inputs' hashes). Read-out pooling (``pool``) does not change either probe, so the table
+also covers ``pool=2``. Torch and BLAS run on ``--threads`` threads (1 is fastest on a shared CPU).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 from pathlib import Path
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")  # before numpy/torch load their BLAS: one thread is fastest on a shared CPU
+import numpy as np
+import torch
+import torch.nn.functional as F
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+from benchmarks._output import add_output_args, command, output_path
+from robrep.data.demo_file import DemoFile
+from robrep.data.feature_cache import file_hash
+from robrep.encoders import load_encoder
+from robrep.encoders.dift import DIFTEncoder
+from robrep.probe.ridge import probe_r2
+from robrep.results import write_csv
+from robrep.threads import thread_limit
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+NAME = "dift_sweep"
+COMMITTED = "results/dift_sweep.csv"
 
-from robrep.data.demo_file import DemoFile  # noqa: E402
-from robrep.data.feature_cache import file_hash  # noqa: E402
-from robrep.encoders import load_encoder  # noqa: E402
-from robrep.encoders.dift import DIFTEncoder  # noqa: E402
-from robrep.probe.ridge import probe_r2  # noqa: E402
-from robrep.results import command_line, write_csv  # noqa: E402
 
 def load_frames(path: str, n_frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[str, list[int]]]]:
     """``images (N, H, W, 3)``, ``targets (N, K)``, ``episode (N,)`` and the target groups (name, columns)."""
@@ -84,7 +84,7 @@ def dift_features(encoder: DIFTEncoder, images: np.ndarray, blocks: list[int], t
     return {b: {k: np.concatenate([p[k] for p in parts[b]]) for k in ("mean", "4x4")} for b in blocks}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, help="robrep DIFT checkpoint (.pt)")
     parser.add_argument("--demos", required=True, help="demo HDF5 file with obs/state")
@@ -94,12 +94,18 @@ def main() -> None:
     parser.add_argument("--ensemble", type=int, default=1)
     parser.add_argument("--folds", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 is fastest on a shared CPU)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op and BLAS threads (1 is fastest on a shared CPU)")
     parser.add_argument("--random-baseline", action="store_true", help="also probe the randomly initialised U-Net")
-    parser.add_argument("--out", default="results/dift_sweep.csv")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    add_output_args(parser, NAME, COMMITTED)
+    args = parser.parse_args(argv)
+    out = output_path(args, NAME, COMMITTED)
+    with thread_limit(args.threads):
+        run(args, out, command(NAME, argv))
 
+
+def run(args: argparse.Namespace, out: Path, command_line: str) -> None:
+    """The sweep of the parsed ``args``: prints the table and writes the CSV ``out`` (``command_line`` first)."""
     images, y, episode, groups = load_frames(args.demos, args.frames)
     encoder = load_encoder(args.checkpoint)
     print(f"{len(images)} frames from {len(np.unique(episode))} episodes; targets "
@@ -132,8 +138,8 @@ def main() -> None:
                 add(source, b, t, f"{side}x{side}", feats[b], sec)
 
     meta = getattr(encoder, "checkpoint_meta", {}) or {}
-    write_csv(rows, args.out, [
-        f"command: {command_line()}",
+    write_csv(rows, out, [
+        f"command: {command_line}",
         f"checkpoint {args.checkpoint} hash {encoder.weights_hash()} steps {meta.get('steps', '?')}; demos "
         f"{args.demos} sha {file_hash(args.demos)[:16]}; {len(images)} frames, {len(np.unique(episode))} "
         f"episodes, {args.folds} held-out-episode folds, ensemble {args.ensemble}"])
@@ -148,7 +154,7 @@ def main() -> None:
                 cells.append(f"{r['mean']:>6.3f}|{r['4x4']:<6.3f}")
             print(f"  up_block {b}  " + "".join(f"{c:>14}" for c in cells))
     px = {row["pooling"]: row["r2_pos_mean"] for row in rows if row["source"] == "pixels"}
-    print(f"[pixels] {px['mean']:.3f}|{px['4x4']:.3f}\nwrote {args.out}")
+    print(f"[pixels] {px['mean']:.3f}|{px['4x4']:.3f}\nwrote {out}")
 
 
 if __name__ == "__main__":

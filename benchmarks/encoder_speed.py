@@ -1,29 +1,31 @@
 """Frozen-encoder throughput on this machine: images/s per registered encoder at its default size,
 and the share of the machine's measured matmul FLOP/s that it reaches.
 
-    python benchmarks/encoder_speed.py [--batch 64] [--repeats 5] [--encoders mae dift ...]
+    python -m benchmarks.encoder_speed [--batch 64] [--repeats 5] [--encoders mae dift ...] [--commit | --out PATH]
 
 FLOPs per image are counted with torch's FLOP counter (2 FLOPs per multiply-add); the matmul
-peak is the best of several float32 1024×1024 matmuls. Writes results/encoder_speed.csv.
+peak is the best of several float32 1024×1024 matmuls. Writes runs/benchmarks/encoder_speed/encoder_speed.csv
+(``--commit``: the reference results/encoder_speed.csv).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import torch
+from omegaconf import OmegaConf
+from torch.utils.flop_counter import FlopCounterMode
 
-import torch  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+from benchmarks._output import add_output_args, command, output_path
+from robrep.config import config_dir
+from robrep.encoders import list_encoders, load_encoder
+from robrep.results import write_csv
 
-from robrep.config import config_dir  # noqa: E402
-from robrep.encoders import list_encoders, load_encoder  # noqa: E402
-from robrep.results import command_line, write_csv  # noqa: E402
+NAME = "encoder_speed"
+COMMITTED = "results/encoder_speed.csv"
 
 
 def matmul_flops(size: int = 1024, repeats: int = 10) -> float:
@@ -36,13 +38,13 @@ def matmul_flops(size: int = 1024, repeats: int = 10) -> float:
     return 2 * size**3 / best
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--encoders", nargs="*", default=None)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--out", default="results/encoder_speed.csv")
-    args = parser.parse_args()
+    add_output_args(parser, NAME, COMMITTED)
+    args = parser.parse_args(argv)
     names = args.encoders or list_encoders()
     peak = matmul_flops()
     print(f"{os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads; "
@@ -73,8 +75,9 @@ def main() -> None:
         rows.append({"encoder": name, "params_m": round(params, 3), "input_size": encoder.input_size, "tokens": shape,
                      "gflop_per_image": round(flops / 1e9, 4), "images_per_s": round(rate, 1),
                      "share_of_matmul_peak": round(share, 3), "batch": args.batch})
-    out = write_csv(rows, args.out, [f"command: {command_line()}",
-                                     f"machine: {os.cpu_count()}-core CPU, no GPU; matmul peak {peak / 1e9:.1f} GFLOP/s"])
+    out = write_csv(rows, output_path(args, NAME, COMMITTED),
+                    [f"command: {command(NAME, argv)}",
+                     f"machine: {os.cpu_count()}-core CPU, no GPU; matmul peak {peak / 1e9:.1f} GFLOP/s"])
     print(f"wrote {out}")
 
 

@@ -1,11 +1,12 @@
 """Env speed and scripted-expert success per task and visual setting, on this machine.
 
-    python benchmarks/env_speed.py [--episodes 100] [--image-size 96] [--tasks push reach ...]
-                                   [--settings clean varied heldout]
+    python -m benchmarks.env_speed [--episodes 100] [--image-size 96] [--tasks push reach ...]
+                                    [--settings clean varied heldout] [--commit | --out PATH]
 
 Prints one row per task and setting (``visuals``, envs/visuals.py; Meta-World tasks: clean only):
 env steps/s with random actions (one env, one camera) and with the expert, and expert success over
-seeded episodes; writes results/env_speed.csv (+ the command).
+seeded episodes; writes runs/benchmarks/env_speed/env_speed.csv (+ the command; ``--commit``: the
+reference results/env_speed.csv). Renders headless (``MUJOCO_GL=egl`` unless set).
 """
 
 from __future__ import annotations
@@ -13,23 +14,20 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import sys
 import time
-from pathlib import Path
 
-os.environ.setdefault("MUJOCO_GL", "egl")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks._output import add_output_args, command, output_path
+from robrep.results import write_csv
 
-from envs import TASK_IDS, make_env  # noqa: E402
-from envs.experts import make_expert  # noqa: E402
-from envs.visuals import SETTINGS  # noqa: E402
-from robrep.rollout import run_episode  # noqa: E402
-from robrep.results import command_line, write_csv  # noqa: E402
-
+NAME = "env_speed"
+COMMITTED = "results/env_speed.csv"
+#: Meta-World tasks benchmarked besides ``envs.TASK_IDS`` (clean visuals, fewer steps and episodes).
 METAWORLD = ["metaworld/reach-v3", "metaworld/push-v3", "metaworld/pick-place-v3"]
 
 
 def random_steps_per_second(task: str, image_size: int, steps: int, visuals: str = "clean") -> float:
+    from envs import make_env
+
     env = make_env(task, image_size=image_size, visuals=visuals)
     env.reset(seed=0)
     env.action_space.seed(0)
@@ -46,6 +44,10 @@ def random_steps_per_second(task: str, image_size: int, steps: int, visuals: str
 def expert_success(task: str, image_size: int, episodes: int, seed_start: int,
                    visuals: str = "clean") -> tuple[float, float, float]:
     """(success rate, mean episode length, env steps/s) of the scripted expert."""
+    from envs import make_env
+    from envs.experts import make_expert
+    from robrep.rollout import run_episode
+
     env = make_env(task, image_size=image_size, visuals=visuals)
     expert = make_expert(env)
     wins, steps, start = 0, 0, time.perf_counter()
@@ -59,7 +61,11 @@ def expert_success(task: str, image_size: int, episodes: int, seed_start: int,
     return wins / episodes, steps / episodes, rate
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; before MuJoCo is imported (by envs)
+    from envs import TASK_IDS
+    from envs.visuals import SETTINGS
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="*", default=list(TASK_IDS) + METAWORLD)
     parser.add_argument("--episodes", type=int, default=100)
@@ -67,9 +73,9 @@ def main() -> None:
     parser.add_argument("--random-steps", type=int, default=2000)
     parser.add_argument("--seed-start", type=int, default=0)
     parser.add_argument("--settings", nargs="*", default=list(SETTINGS), choices=SETTINGS)
-    parser.add_argument("--out", default="results/env_speed.csv")
+    add_output_args(parser, NAME, COMMITTED)
     parser.add_argument("--note", default="", help="an extra comment line for the CSV, e.g. the machine's load")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     rows = []
     header = (f"{'task':<24}{'setting':<9}{'random steps/s':>15}{'expert steps/s':>15}{'expert success':>15}"
               f"{'mean length':>12}")
@@ -87,9 +93,10 @@ def main() -> None:
                      "random_steps_per_s": round(rand, 1),
                      "expert_steps_per_s": round(expert_rate, 1), "expert_success": success,
                      "expert_episodes": episodes, "mean_episode_length": round(length, 1)})
-    out = write_csv(rows, args.out, [f"command: {command_line()}",
-                                     f"machine: {os.cpu_count()}-core CPU, no GPU, MUJOCO_GL={os.environ['MUJOCO_GL']}",
-                                     *([f"note: {args.note}"] if args.note else [])])
+    out = write_csv(rows, output_path(args, NAME, COMMITTED),
+                    [f"command: {command(NAME, argv)}",
+                     f"machine: {os.cpu_count()}-core CPU, no GPU, MUJOCO_GL={os.environ['MUJOCO_GL']}",
+                     *([f"note: {args.note}"] if args.note else [])])
     print(f"wrote {out}")
 
 

@@ -1,55 +1,59 @@
 """Planning time per action of the CEM imagination planner: encode the observation(s) + CEM through the
 transition model, at the default planner (configs/planner/cem.yaml) and dynamics (configs/dynamics/*.yaml).
 
-    python benchmarks/planner_speed.py [--encoders mae dift voltron clip] [--dynamics pooled_mlp token_transformer]
-        [--batches 1 10] [--actions 30] [--out results/planner_speed.csv]
+    python -m benchmarks.planner_speed [--encoders mae dift voltron clip] [--dynamics pooled_mlp token_transformer]
+        [--batches 1 10] [--actions 30] [--commit | --out PATH]
 
 Encoders load ``weights/<name>_full.pt`` when present (else random init: the same cost); the latent map is
 fitted on random tokens and the transition model is untrained, which changes no timing. One torch thread.
-Prints ms per planned action split into encoding and CEM, per batch size (envs planned together).
+Prints ms per planned action split into encoding and CEM, per batch size (envs planned together), and writes
+runs/benchmarks/planner_speed/planner_speed.csv (``--commit``: the reference results/planner_speed.csv).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
+import os
 import time
 from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from benchmarks._output import add_output_args, command, output_path
+from planners.cem import CEM, CEMConfig
+from planners.dynamics import build_dynamics
+from planners.latent import LatentMap
+from planners.mpc import goal_cost
+from robrep.config import config_dir
+from robrep.encoders import load_encoder
+from robrep.results import write_csv
 
-from planners.cem import CEM, CEMConfig  # noqa: E402
-from planners.dynamics import build_dynamics  # noqa: E402
-from planners.latent import LatentMap  # noqa: E402
-from planners.mpc import goal_cost  # noqa: E402
-from robrep.encoders import load_encoder  # noqa: E402
-from robrep.results import command_line, write_csv  # noqa: E402
+NAME = "planner_speed"
+COMMITTED = "results/planner_speed.csv"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--encoders", nargs="+", default=["mae", "dift", "voltron", "clip"])
     parser.add_argument("--dynamics", nargs="+", default=["pooled_mlp", "token_transformer"])
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 10])
     parser.add_argument("--actions", type=int, default=30, help="planned actions timed per setting (after 3 warm-up)")
-    parser.add_argument("--out", default="results/planner_speed.csv")
-    args = parser.parse_args()
+    add_output_args(parser, NAME, COMMITTED)
+    args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    plan_cfg = OmegaConf.to_container(OmegaConf.load(ROOT / "configs/planner/cem.yaml"))
+    configs = Path(config_dir())
+    plan_cfg = OmegaConf.to_container(OmegaConf.load(configs / "planner" / "cem.yaml"))
     running = plan_cfg.pop("running_weight")
     plan_cfg.pop("name")
     cem_cfg = CEMConfig(**plan_cfg)
     rows = []
     for name in args.encoders:
-        weights = ROOT / "weights" / f"{name}_full.pt"
-        arch = OmegaConf.to_container(OmegaConf.load(ROOT / f"configs/encoder/{name}.yaml").arch)
+        weights = Path("weights") / f"{name}_full.pt"
+        arch = OmegaConf.to_container(OmegaConf.load(configs / "encoder" / f"{name}.yaml").arch)
         encoder = load_encoder(name, weights=str(weights)) if weights.exists() else load_encoder(name, **arch)
         for dyn_name in args.dynamics:
-            dyn = OmegaConf.to_container(OmegaConf.load(ROOT / f"configs/dynamics/{dyn_name}.yaml"))
+            dyn = OmegaConf.to_container(OmegaConf.load(configs / "dynamics" / f"{dyn_name}.yaml"))
             latent = LatentMap(**dyn["latent"], feature_dim=encoder.feature_dim, grid_in=encoder.grid_size,
                                proprio_dim=4, use_proprio=False)
             latent.fit(torch.randn(256, dyn["latent"]["grid"] ** 2, encoder.feature_dim), torch.randn(256, 4))
@@ -77,8 +81,9 @@ def main() -> None:
                        "cem_ms_per_action": round(cem_s * per, 2), "ms_per_action": round((enc_s + cem_s) * per, 2)}
                 rows.append(row)
                 print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
-    path = write_csv(rows, ROOT / args.out, [f"command: {command_line(program='python benchmarks/planner_speed.py')}",
-                                            "2-core CPU, 1 torch thread; weights/<encoder>_full.pt where present"])
+    path = write_csv(rows, output_path(args, NAME, COMMITTED),
+                     [f"command: {command(NAME, argv)}",
+                      f"{os.cpu_count()}-core CPU, 1 torch thread; weights/<encoder>_full.pt where present"])
     print(f"wrote {path}")
 
 

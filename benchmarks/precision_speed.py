@@ -1,36 +1,40 @@
 """float32 versus bfloat16 autocast on this machine: frozen-encoder throughput (and how far the features
 move) and the train-step time of the from-scratch conv trunks.
 
-    python benchmarks/precision_speed.py [--threads 2] [--batch 64] [--repeats 3]
+    python -m benchmarks.precision_speed [--threads 2] [--batch 64] [--repeats 3] [--commit | --out PATH]
 
 Encoders: the committed full-budget weights (weights/<name>_full.pt, random init when missing) on
 frames of data/push_sweep.hdf5 (random images when missing); agreement = cosine similarity of each token and
 the relative error ‖bf16 − fp32‖ / ‖fp32‖ over the batch. Trunks: a forward + backward + AdamW step of
-policies.cnn.ConvTrunk at 96 px. Prints a table and writes results/precision_speed.csv (with the load
-average, as other jobs on the machine slow both columns alike).
+policies.cnn.ConvTrunk at 96 px. Every row also records ``auto_precision``: the precision ``"auto"`` picks on this
+machine (:func:`robrep.precision.resolve_precision`), so the table shows whether that choice was the faster one.
+Prints a table and writes runs/benchmarks/precision_speed/precision_speed.csv (``--commit``: the reference
+results/precision_speed.csv), with the load average, as other jobs on the machine slow both columns alike.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
+import platform
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import h5py
+import numpy as np
+import torch
+from omegaconf import OmegaConf
 
-import h5py  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
+from benchmarks._output import add_output_args, command, output_path
+from policies.cnn import ConvTrunk
+from robrep.config import config_dir
+from robrep.encoders import list_encoders
+from robrep.encoders.spec import EncoderSpec
+from robrep.precision import autocast, describe_precision, resolve_precision
+from robrep.results import write_csv
 
-from robrep.encoders.spec import EncoderSpec  # noqa: E402
-from policies.cnn import ConvTrunk  # noqa: E402
-from robrep.config import config_dir  # noqa: E402
-from robrep.encoders import list_encoders  # noqa: E402
-from robrep.precision import autocast  # noqa: E402
-from robrep.results import command_line, write_csv  # noqa: E402
+NAME = "precision_speed"
+COMMITTED = "results/precision_speed.csv"
 
 
 def frames(batch: int, path: str = "data/push_sweep.hdf5") -> np.ndarray:
@@ -99,17 +103,30 @@ def trunk_rows(batch: int, repeats: int) -> list[dict]:
     return rows
 
 
-def main() -> None:
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; else what :mod:`platform` knows)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--encoders", nargs="*", default=None)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", default="results/precision_speed.csv")
-    args = parser.parse_args()
+    add_output_args(parser, NAME, COMMITTED)
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     load = os.getloadavg()[0]
-    print(f"torch {torch.__version__}, {args.threads} threads, load average {load:.2f}")
+    auto, why = resolve_precision("auto", "cpu"), describe_precision("cpu")
+    print(f"torch {torch.__version__}, {args.threads} threads, load average {load:.2f}; precision auto: {why}")
     rows = encoder_rows(args.encoders or list_encoders(), frames(args.batch), args.repeats) + \
         trunk_rows(args.batch, args.repeats)
     print(f"{'kind':<11}{'name':<10}{'unit':<20}{'float32':>9}{'bfloat16':>10}{'speedup':>9}{'min cos':>9}{'rel err':>9}")
@@ -117,10 +134,11 @@ def main() -> None:
         print(f"{r['kind']:<11}{r['name']:<10}{r['unit']:<20}{r['float32']:>9}{r['bfloat16']:>10}{r['speedup']:>9}"
               f"{r['min_token_cos']!s:>9}{r['rel_error']!s:>9}")
     for r in rows:
-        r.update(threads=args.threads, load_average=round(load, 2))
-    write_csv(rows, args.out, comments=[command_line(program="python benchmarks/precision_speed.py"),
-                                        "machine: 2-core AMD EPYC (AVX512-BF16, no AMX), no GPU"])
-    print(f"wrote {args.out}")
+        r.update(auto_precision=auto, threads=args.threads, load_average=round(load, 2))
+    out = write_csv(rows, output_path(args, NAME, COMMITTED),
+                    comments=[command(NAME, argv), f"machine: {os.cpu_count()}-core {cpu_model()}, run on the CPU",
+                              f"precision auto picks {why}"])
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -7,9 +7,12 @@ with ridge R² >= 0.9 on every position variable, above both baselines) from tha
 (encoder, task) to ``<out_dir>/gate.csv``: verdict, the readouts that pass, and for each position variable
 the encoder's best spatial ridge R² next to the best baseline's. CLIP is reported, not gated.
 
+``<out_dir>`` is runs/benchmarks/probe_gate/probe_<budget>/ by default; ``--commit`` writes the committed
+reference results/probe_<budget>/, ``--out-dir DIR`` any folder.
+
 Resumable: probe CSVs that exist are reused. One torch thread per probe; ``--jobs 2`` runs two at a time.
 
-    python benchmarks/probe_gate.py --budget full --jobs 2
+    python -m benchmarks.probe_gate --budget full --jobs 2 [--commit | --out-dir DIR]
 
 ``--feature-layers 2 3 4 5 6`` also chooses the ViT families' read-out block (``encoder.arch.feature_layer``,
 as DIFT's up block and t): each ViT encoder is probed once per layer into ``<task>_<encoder>_L<k>.csv`` (the
@@ -25,12 +28,11 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from benchmarks._output import add_output_args, command, output_path
+from robrep import results
+from robrep.probe.state_probe import SPATIAL_READOUTS, gate, is_baseline, read_probe_csv
 
-from robrep import results  # noqa: E402
-from robrep.commands.probe import read_csv  # noqa: E402
-from robrep.probe.state_probe import SPATIAL_READOUTS, gate, is_baseline  # noqa: E402
+NAME = "probe_gate"
 
 TASKS = {"push": "data/push_demos.hdf5", "pick_place": "data/pick_place_demos.hdf5"}
 #: Demos per probe file (made by ``robrep collect task=<task> num_demos=150`` when missing): 135 train, 15 valid.
@@ -54,7 +56,7 @@ def probe(encoder: str, weights: Path, task: str, dataset: str, out: Path, layer
     if layer is not None:
         args.append(f"+encoder.arch.feature_layer={layer}")
     with open(log, "w") as f:
-        proc = subprocess.run(args, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
+        proc = subprocess.run(args, stdout=f, stderr=subprocess.STDOUT)
     if proc.returncode:
         raise RuntimeError(f"probe failed for {encoder} on {task}; see {log}")
     return out
@@ -90,15 +92,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", default="full", help="weights/<encoder>_<budget>.pt")
     parser.add_argument("--encoders", nargs="+", default=[*GATED, *REPORTED])
     parser.add_argument("--tasks", nargs="+", default=list(TASKS))
-    parser.add_argument("--out-dir", default=None, help="default results/probe_<budget>")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--feature-layers", type=int, nargs="*", default=[],
                         help="ViT read-out blocks to probe (1-based); default: each checkpoint's own")
+    add_output_args(parser, NAME, "results/probe_<budget>", out_flag="--out-dir",
+                    what="folder of the probe CSVs and gate.csv")
     args = parser.parse_args(argv)
-    out_dir = ROOT / (args.out_dir or f"results/probe_{args.budget}")
+    out_dir = output_path(args, NAME, f"results/probe_{args.budget}", out_attr="out_dir")
     jobs = []
     for enc in args.encoders:
-        weights = ROOT / "weights" / f"{enc}_{args.budget}.pt"
+        weights = Path("weights") / f"{enc}_{args.budget}.pt"
         if not weights.exists():
             raise FileNotFoundError(f"{weights} is missing: make it with `bash scripts/pretrain_weights.sh "
                                     f"{args.budget} <minutes> {enc}`")
@@ -106,15 +109,15 @@ def main(argv: list[str] | None = None) -> int:
         jobs += [(enc, weights, task, TASKS[task], out_dir / f"{task}_{enc}{'' if k is None else f'_L{k}'}.csv", k)
                  for task in args.tasks for k in layers]
     for task in args.tasks:
-        if not (ROOT / TASKS[task]).exists():
+        if not Path(TASKS[task]).exists():
             subprocess.run([sys.executable, "-m", "robrep.cli", "collect", f"task={task}", f"num_demos={NUM_DEMOS}",
-                            f"out={TASKS[task]}", "progress=false"], cwd=ROOT, check=True)
+                            f"out={TASKS[task]}", "progress=false"], check=True)
     with ThreadPoolExecutor(max(1, args.jobs)) as pool:
         done = list(pool.map(lambda j: (j, probe(*j)), jobs))
-    summary = [gate_row(enc, task, args.budget, read_csv(csv), layer=k) for (enc, _, task, _, _, k), csv in done]
+    summary = [gate_row(enc, task, args.budget, read_probe_csv(csv), layer=k) for (enc, _, task, _, _, k), csv in done]
     columns = list(dict.fromkeys(k for row in summary for k in row))
     path = results.write_csv([{c: row.get(c, "") for c in columns} for row in summary], out_dir / "gate.csv",
-                             ["python benchmarks/probe_gate.py " + " ".join(argv if argv is not None else sys.argv[1:])])
+                             [command(NAME, argv)])
     for row in summary:
         print(f"{row['encoder']:<8} {row['task']:<11} L{row['feature_layer'] or '-':<2} {row['gate']:<8} {row['reason']}")
     print(f"wrote {path}")

@@ -1,46 +1,44 @@
 """Issue-8 headline table: per transfer protocol, does any frozen encoder beat the augmented from-scratch CNN,
 and does CLIP's spatial readout beat its class token? Reads finished sweeps (no training, seconds):
 
-    python benchmarks/transfer_protocols.py [--task push] [--out results/transfer/push_protocols.csv]
+    python -m benchmarks.transfer_protocols [--task push] [--commit | --out PATH]
 
 Protocols (each one sweep directory, made by the command in its summary.csv's first line):
   clean           results/sweeps/<task>_confirm         robrep sweep preset=confirm seeds_by_n='{10: [0,1,2,3,4]}' arms=[...]
   varied→heldout  results/sweeps/<task>_varied_heldout  robrep sweep preset=visual_heldout
   leave-one-out   results/sweeps/<task>_loto            robrep sweep preset=loto
-Writes the CSV (one row per protocol × pair × N) and a forest plot beside it (.png/.svg); prints the table.
+Writes the CSV (one row per protocol × pair × N; default runs/benchmarks/transfer_protocols/transfer/
+<task>_protocols.csv, ``--commit``: the reference results/transfer/<task>_protocols.csv) and a forest plot
+beside it (.png/.svg); prints the table.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from benchmarks._output import add_output_args, command, output_path
+from robrep.results import write_csv
+from robrep.sweep.protocols import PROTOCOL_COLUMNS, plot_protocols, protocol_rows
 
-from robrep.results import command_line, write_csv  # noqa: E402
-from robrep.sweep.protocols import PROTOCOL_COLUMNS, plot_protocols, protocol_rows  # noqa: E402
+NAME = "transfer_protocols"
 
 PAIRS = [("mae", "cnn"), ("dift", "cnn"), ("voltron", "cnn"), ("clip", "cnn"), ("clip_spatial", "cnn"),
          ("clip_spatial", "clip")]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", default="push")
-    parser.add_argument("--out", default=None, help="CSV path (default results/transfer/<task>_protocols.csv)")
-    args = parser.parse_args()
-    sweeps = ROOT / "results" / "sweeps"
+    add_output_args(parser, NAME, "results/transfer/<task>_protocols.csv", what="CSV path, the plot beside it")
+    args = parser.parse_args(argv)
+    sweeps = Path("results") / "sweeps"
     protocols = {"clean (control)": sweeps / f"{args.task}_confirm",
                  "varied -> heldout": sweeps / f"{args.task}_varied_heldout",
                  "leave-one-task-out": sweeps / f"{args.task}_loto"}
     rows = protocol_rows(protocols, PAIRS)
-    for r in rows:
-        r["sweep"] = str(Path(r["sweep"]).relative_to(ROOT))
-    out = Path(args.out or ROOT / "results" / "transfer" / f"{args.task}_protocols.csv")
-    write_csv([{c: r[c] for c in PROTOCOL_COLUMNS} for r in rows], out,
-              comments=[command_line(program="python benchmarks/transfer_protocols.py")])
+    out = output_path(args, NAME, f"results/transfer/{args.task}_protocols.csv")
+    write_csv([{c: r[c] for c in PROTOCOL_COLUMNS} for r in rows], out, comments=[command(NAME, argv)])
     png, _ = plot_protocols(rows, out.with_suffix(""),
                             title=f"{args.task}: arm − baseline on shared episodes (paired bootstrap 95 %)")
     print(f"{'protocol':<20}{'a - b':<22}{'N':>4}{'a':>18}{'b':>18}{'a - b [95 %]':>24}  verdict")

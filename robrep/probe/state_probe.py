@@ -9,11 +9,13 @@ Pieces (all numpy/torch, CPU):
   (1 hidden layer, early stopping on held-out training episodes) map ``(N, F)`` features to ``(N, K)`` targets.
 * :func:`variable_r2` scores a variable as ``1 - ΣSSE/ΣSST`` pooled over its dims (NaN = skipped).
 * :func:`probe_rows` runs every readout × probe × fitting set; :func:`gate` is the pass/fail verdict.
+* :func:`read_probe_csv` reads those rows back from a probe CSV (``robrep probe``'s output).
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 
@@ -23,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robrep.probe import ridge
+from robrep.results import read_csv
 
 #: Fixed readouts of a token map. ``flat``: the map average-pooled to at most ``flat_cells`` × ``flat_cells``
 #: cells (adaptive pooling), flattened cell-major ``(cells·D,)``; ``keypoints``: spatial softmax over the grid
@@ -244,6 +247,12 @@ def probe_rows(feats: FrameFeatures, states: Mapping[str, np.ndarray], targets: 
                     log(f"N={n:<4} {readout:<9} {probe:<5} {secs:5.1f} s  " +
                         " ".join(f"{k}={v:.2f}" for k, v in r2.items()))
     return rows
+
+
+def read_probe_csv(path: str | os.PathLike) -> list[dict]:
+    """Rows of a probe CSV (comment lines skipped) typed as :func:`probe_rows` made them where it matters:
+    ``r2`` a float (NaN = skipped variable), ``n_demos`` an int."""
+    return [{**r, "r2": float(r["r2"]), "n_demos": int(r["n_demos"])} for r in read_csv(path)]
 
 
 def is_baseline(encoder: str) -> bool:

@@ -1,0 +1,1 @@
+"""Benchmarks, each run from the repository root as ``python -m benchmarks.<name>``: camera_framing, dift_sweep, encoder_speed, env_speed, planner_speed, precision_speed, pretrain_ablation, probe_gate, transfer_protocols."""

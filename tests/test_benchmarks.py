@@ -1,0 +1,84 @@
+"""benchmarks/ as a package: every module runs as ``python -m benchmarks.<name>`` (only --help here: the
+benchmarks themselves take minutes to hours), imports no CLI module, and writes under runs/ unless committing."""
+
+import argparse
+import ast
+import importlib
+from pathlib import Path
+
+import pytest
+
+from benchmarks import _output
+
+BENCHMARKS = ("camera_framing", "dift_sweep", "encoder_speed", "env_speed", "planner_speed", "precision_speed",
+              "pretrain_ablation", "probe_gate", "transfer_protocols")
+FOLDER = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def test_every_benchmark_is_listed():
+    assert sorted(p.stem for p in FOLDER.glob("*.py") if not p.stem.startswith("_")) == sorted(BENCHMARKS)
+
+
+@pytest.mark.parametrize("name", BENCHMARKS)
+def test_help(name, capsys):
+    module = importlib.import_module(f"benchmarks.{name}")
+    with pytest.raises(SystemExit) as exit_:
+        module.main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert "--commit" in out and f"runs/benchmarks/{name}/" in out.replace("\n", "").replace(" ", "")
+
+
+@pytest.mark.parametrize("name", BENCHMARKS)
+def test_module_is_clean(name):
+    """No sys.path edits, no CLI imports, no environment changes at import, a main(argv) and a __main__ guard."""
+    source = (FOLDER / f"{name}.py").read_text()
+    tree = ast.parse(source)
+    assert "sys.path" not in source and "E402" not in source and "python benchmarks/" not in source
+    imported = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    imported += [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module]
+    assert not [m for m in imported if m.startswith(("robrep.cli", "robrep.commands"))]
+    for node in tree.body:  # module level: no os.environ access outside functions
+        if not isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.If)):
+            assert "environ" not in ast.unparse(node), ast.unparse(node)
+    main = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "main")
+    assert [a.arg for a in main.args.args] == ["argv"]
+    assert "__name__ == '__main__'" in ast.unparse(tree.body[-1])
+
+
+def parse(argv, committed="results/sub/table.csv", **kw):
+    parser = argparse.ArgumentParser()
+    _output.add_output_args(parser, "demo", committed, **kw)
+    return parser.parse_args(argv)
+
+
+def test_outputs_go_under_runs_unless_committed(capsys):
+    committed = "results/sub/table.csv"
+    assert _output.output_path(parse([]), "demo", committed) == Path("runs/benchmarks/demo/sub/table.csv")
+    assert _output.output_path(parse(["--commit"]), "demo", committed) == Path(committed)
+    assert _output.output_path(parse(["--out", "x/y.csv"]), "demo", committed) == Path("x/y.csv")
+    with pytest.raises(SystemExit):
+        parse(["--commit", "--out", "x.csv"])
+    assert "not allowed with" in capsys.readouterr().err
+    args = parse(["--out-dir", "d"], "results/probe_full", out_flag="--out-dir")
+    assert _output.output_path(args, "demo", "results/probe_full", out_attr="out_dir") == Path("d")
+
+
+def test_rebase_and_command():
+    assert _output.rebase("results/ablation/mae", "runs/benchmarks/x") == Path("runs/benchmarks/x/ablation/mae")
+    assert _output.rebase("other/file.csv", "r") == Path("r/other/file.csv")
+    assert _output.rebase("results/a.csv", None) == Path("results/a.csv")
+    assert _output.command("demo", ["--a", "1 2"]) == "python -m benchmarks.demo --a '1 2'"
+
+
+def test_probe_gate_reproduces_the_committed_gate_table():
+    """probe_gate reads probe CSVs through the library (robrep.probe.state_probe.read_probe_csv)."""
+    from benchmarks.probe_gate import gate_row
+    from robrep.probe.state_probe import read_probe_csv
+    from robrep.results import read_csv
+
+    folder = FOLDER.parent / "results" / "probe_full"
+    for ref in read_csv(folder / "gate.csv"):
+        row = gate_row(ref["encoder"], ref["task"], ref["budget"],
+                       read_probe_csv(folder / f"{ref['task']}_{ref['encoder']}.csv"))
+        assert {k: str(v) for k, v in row.items() if k in ref} == {k: v for k, v in ref.items() if k in row}
