@@ -29,9 +29,7 @@ def run(cfg: DictConfig) -> None:
     out = Path(cfg.out) if cfg.out else default_out(cfg, policy_cfg)
     encoder = None
     if policy_cfg["trunk"] in ENCODER_TRUNKS:
-        arch = OmegaConf.to_container(cfg.encoder.arch, resolve=True) or {}
-        encoder = EncoderSpec(str(cfg.encoder.name), cfg.weights, arch, init_seed=int(cfg.encoder_seed),
-                              precision=cfg.encoder_precision)
+        encoder = EncoderSpec.from_cfg(cfg)
     with thread_limit(cfg.threads):
         summary = train_policy(policy_cfg, cfg.dataset, int(cfg.n), int(cfg.seed), out, encoder=encoder,
                                cache_dir=cfg.cache_dir, use_language=cfg.use_language,

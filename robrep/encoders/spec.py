@@ -70,11 +70,14 @@ class EncoderSpec:
     @classmethod
     def from_cfg(cls, cfg: Any, precision: str | None = None) -> "EncoderSpec":
         """The spec of a command config: ``cfg.encoder.name`` and ``.arch`` (a ``configs/encoder`` group),
-        ``cfg.weights``, ``cfg.encoder_seed`` and ``cfg.encoder_precision`` (a resolved precision name;
+        ``cfg.weights``, ``cfg.encoder_seed`` and ``cfg.encoder_precision`` (``auto`` is resolved for ``cfg.device``;
         ``precision`` overrides it)."""
         from omegaconf import OmegaConf
+
+        from robrep.precision import resolve_precision
 
         arch = cfg.encoder.get("arch")
         arch = (OmegaConf.to_container(arch, resolve=True) if OmegaConf.is_config(arch) else dict(arch)) if arch else {}
         return cls(str(cfg.encoder.name), cfg.get("weights"), arch, init_seed=int(cfg.get("encoder_seed", 0)),
-                   precision=precision or str(cfg.get("encoder_precision", "float32")))
+                   precision=precision or resolve_precision(str(cfg.get("encoder_precision", "float32")),
+                                                            str(cfg.get("device", "cpu"))))
