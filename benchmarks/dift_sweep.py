@@ -6,8 +6,9 @@
 
 Takes ``--frames`` frames spread evenly over the episodes of the demo file, computes the features of
 every (up_block, t) (one U-Net pass per t serves all blocks) and fits closed-form ridge regressions
-from (a) mean-pooled tokens ``(C,)`` and (b) the feature map average-pooled to 4×4 and flattened
-``(16·C,)`` to each non-constant position dimension of ``obs/state`` (entries named ``*_pos`` in
+from (a) mean-pooled tokens ``(C,)`` (the ``mean`` readout) and (b) the feature map average-pooled to 4×4
+and flattened ``(16·C,)`` (the ``flat`` readout with 4 cells a side, channel-major here; CSV column
+``pooling``: ``mean`` / ``4x4``) to each non-constant position dimension of ``obs/state`` (entries named ``*_pos`` in
 ``env_args["state_spec"]``; the first 3 are the gripper xyz). Features are centred and divided by one
 global scale, targets standardised, both on the training folds; the ridge penalty is picked per target
 by grouped (by episode) inner cross-validation; R² is computed on the pooled out-of-fold predictions of

@@ -32,6 +32,7 @@ from benchmarks._output import RUNS, command, rebase
 from robrep import results
 from robrep.config import config_dir
 from robrep.encoders.checkpoint import read_checkpoint
+from robrep.readouts import SPATIAL_READOUTS
 
 NAME = "pretrain_ablation"
 ROBREP = [sys.executable, "-m", "robrep.cli"]
@@ -101,7 +102,7 @@ def summarise(cfg) -> list[dict]:
                 continue
             probe = [r for r in results.read_csv(path) if r["probe"] == "ridge" and int(r["n_demos"]) == n]
             for encoder in sorted({r["encoder"] for r in probe}):
-                for readout in ("mean", "flat", "keypoints"):
+                for readout in ("mean", "flat", "spatial_softmax"):
                     sel = {r["variable"]: _r2(r) for r in probe if r["encoder"] == encoder and r["readout"] == readout}
                     pos = {k: v for k, v in sel.items() if k.endswith("_pos") and not math.isnan(v)}
                     if not pos:
@@ -174,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     path = results.write_csv(rows, cfg.summary, comments=list(dict.fromkeys([*before, line])))
     print(f"{len(rows)} rows -> {path} ({(time.perf_counter() - t0) / 60:.1f} min)")
     for r in rows:
-        if r["readout"] in ("flat", "keypoints"):
+        if r["readout"] in SPATIAL_READOUTS:
             print(f"{r['variant']:<22} {r['task']:<11} {r['readout']:<9} grip {r['gripper_pos']} block {r['block_pos']} "
                   f"goal {r['goal_pos']} worst {r['worst_pos']} (baselines {r['baseline_best_worst']}) "
                   f"{r['pretrain_minutes']} min {r['pretrain_steps']} steps")

@@ -1,7 +1,7 @@
 """The representation gate for every in-domain encoder checkpoint of a budget, on every probe task.
 
 For each encoder ``weights/<encoder>_<budget>.pt`` and each task demo file, runs ``robrep probe`` (ridge and
-MLP, readouts global/mean/flat/keypoints, N = 10/50/100, baselines: raw pixels and the same architecture at
+MLP, readouts cls/mean/flat/spatial_softmax, N = 10/50/100, baselines: raw pixels and the same architecture at
 random init) into ``<out_dir>/<task>_<encoder>.csv`` and then reads the gate (N = 50, a spatial readout
 with ridge R² >= 0.9 on every position variable, above both baselines) from that CSV. Writes one row per
 (encoder, task) to ``<out_dir>/gate.csv``: verdict, the readouts that pass, and for each position variable
@@ -80,9 +80,9 @@ def gate_row(encoder: str, task: str, budget: str, rows: list[dict], n: int = 50
     for var in sorted({r["variable"] for r in rows if r["variable"].endswith(("_pos", "_xy", "_z"))}):
         out[f"{var}"] = round(best_spatial(rows, lambda r: not is_baseline(r["encoder"]), var, n), 3)
         out[f"{var}_baseline"] = round(best_spatial(rows, lambda r: is_baseline(r["encoder"]), var, n), 3)
-    global_rows = [r for r in mine if r["readout"] == "global" and r["probe"] == "ridge" and r["n_demos"] == n
-                   and r["variable"].endswith("_pos")]
-    out["global_token_worst_pos"] = round(min((r["r2"] for r in global_rows), default=float("nan")), 3)
+    cls_rows = [r for r in mine if r["readout"] == "cls" and r["probe"] == "ridge" and r["n_demos"] == n
+                and r["variable"].endswith("_pos")]
+    out["global_token_worst_pos"] = round(min((r["r2"] for r in cls_rows), default=float("nan")), 3)  # `cls` readout
     out["reason"] = details["reason"]
     return out
 

@@ -18,11 +18,11 @@ import torch
 from torch import nn
 
 from robrep.encoders.base import SpatialFeatures
-from robrep.readouts import make_readout
+from robrep.readouts import SPATIAL_READOUTS, make_readout
 
 #: Readouts whose output depends on where each token sits on the grid (dropped tokens are zeroed);
 #: the others are permutation-invariant pools (dropped tokens are removed).
-GRID_READOUTS = frozenset({"spatial_softmax"})
+GRID_READOUTS = frozenset(SPATIAL_READOUTS)
 
 
 def drop_tokens(tokens: torch.Tensor, p: float, keep_grid: bool) -> torch.Tensor:

@@ -4,6 +4,7 @@ blocks and round-trips, and ``robrep train`` runs end to end on a tiny real demo
 encoder."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,13 +20,16 @@ from policies.finetune import FinetuneTrunk, tail_modules, trainable_tail
 from policies.model import build_model
 from policies.normalization import Normalizer
 from policies.train import TrainConfig, evaluate_mse, fit, param_groups
-from policies.trunks import drop_tokens
+from policies.trunks import GRID_READOUTS, drop_tokens
 from robrep.cli import main
 from robrep.config import config_dir
 from robrep.collect import collect_demos
 from robrep.data.demo_file import DemoFile, DemoFileError
 from robrep.data.feature_cache import FeatureCache, compute_features
-from robrep.encoders import load_encoder, save_checkpoint
+from robrep.encoders import SpatialFeatures, load_encoder, save_checkpoint
+from robrep.probe.state_probe import FrameFeatures
+from robrep.readouts import (POLICY_READOUTS, READOUT_NAMES, READOUT_VOCABULARY, READOUTS, SPATIAL_READOUTS,
+                             FlatReadout, UnknownReadoutError, make_readout)
 
 ARCH = dict(input_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2)
 TINY_ARCH = [f"encoder.arch.{k}={v}" for k, v in ARCH.items()]
@@ -159,6 +163,59 @@ def test_random_shift_keeps_shape_and_shifts():
     assert torch.equal(RandomShift(pad=0).train()(x), x)
 
 
+# ---------------------------------------------------------------------------------------------- readouts
+FEATURE_META = {"action_dim": 4, "proprio_dim": 4, "feature_dim": 8, "grid": [6, 6], "has_global_token": True}
+
+
+def test_policy_readouts_are_the_shared_vocabulary():
+    assert READOUT_NAMES == tuple(READOUT_VOCABULARY) and all(READOUT_VOCABULARY.values())
+    assert tuple(READOUTS) == POLICY_READOUTS and set(POLICY_READOUTS) <= set(READOUT_NAMES)
+    assert GRID_READOUTS == set(SPATIAL_READOUTS)
+    root = Path(config_dir())
+    named = {OmegaConf.load(f).readout for f in root.glob("encoder/*.yaml")}
+    arms = [OmegaConf.load(f).get("policy", {}) for f in root.glob("arm/*.yaml")]
+    named |= {arm.readout for arm in arms if "readout" in arm}
+    assert named and named <= set(POLICY_READOUTS), named
+    for name in POLICY_READOUTS:  # every one builds a feature policy
+        model = build_model(policy_cfg(readout=name), FEATURE_META)
+        frames = {"tokens": torch.randn(3, 36, 8), "global_token": torch.randn(3, 8)}
+        assert model.trunk(frames).shape == (3, model.trunk.output_dim)
+
+
+@pytest.mark.parametrize("name", ["global", "keypoints", "spatialsoftmax"])
+def test_unknown_policy_readout_names_the_vocabulary(name):
+    vocabulary = "cls, mean, flat, spatial_softmax, attention"
+    with pytest.raises(UnknownReadoutError, match=f"unknown readout '{name}'.*{vocabulary}"):
+        build_model(policy_cfg(readout=name), FEATURE_META)
+    with pytest.raises(UnknownReadoutError, match=vocabulary):
+        make_readout(name, 8, (6, 6))
+
+
+def test_flat_readout_shape_and_pooling():
+    tokens = torch.randn(2, 36, 8)
+    head = FlatReadout(8, (6, 6), cells=3)
+    out = head(SpatialFeatures(tokens, (6, 6)))
+    assert out.shape == (2, 3 * 3 * 8) == (2, head.output_dim) and not list(head.parameters())
+    blocks = tokens.reshape(2, 3, 2, 3, 2, 8).mean(dim=(2, 4))  # (B, 3, 3, D): 2x2 cells, row-major
+    torch.testing.assert_close(out, blocks.reshape(2, -1))  # cell-major: D contiguous per cell
+    small = FlatReadout(8, (2, 3), cells=6)  # a grid coarser than `cells` is flattened as is
+    assert small.output_dim == 2 * 3 * 8
+    torch.testing.assert_close(small(SpatialFeatures(tokens[:, :6], (2, 3))), tokens[:, :6].reshape(2, -1))
+    default = make_readout("flat", 8, (12, 12))
+    assert default.output_dim == 6 * 6 * 8  # cells = 6, as the probe's flat_cells
+    # the probe's parameter-free `flat` is the same readout
+    probe = FrameFeatures({"e": tokens}, (6, 6), flat_cells=3).features("flat", ["e"], ["e"])[0]
+    np.testing.assert_allclose(probe, out.numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_flat_readout_policy_keeps_the_grid_under_token_dropout():
+    cfg = policy_cfg(readout="flat", readout_kwargs={"cells": 2}, token_dropout=0.5)
+    model = build_model(cfg, FEATURE_META)
+    assert model.trunk.output_dim == 2 * 2 * 8
+    out = model.trunk.train()({"tokens": torch.randn(4, 36, 8)})
+    assert out.shape == (4, 32)
+
+
 # ---------------------------------------------------------------------------------------------- heads
 def test_mlp_head_overfits_a_handful_of_actions(tiny_data):
     data, meta = tiny_data
@@ -169,6 +226,18 @@ def test_mlp_head_overfits_a_handful_of_actions(tiny_data):
     result = fit_quick(model, data, steps=300)
     assert result.history[-1]["train_loss"] < 0.1 * result.history[0]["train_loss"]
     assert result.train_mse < 0.05 * before and result.train_mse < 0.01, (before, result.train_mse)
+
+
+def test_flat_readout_policy_overfits_a_handful_of_actions(tiny_data):
+    data, meta = tiny_data
+    cfg = policy_cfg(readout="flat", readout_kwargs={"cells": 2},
+                     head_kwargs={"hidden": 128, "layers": 2, "dropout": 0.0})
+    model = build_model(cfg, meta)
+    assert model.trunk.output_dim == 2 * 2 * meta["feature_dim"]
+    model.set_statistics(data.proprio, data.actions, 1e-2)
+    before = evaluate_mse(model, data)
+    result = fit_quick(model, data, steps=300)
+    assert result.train_mse < 0.05 * before, (before, result.train_mse)
 
 
 def test_gmm_nll_decreases_and_acts_deterministically(tiny_data):

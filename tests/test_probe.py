@@ -14,8 +14,12 @@ from robrep.commands.probe import COLUMNS, read_csv
 from robrep.data.demo_file import DemoFile
 from robrep.data.feature_cache import FeatureCache, compute_features
 from robrep.encoders.vit import ViTEncoder
-from robrep.probe.state_probe import (FrameFeatures, even_frames, gate, mlp_probe, probe_rows, ridge_probe,
+from robrep.commands.probe import run as run_probe
+from robrep.config import compose
+from robrep.probe.plot import format_table
+from robrep.probe.state_probe import (READOUTS, FrameFeatures, even_frames, gate, mlp_probe, probe_rows, ridge_probe,
                                       state_targets, variable_r2)
+from robrep.readouts import PROBE_READOUTS, READOUT_NAMES, SPATIAL_READOUTS, UnknownReadoutError
 
 TINY_ARCH = ["encoder.arch.input_size=32", "encoder.arch.patch_size=8", "encoder.arch.embed_dim=32",
              "encoder.arch.depth=1", "encoder.arch.num_heads=2"]
@@ -91,8 +95,8 @@ def test_readouts_and_rows_on_real_features(demos, tmp_path):
     ep = valid[0]
     t = len(states[ep])
     shapes = {r: feats.features(r, subsets[5], [ep])[0].shape for r in feats.readouts}
-    assert shapes == {"global": (t, 32), "mean": (t, 32), "flat": (t, 16 * 32), "keypoints": (t, 8)}
-    kp = feats.features("keypoints", subsets[5], [ep])[0]
+    assert shapes == {"cls": (t, 32), "mean": (t, 32), "flat": (t, 16 * 32), "spatial_softmax": (t, 8)}
+    kp = feats.features("spatial_softmax", subsets[5], [ep])[0]
     assert np.abs(kp).max() <= 1.0
     rows = probe_rows(feats, states, targets, subsets, valid, probes=["ridge"])
     assert len(rows) == 4 * len(targets)
@@ -108,8 +112,8 @@ def row(enc: str, readout: str, var: str, r2: float, n: int = 50) -> dict:
 def gate_rows(block: float = 0.95, baseline: float = 0.5) -> list[dict]:
     rows = []
     for var, good in [("gripper_pos", 0.97), ("block_pos", block), ("goal_pos", 0.93)]:
-        rows += [row("mae", "flat", var, good), row("mae", "keypoints", var, 0.6), row("mae", "mean", var, 0.99),
-                 row("mae_random", "flat", var, baseline), row("mae_random", "keypoints", var, 0.3),
+        rows += [row("mae", "flat", var, good), row("mae", "spatial_softmax", var, 0.6), row("mae", "mean", var, 0.99),
+                 row("mae_random", "flat", var, baseline), row("mae_random", "spatial_softmax", var, 0.3),
                  row("pixels", "flat", var, 0.4), row("mae", "flat", var, 0.1, n=10)]
     rows += [row("mae", "flat", "gripper_opening", 0.2), row("mae", "flat", "button_pos", float("nan"))]
     return rows
@@ -126,6 +130,46 @@ def test_gate():
     passed, _ = gate(gate_rows(block=0.95, baseline=0.95))  # a tie is not strictly above
     assert not passed
     assert not gate(gate_rows(), n=100)[0]
+    passed, details = gate(gate_rows(block=0.85))
+    assert "spatial_softmax: " in details["reason"] and set(details["readouts"]) == set(SPATIAL_READOUTS)
+
+
+def synthetic_features(global_tokens: bool = True) -> tuple[FrameFeatures, dict, dict, dict, list]:
+    """Random tokens on a 4x4 grid (D = 8) for 6 episodes of 10 frames, states = 3-D positions."""
+    gen = torch.Generator().manual_seed(0)
+    eps = [f"demo_{i}" for i in range(6)]
+    tokens = {e: torch.randn(10, 16, 8, generator=gen) for e in eps}
+    glob = {e: torch.randn(10, 8, generator=gen) for e in eps} if global_tokens else None
+    states = {e: np.random.default_rng(i).standard_normal((10, 3)) for i, e in enumerate(eps)}
+    feats = FrameFeatures(tokens, (4, 4), glob, num_keypoints=2)
+    return feats, states, {"block_pos": slice(0, 3)}, {4: eps[:4]}, eps[4:]
+
+
+def test_probe_readouts_are_the_shared_vocabulary():
+    assert READOUTS == PROBE_READOUTS and set(READOUTS) <= set(READOUT_NAMES)
+    assert set(SPATIAL_READOUTS) <= set(READOUTS)
+    assert set(compose("probe").readouts) <= set(PROBE_READOUTS)
+    feats, states, targets, subsets, valid = synthetic_features()
+    assert feats.readouts == PROBE_READOUTS
+    assert synthetic_features(global_tokens=False)[0].readouts == ("mean", "flat", "spatial_softmax")
+    rows = probe_rows(feats, states, targets, subsets, valid, probes=["ridge"])
+    assert [r["readout"] for r in rows] == list(PROBE_READOUTS)
+    table = format_table([{**r, "encoder": "enc"} for r in rows], 4)
+    assert [line.split()[0] for line in table.splitlines()[1:]] == [f"enc/{r}" for r in PROBE_READOUTS]
+
+
+@pytest.mark.parametrize("name", ["global", "keypoints", "cls_token"])
+def test_unknown_probe_readout_names_the_vocabulary(name):
+    feats, states, targets, subsets, valid = synthetic_features()
+    vocabulary = "cls, mean, flat, spatial_softmax, attention"
+    with pytest.raises(UnknownReadoutError, match=f"unknown readout '{name}'.*{vocabulary}"):
+        probe_rows(feats, states, targets, subsets, valid, readouts=["mean", name], probes=["ridge"])
+    with pytest.raises(UnknownReadoutError, match=vocabulary):
+        feats.features(name, subsets[4], valid)
+    with pytest.raises(UnknownReadoutError, match=vocabulary):  # before any data or encoder is loaded
+        run_probe(compose("probe", [f"readouts=[cls,{name}]", "dataset=/nonexistent.hdf5"]))
+    with pytest.raises(ValueError, match="'attention' is not available for the state probe"):  # trainable only
+        probe_rows(feats, states, targets, subsets, valid, readouts=["attention"], probes=["ridge"])
 
 
 def test_cli_probe_writes_tidy_csv(demos, tmp_path):
@@ -144,11 +188,12 @@ def test_cli_probe_writes_tidy_csv(demos, tmp_path):
     with DemoFile(demos) as d:
         n_vars = len(state_targets(d.env_args["state_spec"], split_height=True))  # the CLI default
         n_valid_frames = d.num_samples(d.demo_names("valid")[0])
-    # mae and mae_random: 4 readouts; pixels: flat only; 2 probes, 2 sizes
+    # mae and mae_random: 4 readouts (cls, mean, flat, spatial_softmax); pixels: flat only; 2 probes, 2 sizes
     assert len(rows) == (4 + 4 + 1) * 2 * 2 * n_vars
     keys = {(r["encoder"], r["readout"], r["probe"], r["n_demos"], r["variable"]) for r in rows}
     assert len(keys) == len(rows)
     assert {r["encoder"] for r in rows} == {"mae", "mae_random", "pixels"}
+    assert {r["readout"] for r in rows} == set(PROBE_READOUTS)
     assert {r["n_demos"] for r in rows} == {5, 10}
     assert all(r["r2"] <= 1.0 or math.isnan(r["r2"]) for r in rows)
     assert all(int(r["n_test_frames"]) == min(20, n_valid_frames) for r in rows)  # one valid demo

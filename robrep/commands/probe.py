@@ -27,7 +27,8 @@ from robrep.encoders.base import Encoder
 from robrep.encoders.registry import list_encoders
 from robrep.probe.plot import format_table, plot_probe
 from robrep.threads import thread_limit
-from robrep.probe.state_probe import FrameFeatures, even_frames, gate, probe_rows, state_targets
+from robrep.probe.state_probe import READOUTS, FrameFeatures, even_frames, gate, probe_rows, state_targets
+from robrep.readouts import check_readouts
 
 COLUMNS = ("encoder", "weights_hash", "readout", "probe", "n_demos", "variable", "r2", "n_train_frames",
            "n_test_frames", "seconds")
@@ -86,6 +87,7 @@ def read_csv(path: str | os.PathLike) -> list[dict]:
 
 def run(cfg: DictConfig) -> None:
     start = time.perf_counter()
+    check_readouts(cfg.readouts, READOUTS, "the state probe")  # before any feature is computed
     label = Path(str(cfg.encoder.name)).stem
     out = Path(cfg.out or f"runs/probe/probe_{Path(cfg.dataset).stem}_{label}.csv")
     log = print if cfg.progress else None

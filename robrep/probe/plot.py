@@ -1,4 +1,5 @@
-"""Bar plot and text table of state-probe results (tidy rows as written by ``robrep probe``)."""
+"""Bar plot and text table of state-probe results (tidy rows as written by ``robrep probe``); readouts
+are ordered and labelled by their names in the shared vocabulary (:data:`robrep.readouts.PROBE_READOUTS`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from robrep.probe.state_probe import READOUTS
+from robrep.readouts import PROBE_READOUTS
 from robrep.results import atomic_path
 
 
@@ -34,7 +35,7 @@ def format_table(rows: Sequence[Mapping], n: int, probe: str = "ridge") -> str:
     if not sel:
         return f"(no {probe} rows at N={n})"
     encoders = ordered([k[0] for k in sel], [])
-    readouts = ordered([k[1] for k in sel], READOUTS)
+    readouts = ordered([k[1] for k in sel], PROBE_READOUTS)
     variables = ordered([k[2] for k in sel], [])
     width = max(10, *(len(v) + 1 for v in variables))
     label_w = max(len(f"{e}/{r}") for e, r, _ in sel) + 2
@@ -60,7 +61,7 @@ def plot_probe(rows: Sequence[Mapping], path: str | os.PathLike, n: int, probe: 
 
     sel = {k: v for k, v in select(rows, n, probe).items() if not math.isnan(v)}
     encoders = ordered([k[0] for k in sel], [])
-    readouts = ordered([k[1] for k in sel], READOUTS)
+    readouts = ordered([k[1] for k in sel], PROBE_READOUTS)
     variables = ordered([k[2] for k in sel], [])
     fig, axes = plt.subplots(1, max(1, len(variables)), figsize=(2.2 + 2.6 * max(1, len(variables)), 3.4),
                              sharey=True, squeeze=False)
@@ -71,7 +72,7 @@ def plot_probe(rows: Sequence[Mapping], path: str | os.PathLike, n: int, probe: 
             ys = [max(sel[(enc, ro, var)], -0.2) for ro in readouts if (enc, ro, var) in sel]
             ax.bar(xs, ys, width, label=enc, color=f"C{i}")
         ax.axhline(0.9, color="k", lw=0.8, ls="--")
-        ax.set_xticks(range(len(readouts)), readouts, rotation=30)
+        ax.set_xticks(range(len(readouts)), readouts, rotation=30, ha="right", rotation_mode="anchor")
         ax.set_ylim(-0.2, 1.0)
         ax.set_title(var)
         ax.grid(axis="y", alpha=0.3)

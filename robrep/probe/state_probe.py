@@ -4,7 +4,8 @@ Pieces (all numpy/torch, CPU):
 
 * :func:`state_targets` picks the targets of a ``state_spec``: every ``*_pos`` entry and ``gripper_opening``.
 * :class:`FrameFeatures` holds the subsampled tokens of one encoder and builds the fixed (non-learned)
-  readouts ``global``, ``mean``, ``flat`` and ``keypoints`` (see :data:`READOUTS`).
+  readouts ``cls``, ``mean``, ``flat`` and ``spatial_softmax`` (:data:`robrep.readouts.PROBE_READOUTS`, named
+  in the one readout vocabulary :data:`robrep.readouts.READOUT_VOCABULARY`).
 * :func:`ridge_probe` (closed-form, grouped CV, :mod:`robrep.probe.ridge`) and :func:`mlp_probe`
   (1 hidden layer, early stopping on held-out training episodes) map ``(N, F)`` features to ``(N, K)`` targets.
 * :func:`variable_r2` scores a variable as ``1 - ΣSSE/ΣSST`` pooled over its dims (NaN = skipped).
@@ -25,14 +26,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from robrep.probe import ridge
+from robrep.readouts import PROBE_READOUTS, SPATIAL_READOUTS, check_readout, check_readouts, pool_tokens
 from robrep.results import read_csv
 
-#: Fixed readouts of a token map. ``flat``: the map average-pooled to at most ``flat_cells`` × ``flat_cells``
-#: cells (adaptive pooling), flattened cell-major ``(cells·D,)``; ``keypoints``: spatial softmax over the grid
-#: of the projections on the top-K token PCs (fitted on the training frames), expected (x, y) per PC.
-#: In :func:`probe_rows`, inputs wider than ``max_features`` (flat: 36·D) go through :func:`reduce_dim` first.
-READOUTS = ("global", "mean", "flat", "keypoints")
-SPATIAL_READOUTS = ("flat", "keypoints")
+#: Fixed (parameter-free) readouts of a token map, in the shared vocabulary: ``cls`` = the global token;
+#: ``mean``; ``flat``: the map average-pooled to at most ``flat_cells`` × ``flat_cells`` cells (adaptive
+#: pooling, :func:`robrep.readouts.pool_tokens`), flattened cell-major ``(cells·D,)``; ``spatial_softmax``:
+#: softmax over the grid of the projections on the top-K token PCs (fitted on the training frames),
+#: expected (x, y) per PC. In :func:`probe_rows`, inputs wider than ``max_features`` (flat: 36·D) go
+#: through :func:`reduce_dim` first.
+READOUTS = PROBE_READOUTS
 PROBES = ("ridge", "mlp")
 
 
@@ -58,14 +61,6 @@ def even_frames(num_frames: int, max_frames: int) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, num_frames - 1, max_frames)).astype(int))
 
 
-def pool_tokens(tokens: torch.Tensor, grid: tuple[int, int], max_cells: int) -> torch.Tensor:
-    """``(B, h·w, D)`` → ``(B, h'·w', D)`` average-pooled (adaptive) to at most ``max_cells`` per side."""
-    b, _, d = tokens.shape
-    fmap = tokens.transpose(1, 2).reshape(b, d, *grid)
-    out = F.adaptive_avg_pool2d(fmap, (min(grid[0], max_cells), min(grid[1], max_cells)))
-    return out.flatten(2).transpose(1, 2)
-
-
 def grid_coords(grid: tuple[int, int]) -> torch.Tensor:
     """``(h·w, 2)`` (x, y) of the cell centres in [-1, 1] (x right, y down, row-major)."""
     h, w = grid
@@ -86,12 +81,13 @@ class FrameFeatures:
 
     @property
     def readouts(self) -> tuple[str, ...]:
-        return tuple(r for r in READOUTS if r != "global" or self.global_tokens is not None)
+        """The readouts these features offer: :data:`READOUTS`, without ``cls`` when there is no global token."""
+        return tuple(r for r in READOUTS if r != "cls" or self.global_tokens is not None)
 
     def _fixed(self, readout: str, ep: str) -> np.ndarray:
         if (readout, ep) not in self._memo:
             tok = self.tokens[ep].float()
-            if readout == "global":
+            if readout == "cls":
                 x = self.global_tokens[ep].float()
             elif readout == "mean":
                 x = tok.mean(1)
@@ -116,20 +112,20 @@ class FrameFeatures:
         skew = sum(((self.tokens[ep].reshape(-1, d).float() - mu) @ basis).pow(3).sum(0) for ep in fit_eps)
         return mu, basis * torch.where(skew < 0, -1.0, 1.0)
 
-    def keypoints(self, tokens: torch.Tensor, mu: torch.Tensor, basis: torch.Tensor) -> np.ndarray:
+    def spatial_softmax(self, tokens: torch.Tensor, mu: torch.Tensor, basis: torch.Tensor) -> np.ndarray:
         """``(B, N, D)`` → ``(B, 2K)``: softmax over the grid of the PC scores / temperature, expected (x, y)."""
         heat = (tokens.float() - mu) @ basis  # (B, N, K)
         attn = torch.softmax(heat / self.temperature, dim=1)
         return torch.einsum("bnk,nc->bkc", attn, grid_coords(self.grid)).flatten(1).numpy()
 
     def features(self, readout: str, fit_eps: Sequence[str], eps: Sequence[str]) -> list[np.ndarray]:
-        """Readout ``(T_e, F)`` of each of ``eps``; ``keypoints`` is fitted on the frames of ``fit_eps``."""
-        if readout not in self.readouts:
-            raise ValueError(f"readout {readout!r} is not available here; available: {self.readouts}")
-        if readout != "keypoints":
+        """Readout ``(T_e, F)`` of each of ``eps``; ``spatial_softmax`` is fitted on the frames of ``fit_eps``.
+        A name outside the vocabulary is an :class:`robrep.readouts.UnknownReadoutError`."""
+        check_readout(readout, self.readouts, "these probe features")
+        if readout != "spatial_softmax":
             return [self._fixed(readout, ep) for ep in eps]
         mu, basis = self.keypoint_basis(fit_eps)
-        return [self.keypoints(self.tokens[ep], mu, basis) for ep in eps]
+        return [self.spatial_softmax(self.tokens[ep], mu, basis) for ep in eps]
 
 
 def reduce_dim(x_tr: np.ndarray, x_te: np.ndarray, max_features: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -216,9 +212,12 @@ def probe_rows(feats: FrameFeatures, states: Mapping[str, np.ndarray], targets: 
                mlp_kwargs: Mapping[str, object] | None = None,
                log: Callable[[str], None] | None = None) -> list[dict]:
     """Fit every probe on every readout for each fitting set ``subsets[N]`` (episode names) and score it on
-    the ``valid`` episodes. ``states[ep]`` is ``(T_e, S)`` aligned with the frames of ``feats``. Readouts
-    the features lack are skipped. Returns tidy rows (readout, probe, n_demos, variable, r2, n_train_frames,
-    n_test_frames, seconds = readout fitting + probe fit/predict time)."""
+    the ``valid`` episodes. ``states[ep]`` is ``(T_e, S)`` aligned with the frames of ``feats``. Every name in
+    ``readouts`` must be a probe readout (:data:`READOUTS`; an unknown name is an error listing the readout
+    vocabulary); those the features lack (``cls`` without a global token) are skipped. Returns tidy rows
+    (readout, probe, n_demos, variable, r2, n_train_frames, n_test_frames, seconds = readout fitting + probe
+    fit/predict time)."""
+    readouts = check_readouts(readouts, READOUTS, "the state probe")
     cols = np.concatenate([np.arange(s.stop)[s] for s in targets.values()])
     y_te = np.concatenate([states[ep] for ep in valid])
     rows = []
@@ -244,7 +243,7 @@ def probe_rows(feats: FrameFeatures, states: Mapping[str, np.ndarray], targets: 
                               n_train_frames=len(x_tr), n_test_frames=len(x_te), seconds=secs)
                          for var, val in r2.items()]
                 if log:
-                    log(f"N={n:<4} {readout:<9} {probe:<5} {secs:5.1f} s  " +
+                    log(f"N={n:<4} {readout:<15} {probe:<5} {secs:5.1f} s  " +
                         " ".join(f"{k}={v:.2f}" for k, v in r2.items()))
     return rows
 
@@ -261,7 +260,7 @@ def is_baseline(encoder: str) -> bool:
 
 
 def gate(rows: Sequence[Mapping], n: int = 50, threshold: float = 0.9) -> tuple[bool, dict]:
-    """Pass when, for at least one spatial readout (``flat``/``keypoints``) of the (single) non-baseline
+    """Pass when, for at least one spatial readout (``flat``/``spatial_softmax``) of the (single) non-baseline
     encoder, the ridge R² at ``n`` demos of every position variable (``*_pos``, not skipped) is
     ``>= threshold`` and strictly above the best spatial-readout R² of the baselines for that variable.
     Returns ``(passed, details)``: details has ``encoder``, ``variables``, ``baseline_best``, per-readout
