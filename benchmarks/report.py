@@ -16,7 +16,8 @@ from robrep.results import read_csv, read_csv_comments, write_text
 
 ROOT = Path(__file__).resolve().parent.parent
 BEGIN, END = "<!-- costs:begin -->", "<!-- costs:end -->"
-POS, SPATIAL = ("gripper_pos", "block_pos", "goal_pos"), ("flat", "keypoints", "spatial_softmax", "attention")
+POS, SPATIAL = ("gripper_pos", "block_pos", "goal_pos"), ("flat", "spatial_softmax", "attention")
+OLD_READOUT = {"global": "cls", "keypoints": "spatial_softmax"}  # probe CSVs written before the one readout vocabulary
 CONTROLS = ("_random", "_finetune")  # arms asking what pretraining / freezing adds: controls, not contenders
 GATE_N, GATES = 50, ("pass", "fail", "reported")  # the gate's demo count and verdicts
 
@@ -168,11 +169,12 @@ def protocols_section(res: Path, path: Path) -> list[str]:
 
 
 def probe_r2(path: Path, n: int = GATE_N) -> dict:
-    """{(features, readout): {variable: ridge R²}} at ``n`` demos."""
+    """{(features, readout): {variable: ridge R²}} at ``n`` demos, readouts named in the one vocabulary."""
     out: dict = {}
     for r in read_csv(path) if path.exists() else []:
         if r["probe"] == "ridge" and int(r["n_demos"]) == n:
-            out.setdefault((r["encoder"], r["readout"]), {})[r["variable"]] = num(r["r2"])
+            key = (r["encoder"], OLD_READOUT.get(r["readout"], r["readout"]))
+            out.setdefault(key, {})[r["variable"]] = num(r["r2"])
     return out
 
 
@@ -180,12 +182,10 @@ def probe_quick_section(res: Path, files: list[Path]) -> list[str]:
     out = ["## State probes of the quick checkpoints (`robrep probe`)",
            "Ridge probes regress privileged state (gripper, block, goal positions) from frozen features on nested "
            "N-demo subsets, scored by R² on held-out episodes, next to pixels and the random-init architecture "
-           f"(`*_random`); `global` = `cls`, `keypoints` = a fixed spatial softmax. Shown: N = {GATE_N}; worst = the "
-           "lowest of the three positions."]
+           f"(`*_random`). Shown: N = {GATE_N}; worst = the lowest of the three positions."]
     for task in sorted({re.match(r"probe_(.+)_demos_", f.name).group(1) for f in files}):
-        rows: dict = {}
-        for f in (f for f in files if f.name.startswith(f"probe_{task}_demos_")):
-            rows = {**probe_r2(f), **rows}
+        rows = {k: v for f in reversed(files) if f.name.startswith(f"probe_{task}_demos_")  # first file wins
+                for k, v in probe_r2(f).items()}
         worst = {k: min(v.get(p, math.nan) for p in POS) for k, v in rows.items()}
         is_base = lambda k: k[0] == "pixels" or k[0].endswith("_random")  # noqa: E731
         out.append(f"### {task}\n\n" + table(["features", "readout", *POS, "worst"], [
@@ -248,8 +248,8 @@ def gate_section(res: Path, _) -> list[str]:
             lf = long / "{task}_mae.csv"
             out += compare("`flat` readout, full → long budget, next to the baselines:", ("push", "pick_place"),
                            [("full", full / "{task}_mae.csv", "mae", "flat"), ("long", lf, "mae", "flat"),
-                            ("random init flat", lf, "mae_random", "flat"),
-                            ("random init keypoints", lf, "mae_random", "keypoints"), ("pixels", lf, "pixels", "flat")])
+                            ("random init flat", lf, "mae_random", "flat"), ("pixels", lf, "pixels", "flat"),
+                            ("random init spatial_softmax", lf, "mae_random", "spatial_softmax")])
         out += tail(res, [p.with_suffix(".png") for p in d.glob("*.csv")], sorted(d.glob("*.csv")))
     return ["## The representation gate (`python -m benchmarks.probe_gate`)",
             f"The gate: at N = {GATE_N}, a spatial readout with ridge R² ≥ 0.9 on every position variable, above "
