@@ -1,0 +1,399 @@
+"""The results report: results/REPORT.md and README.md's costs block, rendered from the committed CSVs under results/
+(every table, figure and number-bearing sentence comes from a CSV; the prose here is number-free; sorted rows and fixed
+rounding make the output byte-identical on re-runs).
+
+    python -m benchmarks.report [--check]    # rewrite both; --check: exit 1 if either is stale
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+from pathlib import Path
+
+from robrep.results import read_csv, read_csv_comments, write_text
+
+ROOT = Path(__file__).resolve().parent.parent
+BEGIN, END = "<!-- costs:begin -->", "<!-- costs:end -->"
+POS, SPATIAL = ("gripper_pos", "block_pos", "goal_pos"), ("flat", "spatial_softmax", "attention")
+OLD_READOUT = {"global": "cls", "keypoints": "spatial_softmax"}  # probe CSVs written before the one readout vocabulary
+CONTROLS = ("_random", "_finetune")  # arms asking what pretraining / freezing adds: controls, not contenders
+GATE_N, GATES = 50, ("pass", "fail", "reported")  # the gate's demo count and verdicts
+
+
+def num(x) -> float:
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def fx(x, d: int = 3) -> str:
+    return "–" if math.isnan(num(x)) else f"{num(x):.{d}f}"
+
+
+def rate(r: dict, k: str = "success_rate", lo: str = "ci_low", hi: str = "ci_high") -> str:
+    return f"{100 * num(r[k]):.0f} % [{100 * num(r[lo]):.0f}, {100 * num(r[hi]):.0f}]"
+
+
+def diff(d, lo, hi) -> str:
+    verdict = "resolved above" if num(lo) > 0 else "resolved below" if num(hi) < 0 else "unresolved"
+    return f"{num(d):+.2f} [{num(lo):+.2f}, {num(hi):+.2f}] ({verdict})"
+
+
+def listing(items) -> str:
+    return ", ".join(items) or "none"
+
+
+def table(header: list, rows: list[list]) -> str:
+    return "\n".join(["| " + " | ".join(map(str, header)) + " |", "|" + "---|" * len(header)]
+                     + ["| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |" for r in rows])
+
+
+def csv_table(rows: Path | list[dict], cols: list[str] | None = None) -> str:
+    """CSV rows (or a CSV's path) as written; floats with a long tail cut to 4 decimals."""
+    rows = read_csv(rows) if isinstance(rows, Path) else rows
+    cut = lambda x: f"{float(x):.4f}" if re.fullmatch(r"-?\d+\.\d{6,}", x or "") else (x or "–")  # noqa: E731
+    return table(cols or list(rows[0]), [[cut(r.get(c, "")) for c in cols or list(rows[0])] for r in rows])
+
+
+def tail(res: Path, pngs: list[Path], csvs: list[Path]) -> list[str]:
+    """Figures (relative to results/) and commands (comment lines, `command` column) of the CSVs a section used."""
+    rel = [p.relative_to(res).as_posix() for p in sorted(pngs) if p.exists()]
+    figs = "\n".join(f"![{r}]({r})" if len(rel) <= 2 else f'<img src="{r}" alt="{r}" width="320">' for r in rel)
+    cmds = [x for p in csvs if p.exists() for x in [f"# --- {p.relative_to(res).as_posix()}", *read_csv_comments(p),
+                                                     *sorted({r.get("command") or "" for r in read_csv(p)} - {""})]]
+    return [figs, "Made by (each CSV's comment lines and `command` column):\n\n```\n" + "\n".join(cmds) + "\n```"]
+
+
+SWEEPS = {  # sweep directory: (title, what it measures)
+    "push": ("Full data-efficiency sweep: push (`robrep sweep task=push`)",
+             "Every arm at several demo counts N and training seeds: frozen encoders (full-budget weights, default "
+             "readout, MLP head) against end-to-end arms trained from scratch on the same demos, all evaluated on the "
+             "same held-out layouts and compared episode by episode. `*_shift` heads train on seeded translated "
+             "feature copies (the frozen counterpart of the CNN's random shift). From-scratch arms train a fixed "
+             "number of steps whatever N is: at the largest N they are step-limited rather than data-limited."),
+    "push_quick": ("Main job: the quick sweep (`robrep quickstart`)",
+                   "The committed run of the main job: frozen encoder heads on committed quick weights against a "
+                   "from-scratch baseline. Its size makes it a smoke test, not a ranking."),
+    "push_confirm": ("Protocol: clean control (`robrep sweep preset=confirm`)",
+                     "Quick-budget encoders against the augmented from-scratch CNN, clean demos and evaluation. "
+                     "Controls: `mae_random` (random-init frozen MAE), `mae_finetune` (its last blocks trained)."),
+    "push_varied_heldout": ("Protocol: demos varied, evaluation held out (`robrep sweep preset=visual_heldout`)",
+                            "Demos with varied textures, colours, lights and distractors; evaluation in the "
+                            "held-out visual pools; encoders from leave-one-task-out play-corpus weights."),
+    "push_loto": ("Protocol: leave one task out (`robrep sweep preset=loto`)",
+                  "The visual-heldout policies evaluated in the demos' own varied setting: the encoders never saw a "
+                  "frame of the evaluation task in pretraining."),
+}
+
+
+def sweep_section(res: Path, d: Path, title: str, what: str) -> list[str]:
+    summ, cells, pairs = (read_csv(d / f) if (d / f).exists() else []
+                          for f in ("summary.csv", "table.csv", "paired.csv"))
+    cell, paired = {(r["arm"], int(r["n"])): r for r in summ}, {(r["a"], r["b"], int(r["n"])): r for r in pairs}
+    arms, ns = sorted({a for a, _ in cell}), sorted({n for _, n in cell})
+    seeds = sorted({int(r["seeds"]) for r in summ})
+    scratch = sorted({r["arm"] for r in cells if not r.get("encoder")}) or [a for a in ("cnn", "resnet18") if a in arms]
+    pd = lambda p: diff(p["diff"], p["ci_low"], p["ci_high"])  # noqa: E731
+    span = lambda r: (f" ({100 * num(r['seed_min']):.0f}–{100 * num(r['seed_max']):.0f})"  # noqa: E731
+                      if int(r["seeds"]) > 1 else "")
+    episodes = listing(sorted({r["episodes"] for r in cells}, key=int))
+    out = [f"## {title}", what,
+           f"Success pooled over training seeds [Wilson 95 %] (range over seeds); {listing(map(str, seeds))} training "
+           f"seed(s) per cell, {episodes} evaluation episodes per cell. From scratch: {listing(scratch)}.",
+           table(["arm", *(f"N = {n}" for n in ns)],
+                 [[a, *(rate(cell[a, n]) + span(cell[a, n]) if (a, n) in cell else "" for n in ns)] for a in arms])]
+    lines = []
+    for n in ns:
+        frozen = [a for a in arms if a not in scratch and not a.endswith(CONTROLS) and (a, n) in cell]
+        base = [b for b in scratch if (b, n) in cell]
+        if frozen and base:
+            best, bb = (max(xs, key=lambda a: (num(cell[a, n]["success_rate"]), a)) for xs in (frozen, base))
+            s = f"- N = {n}: best frozen arm {best} {rate(cell[best, n])}; best from scratch {bb} {rate(cell[bb, n])}"
+            s += "".join(f"; {best} − {b} {pd(paired[best, b, n])}" for b in base if (best, b, n) in paired)
+            for b in base:
+                rs = [p for (a, b_, n_), p in sorted(paired.items()) if b_ == b and n_ == n and a not in scratch]
+                s += (f". Against {b}: resolved above {listing([p['a'] for p in rs if num(p['ci_low']) > 0])}; "
+                      f"resolved below {listing([p['a'] for p in rs if num(p['ci_high']) < 0])}")
+            lines.append(s + ".")
+    out += ["Generated reading, per N:\n\n" + "\n".join(lines)] if lines else []
+    if max(seeds) == 1:
+        out.append("One training seed per cell: differences between arms here are not separated from training-seed "
+                   "noise (the multi-seed sweeps' noise floor shows how far one cell moves between seeds).")
+    if paired:
+        out += ["Paired differences a − b on the shared evaluation episodes (hierarchical bootstrap 95 %):",
+                table(["a − b", "N", "seeds × episodes", "a − b [95 %]"],
+                      [[f"{a} − {b}", n, f"{p['seeds']} × {p['episodes']}", pd(p)]
+                       for (a, b, n), p in sorted(paired.items(), key=lambda kv: (kv[0][2], kv[0]))])]
+    if (nf := d / "noise_floor.csv").exists():
+        w = max(read_csv(nf), key=lambda r: (num(r["max_seed_range"]), r["n"]))
+        out += ["Noise floor: how far one cell's success moves between training seeds, per N.", csv_table(nf),
+                f"Widest seed range: {fx(w['max_seed_range'], 2)} ({w['widest_arm']}, N = {w['n']}); a single-seed "
+                "difference smaller than that is within training-seed noise."]
+    if cells:
+        mins = {a: sum(num(r["train_seconds"]) + num(r["eval_seconds"]) for r in cells if r["arm"] == a) / 60
+                for a in sorted({r["arm"] for r in cells})}
+        out.append(f"Compute, train + evaluation summed over the {len(cells)} cells (one thread each): "
+                   f"{sum(mins.values()) / 60:.1f} core-hours, the from-scratch arms "
+                   f"{100 * sum(mins.get(b, 0) for b in scratch) / sum(mins.values()):.0f} % of it; per arm "
+                   "(core-minutes): " + ", ".join(f"{a} {m:.0f}" for a, m in mins.items()) + ".")
+    if (d / "runs.csv").exists():
+        out += ["Invocations on this directory (a resumed sweep's wall time is the sum):",
+                csv_table(d / "runs.csv", ["started_utc", "wall_min", "cells", "finished_here", "jobs", "command"])]
+    return out + tail(res, [d / "success_vs_n.png", d / "paired.png"], [d / "summary.csv", d / "runs.csv"])
+
+
+def protocols_section(res: Path, path: Path) -> list[str]:
+    rows, lines = read_csv(path), []
+    pd = lambda r: f"{r['arm']} − {r['baseline']} {diff(r['diff'], r['diff_low'], r['diff_high'])}"  # noqa: E731
+    for proto in dict.fromkeys(r["protocol"] for r in rows):
+        for n in sorted({int(r["n"]) for r in rows if r["protocol"] == proto}):
+            here = [r for r in rows if r["protocol"] == proto and int(r["n"]) == n]
+            vs = sorted((r for r in here if r["baseline"] == "cnn"), key=lambda r: (-num(r["diff"]), r["arm"]))
+            lines.append(f"- {proto}, N = {n}: " + "; ".join([*(["best frozen arm: " + pd(vs[0])] if vs else []),
+                                                               *(pd(r) for r in here if r["baseline"] != "cnn")]))
+    above = [f"{r['arm']} ({r['protocol']}, N = {r['n']})" for r in rows
+             if r["baseline"] == "cnn" and num(r["diff_low"]) > 0]
+    return ["## Transfer protocols side by side (`python -m benchmarks.transfer_protocols`)",
+            "Per protocol, each frozen arm against the augmented from-scratch CNN, and CLIP's spatial readout against "
+            "its class token (the same weights), on the shared evaluation episodes.",
+            table(["protocol", "a − b", "N", "a", "b", "a − b [95 %]"],
+                  [[r["protocol"], f"{r['arm']} − {r['baseline']}", r["n"], rate(r),
+                    rate(r, "baseline_rate", "baseline_ci_low", "baseline_ci_high"),
+                    diff(r["diff"], r["diff_low"], r["diff_high"])] for r in rows]),
+            "Generated reading:\n\n" + "\n".join(lines),
+            f"Frozen arms resolved above the CNN in any protocol: {listing(sorted(above))}.",
+            *tail(res, [path.with_suffix(".png")], [path])]
+
+
+def probe_r2(path: Path, n: int = GATE_N) -> dict:
+    """{(features, readout): {variable: ridge R²}} at ``n`` demos, readouts named in the one vocabulary."""
+    out: dict = {}
+    for r in read_csv(path) if path.exists() else []:
+        if r["probe"] == "ridge" and int(r["n_demos"]) == n:
+            key = (r["encoder"], OLD_READOUT.get(r["readout"], r["readout"]))
+            out.setdefault(key, {})[r["variable"]] = num(r["r2"])
+    return out
+
+
+def probe_quick_section(res: Path, files: list[Path]) -> list[str]:
+    out = ["## State probes of the quick checkpoints (`robrep probe`)",
+           "Ridge probes regress privileged state (gripper, block, goal positions) from frozen features on nested "
+           "N-demo subsets, scored by R² on held-out episodes, next to pixels and the random-init architecture "
+           f"(`*_random`). Shown: N = {GATE_N}; worst = the lowest of the three positions."]
+    for task in sorted({re.match(r"probe_(.+)_demos_", f.name).group(1) for f in files}):
+        rows = {k: v for f in reversed(files) if f.name.startswith(f"probe_{task}_demos_")  # first file wins
+                for k, v in probe_r2(f).items()}
+        worst = {k: min(v.get(p, math.nan) for p in POS) for k, v in rows.items()}
+        is_base = lambda k: k[0] == "pixels" or k[0].endswith("_random")  # noqa: E731
+        out.append(f"### {task}\n\n" + table(["features", "readout", *POS, "worst"], [
+            [*k, *(fx(rows[k].get(p)) for p in POS), fx(worst[k])] for k in sorted(rows)]))
+        enc, base = [k for k in worst if not is_base(k) and k[1] in SPATIAL], [k for k in worst if is_base(k)]
+        if enc and base:
+            e, b = (max(ks, key=lambda k: (worst[k], k)) for ks in (enc, base))
+            out.append(f"Best spatial readout by worst position: {e[0]} `{e[1]}` {fx(worst[e])}; best baseline: "
+                       f"{b[0]} `{b[1]}` {fx(worst[b])}.")
+    return out + tail(res, [f.with_suffix(".png") for f in files], files)
+
+
+def gate_table(path: Path) -> list[str]:
+    rows = read_csv(path)
+    layers = any(r.get("feature_layer") for r in rows)
+    vars_ = [*POS, *(["block_pos_z"] if any(not math.isnan(num(r.get("block_pos_z"))) for r in rows) else [])]
+    tag = {id(r): f"{r['encoder']} on {r['task']}" + (f" block {r['feature_layer']}" if layers else "")
+           + (f" ({r['passing_readouts']})" if r["passing_readouts"] else "") for r in rows}
+    text = "; ".join(f"{g}: {listing([tag[id(r)] for r in rows if r['gate'] == g])}" for g in GATES)
+    if layers:
+        text += ". Best block per position: " + "; ".join(
+            f"{v} block {max(rows, key=lambda r: (num(r[v]), r['feature_layer']))['feature_layer']} "
+            f"({fx(max(num(r[v]) for r in rows))})" for v in POS)
+    return [f"Best spatial ridge R² at N = {GATE_N} (best baseline in brackets):",
+            table(["encoder", "task", *(["block"] if layers else []), "gate", "passing", *vars_, "class token worst"],
+                  [[r["encoder"], r["task"], *([r["feature_layer"]] if layers else []), r["gate"],
+                    r["passing_readouts"] or "–", *(f"{fx(r[v])} ({fx(r[v + '_baseline'])})" for v in vars_),
+                    fx(r["global_token_worst_pos"])] for r in rows]),
+            f"Verdicts — {text}."]
+
+
+def compare(title: str, tasks: tuple, cols: list[tuple[str, Path, str, str]]) -> list[str]:
+    """Ridge R² per task and position at the gate's N; a column per (label, path with {task}, encoder, readout)."""
+    data = {(t, i): probe_r2(Path(str(c[1]).format(task=t))) for t in tasks for i, c in enumerate(cols)}
+    return [title, table(["task", "variable", *(c[0] for c in cols)],
+                         [[t, v, *(fx(data[t, i].get((e, ro), {}).get(v)) for i, (_, _, e, ro) in enumerate(cols))]
+                          for t in tasks for v in POS])]
+
+
+def gate_section(res: Path, _) -> list[str]:
+    out, full, long = [], res / "probe_full", res / "probe_long"
+    for d, title, what in [
+            (full, "Gate at the full budget (`--budget full`)",
+             "Every in-domain checkpoint of the full budget, on push and pick-place; CLIP is reported, not gated."),
+            (res / "probe_layers", "Which ViT block to read (`--feature-layers`)",
+             "The full MAE read after each block (`encoder.arch.feature_layer`); its random-init baseline is read at "
+             "the same block."),
+            (long, "More pretraining than the full budget (`--budget long`)",
+             "An MAE pretrained beyond the full budget, probed like the full checkpoints; evidence, not a default.")]:
+        if not (d / "gate.csv").exists():
+            continue
+        out += [f"### {title}", what, *gate_table(d / "gate.csv")]
+        if d == full and (d / "push_mae_flat12.csv").exists():
+            f12 = d / "push_mae_flat12.csv"
+            out += compare("All tokens of the full MAE unpooled (`flat_cells=12`) against the pooled `flat` readout:",
+                           ("push",), [("unpooled", f12, "mae", "flat"), ("pooled", d / "push_mae.csv", "mae", "flat"),
+                                       ("random init, unpooled", f12, "mae_random", "flat"),
+                                       ("pixels", f12, "pixels", "flat")])
+        if d == long:
+            lf = long / "{task}_mae.csv"
+            out += compare("`flat` readout, full → long budget, next to the baselines:", ("push", "pick_place"),
+                           [("full", full / "{task}_mae.csv", "mae", "flat"), ("long", lf, "mae", "flat"),
+                            ("random init flat", lf, "mae_random", "flat"), ("pixels", lf, "pixels", "flat"),
+                            ("random init spatial_softmax", lf, "mae_random", "spatial_softmax")])
+        out += tail(res, [p.with_suffix(".png") for p in d.glob("*.csv")], sorted(d.glob("*.csv")))
+    return ["## The representation gate (`python -m benchmarks.probe_gate`)",
+            f"The gate: at N = {GATE_N}, a spatial readout with ridge R² ≥ 0.9 on every position variable, above "
+            "both baselines (raw pixels; the same architecture at random init, any readout)."] + out if out else []
+
+
+def ablation_section(res: Path, path: Path) -> list[str]:
+    rows = [r for r in read_csv(path) if r["readout"] == "flat"]
+    worst = {(r["variant"], r["task"]): num(r["worst_pos"]) for r in rows}
+    meta, tasks = {r["variant"]: r for r in rows}, sorted({r["task"] for r in rows})
+    out = ["## Pretraining ablation (`python -m benchmarks.pretrain_ablation`)",
+           "One MAE per variant of `configs/ablation/mae.yaml`, pretrained for a short equal wall-clock budget on the "
+           "same frames, then probed (ridge) on held-out push and pick-place demos. Shown: worst position R² of the "
+           "`flat` readout; `<variant>:random` and `<variant>:pixels` are that architecture's gate baselines.",
+           table(["variant", "steps", "minutes", *tasks, "overrides"],
+                 [[v, r["pretrain_steps"] or "–", r["pretrain_minutes"] or "–",
+                   *(fx(worst.get((v, t))) for t in tasks), f"`{r['overrides']}`"] for v, r in meta.items()])]
+    if "base" in meta:
+        spread = max((abs(worst[v, t] - worst["base", t]) for v in ("base_rerun", "base_seed1") if v in meta
+                      for t in tasks), default=math.nan)
+        cands = [v for v in meta if ":" not in v and v != "base"]
+        lines = [f"- Run-to-run spread of base (re-run with the same seed; another pretraining seed): up to "
+                 f"{fx(spread)}; differences below it are noise."]
+        for t in tasks:
+            best = max(cands, key=lambda v: (worst.get((v, t), -1), v))
+            lines.append(f"- {t}: base {fx(worst['base', t])}, its random init {fx(worst.get(('base:random', t)))}; "
+                         f"best variant {best} {fx(worst[best, t])}; above base by more than the spread: "
+                         f"{listing([v for v in cands if worst.get((v, t), -9) - worst['base', t] > spread])}; below: "
+                         f"{listing([v for v in cands if worst['base', t] - worst.get((v, t), 9) > spread])}.")
+        out.append("Generated reading:\n\n" + "\n".join(lines))
+    return out + tail(res, list((res / "ablation" / "mae").glob("*.png")), [path])
+
+
+def planner_section(res: Path, plan: Path) -> list[str]:
+    rows = sorted(read_csv(plan), key=lambda r: (r["task"], r["encoder"], r["dynamics"]))
+    errs = sorted((res / "plan").glob("*_horizon_errors.csv"))
+    ratio = {(f.name.split("_horizon")[0], h["encoder"], h["dynamics"], int(h["h"])): h["model_over_copy"]
+             for f in errs for h in read_csv(f)}
+    out = ["## Latent planning (`robrep plan`)",
+           "CEM/MPC in the latent space of each frozen encoder with a learned transition model; the goal is the "
+           "encoded final frame of the scripted expert from the same seed; evaluated like the BC policies on shared "
+           "layouts. Open-loop error as model / copy-baseline MSE at horizon h (below one: the model beats copying "
+           "the current latent); ms per planned action as measured during the run.",
+           table(["task", "encoder", "dynamics", "success", "expert at goal", "ms/action", "model/copy h = 1, 6, 15"],
+                 [[r["task"], r["encoder"], r["dynamics"], rate(r), fx(r["goal_expert_success"], 2),
+                   fx(r["ms_per_action"], 0), ", ".join(fx(ratio.get((r["task"], r["encoder"], r["dynamics"], h)), 2)
+                                                        for h in (1, 6, 15))] for r in rows])]
+    for t in sorted({r["task"] for r in rows}):
+        b, *others = sorted((r for r in rows if r["task"] == t), key=lambda r: (-num(r["success_rate"]), r["encoder"]))
+        sep = all(num(b["ci_low"]) > num(r["ci_high"]) for r in others)
+        out.append(f"{t}: no encoder succeeded in any episode." if num(b["success_rate"]) == 0 else
+                   f"{t}: best {b['encoder']} {rate(b)}; its interval "
+                   f"{'is above every other' if sep else 'overlaps at least one other'}.")
+    return out + tail(res, list((res / "plan").glob("*.png")), [plan, *errs])
+
+
+SIMPLE = [  # one table per CSV: title, what it measures; optional columns, row filter and generated reading
+    dict(csv="dift_sweep.csv", title="DIFT read-out: up block × timestep (`python -m benchmarks.dift_sweep`)",
+         what="Held-out-episode ridge R² of the positions (mean and per variable) from 4×4-pooled features of the "
+              "quick DIFT checkpoint per up block and diffusion timestep t, next to a random-init U-Net and pixels.",
+         cols=["source", "up_block", "t", "r2_pos_mean", "r2_gripper_pos", "r2_block_pos", "r2_goal_pos"],
+         keep=lambda r: r["pooling"] == "4x4",
+         reading=lambda rows: "Best mean R² per source: " + "; ".join(
+             f"{r['source']} {r['r2_pos_mean']} (up block {r['up_block']}, t = {r['t']})"
+             for r in (max((x for x in rows if x["source"] == s), key=lambda x: (num(x["r2_pos_mean"]), x["t"]))
+                       for s in sorted({x["source"] for x in rows}))) + "."),
+    dict(csv="planner_speed.csv", title="Planner speed (`python -m benchmarks.planner_speed`)",
+         what="Milliseconds per planned action (encode + CEM) per encoder and dynamics model, one env or several.",
+         cols=["encoder", "dynamics", "batch", "encode_ms_per_action", "cem_ms_per_action", "ms_per_action"]),
+    dict(csv="camera_framing.csv", title="Camera framing (`python -m benchmarks.camera_framing`)",
+         what="How many pixels and patches the block spans per candidate camera and image size, and how often it is "
+              "cut or hidden."),
+    dict(csv="encoder_speed.csv", title="Encoder throughput (`python -m benchmarks.encoder_speed`)",
+         what="Images per second, GFLOP per image and share of the measured matmul peak per in-domain encoder."),
+    dict(csv="precision_speed.csv", title="float32 vs bfloat16 autocast (`python -m benchmarks.precision_speed`)",
+         what="Encoder images/s and how far bf16 moves the features (minimum token cosine, relative error), and "
+              "conv-trunk training-step time, in both precisions.",
+         reading=lambda rows: f"bfloat16 faster: {listing([r['name'] for r in rows if num(r['speedup']) > 1])}; "
+                              f"slower: {listing([r['name'] for r in rows if num(r['speedup']) < 1])}."),
+    dict(csv="env_speed.csv", title="Environment speed (`python -m benchmarks.env_speed`)",
+         what="Steps per second with random and expert actions, and expert success, per task and visual setting."),
+]
+
+
+def render_report(root: Path) -> str:
+    res, parts = root / "results", [
+        "# robrep results",
+        "Generated by `python -m benchmarks.report` from the committed CSVs under `results/`; do not edit by hand "
+        "(`python -m benchmarks.report --check` fails when this file is stale). Every table and number-bearing "
+        "sentence is rendered from a CSV; each section ends with the commands in its CSVs' comment lines."]
+    found = [p.parent.name for p in sorted((res / "sweeps").glob("*/summary.csv"))]
+    for n in [n for n in SWEEPS if n in found] + [n for n in found if n not in SWEEPS]:
+        parts += sweep_section(res, res / "sweeps" / n, *SWEEPS.get(n, (f"Sweep `{n}`", "A `robrep sweep` run.")))
+    for section, found in [(protocols_section, res / "transfer" / "push_protocols.csv"),
+                           (probe_quick_section, sorted(res.glob("probe_*_demos_*.csv"))),
+                           (gate_section, res), (ablation_section, res / "ablation_mae.csv"),
+                           (planner_section, res / "plan" / "plan.csv")]:
+        if found and (isinstance(found, list) or found.exists()):
+            parts += section(res, found)
+    for t in SIMPLE:
+        if (res / t["csv"]).exists():
+            rows = [r for r in read_csv(res / t["csv"]) if t.get("keep", bool)(r)]
+            parts += [f"## {t['title']}", t["what"], csv_table(rows, t.get("cols")),
+                      t["reading"](rows) if "reading" in t else "", *tail(res, [], [res / t["csv"]])]
+    return "\n\n".join(p for p in parts if p) + "\n"
+
+
+def render_costs(root: Path) -> str:
+    path = root / "results" / "costs.csv"
+    if not path.exists():
+        return "Costs: not measured yet (filled from `results/costs.csv` by `python -m benchmarks.report`)."
+    latest = {(r["cpu"], r["native_bf16"].strip().lower() in ("1", "true", "yes"), r["what"]): r
+              for r in sorted(read_csv(path), key=lambda r: (r["date"], r["cpu"], r["what"]))}  # the newest wins
+    cell = lambda r: "–" if r is None else f"{num(r['minutes']):.1f} min" + (  # noqa: E731
+        "" if math.isnan(num(r["size_gb"])) else f", {num(r['size_gb']):.1f} GB")
+    tab = table(["CPU", "native bf16", "install", "test suite", "main job"],
+                [[c, "yes" if b else "no", *(cell(latest.get((c, b, w))) for w in ("install", "tests", "quickstart"))]
+                 for c, b in sorted({(c, b) for c, b, _ in latest})])
+    cmds = sorted({(r["cpu"], r["what"], r["date"], r["command"]) for r in latest.values()})
+    return (f"Measured (`results/costs.csv`):\n\n{tab}\n\n"
+            + "\n".join(f"- {c}, {w} ({d}): `{x}`" for c, w, d, x in cmds))
+
+
+def fill_costs(readme: str, block: str) -> str:
+    i, j = readme.find(BEGIN), readme.find(END)
+    if i < 0 or j < i:
+        raise SystemExit(f"README.md has no {BEGIN} ... {END} block")
+    return readme[: i + len(BEGIN)] + "\n" + block + "\n" + readme[j:]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if results/REPORT.md or README's block is stale")
+    parser.add_argument("--root", type=Path, default=ROOT, help="repository root (default: this checkout)")
+    args = parser.parse_args(argv)
+    targets = {args.root / "results" / "REPORT.md": render_report(args.root)}
+    if (args.root / "README.md").exists():
+        targets[args.root / "README.md"] = fill_costs((args.root / "README.md").read_text(), render_costs(args.root))
+    stale = [p for p, text in targets.items() if not p.exists() or p.read_text() != text]
+    for p in stale:
+        print(f"stale: {p} (run `python -m benchmarks.report`)" if args.check else f"wrote {write_text(targets[p], p)}")
+    if args.check and stale:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""benchmarks.report: the committed results/REPORT.md and README's costs block are current, and the renderer turns
+CSVs into tables, generated sentences and the commands from their comment lines."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks import report
+from robrep.results import write_csv
+
+SWEEP_CMD = "robrep sweep task=push fake=1"
+
+
+def _sweep(root):
+    d = root / "results" / "sweeps" / "push"
+    common = {"task": "push", "n": 10, "seeds": 2, "episodes": 40}
+    write_csv([{"arm": "mae", **common, "successes": 10, "success_rate": 0.25, "ci_low": 0.12, "ci_high": 0.44,
+                "seed_mean": 0.25, "seed_std": 0.07, "seed_min": 0.2, "seed_max": 0.3},
+               {"arm": "cnn", **common, "successes": 20, "success_rate": 0.5, "ci_low": 0.3, "ci_high": 0.7,
+                "seed_mean": 0.5, "seed_std": 0.14, "seed_min": 0.4, "seed_max": 0.6}],
+              d / "summary.csv", comments=[SWEEP_CMD])
+    write_csv([{"arm": arm, "encoder": enc, "n": 10, "seed": s, "episodes": 20, "train_seconds": 60.0,
+                "eval_seconds": 30.0} for arm, enc in (("mae", "mae"), ("cnn", "")) for s in (0, 1)],
+              d / "table.csv", comments=[SWEEP_CMD])
+    write_csv([{"a": "mae", "b": "cnn", "n": 10, "seeds": 2, "episodes": 20, "diff": -0.25, "ci_low": -0.45,
+                "ci_high": -0.05}], d / "paired.csv", comments=[SWEEP_CMD])
+
+
+def test_committed_report_and_readme_block_are_current():
+    report.main(["--check"])  # raises SystemExit(1) when stale: run `python -m benchmarks.report`
+
+
+def test_renders_a_synthetic_sweep(tmp_path):
+    _sweep(tmp_path)
+    text = report.render_report(tmp_path)
+    assert "| mae | 25 % [12, 44] (20–30) |" in text
+    assert "| cnn | 50 % [30, 70] (40–60) |" in text
+    assert ("- N = 10: best frozen arm mae 25 % [12, 44]; best from scratch cnn 50 % [30, 70]; "
+            "mae − cnn -0.25 [-0.45, -0.05] (resolved below). Against cnn: resolved above none; "
+            "resolved below mae.") in text
+    assert "| mae − cnn | 10 | 2 × 20 | -0.25 [-0.45, -0.05] (resolved below) |" in text
+    assert "4 cells (one thread each): 0.1 core-hours, the from-scratch arms 50 % of it" in text
+    assert SWEEP_CMD in text and "# --- sweeps/push/summary.csv" in text
+    assert report.render_report(tmp_path) == text  # deterministic
+
+
+def test_renders_a_synthetic_gate(tmp_path):
+    row = {"encoder": "dift", "task": "push", "budget": "full", "weights_hash": "0", "gate": "pass",
+           "passing_readouts": "flat", "global_token_worst_pos": "nan", "reason": ""}
+    row.update({k: 0.95 for k in report.POS})
+    row.update({f"{k}_baseline": 0.85 for k in report.POS})
+    write_csv([row], tmp_path / "results" / "probe_full" / "gate.csv", comments=["python -m benchmarks.probe_gate"])
+    text = report.render_report(tmp_path)
+    assert "| dift | push | pass | flat | 0.950 (0.850) | 0.950 (0.850) | 0.950 (0.850) | – |" in text
+    assert "Verdicts — pass: dift on push (flat); fail: none; reported: none." in text
+
+
+def test_costs_block_and_check(tmp_path, capsys):
+    (tmp_path / "results").mkdir()
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n{report.BEGIN}\nold\n{report.END}\n\nrest\n")
+    with pytest.raises(SystemExit) as stale:
+        report.main(["--root", str(tmp_path), "--check"])
+    assert stale.value.code == 1
+    report.main(["--root", str(tmp_path)])
+    assert "not measured yet" in readme.read_text() and readme.read_text().endswith("\n\nrest\n")
+    report.main(["--root", str(tmp_path), "--check"])
+    write_csv([{"cpu": "test-cpu", "native_bf16": "true", "what": w, "minutes": m, "size_gb": g, "command": c,
+                "date": "2030-01-01"} for w, m, g, c in (("install", 3.0, 4.5, "bash scripts/setup.sh"),
+                                                        ("tests", 12.25, "", "pytest -q"),
+                                                        ("quickstart", 20.0, "", "robrep quickstart"))],
+              tmp_path / "results" / "costs.csv")
+    with pytest.raises(SystemExit):
+        report.main(["--root", str(tmp_path), "--check"])
+    report.main(["--root", str(tmp_path)])
+    assert "| test-cpu | yes | 3.0 min, 4.5 GB | 12.2 min | 20.0 min |" in readme.read_text()
+    report.main(["--root", str(tmp_path), "--check"])
+    assert "stale" in capsys.readouterr().out
