@@ -5,18 +5,18 @@ from __future__ import annotations
 import time
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from robrep.data.feature_cache import FeatureCache, compute_features
-from robrep.encoders import load_encoder
+from robrep.encoders.spec import EncoderSpec
 
 
 def run(cfg: DictConfig) -> None:
-    encoder = load_encoder(cfg.encoder.name, weights=cfg.weights, device=cfg.device,
-                           **OmegaConf.to_container(cfg.encoder.arch))
+    spec = EncoderSpec.from_cfg(cfg)
+    encoder = spec.load(cfg.device)
     start = time.perf_counter()
     with torch.inference_mode():
-        path = compute_features(encoder, cfg.dataset, cfg.cache_dir, encoder_name=cfg.encoder.name,
+        path = compute_features(encoder, cfg.dataset, cfg.cache_dir, encoder_name=spec.label,
                                 batch_size=cfg.batch_size, use_language=cfg.use_language, progress=cfg.progress)
     with FeatureCache(path, encoder) as cache:
         first = cache.features(cache.demo_names[0])
