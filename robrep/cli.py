@@ -38,6 +38,31 @@ def usage() -> str:
     return "\n".join(lines)
 
 
+def command_help(command: str) -> str:
+    """``robrep <command> --help``: what the command does, the config groups *it* composes (with the options of
+    each, from ``configs/<group>/``) and its resolved top-level keys — not every group in ``configs/``."""
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from robrep.config import compose
+
+    cfg = compose(command, return_hydra_config=True)
+    choices = {g: c for g, c in cfg.hydra.runtime.choices.items() if not g.startswith("hydra/")}
+    doc = (importlib.import_module(f"robrep.commands.{command}").__doc__ or "").strip()
+    lines = [f"usage: robrep {command} [key=value ...] [--cfg job] [--multirun]", "", doc, "",
+             "config groups (group=option):"]
+    for group, choice in sorted(choices.items()):
+        options = sorted(p.stem for p in (Path(config_dir()) / group).glob("*.yaml"))
+        lines.append(f"  {group} = {choice}    (options: {', '.join(options)})")
+    own = OmegaConf.to_container(cfg, resolve=False)
+    own.pop("hydra", None)
+    groups = {g.split("/")[0] for g in choices}
+    lines += ["", "keys (override with key=value; `--cfg job` prints them resolved):"]
+    lines += [f"  {k}: {v if not isinstance(v, (dict, list)) else '...'}" for k, v in own.items() if k not in groups]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``robrep`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -48,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     if command not in COMMANDS:
         print(f"robrep: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
         return 2
+    if overrides[:1] in (["--help"], ["-h"]):
+        print(command_help(command))
+        return 0
     import hydra
 
     module = importlib.import_module(f"robrep.commands.{command}")

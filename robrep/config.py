@@ -23,7 +23,7 @@ def config_dir() -> str:
     return str(Path(configs.__file__).resolve().parent)
 
 
-def compose(name: str, overrides: Sequence[str] = ()) -> DictConfig:
+def compose(name: str, overrides: Sequence[str] = (), return_hydra_config: bool = False) -> DictConfig:
     """The config ``configs/<name>.yaml`` composed with ``overrides``, as ``robrep <name> <overrides>`` sees it
     (without the ``hydra`` node's runtime values)."""
     from hydra import compose as hydra_compose
@@ -33,4 +33,4 @@ def compose(name: str, overrides: Sequence[str] = ()) -> DictConfig:
     if GlobalHydra.instance().is_initialized():  # inside a running Hydra app: compose in a fresh context
         GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=config_dir(), version_base=VERSION_BASE):
-        return hydra_compose(config_name=name, overrides=list(overrides))
+        return hydra_compose(config_name=name, overrides=list(overrides), return_hydra_config=return_hydra_config)

@@ -93,3 +93,13 @@ def test_quickstart_runs_main_job(tmp_path):
     assert any(p.stat().st_size > 1000 for p in (tmp_path / "qs" / "videos").glob("*.mp4"))
     assert "plot:" in result.stdout and "videos:" in result.stdout
     assert "verdict at N=4: mae_random" in result.stdout and "caveat: 1 training seed(s) × 2 episodes" in result.stdout
+
+
+def test_command_help_lists_only_the_groups_it_uses(capsys):
+    assert main(["train", "--help"]) == 0
+    out = capsys.readouterr().out
+    groups = {line.split("=")[0].strip() for line in out.splitlines() if line.startswith("  ") and " = " in line}
+    assert groups == {"encoder", "policy", "task"}
+    assert main(["sweep", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "  launcher = joblib" in out and "  arm =" not in out and "ablation" not in out
