@@ -22,6 +22,7 @@ lower precision.
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import ContextManager
 
 import torch
@@ -74,6 +75,18 @@ def _cpuinfo_flags(path: str = "/proc/cpuinfo") -> set[str] | None:
     return set()
 
 
+#: Values of torch's / oneDNN's ISA caps that leave no native bf16 dot products (the kernels stop at AVX2 or below).
+_CAPPED_ISAS = ("default", "sse4_1", "sse4_2", "avx", "avx2", "avx2_vnni", "avx2_vnni_2", "avx512_core", "avx512")
+
+
+def _isa_capped_below_bf16() -> bool:
+    """Whether this process was told to use kernels without bf16 (``ATEN_CPU_CAPABILITY=avx2``,
+    ``ONEDNN_MAX_CPU_ISA=AVX2`` ...): then bf16 is emulated even on a CPU that has it."""
+    aten = os.environ.get("ATEN_CPU_CAPABILITY", "").strip().lower()
+    onednn = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().lower()
+    return aten in _CAPPED_ISAS or onednn in _CAPPED_ISAS
+
+
 def native_bf16(device: torch.device | str = "cpu") -> bool:
     """Does ``device`` compute bf16 natively, so that bf16 autocast is faster than float32?
 
@@ -84,6 +97,8 @@ def native_bf16(device: torch.device | str = "cpu") -> bool:
     if kind == "cuda":
         return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
     if kind == "cpu":
+        if _isa_capped_below_bf16():
+            return False
         answer = _torch_cpu_bf16()
         if answer is None:
             flags = _cpuinfo_flags()

@@ -104,3 +104,18 @@ def test_autocast_contexts():
     assert out.dtype == torch.bfloat16
     with pytest.raises(ValueError, match="resolve_precision"):
         autocast("cpu", "auto")
+
+
+def test_an_isa_cap_below_bf16_means_float32(monkeypatch):
+    """ATEN_CPU_CAPABILITY=avx2 / ONEDNN_MAX_CPU_ISA=AVX2 make torch emulate bf16 even on a bf16 CPU: auto is float32."""
+    from robrep import precision
+
+    monkeypatch.setattr(precision, "_torch_cpu_bf16", lambda: True)
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    assert precision.resolve_precision("auto") == "bfloat16"
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    assert precision.resolve_precision("auto") == "float32"
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert precision.resolve_precision("auto") == "float32"
