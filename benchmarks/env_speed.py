@@ -46,7 +46,7 @@ def expert_success(task: str, image_size: int, episodes: int, seed_start: int,
     """(success rate, mean episode length, env steps/s) of the scripted expert."""
     from envs import make_env
     from envs.experts import make_expert
-    from robrep.rollout import run_episode
+    from robrep.data.collect import run_episode
 
     env = make_env(task, image_size=image_size, visuals=visuals)
     expert = make_expert(env)

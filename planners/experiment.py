@@ -39,8 +39,8 @@ from robrep.threads import thread_limit
 
 def ensure_data(cfg: DictConfig) -> tuple[Path, Path]:
     """The demo file and the play file of ``cfg.task`` (collected when missing)."""
-    from robrep.collect import collect_demos
-    from robrep.play import PlayBehaviour, collect_play, task_path
+    from robrep.data.collect import collect_demos
+    from robrep.data.play import PlayBehaviour, collect_play, task_path
 
 
     demos = Path(cfg.demos)

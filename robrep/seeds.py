@@ -5,7 +5,7 @@ trained on sees a layout it has memorised. To make that impossible by constructi
 
 * demonstration episodes use seeds in ``DEMO_SEEDS = [0, 1_000_000)``;
 * evaluation episodes use seeds in ``EVAL_SEEDS = [1_000_000, 2_000_000)``;
-* play episodes (exploration data for pretraining and world models, :mod:`robrep.play`) use seeds
+* play episodes (exploration data for pretraining and world models, :mod:`robrep.data.play`) use seeds
   in ``PLAY_SEEDS = [2_000_000, 3_000_000)``, so no pretraining frame shows an evaluation layout
   (nor a demo layout).
 

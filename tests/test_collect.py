@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import robrep.collect as collect
+import robrep.data.collect as collect
 from envs import make_env
-from robrep.collect import collect_demos, rollout_episode
 from robrep.data import DemoFile
+from robrep.data.collect import collect_demos, rollout_episode
 from robrep.seeds import DEMO_SEEDS, EVAL_SEEDS, check_demo_seed, check_disjoint, check_eval_seed, eval_seeds
 
 SIZE = 32
@@ -163,7 +163,7 @@ def test_interrupted_collection_leaves_no_file(tmp_path, sig):
     """Ctrl-C / SIGTERM mid-collection (a real child process) removes the temp file; no final file appears."""
     # the child installs Python's Ctrl-C handler itself: a parent started in the background may pass SIGINT on ignored
     code = ("import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
-            "from robrep.collect import collect_demos; "
+            "from robrep.data.collect import collect_demos; "
             f"collect_demos('reach', 100000, {str(tmp_path / 'reach.hdf5')!r}, image_size={SIZE}, progress=False)")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "MUJOCO_GL": "egl"}
     child = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True,

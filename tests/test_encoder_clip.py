@@ -213,7 +213,7 @@ def test_duplicate_texts_are_not_negatives() -> None:
 
 @pytest.fixture(scope="module")
 def frames(tmp_path_factory):
-    from robrep.collect import collect_demos
+    from robrep.data.collect import collect_demos
     from robrep.data.frames import FrameDataset
 
     path = tmp_path_factory.mktemp("clip") / "d.hdf5"

@@ -25,7 +25,7 @@ def images(n: int = 3, size: int = 40, seed: int = 0) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def frames(tmp_path_factory):
-    from robrep.collect import collect_demos
+    from robrep.data.collect import collect_demos
     from robrep.data.frames import FrameDataset
 
     path = tmp_path_factory.mktemp("dift") / "d.hdf5"

@@ -9,7 +9,7 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from robrep.collect import collect_demos
+from robrep.data.collect import collect_demos
 from robrep.data.frames import FrameDataset
 from robrep.encoders import load_encoder, save_checkpoint
 from robrep.encoders.base import IMAGENET_MEAN, IMAGENET_STD

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from robrep.collect import collect_demos
+from robrep.data.collect import collect_demos
 from robrep.data.frames import FrameDataset
 from robrep.encoders import load_encoder, save_checkpoint
 from robrep.encoders.checkpoint import WeightsMismatchError

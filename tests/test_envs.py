@@ -7,7 +7,7 @@ from gymnasium.utils.env_checker import check_env
 from envs import TASK_IDS, make_env, make_vector_env
 from envs.experts import make_expert
 from envs.tasks import PushColorEnv
-from robrep.rollout import run_episode
+from robrep.data.collect import run_episode
 
 TASKS = list(TASK_IDS)
 

@@ -4,7 +4,7 @@ import h5py
 import pytest
 import torch
 
-from robrep.collect import collect_demos
+from robrep.data.collect import collect_demos
 from robrep.data.feature_cache import FeatureCache, compute_features
 from robrep.encoders.vit import ViTEncoder
 

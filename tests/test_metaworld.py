@@ -10,7 +10,7 @@ from gymnasium.utils.env_checker import check_env
 
 from envs import make_env
 from envs.experts import make_expert
-from robrep.rollout import run_episode
+from robrep.data.collect import run_episode
 
 MW_TASKS = ["metaworld/reach-v3", "metaworld/push-v3", "metaworld/pick-place-v3"]
 

@@ -1,4 +1,4 @@
-"""Play corpus (robrep/play.py): tiny 2-task x 2-episode runs at 32 px, seeds, behaviour, resume, CLI."""
+"""Play corpus (robrep/data/play.py): tiny 2-task x 2-episode runs at 32 px, seeds, behaviour, resume, CLI."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import pytest
 
 from envs import make_env
 from envs.experts import make_expert
-from robrep.collect import rollout_episode
 from robrep.data import DemoFile
+from robrep.data.collect import rollout_episode
 from robrep.data.frames import FrameDataset
-from robrep.play import (PlayBehaviour, PlayInterrupted, PlayPolicy, collect_play, collect_play_task, play_files,
+from robrep.data.play import (PlayBehaviour, PlayInterrupted, PlayPolicy, collect_play, collect_play_task, play_files,
                          task_path)
 from robrep.seeds import DEMO_SEEDS, EVAL_SEEDS, PLAY_SEEDS, check_demo_seed, check_play_seed
 

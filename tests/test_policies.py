@@ -23,7 +23,7 @@ from policies.train import TrainConfig, evaluate_mse, fit, param_groups
 from policies.trunks import GRID_READOUTS, drop_tokens
 from robrep.cli import main
 from robrep.config import config_dir
-from robrep.collect import collect_demos
+from robrep.data.collect import collect_demos
 from robrep.data.demo_file import DemoFile, DemoFileError
 from robrep.data.feature_cache import FeatureCache, compute_features
 from robrep.encoders import SpatialFeatures, load_encoder, save_checkpoint

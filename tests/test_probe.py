@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from robrep.collect import collect_demos
 from robrep.probe.experiment import COLUMNS
 from robrep.probe.state_probe import read_probe_csv as read_csv
+from robrep.data.collect import collect_demos
 from robrep.data.demo_file import DemoFile
 from robrep.data.feature_cache import FeatureCache, compute_features
 from robrep.encoders.vit import ViTEncoder

@@ -11,7 +11,7 @@ from hydra import compose, initialize_config_dir
 from robrep import results
 from robrep.cli import main
 from robrep.config import config_dir
-from robrep.collect import collect_demos
+from robrep.data.collect import collect_demos
 from robrep.data.demo_file import DemoFileError
 from robrep.sweep.table import (CELL_COLUMNS, SUMMARY_COLUMNS, cell_path, cell_rows, format_summary, load_cells,
                                 paired_rows, plot_paired, plot_success, summarise)

@@ -12,7 +12,7 @@ from envs import TASK_IDS, make_env
 from envs.experts import make_expert
 from envs.visuals import (CAMERA_POS_JITTER, DISTRACTOR_CLEARANCE, NEUTRAL_SATURATION, POOLS, hue_family,
                           jitter_named)
-from robrep.rollout import run_episode
+from robrep.data.collect import run_episode
 
 SIZE = 48
 

@@ -1,11 +1,11 @@
 """``robrep collect``: scripted-expert demonstrations (``mode=demos``) or a multi-task play corpus
-(``mode=play``, :mod:`robrep.play`) in robomimic's HDF5 layout."""
+(``mode=play``, :mod:`robrep.data.play`) in robomimic's HDF5 layout."""
 
 from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from robrep.collect import collect_demos
+from robrep.data.collect import collect_demos
 
 MODES = ("demos", "play")
 
@@ -29,7 +29,7 @@ def run(cfg: DictConfig) -> None:
 def run_play(cfg: DictConfig) -> None:
     """``mode=play``: collect the play corpus of ``cfg.play`` in the ``task.visuals`` setting and print
     frames per task, total frames, seconds, frames/s and the output files."""
-    from robrep.play import PlayBehaviour, collect_play
+    from robrep.data.play import PlayBehaviour, collect_play
 
     p = cfg.play
     behaviour = PlayBehaviour(noise_std=p.noise_std, random_prob=p.random_prob, segment_steps=p.segment_steps,

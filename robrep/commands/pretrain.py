@@ -13,8 +13,8 @@ from omegaconf import DictConfig, OmegaConf
 from robrep import results
 from robrep.data.feature_cache import file_hash
 from robrep.data.frames import FrameDataset
+from robrep.data.play import play_files
 from robrep.encoders import build_encoder, save_checkpoint
-from robrep.play import play_files
 from robrep.pretrain.loop import pretrain, write_loss_curve
 from robrep.pretrain.objective import make_objective
 

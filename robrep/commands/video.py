@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from robrep.rollout import expert_frames
+from robrep.data.collect import expert_frames
 from robrep.video import write_video
 
 

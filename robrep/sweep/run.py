@@ -61,7 +61,7 @@ def seeds_for(cfg: DictConfig, n: int) -> list[int]:
 def ensure_dataset(cfg: DictConfig) -> Path:
     """The sweep's demo file, collected when missing (in the ``task.visuals`` setting); checks it was rendered
     in that setting and holds every (N, seed) subset."""
-    from robrep.collect import collect_demos
+    from robrep.data.collect import collect_demos
 
     path = Path(cfg.dataset)
     demos = sorted(int(n) for n in cfg.demos)

@@ -1,7 +1,11 @@
-"""Collect scripted-expert demonstrations into a robomimic-layout HDF5 file.
+"""Scripted-expert episodes: demonstrations into a robomimic-layout HDF5 file, plain rollouts, frames.
 
-Episode ``k`` (``k = 0, 1, ...``) is reset with seed ``seed_start + k``; only successful episodes
-are kept, until ``num_demos`` are. All seeds are checked against :data:`robrep.seeds.DEMO_SEEDS`.
+:func:`collect_demos`: episode ``k`` (``k = 0, 1, ...``) is reset with seed ``seed_start + k``; only
+successful episodes are kept, until ``num_demos`` are. All seeds are checked against
+:data:`robrep.seeds.DEMO_SEEDS`. :func:`rollout_episode` records one episode of any policy,
+:func:`run_episode` runs one without recording (success and length), :func:`expert_frames` returns
+the camera frames of consecutive scripted-expert episodes (``robrep video``). Policy evaluation is
+:mod:`robrep.eval.rollouts`.
 
 Command line (Hydra, ``configs/collect.yaml``)::
 
@@ -66,6 +70,34 @@ def rollout_episode(env, policy_fn: Callable[[dict[str, np.ndarray]], np.ndarray
         "seed": int(seed),
         "ep_meta": ep_meta,
     }
+
+
+def run_episode(env, policy: Callable[[dict], np.ndarray], seed: int) -> dict:
+    """One episode from ``env.reset(seed=seed)`` without recording; returns ``success`` and ``length``.
+
+    Calls ``policy.reset()`` first if it has one (scripted experts do)."""
+    obs, info = env.reset(seed=seed)
+    if hasattr(policy, "reset"):
+        policy.reset()
+    success, steps, done = bool(info["success"]), 0, False
+    while not done:
+        obs, _, terminated, truncated, info = env.step(policy(obs))
+        steps += 1
+        success |= bool(info["success"])
+        done = terminated or truncated
+    return {"success": success, "length": steps}
+
+
+def expert_frames(task: str, episodes: int, seed_start: int = 0, image_size: int = 96,
+                  visuals: str = "clean") -> np.ndarray:
+    """Frames ``(T, H, W, 3)`` uint8 of ``episodes`` consecutive scripted-expert episodes in the ``visuals`` setting."""
+    env = make_env(task, image_size=image_size, visuals=visuals)
+    expert = make_expert(env)
+    try:
+        clips = [rollout_episode(env, expert, seed)["obs"]["image"] for seed in range(seed_start, seed_start + episodes)]
+    finally:
+        env.close()
+    return np.concatenate(clips)
 
 
 @contextlib.contextmanager

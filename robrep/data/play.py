@@ -57,7 +57,7 @@ from tqdm import tqdm
 from envs import TASK_IDS, make_env
 from envs.experts import make_expert
 from envs.visuals import check_setting
-from robrep.collect import _sigterm_stops, rollout_episode
+from robrep.data.collect import _sigterm_stops, rollout_episode
 from robrep.data.demo_file import DemoFile, DemoFileError, DemoWriter, split_masks
 from robrep.seeds import PLAY_SEEDS, check_play_seed
 
