@@ -1,15 +1,13 @@
 """MuJoCo tabletop tasks with scripted experts (gymnasium API), and the Meta-World adapter.
 
-Importing this package sets ``MUJOCO_GL=egl`` when unset (headless rendering) and registers
-the gymnasium ids ``robrep/<Task>-v0``. Import it before ``mujoco`` so the setting takes effect.
+Importing this package registers the gymnasium ids ``robrep/<Task>-v0``; it does not touch
+``os.environ``. MuJoCo reads ``MUJOCO_GL`` when ``mujoco`` is first imported: on a headless machine set
+``MUJOCO_GL=egl`` before importing this package (the ``robrep`` command line does); otherwise the first
+env raises :class:`envs.rendering.RenderingUnavailableError` saying so.
 """
 
-import os
-
-os.environ.setdefault("MUJOCO_GL", "egl")
-
 try:  # Load triton's LLVM before Mesa's (EGL rendering): the other order segfaults when torch or
-    import triton  # noqa: F401,E402  transformers import triton later in the same process.
+    import triton  # noqa: F401  transformers import triton later in the same process.
 except ImportError:
     pass
 

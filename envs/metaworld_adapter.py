@@ -20,18 +20,15 @@ There is no visual variation: ``visuals`` must be ``"clean"`` (:mod:`envs.visual
 
 from __future__ import annotations
 
-import os
+import warnings
+from typing import Any
 
-os.environ.setdefault("MUJOCO_GL", "egl")
+import gymnasium as gym
+import mujoco
+import numpy as np
 
-import warnings  # noqa: E402
-from typing import Any  # noqa: E402
-
-import gymnasium as gym  # noqa: E402
-import mujoco  # noqa: E402
-import numpy as np  # noqa: E402
-
-from envs.state import split_state  # noqa: E402
+from envs.rendering import make_renderer
+from envs.state import split_state
 
 #: Per-task instructions; other tasks get their name in words ("button press topdown").
 INSTRUCTIONS: dict[str, str] = {
@@ -137,7 +134,7 @@ class MetaWorldEnv(gym.Env):
             mujoco.mj_kinematics(self.model, self.data)
         if self.fovy is not None:  # zoom in: the objects are only a few pixels wide at 96 px
             self.model.cam_fovy[cam] = self.fovy
-        self._renderer = mujoco.Renderer(self.model, self.image_size, self.image_size)
+        self._renderer = make_renderer(self.model, self.image_size, self.image_size)
         self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
         img = gym.spaces.Box(0, 255, (self.image_size, self.image_size, 3), np.uint8)
         spaces = {

@@ -21,21 +21,17 @@ from __future__ import annotations
 
 import atexit
 import json
-import os
 import weakref
+from typing import Any
 
-os.environ.setdefault("MUJOCO_GL", "egl")
+import gymnasium as gym
+import mujoco
+import numpy as np
 
-from typing import Any  # noqa: E402
-
-import gymnasium as gym  # noqa: E402
-import mujoco  # noqa: E402
-import numpy as np  # noqa: E402
-
-from envs.state import split_state  # noqa: E402
-
-from envs.scene import FINGER_TRAVEL, WORKSPACE_XY, WORKSPACE_Z, CameraPose, build_scene_xml  # noqa: E402
-from envs.visuals import SceneVisuals, check_setting, scene_xml, visual_rng  # noqa: E402
+from envs.rendering import make_renderer
+from envs.scene import FINGER_TRAVEL, WORKSPACE_XY, WORKSPACE_Z, CameraPose, build_scene_xml
+from envs.state import split_state
+from envs.visuals import SceneVisuals, check_setting, scene_xml, visual_rng
 
 #: Initial TCP position (m) before the per-episode jitter.
 HOME = np.array([0.0, -0.05, 0.15])
@@ -108,7 +104,7 @@ class TabletopEnv(gym.Env):
         self.data = mujoco.MjData(self.model)
         self._scene_visuals = SceneVisuals(self.model, self.visuals)
         self._visual_rng = visual_rng(None)
-        self._renderer = mujoco.Renderer(self.model, self.image_size, self.image_size)
+        self._renderer = make_renderer(self.model, self.image_size, self.image_size)
         track_renderer_owner(self)
         self._hand_qpos = np.array([self.model.joint(n).qposadr[0] for n in ("hand_x", "hand_y", "hand_z")])
         self._finger_qpos = np.array([self.model.joint(n).qposadr[0] for n in ("finger_left", "finger_right")])

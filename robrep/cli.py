@@ -3,6 +3,9 @@
 Each sub-command is a Hydra app whose primary config is ``configs/<sub-command>.yaml``, so
 ``robrep collect task=push num_demos=500`` overrides config values, ``--cfg job`` prints the
 resolved config, ``--help`` shows the config groups, and ``--multirun`` sweeps.
+
+:func:`main` sets ``MUJOCO_GL=egl`` (when unset) before it imports the command, so MuJoCo renders
+headless; importing this module sets nothing.
 """
 
 from __future__ import annotations
@@ -12,8 +15,6 @@ import os
 import sys
 
 from robrep.config import VERSION_BASE, config_dir
-
-os.environ.setdefault("MUJOCO_GL", "egl")
 
 #: sub-command -> (module under robrep.commands with ``run(cfg)``, one-line description)
 COMMANDS: dict[str, str] = {
@@ -73,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     if command not in COMMANDS:
         print(f"robrep: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
         return 2
+    # The entry point owns the process environment: MuJoCo reads MUJOCO_GL when `mujoco` is first
+    # imported (by the command module or its imports, also for --help), so set it before that.
+    os.environ.setdefault("MUJOCO_GL", "egl")
     if overrides[:1] in (["--help"], ["-h"]):
         print(command_help(command))
         return 0

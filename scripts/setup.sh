@@ -13,7 +13,7 @@ if ! ldconfig -p 2>/dev/null | grep -q 'libEGL.so.1'; then
 fi
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-if ! .venv/bin/python -c "import robrep, torch, mujoco, h5py, hydra, pytest" 2>/dev/null \
+if ! MUJOCO_GL=egl .venv/bin/python -c "import robrep, torch, mujoco, h5py, hydra, pytest" 2>/dev/null \
    || [ pyproject.toml -nt .venv/.robrep-installed ]; then
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -e '.[test]'

@@ -1,5 +1,10 @@
 """Task suite: gymnasium compliance, seeding, observations, physics and experts — driven by TASK_IDS."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
@@ -153,3 +158,41 @@ def test_vector_env_batches_observations():
     obs, reward, terminated, truncated, info = venv.step(venv.action_space.sample())
     assert reward.shape == (2,) and info["success"].shape == (2,)
     venv.close()
+
+
+def test_renderer_failure_names_mujoco_gl(monkeypatch):
+    """A failing OpenGL context (MUJOCO_GL unset on a headless machine) raises a clear error at the first env."""
+    import mujoco
+
+    from envs.rendering import RenderingUnavailableError
+
+    def no_context(*args, **kwargs):
+        raise mujoco.FatalError("an OpenGL platform library has not been loaded into this process")
+
+    monkeypatch.setattr(mujoco, "Renderer", no_context)
+    with pytest.raises(RenderingUnavailableError, match=r"MUJOCO_GL=egl.*before importing mujoco") as info:
+        make_env("reach", image_size=32)
+    assert isinstance(info.value.__cause__, mujoco.FatalError)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="GLFW without a display fails on Linux only")
+def test_headless_without_mujoco_gl_raises_the_clear_error():
+    """Importing envs sets nothing: with MUJOCO_GL and the display unset, MuJoCo falls back to GLFW and the
+    first env fails with RenderingUnavailableError (not a crash inside GLFW)."""
+    drop = ("MUJOCO_GL", "DISPLAY", "WAYLAND_DISPLAY", "PYOPENGL_PLATFORM")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    code = ("import os\n"
+            "from envs import make_env\n"
+            "from envs.rendering import RenderingUnavailableError, gl_backend\n"
+            "assert 'MUJOCO_GL' not in os.environ\n"
+            "try:\n"
+            "    make_env('reach', image_size=32)\n"
+            "except RenderingUnavailableError as e:\n"
+            "    print('BACKEND', gl_backend()); print('ERROR', e)\n"
+            "else:\n"
+            "    print('RENDERED', gl_backend())\n")
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "BACKEND mujoco.glfw" in result.stdout, result.stdout
+    assert "MUJOCO_GL=egl" in result.stdout and "robrep CLI sets it" in result.stdout

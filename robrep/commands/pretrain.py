@@ -17,6 +17,7 @@ from robrep.data.play import play_files
 from robrep.encoders import build_encoder, save_checkpoint
 from robrep.pretrain.loop import pretrain, write_loss_curve
 from robrep.pretrain.objective import make_objective
+from robrep.threads import thread_limit
 
 
 def pretraining_files(cfg: DictConfig) -> list[str]:
@@ -29,10 +30,11 @@ def pretraining_files(cfg: DictConfig) -> list[str]:
 
 
 def run(cfg: DictConfig) -> None:
-    if cfg.threads:
-        import torch
+    with thread_limit(cfg.threads):
+        _run(cfg)
 
-        torch.set_num_threads(int(cfg.threads))
+
+def _run(cfg: DictConfig) -> None:
     enc_cfg = cfg.encoder
     files = pretraining_files(cfg)
     frames = FrameDataset.from_files(files)

@@ -42,11 +42,10 @@ import json
 import multiprocessing as mp
 import os
 import queue
-import sys
 import time
 import warnings
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -60,11 +59,10 @@ from envs.visuals import check_setting
 from robrep.data.collect import _sigterm_stops, rollout_episode
 from robrep.data.demo_file import DemoFile, DemoFileError, DemoWriter, split_masks
 from robrep.seeds import PLAY_SEEDS, check_play_seed
+from robrep.threads import thread_limit
 
 #: Tasks of the default corpus (the tabletop tasks of :mod:`envs`).
 DEFAULT_TASKS: tuple[str, ...] = ("reach", "push", "pick_place", "button", "push_color")
-#: Environment variables that cap BLAS / OpenMP threads in worker processes.
-_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
 @dataclass(frozen=True)
@@ -273,42 +271,13 @@ def collect_play_task(
 
 
 # ---------------------------------------------------------------- worker processes
-_worker_progress: Any = None
-_worker_stop: Any = None
-
-
-def _init_worker(progress: Any, stop: Any) -> None:
-    """Worker initializer: one BLAS/OpenMP/torch thread, and the parent's progress queue / stop event."""
-    global _worker_progress, _worker_stop
-    _worker_progress, _worker_stop = progress, stop
-    for var in _THREAD_VARS:
-        os.environ[var] = "1"
-    with contextlib.suppress(ImportError):
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(1)
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(1)
-
-
-def _worker_task(task: str, kwargs: dict[str, Any]) -> dict[str, Any]:
-    return collect_play_task(task, **kwargs, on_episode=lambda n: _worker_progress.put((task, n)),
-                             should_stop=_worker_stop.is_set)
-
-
-@contextlib.contextmanager
-def _one_thread_env() -> Iterator[None]:
-    """Set the thread-count variables to 1 while worker processes are spawned (they inherit them)."""
-    saved = {v: os.environ.get(v) for v in _THREAD_VARS}
-    os.environ.update({v: "1" for v in _THREAD_VARS})
-    try:
-        yield
-    finally:
-        for var, value in saved.items():
-            if value is None:
-                os.environ.pop(var, None)
-            else:
-                os.environ[var] = value
+def _worker_task(task: str, kwargs: dict[str, Any], progress: Any, stop: Any) -> dict[str, Any]:
+    """:func:`collect_play_task` in a worker process with one BLAS/OpenMP thread (and one torch thread
+    if torch is loaded; play workers do not import it), restored afterwards. ``progress`` (queue) and
+    ``stop`` (event) are the parent's manager proxies, passed with each task."""
+    with thread_limit(1, load_torch=False):
+        return collect_play_task(task, **kwargs, on_episode=lambda n: progress.put((task, n)),
+                                 should_stop=stop.is_set)
 
 
 def collect_play(
@@ -325,8 +294,8 @@ def collect_play(
 ) -> dict[str, Any]:
     """Collect the play corpus: ``episodes_per_task`` episodes of each task into ``<out_dir>/<task>.hdf5``.
 
-    Tasks run in up to ``jobs`` worker processes ('spawn' context, one BLAS/torch thread each;
-    ``jobs=1`` runs in this process). Complete files with the same settings are skipped; on an
+    Tasks run in up to ``jobs`` worker processes ('spawn' context, one BLAS/OpenMP thread each while
+    collecting; ``jobs=1`` runs in this process). Complete files with the same settings are skipped; on an
     error, Ctrl-C or SIGTERM every unfinished task's temp file is removed (finished tasks keep their
     files, so a re-run resumes). Raises ``ValueError`` for bad arguments before any work.
 
@@ -372,19 +341,22 @@ def collect_play(
 def _run_pool(tasks: list[str], out_dir: str | os.PathLike, kwargs: dict[str, Any], jobs: int,
               advance: Callable[[str, int], None], signals: list[int]) -> dict[str, dict[str, Any]]:
     """Run :func:`collect_play_task` per task in ``jobs`` spawned processes; progress arrives over a
-    queue. On any failure or signal the stop event is set and the workers finish aborting first."""
+    queue. On any failure or signal the stop event is set and the workers finish aborting first.
+
+    The queue and the event live in a manager process, so their proxies go to each task as plain
+    arguments (no worker initializer, module globals or environment variables)."""
     ctx = mp.get_context("spawn")
-    progress, stop = ctx.Queue(), ctx.Event()
-
-    def drain() -> None:
-        with contextlib.suppress(queue.Empty):
-            while True:
-                advance(*progress.get_nowait())
-
     results: dict[str, dict[str, Any]] = {}
-    with _one_thread_env(), cf.ProcessPoolExecutor(min(jobs, len(tasks)), mp_context=ctx, initializer=_init_worker,
-                                                   initargs=(progress, stop)) as pool:
-        futures = {pool.submit(_worker_task, t, {**kwargs, "out_path": task_path(out_dir, t)}): t for t in tasks}
+    with ctx.Manager() as manager, cf.ProcessPoolExecutor(min(jobs, len(tasks)), mp_context=ctx) as pool:
+        progress, stop = manager.Queue(), manager.Event()
+
+        def drain() -> None:
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    advance(*progress.get_nowait())
+
+        futures = {pool.submit(_worker_task, t, {**kwargs, "out_path": task_path(out_dir, t)}, progress, stop): t
+                   for t in tasks}
         try:
             pending = set(futures)
             while pending:
