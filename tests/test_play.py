@@ -226,7 +226,7 @@ def test_cli_demos_mode_passes_visuals(tmp_path):
 def test_pretraining_defaults_to_the_play_corpus_minus_excluded_tasks(corpus, tmp_path):
     from omegaconf import OmegaConf
 
-    from robrep.commands.pretrain import pretraining_files
+    from robrep.pretrain.run import pretraining_files
     from robrep.encoders.checkpoint import read_checkpoint
 
     out, _ = corpus
