@@ -82,7 +82,7 @@ def test_video_writes_gif(tmp_path):
 def test_quickstart_runs_main_job(tmp_path):
     # the quick sweep preset, shrunk: one arm, N=4, two episodes at 32 px
     result = robrep("quickstart", "task=reach", "task.image_size=32", "arms=[cnn]", "demos=[4]", "episodes=2",
-                    "num_envs=2", "launcher=basic", "bootstrap_resamples=100", f"dataset={tmp_path}/reach.hdf5",
+                    "num_envs=2", "launcher=inprocess", "bootstrap_resamples=100", f"dataset={tmp_path}/reach.hdf5",
                     f"sweep_dir={tmp_path}/qs", "progress=false",
                     'cell_overrides=["videos=1","policy.train.steps=4","policy.train.eval_every=2","policy.cnn.channels=8"]',
                     cwd=tmp_path)

@@ -2,7 +2,7 @@
 
 1. the demo file (collected if missing) must hold ``train_n<N>_seed<s>`` for every N and seed;
 2. each frozen encoder's features are cached once (``cache/features``), before cells start;
-3. the cells run as ``robrep cell --multirun arm=… n=… seed=…`` through the configured Hydra launcher;
+3. the cells run as ``robrep cell --multirun arm=… n=… seed=…`` through the Hydra launcher matching ``launcher``;
    a cell whose record exists is skipped, so re-running the command continues an interrupted sweep;
 4. every record in ``sweep_dir`` (this run's and earlier runs') becomes ``table.csv``/``table.jsonl`` (one row per cell), ``summary.csv`` (per arm and N:
    pooled success with a Wilson 95 % interval and the spread over seeds), ``paired.csv`` (arm a − arm b on
@@ -90,15 +90,29 @@ def ensure_dataset(cfg: DictConfig) -> Path:
     return path
 
 
+def hydra_launcher(cfg: DictConfig) -> list[str]:
+    """The Hydra launcher overrides that run the cells the way ``cfg.launcher`` (a ``configs/launcher`` file)
+    says: inprocess = Hydra's basic launcher, joblib = ``jobs`` cells at a time, submitit on Slurm =
+    ``configs/hydra/launcher/slurm.yaml``; other launchers need the cells as library calls (robrep.launch)."""
+    name, cluster = cfg.launcher.get("name"), cfg.launcher.get("cluster")
+    if name == "inprocess":
+        return []
+    if name == "joblib":
+        return ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={int(cfg.jobs)}"]
+    if name == "submitit" and cluster == "slurm":
+        return ["hydra/launcher=slurm"]
+    raise ValueError(f"robrep sweep runs cells as a Hydra multirun: launcher={name}"
+                     f"{f' (cluster={cluster})' if cluster else ''} is not available there; use inprocess, joblib "
+                     "or slurm")
+
+
 def cell_command(cfg: DictConfig, arms: list[str], multirun: bool = True, demos: list[int] | None = None,
                  seeds: list[int] | None = None) -> list[str]:
     """The ``robrep cell --multirun`` command line of the sweep's cells at ``demos`` × ``seeds`` (default: the
     config's; ``multirun=False``: one cell of ``arms[0]`` at the first N and seed, in this process's launcher)."""
     demos = list(cfg.demos) if demos is None else demos
     seeds = list(cfg.seeds) if seeds is None else seeds
-    launcher = [] if not multirun or cfg.launcher in (None, "basic") else [f"hydra/launcher={cfg.launcher}"]
-    if multirun and cfg.launcher == "joblib":
-        launcher.append(f"hydra.launcher.n_jobs={int(cfg.jobs)}")
+    launcher = hydra_launcher(cfg) if multirun else []
     values = (lambda xs: ",".join(str(x) for x in xs)) if multirun else (lambda xs: str(list(xs)[0]))
     return [sys.executable, "-m", "robrep.cli", "cell", *(["--multirun"] if multirun else []),
             f"task={cfg.task.name}", f"task.image_size={cfg.task.image_size}", f"arm={values(arms)}",
@@ -175,6 +189,7 @@ def log_run(cfg: DictConfig, started: float, wall_s: float, cells: int, done_bef
 def run(cfg: DictConfig) -> None:
     t0, started = time.perf_counter(), time.time()
     arms = sweep_arms(cfg)
+    hydra_launcher(cfg)  # an unsupported launcher fails here, before any collection
     ensure_dataset(cfg)
     groups = cell_groups(cfg)
     cells = [(a, n, s) for ns, seeds in groups for a in arms for n in ns for s in seeds]
