@@ -122,8 +122,7 @@ def test_sweep_refuses_subsets_the_file_lacks(reach_file, tmp_path, monkeypatch)
         ensure_dataset(cfg)
 
 
-@pytest.mark.parametrize("launcher, target", [("joblib", "JoblibLauncher"), ("slurm", "SlurmLauncher"),
-                                              ("ray", "RayLauncher")])
+@pytest.mark.parametrize("launcher, target", [("joblib", "JoblibLauncher"), ("slurm", "SlurmLauncher")])
 def test_launcher_configs_load(launcher, target):
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         cfg = compose("cell", overrides=[f"hydra/launcher={launcher}", "arm=mae"], return_hydra_config=True)
