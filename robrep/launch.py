@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
@@ -53,22 +52,15 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"
 
 @contextlib.contextmanager
 def thread_limit(n: int | None) -> Iterator[None]:
-    """torch and BLAS/OpenMP limited to ``n`` threads inside the block, as before after it (``None``/0: unchanged):
-    an imported torch through ``torch.set_num_threads``, loaded BLAS pools through threadpoolctl, libraries first
-    loaded inside the block (a worker's torch) through :data:`THREAD_VARIABLES`, set for the block only."""
+    """A worker's thread limit: :func:`robrep.threads.thread_limit` (torch only if already imported, so a call that
+    never needs torch does not pay for importing it) plus :data:`THREAD_VARIABLES` set for the block, which reach
+    libraries first loaded inside it (a fresh worker's torch). Everything is as before after the block."""
     if not n:
         yield
         return
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(_environ({name: str(int(n)) for name in THREAD_VARIABLES}))
-        torch = sys.modules.get("torch")
-        if torch is not None:
-            stack.callback(torch.set_num_threads, torch.get_num_threads())
-            torch.set_num_threads(int(n))
-        with contextlib.suppress(ImportError):  # threadpoolctl is a dependency of robrep; optional here
-            from threadpoolctl import threadpool_limits
+    from robrep.threads import thread_limit as limit
 
-            stack.enter_context(threadpool_limits(int(n)))
+    with _environ({name: str(int(n)) for name in THREAD_VARIABLES}), limit(n, load_torch=False):
         yield
 
 

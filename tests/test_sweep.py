@@ -149,7 +149,7 @@ def test_sweep_passes_its_settings_to_every_cell_as_a_typed_spec():
 
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         sweep = compose("sweep", overrides=["demos=[10,50]", "seeds=[0,1]", "episodes=7", "num_envs=3", "videos=1",
-                                            "eval_visuals=heldout", "arm_overrides=[policy.train.steps=5]"])
+                                            "eval_visuals=heldout", "arm_overrides=[\"policy.train.steps=5\"]"])
     specs = sweep_cells(sweep, ["mae", "cnn"], precision="bfloat16")
     assert [(s.arm, s.n, s.seed) for s in specs] == [(a, n, s) for n in (10, 50) for a in ("mae", "cnn") for s in (0, 1)]
     assert {(s.episodes, s.num_envs, s.videos, s.eval_visuals, s.dataset, s.sweep_dir) for s in specs} == {
