@@ -82,18 +82,31 @@ def _environ(values: Mapping[str, str], restore_all: bool = False) -> Iterator[N
 
 @dataclass(frozen=True)
 class _Call:
-    """``fn`` as shipped to a worker: runs under :func:`thread_limit` and returns ``(value, None)`` or
-    ``(None, traceback)``, so a raising item never fails the batch."""
+    """``fn`` as shipped to a worker: runs under :func:`thread_limit` in the caller's working directory (``cwd``,
+    taken where the call is made: specs hold paths relative to it; a Ray or Slurm worker starts elsewhere) and
+    returns ``(value, None)`` or ``(None, traceback)``, so a raising item never fails the batch."""
 
     fn: Callable[[Any], Any]
     threads: int | None = None
+    cwd: str = field(default_factory=os.getcwd)
 
     def __call__(self, item: Any) -> tuple[Any, str | None]:
         try:
-            with thread_limit(self.threads):
+            with thread_limit(self.threads), _chdir(self.cwd):
                 return self.fn(item), None
         except Exception:
             return None, traceback.format_exc()
+
+
+@contextlib.contextmanager
+def _chdir(path: str) -> Iterator[None]:
+    """The working directory ``path`` inside the block, the previous one after it (``contextlib.chdir`` is 3.11+)."""
+    before = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
 
 
 def _run(call: _Call, item: Any) -> tuple[Any, str | None]:

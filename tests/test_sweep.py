@@ -212,3 +212,27 @@ def test_protocol_demos_varied_evaluation_heldout(tmp_path, monkeypatch):
     assert {row["eval_visuals"] for row in table} == {"heldout"}
     floor = results.read_csv("out/noise_floor.csv")
     assert [int(f["n"]) for f in floor] == [2]
+
+
+#: Columns of table.csv that depend on the machine's load or on where the sweep ran, not on what it computed.
+TIMING = ("train_seconds", "eval_seconds", "ms_per_step", "policy")
+
+
+@pytest.mark.parametrize("launcher", ["submitit_local", "ray"])
+def test_two_cell_sweep_gives_the_joblib_table_on_cluster_launchers(reach_file, tmp_path, monkeypatch, launcher):
+    """The same two cells through joblib and through a cluster launcher (Ray: a private loopback instance; submitit:
+    its local executor) give the same table: success per episode, valid MSE, lengths — only timings differ."""
+    pytest.importorskip({"ray": "ray", "submitit_local": "submitit"}[launcher])
+    monkeypatch.chdir(tmp_path)
+    base = [*[a for a in SMALL if not a.startswith(("seeds=", "launcher="))], "seeds=[0,1]", "dataset=two.hdf5"]
+    assert main(["sweep", *base, "launcher=joblib", "jobs=2", "sweep_dir=joblib"]) == 0
+    assert main(["sweep", *base, f"launcher={launcher}", f"sweep_dir={launcher}"]) == 0
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in TIMING} for r in rows]  # noqa: E731
+    joblib_rows, other_rows = results.read_csv("joblib/table.csv"), results.read_csv(f"{launcher}/table.csv")
+    assert len(joblib_rows) == 2 and strip(other_rows) == strip(joblib_rows)
+    cells = {r["seed"]: json.loads((tmp_path / launcher / "cells" / f"cnn_n4_s{r['seed']}.json").read_text())
+             for r in joblib_rows}
+    reference = {s: json.loads((tmp_path / "joblib" / "cells" / f"cnn_n4_s{s}.json").read_text()) for s in cells}
+    for s, rec in cells.items():
+        assert (rec["episode_success"], rec["episode_length"], rec["valid_mse"]) == (
+            reference[s]["episode_success"], reference[s]["episode_length"], reference[s]["valid_mse"])
