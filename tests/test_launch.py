@@ -110,3 +110,10 @@ def test_slurm_options_are_valid_submitit_parameters(tmp_path):
     executor = submitit.AutoExecutor(folder=tmp_path, cluster="local")  # validates slurm_* names without Slurm
     executor.update_parameters(timeout_min=cfg.timeout_min, cpus_per_task=cfg.cpus_per_task,
                                **{f"slurm_{k}": v for k, v in cfg.slurm.items()})
+
+
+def test_the_sweeps_jobs_set_joblibs_n_jobs():
+    from robrep.config import compose
+
+    assert make_launcher(compose("sweep", ["jobs=3"]).launcher).n_jobs == 3
+    assert type(make_launcher(compose("sweep", ["launcher=ray"]).launcher)) is Ray
