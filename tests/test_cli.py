@@ -84,7 +84,7 @@ def test_quickstart_runs_main_job(tmp_path):
     result = robrep("quickstart", "task=reach", "task.image_size=32", "arms=[cnn,mae_random]", "demos=[4]", "episodes=2",
                     "num_envs=2", "launcher=inprocess", "bootstrap_resamples=100", f"dataset={tmp_path}/reach.hdf5",
                     f"sweep_dir={tmp_path}/qs", "progress=false", "pairs=[[mae_random,cnn]]",
-                    'arm_overrides=["policy.train.steps=4","policy.train.eval_every=2","policy.cnn.channels=8",'
+                    'arm_overrides=["policy.train.steps=4","policy.train.eval_every=2",'
                     '"encoder.arch.depth=1","encoder.arch.embed_dim=32","encoder.arch.num_heads=2"]',
                     cwd=tmp_path)
     assert result.returncode == 0, result.stderr
