@@ -22,12 +22,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from planners.cem import CEMConfig
-from planners.checkpoint import load_world_model, save_world_model
+from planners.world_model import load_world_model, save_world_model
 from planners.data import Transitions, concat, load_cells
 from planners.dynamics import build_dynamics
 from planners.latent import LatentMap
 from planners.mpc import LatentPlanner
-from planners.train import DynamicsTrainConfig, fit_dynamics, horizon_errors
+from planners.fit import DynamicsTrainConfig, fit_dynamics, horizon_errors
 from robrep import results
 from robrep.data.demo_file import DemoFile
 from robrep.data.feature_cache import FeatureCache, compute_features

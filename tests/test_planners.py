@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from planners.cem import CEM, CEMConfig
-from planners.checkpoint import load_world_model, save_world_model
+from planners.world_model import load_world_model, save_world_model
 from planners.data import EpisodeCells, Transitions
 from planners.dynamics import LatentDynamics, PooledMLP, TokenPredictor, build_dynamics
 from planners.latent import LatentMap
 from planners.mpc import LatentPlanner
-from planners.train import DynamicsTrainConfig, fit_dynamics, horizon_errors
+from planners.fit import DynamicsTrainConfig, fit_dynamics, horizon_errors
 from robrep.results import read_csv
 
 
