@@ -32,7 +32,7 @@ def measure(checkpoint: str, pythonpath: str | None) -> dict:
     env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
-    # run from a neutral folder: the current directory would shadow PYTHONPATH on sys.path
+    # run from a neutral folder: the current directory would come before PYTHONPATH in the import path
     out = subprocess.run([sys.executable, "-c", PROBE, os.path.abspath(checkpoint)], env=env, capture_output=True,
                          text=True, check=True, cwd=tempfile.gettempdir())
     return json.loads(out.stdout.strip().splitlines()[-1])
