@@ -10,6 +10,15 @@ from robrep.precision import autocast, check_precision, describe_precision, nati
 
 
 @pytest.fixture
+
+@pytest.fixture(autouse=True)
+def _no_isa_cap(monkeypatch):
+    """The machine's own answer: no ATEN_CPU_CAPABILITY / ONEDNN_MAX_CPU_ISA cap from the caller's environment (the
+    costs benchmark runs the suite with them set to emulate an AVX2-only CPU)."""
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+
+
 def cpu_bf16(monkeypatch):
     """Set what the CPU probes report: ``cpu_bf16(torch_says, flags)`` (``None``: that probe is unavailable)."""
 
