@@ -9,8 +9,6 @@ from robrep import precision
 from robrep.precision import autocast, check_precision, describe_precision, native_bf16, resolve_precision
 
 
-@pytest.fixture
-
 @pytest.fixture(autouse=True)
 def _no_isa_cap(monkeypatch):
     """The machine's own answer: no ATEN_CPU_CAPABILITY / ONEDNN_MAX_CPU_ISA cap from the caller's environment (the
@@ -19,6 +17,7 @@ def _no_isa_cap(monkeypatch):
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
 
 
+@pytest.fixture
 def cpu_bf16(monkeypatch):
     """Set what the CPU probes report: ``cpu_bf16(torch_says, flags)`` (``None``: that probe is unavailable)."""
 
