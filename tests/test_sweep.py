@@ -102,12 +102,29 @@ def test_sweep_runs_resumes_and_keeps_finished_cells(reach_file, tmp_path, monke
     runs = results.read_csv("out/runs.csv")  # one row per invocation: the resumed sweep's wall time adds up
     assert [r["finished_here"] for r in runs] == ["1", "0"] and [r["done_before"] for r in runs] == ["0", "1"]
     # an interrupted evaluation (record missing, policy kept) re-evaluates without training again
-    policy = tmp_path / "runs/sweeps/out/policies/cnn_n4_s0.pt"
+    (policy,) = (tmp_path / "runs/sweeps/out/policies").glob("cnn_n4_s0_*.pt")  # content-addressed name
+    assert policy.stem.endswith(rec["policy_key"]) and rec["dataset_hash"]
     trained = policy.stat().st_mtime_ns
     rec_path.unlink()
     assert main(args) == 0
     assert rec_path.exists() and policy.stat().st_mtime_ns == trained
     assert len(load_cells("out")) == 1
+
+
+def test_a_cell_never_reuses_a_policy_trained_on_other_data_or_settings(reach_file, tmp_path, monkeypatch):
+    """Policies are content-addressed: a second sweep whose sweep_dir has the same basename (so the same policy
+    folder) but another dataset, or other training settings, trains its own policy and records which one."""
+    monkeypatch.chdir(tmp_path)
+    other = tmp_path / "other.hdf5"
+    collect_demos("reach", 6, other, image_size=32, seed_start=100, subset_sizes=(4,), subset_seeds=(0,), progress=False)
+    assert main(["sweep", *SMALL, f"dataset={reach_file}", "sweep_dir=a/out"]) == 0
+    assert main(["sweep", *SMALL, f"dataset={other}", "sweep_dir=b/out"]) == 0
+    steps = [a if not a.startswith("arm_overrides=") else a.replace("steps=4", "steps=6") for a in SMALL]
+    assert main(["sweep", *steps, f"dataset={other}", "sweep_dir=c/out"]) == 0
+    recs = [json.loads((tmp_path / d / "out/cells/cnn_n4_s0.json").read_text()) for d in "abc"]
+    assert len({r["policy"] for r in recs}) == 3 and len({r["policy_key"] for r in recs}) == 3
+    assert recs[0]["dataset_hash"] != recs[1]["dataset_hash"] == recs[2]["dataset_hash"]
+    assert len(list((tmp_path / "runs/sweeps/out/policies").glob("cnn_n4_s0_*.pt"))) == 3
 
 
 def test_sweep_refuses_subsets_the_file_lacks(reach_file, tmp_path, monkeypatch):

@@ -13,6 +13,9 @@ policy is kept under ``policy_dir`` so a re-run whose evaluation was interrupted
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -66,8 +69,26 @@ class CellSpec:
         return cell_path(self.sweep_dir, self.arm, self.n, self.seed)
 
     @property
+    def policy_key(self) -> str:
+        """Content key of the policy this cell trains (16 hex): sha256 of the dataset file's bytes, the encoder
+        (name, architecture, precision, the weights file's bytes or the random-init seed), the resolved policy
+        config, N, seed and language use. A trained policy is reused only under the same key, so a policy trained
+        on other data, weights or settings is never picked up by a cell that did not make it."""
+        encoder = None
+        if self.encoder is not None:
+            e = self.encoder
+            weights = e.weights_resolved if e.weights_resolved and Path(e.weights_resolved).is_file() else e.weights
+            encoder = {"name": e.name, "arch": e.arch, "precision": e.precision,
+                       "weights": _content_hash(weights) if weights and Path(weights).is_file() else weights,
+                       "init_seed": e.init_seed if e.weights is None else None}
+        payload = {"dataset": _content_hash(self.dataset), "encoder": encoder, "policy": self.policy, "n": self.n,
+                   "seed": self.seed, "use_language": self.use_language}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    @property
     def policy_path(self) -> Path:
-        return Path(self.policy_dir) / f"{self.name}.pt"
+        """``<policy_dir>/<arm>_n<N>_s<seed>_<policy_key>.pt``: content-addressed (see :attr:`policy_key`)."""
+        return Path(self.policy_dir) / f"{self.name}_{self.policy_key}.pt"
 
     @classmethod
     def from_cfg(cls, cfg: DictConfig, arm_cfg: DictConfig | None = None, n: int | None = None,
@@ -102,6 +123,19 @@ class CellSpec:
         return asdict(self)
 
 
+def _content_hash(path: str | Path) -> str:
+    """sha256 (16 hex) of a file's bytes, computed once per (path, size, mtime) in this process."""
+    stat = Path(path).stat()
+    return _hash_file(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _hash_file(path: str, size: int, mtime_ns: int) -> str:
+    from robrep.data.feature_cache import file_hash
+
+    return file_hash(path)
+
+
 def arm_config(arm: str, weights_budget: str, overrides: Sequence[str] = ()) -> DictConfig:
     """The arm's composed cell config (``configs/cell.yaml`` with ``arm=<arm>``): its ``encoder`` group, ``policy``
     group and ``weights`` (``weights/<encoder>_<weights_budget>.pt``), plus ``overrides`` (e.g.
@@ -131,15 +165,16 @@ def run_cell(spec: CellSpec) -> dict[str, Any]:
     if spec.record_path.exists():
         print(f"{spec.name}: done already ({spec.record_path})")
         return results.read_json(spec.record_path)
+    policy_path, policy_key = spec.policy_path, spec.policy_key
     with thread_limit(spec.threads):
         t0 = time.perf_counter()
-        if not spec.policy_path.exists():
-            train_policy(spec.policy, spec.dataset, spec.n, spec.seed, spec.policy_path, encoder=spec.encoder,
+        if not policy_path.exists():
+            train_policy(spec.policy, spec.dataset, spec.n, spec.seed, policy_path, encoder=spec.encoder,
                          cache_dir=spec.cache_dir, use_language=spec.use_language,
                          feature_batch_size=spec.feature_batch_size, device=spec.device, config=spec.config,
                          progress=spec.progress)
         train_s = time.perf_counter() - t0
-        policy = load_policy(spec.policy_path, device=spec.device)
+        policy = load_policy(policy_path, device=spec.device)
         eval_env = {} if spec.eval_visuals is None else {"visuals": spec.eval_visuals}
         result = evaluate(policy, spec.episodes, seed_start=spec.eval_seed_start, num_envs=spec.num_envs,
                           video_episodes=spec.videos, progress=spec.progress, demo_seeds=policy_demo_seeds(policy),
@@ -159,8 +194,9 @@ def run_cell(spec: CellSpec) -> dict[str, Any]:
         **result.summary(), "train_seconds": round(float(meta.get("train", {}).get("seconds", train_s)), 1),
         "eval_seconds": round(result.wall_s, 1), "valid_mse": meta.get("train", {}).get("valid_mse"),
         "episode_seeds": result.seeds, "episode_success": [int(s) for s in result.success],
-        "episode_length": [r.length for r in result.records], "policy": str(spec.policy_path),
-        "dataset": spec.dataset, "command": spec.command, "videos": [str(v) for v in videos],
+        "episode_length": [r.length for r in result.records], "policy": str(policy_path),
+        "policy_key": policy_key, "policy_hash": meta.get("hash", ""),
+        "dataset": spec.dataset, "dataset_hash": _content_hash(spec.dataset), "command": spec.command, "videos": [str(v) for v in videos],
     }
     results.write_json(record, spec.record_path)
     print(f"{spec.name}: {result.format()} -> {spec.record_path}")

@@ -23,7 +23,7 @@ from robrep.results import save_figure
 CELL_COLUMNS = ("arm", "task", "demo_visuals", "eval_visuals", "encoder", "weights_hash", "readout", "head", "n",
                 "seed", "episodes", "successes",
                 "success_rate", "ci_low", "ci_high", "mean_length", "train_seconds", "eval_seconds", "ms_per_step",
-                "policy")
+                "policy", "policy_key", "dataset_hash")
 #: Columns of the per-(arm, N) summary.
 SUMMARY_COLUMNS = ("arm", "task", "n", "seeds", "episodes", "successes", "success_rate", "ci_low", "ci_high",
                    "seed_mean", "seed_std", "seed_min", "seed_max")
