@@ -127,6 +127,19 @@ def test_a_cell_never_reuses_a_policy_trained_on_other_data_or_settings(reach_fi
     assert len(list((tmp_path / "runs/sweeps/out/policies").glob("cnn_n4_s0_*.pt"))) == 3
 
 
+@pytest.mark.parametrize("bad, message", [("episodes=0", "episodes=0"), ("num_envs=-1", "num_envs=-1"),
+                                          ("demos=[0]", "n=0")])
+def test_degenerate_settings_are_refused_before_anything_runs(tmp_path, monkeypatch, bad, message):
+    from robrep.sweep.run import run_sweep
+
+    monkeypatch.chdir(tmp_path)
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose("sweep", overrides=[*SMALL, "dataset=never.hdf5", "sweep_dir=out", bad])
+    with pytest.raises(ValueError, match=message):
+        run_sweep(cfg)
+    assert not (tmp_path / "never.hdf5").exists() and not (tmp_path / "out").exists()
+
+
 def test_sweep_refuses_subsets_the_file_lacks(reach_file, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     from omegaconf import OmegaConf

@@ -59,6 +59,14 @@ class CellSpec:
     command: str = ""
     config: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        """Refuse degenerate settings before anything is trained (one message naming every bad value)."""
+        bad = [f"{k}={getattr(self, k)!r} (must be >= {low})" for k, low in
+               (("n", 1), ("episodes", 1), ("num_envs", 1), ("videos", 0), ("threads", 1), ("feature_batch_size", 1))
+               if not isinstance(getattr(self, k), int) or getattr(self, k) < low]
+        if bad:
+            raise ValueError(f"cell {self.arm} n={self.n} seed={self.seed}: " + "; ".join(bad))
+
     @property
     def name(self) -> str:
         """``<arm>_n<N>_s<seed>``: the stem of the cell's record and policy files."""

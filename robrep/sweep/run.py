@@ -155,8 +155,8 @@ def run_sweep(cfg: DictConfig) -> dict[str, Any]:
     t0, started = time.perf_counter(), time.time()
     precision = resolve_precision(cfg.encoder_precision, cfg.device)
     arms = sweep_arms(cfg)
+    cells = sweep_cells(cfg, arms, precision)  # every setting checked before demos are collected or anything trains
     ensure_dataset(cfg)
-    cells = sweep_cells(cfg, arms, precision)
     pending = [c for c in cells if not c.record_path.exists()]
     layout = "; ".join(f"N={n} × seeds {seeds_for(cfg, int(n))}" for n in cfg.demos)
     print(f"sweep {cfg.name}: {len(cells)} cells ({len(arms)} arms × {layout}), {len(cells) - len(pending)} already "
