@@ -110,9 +110,13 @@ class Policy:
 
     @torch.no_grad()
     def act(self, obs: Mapping[str, Any]) -> np.ndarray:
-        """``obs["image"]`` uint8 ``(B, H, W, 3)`` and ``obs["proprio"]`` ``(B, P)`` → float32 actions ``(B, 4)``
-        in [-1, 1]; un-batched ``(H, W, 3)``/``(P,)`` → ``(4,)``. Optional ``obs["instruction"]`` (str or one
+        """``obs["image"]`` uint8 ``(B, H, W, 3)`` and ``obs["proprio"]`` ``(B, P)`` (finite) → float32 actions
+        ``(B, 4)`` clipped to [-1, 1]; un-batched ``(H, W, 3)``/``(P,)`` → ``(4,)``. Optional ``obs["instruction"]`` (str or one
         per env) for language-conditioned encoders. Other keys are ignored. One batched encoder call."""
+        missing = [k for k in ("image", "proprio") if k not in obs]
+        if missing:
+            raise KeyError(f"Policy.act needs obs{missing} (uint8 images and proprio (TCP xyz + finger opening)); "
+                           f"got keys {sorted(obs)}")
         images, proprio = np.asarray(obs["image"]), np.asarray(obs["proprio"], dtype=np.float32)
         single = images.ndim == 3
         if single:
@@ -123,6 +127,9 @@ class Policy:
         b = len(images)
         if proprio.shape != (b, self.model.proprio_dim):
             raise ValueError(f"obs['proprio'] must be ({b}, {self.model.proprio_dim}), got {proprio.shape}")
+        if not np.isfinite(proprio).all():
+            bad = sorted({int(i) for i in np.nonzero(~np.isfinite(proprio))[0]})
+            raise ValueError(f"obs['proprio'] is not finite for env(s) {bad}: {proprio[bad].tolist()}")
         if b != self.num_envs:
             if self._stack is None and self._fresh.all():
                 self.reset(b)  # first act after reset(): adopt the batch size
@@ -139,6 +146,7 @@ class Policy:
             self._stack = torch.where(fresh[:, None, None], vec[:, None].expand_as(rolled), rolled)
         self._fresh[:] = False
         actions = self.ensembler(self.model.predict(self._stack)).numpy().astype(np.float32)
+        actions = np.clip(actions, -1.0, 1.0)  # the action space (the envs clip the same way)
         return actions[0] if single else actions
 
 

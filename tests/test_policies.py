@@ -293,6 +293,18 @@ def test_batched_and_single_act_shapes(trained, demos):
         policy.act(obs)
 
 
+def test_act_names_missing_or_non_finite_inputs(trained, demos):
+    policy = load_policy(trained[1])
+    obs = demo_obs(demos)
+    policy.reset(3)
+    with pytest.raises(KeyError, match=r"needs obs\['proprio'\].*got keys \['image'"):
+        policy.act({"image": obs["image"]})
+    bad = {**obs, "proprio": obs["proprio"].copy()}
+    bad["proprio"][1, 0] = np.nan
+    with pytest.raises(ValueError, match=r"not finite for env\(s\) \[1\]"):
+        policy.act(bad)
+
+
 def test_refuses_a_different_encoder_weights_hash(demos, encoder_ckpt, cache_dir, tmp_path):
     weights = tmp_path / "enc.pt"
     weights.write_bytes(encoder_ckpt.read_bytes())
