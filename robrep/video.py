@@ -17,6 +17,8 @@ def write_video(frames: Sequence[np.ndarray] | np.ndarray, path: str | os.PathLi
 
     The file appears only when complete (written to a temporary name, then renamed).
     """
+    if not fps or fps <= 0:
+        raise ValueError(f"fps must be > 0, got {fps}")
     path = Path(path)
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:

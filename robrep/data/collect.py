@@ -15,6 +15,7 @@ Command line (Hydra, ``configs/collect.yaml``)::
 from __future__ import annotations
 
 import contextlib
+import numbers
 import os
 import signal
 import threading
@@ -91,6 +92,8 @@ def run_episode(env, policy: Callable[[dict], np.ndarray], seed: int) -> dict:
 def expert_frames(task: str, episodes: int, seed_start: int = 0, image_size: int = 96,
                   visuals: str = "clean") -> np.ndarray:
     """Frames ``(T, H, W, 3)`` uint8 of ``episodes`` consecutive scripted-expert episodes in the ``visuals`` setting."""
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
     env = make_env(task, image_size=image_size, visuals=visuals)
     expert = make_expert(env)
     try:
@@ -148,8 +151,12 @@ def collect_demos(
 
     Returns ``{"task", "visuals", "num_demos", "attempts", "expert_success_rate", "frames", "seconds", "path"}``.
     """
-    if num_demos < 1:
-        raise ValueError(f"num_demos must be >= 1, got {num_demos}")
+    if isinstance(num_demos, bool) or not isinstance(num_demos, numbers.Integral) or num_demos < 1:
+        raise ValueError(f"num_demos must be a whole number >= 1, got {num_demos!r}")
+    if noise_std < 0:
+        raise ValueError(f"noise_std must be >= 0 (the expert's Gaussian action noise), got {noise_std}")
+    if Path(out_path).is_dir():
+        raise ValueError(f"out={out_path} is a directory; name the .hdf5 file to write")
     max_attempts = 3 * num_demos if max_attempts is None else int(max_attempts)
     if max_attempts < num_demos:
         raise ValueError(f"max_attempts={max_attempts} is smaller than num_demos={num_demos}")

@@ -81,6 +81,8 @@ def compute_features(
     randomly shifted copies of it, ±``shift_pad`` px); returns the cache path (reused as is when a complete
     cache with the same key exists). Language-conditioned encoders get each demo's instruction when
     ``use_language``."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1 (images per encoder call), got {batch_size}")
     if shifts < 0 or shift_pad < 0:
         raise ValueError(f"shifts and shift_pad must be >= 0, got {shifts}, {shift_pad}")
     encoder_name = encoder_name or encoder.family
