@@ -194,6 +194,8 @@ def train_policy(
         raise ValueError(f"policy {policy_cfg.get('name')!r} ({kind}) is built on a pretrained encoder: "
                          "pass an encoder spec")
     with DemoFile(dataset) as demos:
+        demos.require_obs("image", *(["proprio"] if policy_cfg.get("use_proprio", True) else []),
+                          purpose=f"policy {policy_cfg.get('name')!r}")
         filter_key = subset_key(n, seed)
         train_names = demos.subset(n, seed)
         valid_names = demos.demo_names("valid") if "valid" in demos.filter_keys else []

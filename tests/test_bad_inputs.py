@@ -36,3 +36,25 @@ def test_features_refuse_batch_size_zero(tmp_path):
 
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         compute_features(None, tmp_path / "missing.hdf5", tmp_path, batch_size=0)
+
+
+def test_a_demo_file_without_images_is_named_with_its_keys(tmp_path):
+    """A demo file whose demos lack obs/image: every consumer says which file, which key, and what it has."""
+    from robrep.data.collect import collect_demos
+    from robrep.data.demo_file import DemoFile, DemoFileError
+    from robrep.data.frames import FrameDataset
+
+    import h5py
+
+    path = tmp_path / "noimg.hdf5"
+    collect_demos("reach", 2, path, image_size=16, subset_sizes=(), subset_seeds=(), valid_fraction=0.0,
+                  progress=False)
+    with h5py.File(path, "a") as f:
+        for name in f["data"]:
+            del f[f"data/{name}/obs/image"]
+    with DemoFile(path) as demos:
+        with pytest.raises(DemoFileError, match=r"noimg.hdf5: no obs/image in its demos \(pretraining needs them\); "
+                                                r"it records obs/\['proprio', 'state'\]"):
+            demos.require_obs("image", purpose="pretraining")
+    with pytest.raises(DemoFileError, match="noimg.hdf5: no obs/image"):
+        FrameDataset.from_files([path])

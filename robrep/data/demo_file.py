@@ -238,6 +238,14 @@ class DemoFile:
             self._f.close()
             raise
 
+    def require_obs(self, *keys: str, purpose: str = "") -> None:
+        """Raise :class:`DemoFileError` naming this file, the missing ``obs/<key>`` and the keys it has, unless every
+        key in ``keys`` is recorded (e.g. ``image`` for encoders, ``proprio`` for policies that read it)."""
+        missing = [k for k in keys if k not in self.obs_keys]
+        if missing:
+            need = f" ({purpose} needs them)" if purpose else ""
+            raise self._fail(f"no obs/{'/'.join(missing)} in its demos{need}; it records obs/{self.obs_keys}")
+
     def _fail(self, msg: str) -> DemoFileError:
         return DemoFileError(f"{self.path}: {msg}")
 

@@ -100,6 +100,7 @@ def compute_features(
     start = time.perf_counter()
     try:
         with DemoFile(dataset) as demos, h5py.File(tmp, "w") as f:
+            demos.require_obs("image", purpose=f"encoding with {encoder_name}")
             names = demos.demo_names()
             group = f.create_group("features")
             for name in tqdm(names, disable=not progress, desc=f"features {encoder_name}", unit="demo"):

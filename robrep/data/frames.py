@@ -45,6 +45,7 @@ class FrameDataset:
         offset, ep = 0, 0
         for path in paths:
             with DemoFile(path) as demos:
+                demos.require_obs("image", purpose="pretraining")
                 spec = [tuple(x) for x in demos.env_args.get("state_spec", [])]
                 for name in demos.demo_names(filter_key):
                     e = demos.episode(name)

@@ -89,6 +89,7 @@ def run_probe(cfg: DictConfig) -> tuple[bool, dict] | None:
     log = print if cfg.progress else None
     with thread_limit(cfg.threads):
         with DemoFile(cfg.dataset) as demos:
+            demos.require_obs("image", "state", purpose="the state probe")
             targets = state_targets(demos.env_args["state_spec"], split_height=cfg.split_height)
             keys = {n: subset_key(n, cfg.subset_seed) for n in cfg.sizes}
             missing = [k for k in keys.values() if k not in demos.filter_keys]
