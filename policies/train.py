@@ -46,6 +46,13 @@ class TrainConfig:
     eval_batch_size: int = 256    # frames per forward pass when evaluating
     precision: str = "float32"    # float32 | bfloat16 (autocast, robrep.precision): halves a ResNet-18 step here
 
+    def __post_init__(self) -> None:
+        """Degenerate budgets would write an untrained checkpoint that looks like a result: refuse them."""
+        bad = [f"{k}={getattr(self, k)!r}" for k in ("steps", "batch_size", "eval_every", "patience", "eval_batch_size")
+               if int(getattr(self, k)) < 1] + [f"lr={self.lr!r}" for _ in [0] if not self.lr > 0]
+        if bad:
+            raise ValueError(f"policy.train: {', '.join(bad)} (each must be >= 1; lr > 0)")
+
 
 @dataclass
 class FitResult:
@@ -245,6 +252,11 @@ def train_policy(
     result = fit(model, train, valid, train_cfg, generator, progress)
     if trainable is not None:
         enc_record["finetuned_weights_hash"] = model.trunk.encoder.weights_hash()
+    losses = [result.train_loss, *([result.valid_mse] if valid_names else [])]  # no valid demos: valid MSE is nan
+    if not all(math.isfinite(float(v)) for v in losses):
+        raise FloatingPointError(f"training {policy_cfg.get('name')!r} on {dataset} (N={n}, seed {seed}) ended with a "
+                                 f"non-finite loss (train {result.train_loss}, valid MSE {result.valid_mse}); "
+                                 f"no checkpoint written to {out}")
     payload = {
         "state_dict": model.state_dict(),
         "policy_config": policy_cfg,

@@ -58,3 +58,43 @@ def test_a_demo_file_without_images_is_named_with_its_keys(tmp_path):
             demos.require_obs("image", purpose="pretraining")
     with pytest.raises(DemoFileError, match="noimg.hdf5: no obs/image"):
         FrameDataset.from_files([path])
+
+
+@pytest.mark.parametrize("override, message", [("steps=0", "steps=0"), ("eval_every=0", "eval_every=0"),
+                                               ("lr=0", "lr=0")])
+def test_degenerate_training_budgets_are_refused(override, message):
+    from policies.train import TrainConfig
+
+    key, value = override.split("=")
+    with pytest.raises(ValueError, match=f"policy.train: .*{message}"):
+        TrainConfig(**{key: float(value) if key == "lr" else int(value)})
+
+
+@pytest.mark.parametrize("kwargs, message", [({"budget_minutes": 0}, "budget_minutes must be > 0"),
+                                             ({"budget_minutes": -1}, "budget_minutes must be > 0"),
+                                             ({"max_steps": 0}, "max_steps must be >= 1")])
+def test_degenerate_pretraining_budgets_are_refused(kwargs, message):
+    from robrep.pretrain.loop import pretrain
+
+    with pytest.raises(ValueError, match=message):
+        pretrain(None, None, progress=False, **kwargs)
+
+
+def test_a_non_finite_training_loss_writes_no_checkpoint(tmp_path, monkeypatch):
+    """lr so large the loss overflows: train_policy raises and leaves no policy file that looks like a result."""
+    from robrep.data.collect import collect_demos
+    from policies.train import train_policy
+
+    demos = tmp_path / "d.hdf5"
+    collect_demos("reach", 6, demos, image_size=16, subset_sizes=(4,), subset_seeds=(0,), progress=False)
+    from omegaconf import OmegaConf
+
+    from robrep.config import compose
+
+    cfg = OmegaConf.to_container(compose("train", ["policy=cnn", "policy.cnn.channels=4", "policy.cnn.augment=false",
+                                                   "policy.train.steps=4", "policy.train.eval_every=2",
+                                                   "policy.train.lr=1e30", "policy.train.grad_clip=null"]).policy,
+                                 resolve=True)
+    with pytest.raises(FloatingPointError, match="non-finite loss"):
+        train_policy(cfg, demos, 4, 0, tmp_path / "p.pt")
+    assert not (tmp_path / "p.pt").exists()

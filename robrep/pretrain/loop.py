@@ -17,6 +17,14 @@ from robrep.data.frames import FrameDataset
 from robrep.pretrain.objective import Objective
 
 
+def check_budget(budget_minutes: float, max_steps: int | None) -> None:
+    """Refuse a budget that would save an untrained checkpoint: ``max_steps >= 1``, or ``budget_minutes > 0``."""
+    if max_steps is None and not budget_minutes > 0:
+        raise ValueError(f"budget_minutes must be > 0 (or give max_steps), got {budget_minutes}")
+    if max_steps is not None and max_steps < 1:
+        raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+
+
 def pretrain(
     objective: Objective,
     frames: FrameDataset,
@@ -42,6 +50,7 @@ def pretrain(
     Returns ``steps``, ``schedule_steps``, ``seconds``, ``final_loss`` (mean of the last 10 % of steps)
     and ``loss_curve`` (list of ``{step, seconds, loss, ...}`` every ``log_every`` steps).
     """
+    check_budget(budget_minutes, max_steps)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     params = [p for p in objective.parameters() if p.requires_grad]

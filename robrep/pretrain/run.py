@@ -6,6 +6,7 @@ plus ``<out>.loss.csv`` / ``<out>.loss.png``.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -15,7 +16,7 @@ from robrep.data.feature_cache import file_hash
 from robrep.data.frames import FrameDataset
 from robrep.data.play import play_files
 from robrep.encoders import build_encoder, save_checkpoint
-from robrep.pretrain.loop import pretrain, write_loss_curve
+from robrep.pretrain.loop import check_budget, pretrain, write_loss_curve
 from robrep.pretrain.objective import make_objective
 from robrep.threads import thread_limit
 
@@ -37,6 +38,7 @@ def run_pretrain(cfg: DictConfig) -> Path:
 
 def _run(cfg: DictConfig) -> Path:
     enc_cfg = cfg.encoder
+    check_budget(cfg.budget_minutes, cfg.max_steps)  # before any data is read
     files = pretraining_files(cfg)
     frames = FrameDataset.from_files(files)
     encoder = build_encoder(enc_cfg.name, weights=enc_cfg.weights, **OmegaConf.to_container(enc_cfg.arch))
@@ -59,6 +61,9 @@ def _run(cfg: DictConfig) -> Path:
     data_arg = "" if cfg.data else f" data=[{','.join(files)}]"  # the files themselves, whatever the default becomes
     meta["reproduce"] = (f"{meta['command']}{data_arg} max_steps={summary['steps']} "
                          f"schedule_steps={summary['schedule_steps']} (bitwise on the same torch build and thread count)")
+    if not math.isfinite(float(summary["final_loss"])):
+        raise FloatingPointError(f"pretraining {enc_cfg.name} ended with a non-finite loss ({summary['final_loss']}) "
+                                 f"after {summary['steps']} steps; no checkpoint written to {out}")
     digest = save_checkpoint(encoder, out, meta)
     csv_path, png_path = write_loss_curve(summary["loss_curve"], out.with_suffix(".loss"),
                                           title=f"{enc_cfg.name}: {summary['steps']} steps")
