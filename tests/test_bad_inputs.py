@@ -98,3 +98,12 @@ def test_a_non_finite_training_loss_writes_no_checkpoint(tmp_path, monkeypatch):
     with pytest.raises(FloatingPointError, match="non-finite loss"):
         train_policy(cfg, demos, 4, 0, tmp_path / "p.pt")
     assert not (tmp_path / "p.pt").exists()
+
+
+def test_probe_refuses_non_positive_frame_counts(tmp_path, monkeypatch):
+    from robrep.config import compose
+    from robrep.probe.experiment import run_probe
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=r"frames_per_episode=-5 \(>= 0; 0 = every frame\)"):
+        run_probe(compose("probe", ["frames_per_episode=-5", "dataset=never.hdf5"]))

@@ -84,6 +84,11 @@ def run_probe(cfg: DictConfig) -> tuple[bool, dict] | None:
     """The probe run of a composed ``configs/probe.yaml``; returns the gate verdict (``None`` with ``gate=false``)."""
     start = time.perf_counter()
     check_readouts(cfg.readouts, READOUTS, "the state probe")  # before any feature is computed
+    bad = [f"frames_per_episode={cfg.frames_per_episode!r} (>= 0; 0 = every frame)"] if int(cfg.frames_per_episode) < 0 else []
+    bad += [f"batch_size={cfg.batch_size!r} (>= 1)"] if int(cfg.batch_size) < 1 else []
+    bad += [f"sizes={list(cfg.sizes)} (each >= 1)"] if not cfg.sizes or min(int(n) for n in cfg.sizes) < 1 else []
+    if bad:
+        raise ValueError(f"robrep probe: {'; '.join(bad)}")
     label = Path(str(cfg.encoder.name)).stem
     out = Path(cfg.out or f"runs/probe/probe_{Path(cfg.dataset).stem}_{label}.csv")
     log = print if cfg.progress else None
