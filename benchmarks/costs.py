@@ -5,7 +5,8 @@
 1. ``install``: ``git clone`` of the repository into ``DIR`` (a new temporary folder by default), then
    ``bash scripts/setup.sh`` there — wall minutes and the size of its ``.venv`` (GB);
 2. ``tests``: the README's test command there (``.venv/bin/python -m pytest -q``), ``CI=true``;
-3. ``quickstart``: the README's main job there (``.venv/bin/robrep quickstart``).
+3. ``quickstart``: the README's main job there (``.venv/bin/robrep quickstart``), after removing the clone's
+   ``runs/``, ``data/`` and ``cache/`` (outputs of an earlier step or run), as on a first run.
 
 Each step's row (``cpu``, ``native_bf16``, ``what``, ``minutes``, ``size_gb``, ``command``, ``date``) replaces the
 row of the same CPU kind and step in ``costs.csv`` (``--commit``: ``results/costs.csv``, which
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import subprocess
 import tempfile
 import time
@@ -91,15 +93,20 @@ def main(argv: list[str] | None = None) -> None:
     commands = {"install": "bash scripts/setup.sh", "tests": ".venv/bin/python -m pytest -q",
                 "quickstart": ".venv/bin/robrep quickstart"}
     rows = results.read_csv(out) if out.exists() else []
+    runs = [c for c in (results.read_csv_comments(out) if out.exists() else []) if c.startswith("python -m benchmarks")]
+    runs = list(dict.fromkeys([*runs, command(NAME, argv)]))  # every invocation that made a row
     for step in steps:
+        if step == "quickstart":  # a newcomer's first run: no demos, caches or finished cells from an earlier one
+            for folder in ("runs", "data", "cache"):
+                shutil.rmtree(clone / folder, ignore_errors=True)
         minutes = timed(commands[step], clone, env)
         size = f"{dir_size_gb(clone / '.venv'):.2f}" if step == "install" else ""
         row = {"cpu": kind, "native_bf16": int(bf16), "what": step, "minutes": f"{minutes:.1f}", "size_gb": size,
                "command": commands[step], "date": time.strftime("%Y-%m-%d")}
         rows = [r for r in rows if (r["cpu"], r["what"]) != (kind, step)] + [row]
         results.write_csv([{c: r.get(c, "") for c in COLUMNS} for r in rows], out,
-                          comments=[command(NAME, argv), "one row per (CPU kind, step): wall minutes from a clean "
-                                    "clone, one step after another on an otherwise idle machine"])
+                          comments=[*runs, "one row per (CPU kind, step): wall minutes from a clean clone, one step "
+                                    "after another on an otherwise idle machine"])
         print(f"{step}: {minutes:.1f} min" + (f", .venv {size} GB" if size else "") + f" -> {out}", flush=True)
 
 
