@@ -107,9 +107,10 @@ def test_launcher_configs_are_exactly_the_group():
 def test_slurm_options_are_valid_submitit_parameters(tmp_path):
     submitit = pytest.importorskip("submitit")
     cfg = OmegaConf.load(Path(config_dir()) / "launcher" / "slurm.yaml")
-    executor = submitit.AutoExecutor(folder=tmp_path, cluster="local")  # validates slurm_* names without Slurm
+    executor = submitit.AutoExecutor(folder=tmp_path, cluster="local")  # raises on an unknown slurm_* name
     executor.update_parameters(timeout_min=cfg.timeout_min, cpus_per_task=cfg.cpus_per_task,
                                **{f"slurm_{k}": v for k, v in cfg.slurm.items()})
+    assert make_launcher(cfg).cluster == "slurm" and make_launcher(cfg).slurm["mem_gb"] == cfg.slurm.mem_gb
 
 
 def test_the_sweeps_jobs_set_joblibs_n_jobs():

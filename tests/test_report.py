@@ -27,7 +27,12 @@ def _sweep(root):
 
 
 def test_committed_report_and_readme_block_are_current():
-    report.main(["--check"])  # raises SystemExit(1) when stale: run `python -m benchmarks.report`
+    """What the generator renders from the committed CSVs is what is committed (else: `python -m benchmarks.report`)."""
+    root = report.ROOT
+    assert (root / "results" / "REPORT.md").read_text() == report.render_report(root)
+    readme = (root / "README.md").read_text()
+    assert readme == report.fill_costs(readme, report.render_costs(root))
+    report.main(["--check"])  # the CLI agrees (SystemExit(1) when stale)
 
 
 def test_renders_a_synthetic_sweep(tmp_path):
