@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from robrep.precision import resolve_precision
 from robrep.sweep.cell import CellSpec, cell_features, run_cell
 
 
 def run(cfg: DictConfig) -> None:
-    spec = CellSpec.from_cfg(cfg, precision=resolve_precision(cfg.encoder_precision, cfg.device))
+    spec = CellSpec.from_cfg(cfg)
     if cfg.features_only:
         path = cell_features(spec)
         print(f"{spec.arm}: features {path}" if path else f"{spec.arm}: trains on images (no feature cache)")

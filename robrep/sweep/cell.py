@@ -27,6 +27,7 @@ from policies.model import ENCODER_TRUNKS
 from robrep import results
 from robrep.config import compose
 from robrep.encoders.spec import EncoderSpec
+from robrep.precision import resolve_precision
 from robrep.sweep.table import cell_name, cell_path
 from robrep.threads import thread_limit
 
@@ -103,14 +104,16 @@ class CellSpec:
                  seed: int | None = None, precision: str | None = None) -> "CellSpec":
         """The cell of a ``robrep cell`` or ``robrep sweep`` config ``cfg`` (shared keys: dataset, episodes, ...)
         for the arm composed in ``arm_cfg`` (default: ``cfg`` itself, as in ``robrep cell``), at ``n``/``seed``
-        (default ``cfg.n``/``cfg.seed``). ``precision`` is the encoder's resolved compute precision."""
+        (default ``cfg.n``/``cfg.seed``). ``precision`` is the encoder's resolved compute precision (default:
+        ``cfg.encoder_precision`` resolved for ``cfg.device``; the sweep resolves it once for all its cells)."""
         arm_cfg = cfg if arm_cfg is None else arm_cfg
         n = int(cfg.n if n is None else n)
         seed = int(cfg.seed if seed is None else seed)
         policy = OmegaConf.to_container(arm_cfg.policy, resolve=True)
         encoder = None
         if policy["trunk"] in ENCODER_TRUNKS:
-            encoder = EncoderSpec.from_cfg(arm_cfg, precision=precision or str(cfg.get("encoder_precision", "float32")))
+            encoder = EncoderSpec.from_cfg(arm_cfg, precision=precision or resolve_precision(
+                str(cfg.get("encoder_precision", "float32")), str(cfg.get("device", "cpu"))))
         sweep_dir = str(cfg.sweep_dir)
         policy_dir = str(cfg.get("policy_dir") or Path("runs/sweeps") / Path(sweep_dir).name / "policies")
         eval_visuals = cfg.get("eval_visuals")
