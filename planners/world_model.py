@@ -12,7 +12,7 @@ from planners.latent import LatentMap
 from robrep.encoders.base import content_hash
 from robrep.torch_io import load_checked, save_atomic
 
-FORMAT = "robrep-world-model/1"
+FORMAT = "robrep-world-model/2"  # /2: + meta_hash (robrep.torch_io)
 
 
 def _hash(payload: Mapping[str, Any]) -> str:

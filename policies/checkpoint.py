@@ -1,8 +1,9 @@
 """Policy checkpoints: one ``torch.save`` dict per policy, written atomically, with a content hash.
 
-Keys of a checkpoint (format ``robrep-policy/1``)::
+Keys of a checkpoint (format ``robrep-policy/2``)::
 
     format, hash            content hash of (policy_config, shape_meta, encoder identity) + state_dict
+    meta_hash               hash of every other key (robrep.torch_io.metadata_hash): edited metadata is refused
     state_dict              trunk (readout, CNN, or fine-tuned encoder + readout) + head + normalisers (float32, CPU)
     policy_config           the resolved configs/policy/*.yaml the network is rebuilt from
     shape_meta              action_dim, proprio_dim and feature_dim/grid/has_global_token or image_size (+ feature_dim/grid
@@ -28,7 +29,7 @@ from typing import Any, Mapping
 from robrep.encoders.base import content_hash
 from robrep.torch_io import load_checked, save_atomic
 
-FORMAT = "robrep-policy/1"
+FORMAT = "robrep-policy/2"  # /2: + meta_hash over every other key (robrep.torch_io); /1 files are refused
 
 
 class PolicyCheckpointError(ValueError):

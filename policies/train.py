@@ -23,6 +23,7 @@ import torch
 from tqdm import tqdm
 
 from policies.checkpoint import save_policy_checkpoint
+from robrep.failpoints import failpoint
 from robrep.encoders.spec import EncoderSpec
 from policies.datasets import DemoTensors, load_demo_tensors
 from policies.model import ENCODER_TRUNKS, BCModel, build_model, check_policy_config
@@ -130,6 +131,7 @@ def fit(model: BCModel, train: DemoTensors, valid: DemoTensors | None, cfg: Trai
         window.append(loss.detach().item())
         if step % cfg.eval_every and step != cfg.steps:
             continue
+        failpoint("train.eval")
         train_loss, window = sum(window) / len(window), []
         valid_mse = evaluate_mse(model, valid, cfg.eval_batch_size, cfg.precision) if valid is not None else math.nan
         history.append({"step": step, "train_loss": train_loss, "valid_mse": valid_mse})

@@ -11,6 +11,9 @@ traceback) and does not stop the others. Where ``fn(item)`` runs:
 
 Except in-process, ``fn`` and the items are pickled: use a module-level function and picklable items (a frozen
 dataclass), importable where the workers run. ``threads_per_job`` limits torch/BLAS threads inside each call.
+Local workers stop with the process that launched them: each watches its launcher's pid and, once that process is
+gone (killed, even by SIGKILL), interrupts its call and exits — no orphan finishes a cell behind a restarted sweep.
+(Slurm jobs and Ray tasks on a remote cluster are left to run: their results are records on shared storage.)
 :func:`make_launcher` builds a launcher from a ``configs/launcher/*.yaml`` mapping. Importing this module
 imports only the standard library; the backends, torch, threadpoolctl and omegaconf load where they are used.
 """
@@ -19,6 +22,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
+import threading
+import time
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
@@ -80,17 +86,51 @@ def _environ(values: Mapping[str, str], restore_all: bool = False) -> Iterator[N
                 os.environ[key] = saved[key]
 
 
+#: Seconds between a worker's checks that its launcher still runs, and the grace after interrupting its call.
+OWNER_POLL_S, OWNER_GRACE_S = 0.5, 5.0
+_watched: set[int] = set()
+
+
+def _watch_owner(owner: int) -> None:
+    """In a worker process: a daemon thread that, once process ``owner`` (the launcher) is gone, interrupts the main
+    thread (``KeyboardInterrupt``: temp files are removed on the way out) and ends the process after
+    :data:`OWNER_GRACE_S` seconds whatever it is doing. Started once per worker process."""
+    from robrep.process import alive
+
+    if owner in _watched:
+        return
+    _watched.add(owner)
+
+    def watch() -> None:
+        while alive(owner):
+            time.sleep(OWNER_POLL_S)
+        import _thread
+
+        _thread.interrupt_main()
+        time.sleep(OWNER_GRACE_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name=f"robrep-owner-{owner}", daemon=True).start()
+
+
 @dataclass(frozen=True)
 class _Call:
     """``fn`` as shipped to a worker: runs under :func:`thread_limit` in the caller's working directory (``cwd``,
     taken where the call is made: specs hold paths relative to it; a Ray or Slurm worker starts elsewhere) and
-    returns ``(value, None)`` or ``(None, traceback)``, so a raising item never fails the batch."""
+    returns ``(value, None)`` or ``(None, traceback)``, so a raising item never fails the batch. With
+    ``stop_with_owner``, a call running in another process of the caller's machine ends when the caller
+    (``owner``, its pid) is gone (:func:`_watch_owner`)."""
 
     fn: Callable[[Any], Any]
     threads: int | None = None
     cwd: str = field(default_factory=os.getcwd)
+    stop_with_owner: bool = True
+    owner: int = field(default_factory=os.getpid)
+    host: str = field(default_factory=socket.gethostname)
 
     def __call__(self, item: Any) -> tuple[Any, str | None]:
+        if self.stop_with_owner and os.getpid() != self.owner and socket.gethostname() == self.host:
+            _watch_owner(self.owner)
         try:
             with thread_limit(self.threads), _chdir(self.cwd):
                 return self.fn(item), None
@@ -173,7 +213,7 @@ class Submitit:
         executor = submitit.AutoExecutor(folder=self.folder, cluster=self.cluster)
         executor.update_parameters(timeout_min=int(self.timeout_min), cpus_per_task=int(self.cpus_per_task),
                                    **{f"slurm_{key}": value for key, value in (self.slurm or {}).items()})
-        call = _Call(fn, self.threads_per_job or self.cpus_per_task)
+        call = _Call(fn, self.threads_per_job or self.cpus_per_task, stop_with_owner=self.cluster != "slurm")
         outcomes = []
         for item, job in zip(items, executor.map_array(call, items)):
             try:
@@ -227,7 +267,7 @@ class Ray:
                 stack.enter_context(_environ({"RAY_USAGE_STATS_ENABLED": "0"}, restore_all=True))
                 self._start()
                 stack.callback(ray.shutdown)
-            call = _Call(fn, self.threads_per_job or max(1, int(self.cpus_per_task)))
+            call = _Call(fn, self.threads_per_job or max(1, int(self.cpus_per_task)), stop_with_owner=self.address is None)
             task = ray.remote(_run).options(num_cpus=self.cpus_per_task)
             outcomes = []
             for item, ref in zip(items, [task.remote(call, item) for item in items]):

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import os
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -36,6 +37,28 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+#: The writer's pid in a temp file's name: ``.<stem>.tmp-<pid><suffix>`` (:func:`atomic_path`), ``<name>.tmp-<pid>-<hex>``
+#: (demo files), ``.<name>.tmp-<pid>`` (feature caches).
+TEMP_NAME = re.compile(r"\.tmp-(\d+)(?:\D|$)")
+
+
+def remove_stale_temps(directory: str | os.PathLike, prefix: str = "") -> list[Path]:
+    """Delete the temp files in ``directory`` (names starting with ``prefix``, if given) whose writer no longer runs
+    on this machine — left by a killed process (SIGKILL runs no cleanup). Returns what was deleted."""
+    from robrep.process import alive
+
+    directory, removed = Path(directory), []
+    if not directory.is_dir():
+        return removed
+    for path in directory.iterdir():
+        match = TEMP_NAME.search(path.name)
+        if match and path.is_file() and path.name.lstrip(".").startswith(prefix.lstrip(".")) \
+                and not alive(int(match.group(1))):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def write_text(text: str, path: str | os.PathLike) -> Path:

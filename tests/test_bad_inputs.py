@@ -107,3 +107,78 @@ def test_probe_refuses_non_positive_frame_counts(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError, match=r"frames_per_episode=-5 \(>= 0; 0 = every frame\)"):
         run_probe(compose("probe", ["frames_per_episode=-5", "dataset=never.hdf5"]))
+
+
+def test_probe_names_an_unknown_readout_before_reading_data():
+    from robrep.config import compose
+    from robrep.probe.experiment import run_probe
+
+    with pytest.raises(ValueError, match="bogus"):
+        run_probe(compose("probe", ["readouts=[bogus]", "dataset=never.hdf5"]))
+
+
+# --- tampering: no byte of a checkpoint can be edited unnoticed (weights by `hash`, the rest by `meta_hash`) ---
+
+def _policy_payload() -> dict:
+    import torch
+
+    return {"state_dict": {"head.weight": torch.ones(4, 3)}, "policy_config": {"name": "mlp"},
+            "shape_meta": {"action_dim": 4}, "encoder": None, "config": {"command": "robrep train n=10"},
+            "dataset": {"path": "push.hdf5", "hash": "abc"}, "n": 10, "seed": 0}
+
+
+def test_an_edited_policy_command_or_dataset_is_refused(tmp_path):
+    import torch
+
+    from policies.checkpoint import PolicyCheckpointError, read_policy_checkpoint, save_policy_checkpoint
+
+    path = save_policy_checkpoint(_policy_payload(), tmp_path / "p.pt")
+    assert read_policy_checkpoint(path)["config"]["command"] == "robrep train n=10"
+    for key, value in (("config", {"command": "robrep train n=500"}), ("dataset", {"path": "other.hdf5", "hash": "abc"}),
+                       ("n", 500)):
+        data = torch.load(path, weights_only=True)
+        data[key] = value
+        torch.save(data, tmp_path / "edited.pt")
+        with pytest.raises(PolicyCheckpointError, match=r"edited.pt: metadata hash .* does not match .* was edited"):
+            read_policy_checkpoint(tmp_path / "edited.pt")
+    data = torch.load(path, weights_only=True)  # rewritten as the old format, whose metadata was not hashed
+    data["format"] = "robrep-policy/1"
+    torch.save(data, tmp_path / "old.pt")
+    with pytest.raises(PolicyCheckpointError, match="not a robrep policy checkpoint .*'robrep-policy/1'"):
+        read_policy_checkpoint(tmp_path / "old.pt")
+
+
+def test_edited_encoder_metadata_and_unknown_legacy_files_are_refused(tmp_path):
+    import torch
+
+    from robrep.encoders import load_encoder
+    from robrep.encoders.checkpoint import LEGACY_FORMAT, read_checkpoint, save_checkpoint
+
+    from omegaconf import OmegaConf
+
+    from robrep.config import config_dir
+
+    arch = OmegaConf.to_container(OmegaConf.load(f"{config_dir()}/encoder/mae.yaml").arch)
+    encoder = load_encoder("mae", **arch)
+    path = tmp_path / "enc.pt"
+    save_checkpoint(encoder, path, {"command": "robrep pretrain encoder=mae", "steps": 100})
+    assert read_checkpoint(path)["meta"]["steps"] == 100
+    data = torch.load(path, weights_only=True)
+    data["meta"]["steps"] = 100_000
+    torch.save(data, tmp_path / "edited.pt")
+    with pytest.raises(ValueError, match="edited.pt: metadata hash"):
+        read_checkpoint(tmp_path / "edited.pt")
+    data = torch.load(path, weights_only=True)
+    data["format"] = LEGACY_FORMAT  # an old-format file that is not one of the committed ones
+    torch.save(data, tmp_path / "legacy.pt")
+    with pytest.raises(ValueError, match="older format 'robrep-encoder/1'.*not one of the known committed files"):
+        read_checkpoint(tmp_path / "legacy.pt")
+
+
+def test_the_committed_legacy_weights_still_load():
+    from pathlib import Path
+
+    from robrep.encoders.checkpoint import LEGACY_FORMAT, read_checkpoint
+
+    path = Path(__file__).resolve().parent.parent / "weights" / "mae_quick.pt"
+    assert read_checkpoint(path)["format"] == LEGACY_FORMAT

@@ -52,7 +52,7 @@ def test_round_trip(reach_file):
     path, summary = reach_file
     assert summary["num_demos"] == 12 and summary["attempts"] == 12 and summary["expert_success_rate"] == 1.0
     assert summary["path"] == str(path) and summary["seconds"] > 0
-    assert sorted(os.listdir(path.parent)) == ["reach.hdf5"]
+    assert sorted(os.listdir(path.parent)) == [".reach.hdf5.lock", "reach.hdf5"]  # the lock file stays (see robrep.locks)
     with DemoFile(path) as f:
         assert len(f) == 12 and f.env_args["env_name"] == "robrep/Reach-v0"
         assert f.env_args["env_kwargs"]["image_size"] == SIZE
@@ -155,7 +155,7 @@ def test_exhausted_attempts_write_nothing(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match=r"only 0 of 3 reach episodes succeeded in 4 attempts \(seeds 0..3\)"):
         collect_demos("reach", 3, tmp_path / "reach.hdf5", image_size=SIZE, max_attempts=4, subset_sizes=(),
                       progress=False)
-    assert os.listdir(tmp_path) == []
+    assert [n for n in os.listdir(tmp_path) if not n.endswith(".lock")] == []
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -180,7 +180,7 @@ def test_interrupted_collection_leaves_no_file(tmp_path, sig):
         if child.poll() is None:
             child.kill()
     assert child.returncode in (-sig, 128 + sig), err[-2000:]
-    assert os.listdir(tmp_path) == []
+    assert [n for n in os.listdir(tmp_path) if not n.endswith(".lock")] == []
 
 
 def test_noisy_collection_is_reproducible(tmp_path):
@@ -201,7 +201,7 @@ def test_collect_rejects_seeds_outside_demo_range(tmp_path):
         collect_demos("reach", 2, tmp_path / "x.hdf5", seed_start=999_998, progress=False)
     with pytest.raises(ValueError, match="valid_fraction"):
         collect_demos("reach", 2, tmp_path / "x.hdf5", valid_fraction=1.5, progress=False)
-    assert os.listdir(tmp_path) == []
+    assert [n for n in os.listdir(tmp_path) if not n.endswith(".lock")] == []
 
 
 def test_seed_ranges():

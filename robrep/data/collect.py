@@ -14,13 +14,10 @@ Command line (Hydra, ``configs/collect.yaml``)::
 
 from __future__ import annotations
 
-import contextlib
 import numbers
 import os
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +26,11 @@ from tqdm import tqdm
 
 from envs import make_env
 from envs.experts import make_expert
+from robrep import results
 from robrep.data.demo_file import DemoWriter, split_masks
+from robrep.failpoints import failpoint
+from robrep.interrupt import Terminated, deferred_sigterm
+from robrep.locks import exclusive_lock
 from robrep.seeds import DEMO_SEEDS, check_demo_seed
 
 
@@ -103,23 +104,6 @@ def expert_frames(task: str, episodes: int, seed_start: int = 0, image_size: int
     return np.concatenate(clips)
 
 
-@contextlib.contextmanager
-def _sigterm_stops() -> Iterator[list[int]]:
-    """While active, SIGTERM (if nothing else handles it) is recorded in the yielded list instead of
-    killing the process, so the collection loop can exit cleanly and the writer delete its temp file."""
-    received: list[int] = []
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
-        yield received
-        return
-    signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
-    try:
-        yield received
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    if received:  # arrived after the last check (e.g. while closing the file): deliver it now
-        os.kill(os.getpid(), received[0])
-
-
 def _noise_seed(seed: int) -> int:
     """Seed of the expert's action noise for episode ``seed``, decorrelated from the env's layout RNG."""
     return int(np.random.SeedSequence([seed, 1]).generate_state(1)[0])
@@ -172,12 +156,13 @@ def collect_demos(
     env = make_env(task, image_size=image_size, visuals=visuals)
     attempts = frames = 0
     try:
-        with _sigterm_stops() as signals, tqdm(total=num_demos, desc=f"collect {task}", unit="demo", disable=not progress) as bar, \
+        with exclusive_lock(out_path, f"robrep collect into {out_path}"), deferred_sigterm() as signals, tqdm(total=num_demos, desc=f"collect {task}", unit="demo", disable=not progress) as bar, \
                 DemoWriter(out_path, env.unwrapped.env_args(), valid_fraction=valid_fraction,
                            subset_sizes=subset_sizes, subset_seeds=subset_seeds) as writer:
+            results.remove_stale_temps(out_path.parent, prefix=f"{out_path.name}.tmp-")  # left by a killed collect
             while len(writer) < num_demos:
                 if signals:
-                    raise SystemExit(128 + signals[0])
+                    raise Terminated(signals[0])
                 if attempts >= max_attempts:
                     raise RuntimeError(
                         f"only {len(writer)} of {num_demos} {task} episodes succeeded in {attempts} attempts "
@@ -191,6 +176,7 @@ def collect_demos(
                     writer.add_episode(ep["obs"], ep["actions"], ep["rewards"], ep["dones"], ep["states"],
                                        seed=seed, ep_meta=ep["ep_meta"])
                     frames += len(ep["actions"])
+                    failpoint("collect.demo")
                     bar.update(1)
                 bar.set_postfix(attempts=attempts, success=f"{len(writer) / attempts:.0%}")
             writer.attrs.update(task=task, noise_std=float(noise_std), seed_start=int(seed_start),

@@ -56,8 +56,9 @@ from tqdm import tqdm
 from envs import TASK_IDS, make_env
 from envs.experts import make_expert
 from envs.visuals import check_setting
-from robrep.data.collect import _sigterm_stops, rollout_episode
+from robrep.data.collect import rollout_episode
 from robrep.data.demo_file import DemoFile, DemoFileError, DemoWriter, split_masks
+from robrep.interrupt import Terminated, deferred_sigterm
 from robrep.seeds import PLAY_SEEDS, check_play_seed
 from robrep.threads import thread_limit
 
@@ -323,7 +324,7 @@ def collect_play(
         frames["new"] += max(n, 0)
         bar.set_postfix(frames=frames["new"], refresh=False)
 
-    with bar, _sigterm_stops() as signals:
+    with bar, deferred_sigterm() as signals:
         if jobs == 1 or len(tasks) == 1:
             for task in tasks:
                 results[task] = collect_play_task(task, out_path=task_path(out_dir, task), **kwargs,
@@ -361,7 +362,7 @@ def _run_pool(tasks: list[str], out_dir: str | os.PathLike, kwargs: dict[str, An
             pending = set(futures)
             while pending:
                 if signals:
-                    raise SystemExit(128 + signals[0])
+                    raise Terminated(signals[0])
                 done, pending = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_COMPLETED)
                 drain()
                 for f in done:

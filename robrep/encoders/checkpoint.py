@@ -12,7 +12,37 @@ from robrep.encoders.base import Encoder, content_hash
 from robrep.encoders.registry import family_class
 from robrep.torch_io import load_checked, save_atomic
 
-FORMAT = "robrep-encoder/1"
+FORMAT = "robrep-encoder/2"  # /2: + meta_hash over family, config, meta (robrep.torch_io.metadata_hash)
+LEGACY_FORMAT = "robrep-encoder/1"
+
+#: sha256 of the committed ``weights/*.pt`` files, written in the legacy format (metadata not hashed): a legacy
+#: file is read only when its bytes are exactly one of these, so none of it can be edited unnoticed.
+LEGACY_SHA256 = frozenset({
+    "f865aa2d9b5137cefd379653b5de132e9a595d032f1022ab8a82e4ab8875db72",  # weights/clip_full.pt
+    "42e617d8b92808378bb4e8e14a773fe605ea634634f11c9419284e939a4ede54",  # weights/clip_loto_push_quick.pt
+    "786971b6bc67cd960151bdca466251c961fc668a7437d4a8a3bdb0b3345e8e02",  # weights/clip_quick.pt
+    "e7314e4e131c769d473f1bfc46fde582673f4c45253b48409c4caf6326852ba7",  # weights/dift_full.pt
+    "0b963c045281bb4aa7281a6e5de41fd4584f93eb9c83ea9c05593226c6b93f83",  # weights/dift_loto_push_quick.pt
+    "dd7ce2e26479e610707d71bdd115fb24e207cfaebe8ed2b653996f93133e28a7",  # weights/dift_quick.pt
+    "3c1be7de8bd1ddb27eb870265011a85d42a80ef310896fd637b870373364c9ab",  # weights/mae_full.pt
+    "bef17beb2ac9c0b9059ae7a1996345564ba9b8929516d4745387fe7737477e4f",  # weights/mae_long.pt
+    "647262d608f19247a4c10f9e5d8b3b9b20ec843eaa34141c11435b050393c5d4",  # weights/mae_loto_push_quick.pt
+    "d2653a122caceac4b390d3bd15cf836777a9ea10009ce933cc64ed54254fcd24",  # weights/mae_quick.pt
+    "bc18c460ea6582a55ef5080d5f4a3f7db20f5bef41a388166d4e6424fedc53ce",  # weights/voltron_full.pt
+    "2def176826005af477f9b533356e76194494e76c523d9104b03c8852bcac3122",  # weights/voltron_loto_push_quick.pt
+    "12c56f3529337dfaa36e0b2c157d4a513b682107992e526246b2f41b79a27171",  # weights/voltron_quick.pt
+})
+
+
+def _known_legacy(path) -> bool:
+    """Whether ``path`` is byte for byte one of the committed legacy checkpoints (:data:`LEGACY_SHA256`)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest() in LEGACY_SHA256
 
 
 class WeightsMismatchError(ValueError):
@@ -47,7 +77,8 @@ def save_checkpoint(encoder: Encoder, path: str | os.PathLike, meta: Mapping[str
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """The raw checkpoint dict, validated for format and content hash."""
-    return load_checked(path, FORMAT, lambda p: content_hash(p["config"], p["state_dict"]), "robrep encoder")
+    return load_checked(path, FORMAT, lambda p: content_hash(p["config"], p["state_dict"]), "robrep encoder",
+                        legacy=(LEGACY_FORMAT,), legacy_ok=_known_legacy)
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> Encoder:

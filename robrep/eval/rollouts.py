@@ -29,6 +29,7 @@ import numpy as np
 
 from envs.registration import make_env
 from robrep.eval.stats import wilson_interval
+from robrep.failpoints import failpoint
 from robrep.seeds import check_disjoint, eval_seeds
 from robrep.video import write_video
 
@@ -244,6 +245,7 @@ def evaluate(policy: EvalPolicy, episodes: int, seed_start: int = 0, num_envs: i
             t = time.perf_counter()
             actions = np.asarray(policy.act(_batch(obs, instructions)), dtype=np.float32)
             policy_s += time.perf_counter() - t
+            failpoint("eval.step")
             if actions.shape != (n, 4):
                 raise ValueError(f"policy.act returned shape {actions.shape} for {n} observations, expected ({n}, 4)")
             for i, ep in enumerate(slot_episode):

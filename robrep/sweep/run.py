@@ -23,6 +23,9 @@ from omegaconf import DictConfig, OmegaConf
 from robrep import results
 from robrep.config import config_dir
 from robrep.data.demo_file import DemoFile, DemoFileError, subset_key
+from robrep.failpoints import failpoint
+from robrep.interrupt import sigterm_raises
+from robrep.locks import exclusive_lock
 from robrep.precision import resolve_precision
 from robrep.sweep.cell import CellSpec, arm_config, cell_features, run_cell
 from robrep.sweep.table import (cell_rows, format_summary, load_cells, noise_floor_by_n, paired_rows, plot_paired,
@@ -107,6 +110,7 @@ def aggregate(cfg: DictConfig) -> dict[str, Path]:
                "and each cell's record (cells/*.json) names its command"]
     paths = {"table": results.write_csv(cell_rows(records), out / "table.csv", comments=command),
              "jsonl": results.write_jsonl(records, out / "table.jsonl")}
+    failpoint("sweep.table")
     summary = summarise(records)
     paths["summary"] = results.write_csv(summary, out / "summary.csv", comments=command)
     pairs = [tuple(p) for p in cfg.pairs if p[0] in arms and p[1] in arms]
@@ -133,46 +137,89 @@ def aggregate(cfg: DictConfig) -> dict[str, Path]:
     return paths
 
 
-def log_run(cfg: DictConfig, started: float, wall_s: float, cells: int, done_before: int, done_after: int) -> float:
-    """Append this invocation to ``<sweep_dir>/runs.csv`` (start time UTC, wall minutes, cells finished by it, jobs,
-    command) — a resumed sweep's total wall time is the sum over its rows — and return that total in minutes."""
+def log_run(cfg: DictConfig, started: float, wall_s: float, cells: int, done_before: int, finished_here: int,
+            status: str, replace_last: bool = False) -> float:
+    """Append this invocation to ``<sweep_dir>/runs.csv`` (start time UTC, wall minutes, cells, cells finished by
+    *this* invocation's workers, ``status``: finished | failed | interrupted, jobs, command) — a resumed sweep's
+    total wall time is the sum over its rows — and return that total in minutes. ``replace_last`` updates the row
+    this invocation wrote earlier (written as soon as its cells end, so a kill while tabulating loses no credit)."""
     path = Path(cfg.sweep_dir) / "runs.csv"
     rows = results.read_csv(path) if path.exists() else []
+    if replace_last and rows:
+        rows.pop()
     rows.append({"started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
                  "wall_min": round(wall_s / 60.0, 2), "cells": cells, "done_before": done_before,
-                 "finished_here": done_after - done_before, "jobs": int(cfg.jobs),
+                 "finished_here": finished_here, "status": status, "jobs": int(cfg.jobs),
                  "command": results.command_line()})
     results.write_csv(rows, path, comments=["one row per `robrep sweep` invocation on this sweep_dir (resumes add rows)"])
     return sum(float(r["wall_min"]) for r in rows)
 
 
+def clean_stale_temps(cfg: DictConfig, cells: list[CellSpec]) -> list[Path]:
+    """Delete temp files that killed writers left in the sweep's folders (table, records, policies, feature
+    caches); files of writers still running are kept."""
+    folders = {Path(cfg.sweep_dir), Path(cfg.sweep_dir) / "cells", Path(cfg.cache_dir)}
+    folders |= {Path(c.policy_dir) for c in cells}
+    removed = [p for folder in sorted(folders) for p in results.remove_stale_temps(folder)]
+    if removed:
+        print(f"removed {len(removed)} temp files left by interrupted writers: {', '.join(map(str, removed))}")
+    return removed
+
+
 def run_sweep(cfg: DictConfig) -> dict[str, Any]:
     """Run the sweep of ``cfg`` (a composed ``configs/sweep.yaml``): data, feature caches, pending cells through
     ``cfg.launcher``, then the tables and plots. Returns ``{"paths", "wall_min", "failed"}``; raises
-    :class:`SweepError` after tabulating when any cell failed."""
-    from robrep.launch import make_launcher
+    :class:`SweepError` after tabulating when any cell failed.
 
-    t0, started = time.perf_counter(), time.time()
+    One sweep per ``sweep_dir`` at a time (a lock: a second one is refused, naming the first). SIGINT / SIGTERM stop
+    the running cells (their worker processes end; a SIGKILLed sweep's workers end by themselves, see
+    :mod:`robrep.launch`); cells without a record are not done and run again on the next invocation, which first
+    deletes the temp files killed writers left; ``runs.csv`` logs the invocation as interrupted."""
     precision = resolve_precision(cfg.encoder_precision, cfg.device)
     arms = sweep_arms(cfg)
     cells = sweep_cells(cfg, arms, precision)  # every setting checked before demos are collected or anything trains
+    with exclusive_lock(cfg.sweep_dir, f"robrep sweep into {cfg.sweep_dir}", directory=True), sigterm_raises():
+        return _run_locked(cfg, arms, cells, precision)
+
+
+def _run_locked(cfg: DictConfig, arms: list[str], cells: list[CellSpec], precision: str) -> dict[str, Any]:
+    from robrep.launch import make_launcher
+
+    t0, started = time.perf_counter(), time.time()
+    clean_stale_temps(cfg, cells)
     ensure_dataset(cfg)
     pending = [c for c in cells if not c.record_path.exists()]
     layout = "; ".join(f"N={n} × seeds {seeds_for(cfg, int(n))}" for n in cfg.demos)
     print(f"sweep {cfg.name}: {len(cells)} cells ({len(arms)} arms × {layout}), {len(cells) - len(pending)} already "
           f"done; frozen encoders in {precision}")
     failed: list[tuple[str, str]] = []
-    if pending:
-        seen: set[str] = set()
-        for spec in pending:  # each frozen encoder's cache once, on every job's thread, before cells compete
-            if spec.arm not in seen:
-                seen.add(spec.arm)
-                cell_features(spec, threads=max(1, int(cfg.jobs)))
-        launcher = make_launcher(OmegaConf.to_container(cfg.launcher, resolve=True))
-        failed = [(o.item.name, o.error) for o in launcher.map(run_cell, pending) if o.error is not None]
-    paths = aggregate(cfg)
+    finished, logged = 0, False
+    try:
+        if pending:
+            seen: set[str] = set()
+            for spec in pending:  # each frozen encoder's cache once, on every job's thread, before cells compete
+                if spec.arm not in seen:
+                    seen.add(spec.arm)
+                    cell_features(spec, threads=max(1, int(cfg.jobs)))
+            launcher = make_launcher(OmegaConf.to_container(cfg.launcher, resolve=True))
+            outcomes = launcher.map(run_cell, pending)
+            failed = [(o.item.name, o.error) for o in outcomes if o.error is not None]
+            finished = len(outcomes) - len(failed)
+        status = "failed" if failed else "finished"
+        log_run(cfg, started, time.perf_counter() - t0, len(cells), len(cells) - len(pending), finished, status)
+        logged = True
+        paths = aggregate(cfg) if not failed or load_cells(cfg.sweep_dir) else {}  # every cell failed: no table
+    except BaseException as exc:
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):  # Ctrl-C, SIGTERM (Terminated): log, then stop
+            left = [c.name for c in cells if not c.record_path.exists()]
+            finished = sum(c.record_path.exists() for c in pending)  # workers stop with the sweep: these are ours
+            log_run(cfg, started, time.perf_counter() - t0, len(cells), len(cells) - len(pending), finished,
+                    "interrupted", replace_last=logged)
+            print(f"sweep {cfg.name} interrupted: {len(left)} cells not done ({', '.join(left) or 'none'}); "
+                  f"run the same command again to resume")
+        raise
     wall = time.perf_counter() - t0
-    total = log_run(cfg, started, wall, len(cells), len(cells) - len(pending), sum(c.record_path.exists() for c in cells))
+    total = log_run(cfg, started, wall, len(cells), len(cells) - len(pending), finished, status, replace_last=True)
     print(f"sweep wall time {wall / 60:.1f} min (all runs on {cfg.sweep_dir}: {total:.1f} min, "
           f"{Path(cfg.sweep_dir) / 'runs.csv'})")
     for k, p in paths.items():

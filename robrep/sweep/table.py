@@ -40,9 +40,10 @@ def cell_path(sweep_dir: str | os.PathLike, arm: str, n: int, seed: int) -> Path
 
 
 def load_cells(sweep_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """Every finished cell record under ``sweep_dir/cells`` (sorted by arm, N, seed)."""
+    """Every finished cell record under ``sweep_dir/cells`` (sorted by arm, N, seed); hidden files — records being
+    written (``.<cell>.tmp-<pid>.json``) — are not records."""
     records = []
-    for path in sorted((Path(sweep_dir) / "cells").glob("*.json")):
+    for path in sorted((Path(sweep_dir) / "cells").glob("[!.]*.json")):
         with open(path) as f:
             records.append(json.load(f))
     return sorted(records, key=lambda r: (str(r["arm"]), int(r["n"]), int(r["seed"])))
