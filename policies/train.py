@@ -35,24 +35,46 @@ from robrep.precision import autocast
 
 @dataclass
 class TrainConfig:
-    """Optimisation settings (``train:`` in ``configs/policy/*.yaml``)."""
+    """Optimisation settings (``train:`` in ``configs/policy/*.yaml``).
 
-    steps: int = 2000             # gradient steps at most (early stopping may end sooner)
+    The step budget is :meth:`budget`: ``steps`` when ``epochs`` is None; otherwise ``epochs`` passes over the
+    training frames (``ceil(epochs * frames / batch_size)``, so it grows with N), at least ``min_steps`` and at
+    most ``steps`` (a ceiling: when it decides the budget the cap *binds*, which :class:`FitResult` reports).
+    With ``evals`` set, validation runs ``evals`` times over the budget (``eval_every = ceil(budget / evals)``)
+    and ``patience`` counts those evaluations, so early stopping scales with the budget too."""
+
+    steps: int = 2000             # gradient steps at most (early stopping may end sooner); with epochs: the ceiling
     batch_size: int = 64          # frames per step (sampled with replacement)
     lr: float = 1e-3              # AdamW learning rate
     weight_decay: float = 1e-4    # AdamW decoupled weight decay
-    eval_every: int = 100         # steps between validation evaluations
+    eval_every: int = 100         # steps between validation evaluations (unless `evals` is set)
     patience: int = 10            # evaluations without a lower valid MSE before stopping
+    epochs: float | None = None   # budget in passes over the training frames (None: `steps`)
+    min_steps: int = 1            # with epochs: the budget's floor (small N)
+    evals: int | None = None      # validation points over the budget (None: every `eval_every` steps)
     grad_clip: float | None = 1.0  # max gradient norm (None = off)
     eval_batch_size: int = 256    # frames per forward pass when evaluating
     precision: str = "float32"    # float32 | bfloat16 (autocast, robrep.precision): halves a ResNet-18 step here
 
     def __post_init__(self) -> None:
         """Degenerate budgets would write an untrained checkpoint that looks like a result: refuse them."""
-        bad = [f"{k}={getattr(self, k)!r}" for k in ("steps", "batch_size", "eval_every", "patience", "eval_batch_size")
-               if int(getattr(self, k)) < 1] + [f"lr={self.lr!r}" for _ in [0] if not self.lr > 0]
+        bad = [f"{k}={getattr(self, k)!r}" for k in ("steps", "batch_size", "eval_every", "patience", "eval_batch_size",
+                                                      "min_steps") if int(getattr(self, k)) < 1]
+        bad += [f"lr={self.lr!r}" for _ in [0] if not self.lr > 0]
+        bad += [f"epochs={self.epochs!r}" for _ in [0] if self.epochs is not None and not self.epochs > 0]
+        bad += [f"evals={self.evals!r}" for _ in [0] if self.evals is not None and int(self.evals) < 1]
         if bad:
-            raise ValueError(f"policy.train: {', '.join(bad)} (each must be >= 1; lr > 0)")
+            raise ValueError(f"policy.train: {', '.join(bad)} (each must be >= 1; lr, epochs > 0)")
+
+    def budget(self, frames: int) -> tuple[int, int, bool]:
+        """``(max_steps, eval_every, ceiling_decides)`` for ``frames`` training frames (see the class docstring)."""
+        if self.epochs is None:
+            steps, capped = int(self.steps), True
+        else:
+            wanted = max(int(self.min_steps), math.ceil(float(self.epochs) * frames / int(self.batch_size)))
+            steps, capped = min(wanted, int(self.steps)), wanted >= int(self.steps)
+        every = math.ceil(steps / int(self.evals)) if self.evals else min(int(self.eval_every), steps)
+        return steps, every, capped
 
 
 @dataclass
@@ -68,6 +90,11 @@ class FitResult:
     train_mse: float
     seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
+    max_steps: int = 0            # the step budget (TrainConfig.budget)
+    eval_every: int = 0
+    stopped: str = ""             # "early" (patience ran out) | "budget" (max_steps reached)
+    cap_bound: bool = False       # the budget ended training while valid MSE still improved (best among the last
+                                  # `patience` evaluations): more steps could have helped
 
 
 def to_device(frames: Mapping[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
@@ -106,17 +133,18 @@ def param_groups(model: BCModel, lr: float) -> list[dict[str, Any]]:
 
 def fit(model: BCModel, train: DemoTensors, valid: DemoTensors | None, cfg: TrainConfig,
         generator: torch.Generator, progress: bool = False) -> FitResult:
-    """Train ``model`` in place and leave it in eval mode holding the best (lowest valid MSE) weights.
-    Without valid demos the last weights are kept."""
+    """Train ``model`` in place for at most ``cfg.budget(len(train))`` steps and leave it in eval mode holding the
+    best (lowest valid MSE) weights. Without valid demos the last weights are kept."""
     start = time.perf_counter()
+    max_steps, eval_every, _ = cfg.budget(len(train))
     device = next(model.parameters()).device
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(param_groups(model, cfg.lr), lr=cfg.lr, weight_decay=cfg.weight_decay)
     best_score, best_state, best_step, best_loss = math.inf, copy.deepcopy(model.state_dict()), 0, math.nan
     history: list[dict[str, float]] = []
     window: list[float] = []
-    stale, step = 0, 0
-    bar = tqdm(range(1, cfg.steps + 1), disable=not progress, desc="train", unit="step")
+    stale, step, stopped = 0, 0, "budget"
+    bar = tqdm(range(1, max_steps + 1), disable=not progress, desc="train", unit="step")
     for step in bar:
         model.train()
         idx = torch.randint(len(train), (cfg.batch_size,), generator=generator)
@@ -129,7 +157,7 @@ def fit(model: BCModel, train: DemoTensors, valid: DemoTensors | None, cfg: Trai
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         optimizer.step()
         window.append(loss.detach().item())
-        if step % cfg.eval_every and step != cfg.steps:
+        if step % eval_every and step != max_steps:
             continue
         failpoint("train.eval")
         train_loss, window = sum(window) / len(window), []
@@ -142,11 +170,14 @@ def fit(model: BCModel, train: DemoTensors, valid: DemoTensors | None, cfg: Trai
         else:
             stale += 1
             if stale >= cfg.patience:
+                stopped = "early"
                 break
     model.load_state_dict(best_state)
     valid_mse = evaluate_mse(model, valid, cfg.eval_batch_size, cfg.precision) if valid is not None else math.nan
     train_mse = evaluate_mse(model, train, cfg.eval_batch_size, cfg.precision)
-    return FitResult(step, best_step, best_loss, valid_mse, train_mse, time.perf_counter() - start, history)
+    cap_bound = stopped == "budget" and best_step > max_steps - cfg.patience * eval_every
+    return FitResult(step, best_step, best_loss, valid_mse, train_mse, time.perf_counter() - start, history,
+                     max_steps=max_steps, eval_every=eval_every, stopped=stopped, cap_bound=cap_bound)
 
 
 def policy_feature_cache(policy_cfg: Mapping[str, Any], encoder: Encoder, dataset: str | os.PathLike,

@@ -4,7 +4,10 @@ Every episode's layout is drawn from ``env.reset(seed=s)``, so a policy evaluate
 trained on sees a layout it has memorised. To make that impossible by construction:
 
 * demonstration episodes use seeds in ``DEMO_SEEDS = [0, 1_000_000)``;
-* evaluation episodes use seeds in ``EVAL_SEEDS = [1_000_000, 2_000_000)``;
+* evaluation episodes use seeds in ``EVAL_SEEDS = [1_000_000, 2_000_000)``, split in two: the *development*
+  layouts ``DEV_SEEDS = [1_000_000, 1_500_000)``, which any choice (by hand or by code) may look at, and the
+  *test* layouts ``TEST_SEEDS = [1_500_000, 2_000_000)``, of which only a final table reads the first
+  :data:`TEST_LAYOUTS` (``eval_split=test``); every result before the split was on development layouts;
 * play episodes (exploration data for pretraining and world models, :mod:`robrep.data.play`) use seeds
   in ``PLAY_SEEDS = [2_000_000, 3_000_000)``, so no pretraining frame shows an evaluation layout
   (nor a demo layout).
@@ -25,6 +28,24 @@ DEMO_SEEDS = range(0, 1_000_000)
 EVAL_SEEDS = range(1_000_000, 2_000_000)
 #: Seeds of play (exploration) episodes; disjoint from :data:`DEMO_SEEDS` and :data:`EVAL_SEEDS`.
 PLAY_SEEDS = range(2_000_000, 3_000_000)
+#: The two halves of :data:`EVAL_SEEDS`: development layouts (tuning, diagnostics, every earlier result) and test
+#: layouts (final tables only).
+EVAL_SPLITS: dict[str, range] = {"dev": range(1_000_000, 1_500_000), "test": range(1_500_000, 2_000_000)}
+DEV_SEEDS, TEST_SEEDS = EVAL_SPLITS["dev"], EVAL_SPLITS["test"]
+#: Test layouts a final table reads: ``TEST_SEEDS[:TEST_LAYOUTS]``.
+TEST_LAYOUTS = 100
+
+
+def check_ranges() -> None:
+    """Raise ``AssertionError`` unless demo, development, test and play seeds are pairwise disjoint and the two
+    evaluation splits tile :data:`EVAL_SEEDS` (called by :func:`eval_seeds`; cheap: ranges, not sets)."""
+    ranges = {"demo": DEMO_SEEDS, "dev": DEV_SEEDS, "test": TEST_SEEDS, "play": PLAY_SEEDS}
+    names = sorted(ranges, key=lambda k: ranges[k].start)
+    for a, b in zip(names, names[1:]):
+        if ranges[a].stop > ranges[b].start:
+            raise AssertionError(f"seed ranges {a} {ranges[a]} and {b} {ranges[b]} overlap")
+    if (DEV_SEEDS.start, DEV_SEEDS.stop, TEST_SEEDS.stop) != (EVAL_SEEDS.start, TEST_SEEDS.start, EVAL_SEEDS.stop):
+        raise AssertionError("the development and test splits must tile EVAL_SEEDS")
 
 #: Every seed range with the phrase naming one of its seeds in error messages.
 _RANGES: dict[str, tuple[range, str]] = {
@@ -34,18 +55,27 @@ _RANGES: dict[str, tuple[range, str]] = {
 }
 
 
-def eval_seeds(n: int, start: int = 0) -> list[int]:
-    """The ``n`` evaluation seeds ``EVAL_SEEDS[start : start + n]``.
+def eval_seeds(n: int, start: int = 0, split: str = "dev") -> list[int]:
+    """The ``n`` evaluation seeds ``EVAL_SPLITS[split][start : start + n]`` (``dev``: development layouts, the
+    default; ``test``: the held-back test layouts, at most the first :data:`TEST_LAYOUTS`).
 
     Raises:
-        ValueError: ``n`` or ``start`` negative, or the slice runs past the end of the range.
+        ValueError: ``n`` or ``start`` negative, an unknown split, the slice runs past the split's range, or a test
+        slice beyond the first :data:`TEST_LAYOUTS` layouts.
     """
+    check_ranges()
     n, start = operator.index(n), operator.index(start)
+    if split not in EVAL_SPLITS:
+        raise ValueError(f"unknown evaluation split {split!r} (dev | test)")
+    seeds = EVAL_SPLITS[split]
     if n < 0 or start < 0:
         raise ValueError(f"eval_seeds needs n >= 0 and start >= 0, got n={n}, start={start}")
-    if start + n > len(EVAL_SEEDS):
-        raise ValueError(f"eval_seeds(n={n}, start={start}) runs past the {len(EVAL_SEEDS)} evaluation seeds")
-    return list(EVAL_SEEDS[start : start + n])
+    if start + n > len(seeds):
+        raise ValueError(f"eval_seeds(n={n}, start={start}) runs past the {len(seeds)} {split} evaluation seeds")
+    if split == "test" and start + n > TEST_LAYOUTS:
+        raise ValueError(f"the test split has {TEST_LAYOUTS} layouts (TEST_SEEDS[:{TEST_LAYOUTS}]); asked for "
+                         f"{start}..{start + n - 1}")
+    return list(seeds[start : start + n])
 
 
 def _check_seed(seed: int, label: str) -> int:

@@ -219,3 +219,19 @@ def test_seed_ranges():
     check_disjoint(range(100), eval_seeds(100))
     with pytest.raises(ValueError, match=r"2 seed\(s\) used for both demonstrations and evaluation: 7, 1000000"):
         check_disjoint([1, 7, 1_000_000], [1_000_000, 7, 3])
+
+
+def test_development_and_test_layouts_are_disjoint_halves_of_the_evaluation_seeds():
+    from robrep.seeds import DEV_SEEDS, PLAY_SEEDS, TEST_LAYOUTS, TEST_SEEDS, check_ranges
+
+    check_ranges()
+    assert DEV_SEEDS.stop == TEST_SEEDS.start and (DEV_SEEDS.start, TEST_SEEDS.stop) == (EVAL_SEEDS.start, EVAL_SEEDS.stop)
+    for a, b in [(DEMO_SEEDS, DEV_SEEDS), (DEMO_SEEDS, TEST_SEEDS), (DEV_SEEDS, TEST_SEEDS), (TEST_SEEDS, PLAY_SEEDS)]:
+        assert not set(a[-1000:]) & set(b[:1000]) and a.stop <= b.start
+    assert eval_seeds(3) == [1_000_000, 1_000_001, 1_000_002]  # dev: the layouts of every earlier result
+    assert eval_seeds(2, split="test") == [1_500_000, 1_500_001]
+    assert len(eval_seeds(TEST_LAYOUTS, split="test")) == 100
+    with pytest.raises(ValueError, match="the test split has 100 layouts"):
+        eval_seeds(101, split="test")
+    with pytest.raises(ValueError, match="unknown evaluation split 'val'"):
+        eval_seeds(1, split="val")

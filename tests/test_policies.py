@@ -570,3 +570,33 @@ def test_shifted_feature_copies_reach_training(demos, encoder_ckpt, cache_dir, t
     assert ckpt["encoder"]["cache"].endswith(path.name.split(".", 2)[2])  # the same key: the cache with copies
     assert math.isfinite(summary["train"]["valid_mse"])
     assert load_policy(tmp_path / "p.pt").act(demo_obs(demos)).shape == (3, 4)
+
+
+def test_the_epoch_budget_grows_with_n_and_reports_a_binding_ceiling():
+    """One training rule for every arm: epochs over the N demos' frames, floored at min_steps, capped at steps;
+    validation points and patience scale with the budget."""
+    cfg = TrainConfig(steps=20_000, epochs=20, min_steps=1000, evals=20, patience=5, batch_size=64)
+    small, medium, large = cfg.budget(900), cfg.budget(9_000), cfg.budget(90_000)
+    assert small == (1000, 50, False)                    # 20 epochs of 900 frames = 282 steps < the floor
+    assert medium == (2813, 141, False)                  # ceil(20 * 9000 / 64)
+    assert large == (20_000, 1000, True)                 # 28,125 wanted: the ceiling decides (binds)
+    assert TrainConfig(steps=300, eval_every=100).budget(10**6) == (300, 100, True)  # no epochs: steps as before
+    with pytest.raises(ValueError, match="epochs=0"):
+        TrainConfig(epochs=0)
+
+
+def test_fit_reports_budget_stop_and_binding_cap(tiny_data):
+    """A model still improving when the budget runs out is flagged cap_bound; one that stops early is not."""
+    data, meta = tiny_data
+
+    def run(**train):
+        torch.manual_seed(0)
+        model = build_model(policy_cfg(head_kwargs={"hidden": 64, "layers": 1, "dropout": 0.0}), meta)
+        model.set_statistics(data.proprio, data.actions, 1e-2)
+        return fit(model, data, data, TrainConfig(batch_size=32, **train), torch.Generator().manual_seed(0))
+
+    short = run(steps=20, eval_every=5, patience=3, lr=1e-3)
+    assert (short.stopped, short.cap_bound, short.max_steps, short.steps) == ("budget", True, 20, 20)
+    long = run(steps=20_000, eval_every=10, patience=2, lr=0.5)  # a far too large step size stops improving
+    assert long.stopped == "early" and not long.cap_bound and long.steps < 20_000
+    assert [h["step"] for h in long.history][:2] == [10, 20]

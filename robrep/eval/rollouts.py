@@ -179,8 +179,9 @@ def _batch(obs: list[dict[str, np.ndarray]], instructions: list[str]) -> dict[st
 
 def evaluate(policy: EvalPolicy, episodes: int, seed_start: int = 0, num_envs: int = 8, max_steps: int | None = None,
              video_episodes: int = 0, progress: bool = True, env_kwargs: Mapping[str, Any] | None = None,
-             demo_seeds: Iterable[int] | None = None) -> EvalResult:
-    """Roll ``policy`` out for ``episodes`` episodes on the seeds ``robrep.seeds.eval_seeds(episodes, seed_start)``.
+             demo_seeds: Iterable[int] | None = None, split: str = "dev") -> EvalResult:
+    """Roll ``policy`` out for ``episodes`` episodes on the seeds ``robrep.seeds.eval_seeds(episodes, seed_start,
+    split)`` (``split``: ``dev`` development layouts, default; ``test`` the held-back test layouts).
 
     Args:
         policy: see the module docstring; envs are ``make_env(policy.task, **policy.env_kwargs, **env_kwargs)``.
@@ -208,7 +209,7 @@ def evaluate(policy: EvalPolicy, episodes: int, seed_start: int = 0, num_envs: i
         raise ValueError(f"num_envs must be >= 1, got {num_envs}")
     if max_steps is not None and max_steps < 1:
         raise ValueError(f"max_steps must be >= 1 or None, got {max_steps}")
-    seeds = eval_seeds(episodes, seed_start)
+    seeds = eval_seeds(episodes, seed_start, split)
     known = recorded_demo_seeds(policy) if demo_seeds is None else [int(s) for s in demo_seeds]
     if known is not None:
         check_disjoint(known, seeds)

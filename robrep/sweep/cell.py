@@ -48,6 +48,7 @@ class CellSpec:
     encoder: EncoderSpec | None = None
     episodes: int = 50
     eval_seed_start: int = 0
+    eval_split: str = "dev"
     eval_visuals: str | None = None
     num_envs: int = 10
     videos: int = 0
@@ -65,6 +66,13 @@ class CellSpec:
         bad = [f"{k}={getattr(self, k)!r} (must be >= {low})" for k, low in
                (("n", 1), ("episodes", 1), ("num_envs", 1), ("videos", 0), ("threads", 1), ("feature_batch_size", 1))
                if not isinstance(getattr(self, k), int) or getattr(self, k) < low]
+        try:  # the layouts exist in the split (test: only its first TEST_LAYOUTS)
+            from robrep.seeds import eval_seeds
+
+            eval_seeds(self.episodes if isinstance(self.episodes, int) and self.episodes > 0 else 1,
+                       self.eval_seed_start, self.eval_split)
+        except ValueError as exc:
+            bad.append(f"eval_split={self.eval_split!r}, eval_seed_start={self.eval_seed_start}: {exc}")
         if bad:
             raise ValueError(f"cell {self.arm} n={self.n} seed={self.seed}: " + "; ".join(bad))
 
@@ -121,6 +129,7 @@ class CellSpec:
         return cls(
             arm=str(arm_cfg.arm), n=n, seed=seed, dataset=str(cfg.dataset), sweep_dir=sweep_dir, policy_dir=policy_dir,
             policy=policy, encoder=encoder, episodes=int(cfg.episodes), eval_seed_start=int(cfg.get("eval_seed_start", 0)),
+            eval_split=str(cfg.get("eval_split", "dev")),
             eval_visuals=None if eval_visuals is None else str(eval_visuals), num_envs=int(cfg.num_envs),
             videos=int(cfg.get("videos", 0)), cache_dir=str(cfg.cache_dir), use_language=bool(cfg.use_language),
             feature_batch_size=int(cfg.feature_batch_size), threads=int(cfg.get("threads", 1)), device=str(cfg.device),
@@ -187,7 +196,8 @@ def run_cell(spec: CellSpec) -> dict[str, Any]:
         train_s = time.perf_counter() - t0
         policy = load_policy(policy_path, device=spec.device)
         eval_env = {} if spec.eval_visuals is None else {"visuals": spec.eval_visuals}
-        result = evaluate(policy, spec.episodes, seed_start=spec.eval_seed_start, num_envs=spec.num_envs,
+        result = evaluate(policy, spec.episodes, seed_start=spec.eval_seed_start, split=spec.eval_split,
+                          num_envs=spec.num_envs,
                           video_episodes=spec.videos, progress=spec.progress, demo_seeds=policy_demo_seeds(policy),
                           env_kwargs=eval_env)
     videos = result.write_videos(Path(spec.sweep_dir) / "videos" / f"{spec.name}.mp4") if spec.videos else []
@@ -204,7 +214,9 @@ def run_cell(spec: CellSpec) -> dict[str, Any]:
         "eval_visuals": str(result.env_kwargs.get("visuals", "clean")),
         **result.summary(), "train_seconds": round(float(meta.get("train", {}).get("seconds", train_s)), 1),
         "eval_seconds": round(result.wall_s, 1), "valid_mse": meta.get("train", {}).get("valid_mse"),
-        "episode_seeds": result.seeds, "episode_success": [int(s) for s in result.success],
+        **{k: meta.get("train", {}).get(k) for k in ("steps", "best_step", "max_steps", "stopped", "cap_bound")},
+        "train_curve": meta.get("train", {}).get("history", []), "policy_config": spec.policy,
+        "eval_split": spec.eval_split, "episode_seeds": result.seeds, "episode_success": [int(s) for s in result.success],
         "episode_length": [r.length for r in result.records], "policy": str(policy_path),
         "policy_key": policy_key, "policy_hash": meta.get("hash", ""),
         "dataset": spec.dataset, "dataset_hash": _content_hash(spec.dataset), "command": spec.command, "videos": [str(v) for v in videos],
