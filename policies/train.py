@@ -30,7 +30,7 @@ from policies.model import ENCODER_TRUNKS, BCModel, build_model, check_policy_co
 from robrep.data.demo_file import DemoFile, subset_key
 from robrep.data.feature_cache import FeatureCache, compute_features, file_hash
 from robrep.encoders.base import Encoder
-from robrep.precision import autocast
+from robrep.precision import autocast, resolve_precision
 
 
 @dataclass
@@ -227,6 +227,8 @@ def train_policy(
     start = time.perf_counter()
     policy_cfg = copy.deepcopy(dict(policy_cfg))
     check_policy_config(policy_cfg)
+    if str(policy_cfg["train"].get("precision", "float32")) == "auto":  # stored resolved: acting uses it as trained
+        policy_cfg["train"]["precision"] = resolve_precision("auto", device)
     train_cfg = TrainConfig(**policy_cfg["train"])
     stack, chunk = int(policy_cfg.get("frame_stack", 1)), int(policy_cfg.get("chunk", 1))
     kind = policy_cfg["trunk"]

@@ -355,7 +355,7 @@ def test_frame_stack_and_chunking_policy(demos, encoder_ckpt, cache_dir, tmp_pat
 
 # ---------------------------------------------------------------------------------------------- CNN baseline
 def test_small_cnn_trains_and_acts(demos, tmp_path):
-    cfg = policy_cfg("cnn", train={"steps": 6, "eval_every": 3, "batch_size": 16})
+    cfg = policy_cfg("cnn", train={"steps": 6, "eval_every": 3, "evals": None, "batch_size": 16})
     summary = train_policy(cfg, demos, 2, 0, tmp_path / "cnn.pt")
     hist = summary["train"]["history"]
     assert len(hist) == 2 and all(math.isfinite(h["valid_mse"]) for h in hist)

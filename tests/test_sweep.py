@@ -80,7 +80,7 @@ def reach_file(tmp_path_factory):
     return path
 
 
-SMALL = ["task=reach", "task.image_size=32", "arms=[cnn]", "demos=[4]", "seeds=[0]", "episodes=2", "num_envs=2",
+SMALL = ["task=reach", "task.image_size=32", "arms=[cnn]", "demos=[4]", "seeds=[0]", "episodes=2", "num_envs=2", "eval_split=dev",
          "launcher=inprocess", "progress=false", "bootstrap_resamples=100",
          'arm_overrides=["policy.train.steps=4","policy.train.eval_every=2","policy.cnn.channels=8"]']
 
@@ -191,16 +191,20 @@ def test_sweep_passes_its_settings_to_every_cell_as_a_typed_spec():
     assert pickle.loads(pickle.dumps(mae)) == mae  # launchers ship specs to other processes
 
 
-def test_sweep_arms_are_encoders_plus_baselines_unless_listed():
+def test_sweep_arms_are_baselines_encoders_and_controls_unless_listed():
     from robrep.sweep.run import sweep_arms
 
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         default = compose("sweep")
-        issue = compose("sweep", overrides=["encoders=[mae,dift,voltron,clip]", "demos=[10,50,100,500]", "seeds=[0,1,2]"])
+        issue = compose("sweep", overrides=["encoders=[mae,dift,voltron,clip]", "controls=[]"])
         listed = compose("sweep", overrides=["arms=[mae,cnn]"])
         unknown = compose("sweep", overrides=["encoders=[mae,dino]"])
-    assert sweep_arms(default) == ["cnn", "resnet18", "mae", "dift", "voltron", "clip", "clip_spatial"]
-    assert sweep_arms(issue) == ["cnn", "resnet18", "mae", "dift", "voltron", "clip"]
+    # the default: every family, clip's patch tokens, each family's random init (the control), the from-scratch CNN;
+    # five seeds on the 100 test layouts
+    assert sweep_arms(default) == ["cnn", "mae", "dift", "voltron", "clip", "clip_spatial", "mae_random", "dift_random",
+                                   "voltron_random", "clip_random"]
+    assert (list(default.seeds), default.episodes, default.eval_split) == ([0, 1, 2, 3, 4], 100, "test")
+    assert sweep_arms(issue) == ["cnn", "mae", "dift", "voltron", "clip"]
     assert sweep_arms(listed) == ["mae", "cnn"]
     with pytest.raises(ValueError, match="unknown sweep arms \\['dino'\\]"):
         sweep_arms(unknown)

@@ -118,6 +118,9 @@ class CellSpec:
         n = int(cfg.n if n is None else n)
         seed = int(cfg.seed if seed is None else seed)
         policy = OmegaConf.to_container(arm_cfg.policy, resolve=True)
+        train_precision = str(policy.get("train", {}).get("precision", "float32"))
+        if train_precision == "auto":  # resolved here, so the policy key and record name what ran
+            policy["train"]["precision"] = resolve_precision(train_precision, str(cfg.get("device", "cpu")))
         encoder = None
         if policy["trunk"] in ENCODER_TRUNKS:
             encoder = EncoderSpec.from_cfg(arm_cfg, precision=precision or resolve_precision(
