@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from robrep.eval.stats import noise_floor, paired_bootstrap_diff, wilson_interval
+from robrep.eval.stats import (auc_log_n, holm, noise_floor, paired_bootstrap_diff, paired_seed_diff, seed_diff_test,
+                               seed_interval, wilson_interval)
 
 _ROLLOUTS = ("EpisodeRecord", "EvalPolicy", "EvalResult", "evaluate", "recorded_demo_seeds")
 
-__all__ = ["noise_floor", "paired_bootstrap_diff", "wilson_interval", *_ROLLOUTS]
+__all__ = ["auc_log_n", "holm", "noise_floor", "paired_bootstrap_diff", "paired_seed_diff", "seed_diff_test",
+           "seed_interval", "wilson_interval", *_ROLLOUTS]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,5 @@
-"""Statistics of success rates: Wilson intervals, paired bootstrap differences, the seed noise floor.
+"""Statistics of success rates: Wilson intervals, paired bootstrap differences, the seed noise floor, seed-level
+Student-t intervals and paired t-tests, Holm–Bonferroni adjustment, and the area under success vs log N.
 
 All functions take plain numbers or numpy arrays of per-episode outcomes (1 = success, 0 = failure)
 and use numpy/scipy only.
@@ -11,7 +12,7 @@ import operator
 from typing import Any
 
 import numpy as np
-from scipy.stats import norm
+from scipy.stats import norm, t as student_t, ttest_1samp
 
 
 def _z(confidence: float) -> float:
@@ -107,3 +108,143 @@ def noise_floor(success: Any) -> dict[str, float]:
         p = float(x.mean())
         out["binomial_std"] = math.sqrt(p * (1.0 - p) / x.shape[1])
     return out
+
+
+def _t_half_width(sem: float, dof: int, confidence: float) -> float:
+    return float(student_t.ppf(0.5 + confidence / 2.0, dof)) * sem
+
+
+def seed_interval(values: Any, confidence: float = 0.95) -> dict[str, float]:
+    """Mean over training seeds of per-seed success rates, with a Student-t interval.
+
+    ``values`` is per-seed success rates ``(train_seeds,)`` (fractions in [0, 1]) or per-episode outcomes
+    ``(train_seeds, episodes)``, reduced to per-seed rates by the row mean. The interval is
+    ``mean ± t_{dof}(0.5 + confidence/2) · sem`` with ``sem = std(ddof=1) / sqrt(seeds)`` and ``dof = seeds − 1``:
+    it treats the training seeds as the sampled unit (episodes only enter through each seed's rate).
+
+    Returns:
+        ``{"mean", "ci_low", "ci_high", "sem", "dof"}``. With one seed there is no spread to measure: ``sem``,
+        ``ci_low`` and ``ci_high`` are nan (``dof`` 0). When every seed has the same rate the interval is
+        ``[mean, mean]`` (sem 0).
+
+    Raises:
+        ValueError: empty or non-finite ``values``, or ``confidence`` outside (0, 1).
+    """
+    _z(confidence)
+    x = np.asarray(values, dtype=np.float64)
+    if x.ndim not in (1, 2) or x.size == 0:
+        raise ValueError(f"values must be a non-empty (train_seeds,) or (train_seeds, episodes) array, got {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError("values has non-finite entries")
+    rates = x if x.ndim == 1 else x.mean(axis=1)
+    k, mean = len(rates), float(rates.mean())
+    if k < 2:
+        return {"mean": mean, "ci_low": math.nan, "ci_high": math.nan, "sem": math.nan, "dof": 0}
+    sem = float(rates.std(ddof=1)) / math.sqrt(k)
+    half = _t_half_width(sem, k - 1, confidence)
+    return {"mean": mean, "ci_low": mean - half, "ci_high": mean + half, "sem": sem, "dof": k - 1}
+
+
+def seed_diff_test(diffs: Any, confidence: float = 0.95) -> dict[str, float]:
+    """Mean of per-seed paired differences ``(train_seeds,)`` with a Student-t interval and a two-sided one-sample
+    t-test of mean 0 (:func:`scipy.stats.ttest_1samp`): the seed-level test behind :func:`paired_seed_diff`, for any
+    per-seed quantity (success rate, area under the success curve, ...).
+
+    Returns:
+        ``{"diff", "ci_low", "ci_high", "p_value", "seeds"}``. With fewer than 2 seeds ``ci_low``, ``ci_high`` and
+        ``p_value`` are nan. When every per-seed difference is the same (zero spread, where the t statistic is
+        undefined) the interval is ``[diff, diff]`` and ``p_value`` is 0 if that difference is non-zero, 1 if it is 0.
+
+    Raises:
+        ValueError: ``diffs`` not a non-empty finite 1-D array, or ``confidence`` outside (0, 1).
+    """
+    _z(confidence)
+    d = np.asarray(diffs, dtype=np.float64)
+    if d.ndim != 1 or d.size == 0:
+        raise ValueError(f"diffs must be a non-empty (train_seeds,) array, got {d.shape}")
+    if not np.isfinite(d).all():
+        raise ValueError("diffs has non-finite entries")
+    k, mean = len(d), float(d.mean())
+    if k < 2:
+        return {"diff": mean, "ci_low": math.nan, "ci_high": math.nan, "p_value": math.nan, "seeds": k}
+    if np.ptp(d) <= 1e-12 * max(1.0, float(np.abs(d).max())):
+        return {"diff": mean, "ci_low": mean, "ci_high": mean, "p_value": 0.0 if mean != 0.0 else 1.0, "seeds": k}
+    half = _t_half_width(float(d.std(ddof=1)) / math.sqrt(k), k - 1, confidence)
+    p = float(ttest_1samp(d, 0.0).pvalue)
+    return {"diff": mean, "ci_low": mean - half, "ci_high": mean + half, "p_value": p, "seeds": k}
+
+
+def paired_seed_diff(a: Any, b: Any, confidence: float = 0.95) -> dict[str, float]:
+    """Seed-level paired difference of success rates ``a − b``.
+
+    ``a`` and ``b`` are per-episode outcomes ``(train_seeds, episodes)`` (0/1) on the same evaluation layouts (column
+    ``j`` the same episode seed in both) and row ``i`` of ``a`` paired with row ``i`` of ``b`` (the same training
+    seed index, hence the same demonstration subset). Each seed gives one difference of success rates
+    ``mean(a[i]) − mean(b[i])``; their mean gets a Student-t interval and a two-sided one-sample t-test against 0
+    (equivalently :func:`scipy.stats.ttest_rel` on the per-seed rates), see :func:`seed_diff_test`.
+
+    Returns:
+        ``{"diff", "ci_low", "ci_high", "p_value", "seeds"}``; nan interval and p-value with fewer than 2 seeds;
+        identical per-seed differences give the interval ``[diff, diff]`` and ``p_value`` 0 (diff ≠ 0) or 1 (diff 0).
+
+    Raises:
+        ValueError: shapes differ, non-finite values, or ``confidence`` outside (0, 1).
+    """
+    da, db = _as_matrix(a, "a"), _as_matrix(b, "b")
+    if da.shape != db.shape:
+        raise ValueError(f"a and b must have the same shape (paired by training seed and episode), "
+                         f"got {da.shape} and {db.shape}")
+    # Sum then divide: equal success counts give bit-identical differences (the zero-spread case is exact).
+    return seed_diff_test((da - db).sum(axis=1) / da.shape[1], confidence=confidence)
+
+
+def holm(p_values: Any) -> np.ndarray:
+    """Holm–Bonferroni adjusted p-values, same shape and order as ``p_values``.
+
+    Step-down: with the ``m`` finite p-values sorted ascending ``p_(1) ≤ … ≤ p_(m)``, the adjusted value of ``p_(i)``
+    is ``min(1, max_{j ≤ i} (m − j + 1) · p_(j))`` — monotone in ``p`` and capped at 1. Rejecting where the adjusted
+    value is below α controls the family-wise error rate at α. nan entries stay nan and do not count in ``m``.
+
+    Raises:
+        ValueError: a finite p-value outside [0, 1], or infinite values.
+    """
+    p = np.asarray(p_values, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    flat, res = p.ravel(), out.ravel()
+    ok = ~np.isnan(flat)
+    vals = flat[ok]
+    if np.isinf(vals).any() or ((vals < 0) | (vals > 1)).any():
+        raise ValueError(f"p-values must be in [0, 1] or nan, got {flat[ok].tolist()}")
+    m = len(vals)
+    if m:
+        order = np.argsort(vals, kind="stable")
+        adjusted = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * vals[order]))
+        idx = np.flatnonzero(ok)[order]
+        res[idx] = adjusted
+    return res.reshape(p.shape)
+
+
+def auc_log_n(ns: Any, rates: Any) -> float:
+    """Area under success rate vs ``log10(N)`` by the trapezoid rule, divided by ``log10(max N) − log10(min N)``:
+    the mean success over log N between the smallest and the largest N, in [0, 1] for rates in [0, 1] (a constant
+    rate r gives r).
+
+    ``ns`` are demonstration counts ``(points,)`` (positive, distinct; any order) and ``rates`` the success rates
+    ``(points,)`` at them.
+
+    Raises:
+        ValueError: shapes differ, fewer than 2 points, repeated or non-positive N, or non-finite rates.
+    """
+    n = np.asarray(ns, dtype=np.float64)
+    r = np.asarray(rates, dtype=np.float64)
+    if n.ndim != 1 or n.shape != r.shape:
+        raise ValueError(f"ns and rates must be 1-D arrays of the same length, got {n.shape} and {r.shape}")
+    if len(np.unique(n)) < 2:
+        raise ValueError(f"auc_log_n needs at least 2 distinct N, got {n.tolist()}")
+    if len(np.unique(n)) != len(n):
+        raise ValueError(f"auc_log_n needs each N once (one rate per N), got {n.tolist()}")
+    if not (np.isfinite(n).all() and (n > 0).all()) or not np.isfinite(r).all():
+        raise ValueError(f"N must be positive and finite and rates finite, got ns={n.tolist()}, rates={r.tolist()}")
+    order = np.argsort(n)
+    x, y = np.log10(n[order]), r[order]
+    return float(np.sum((y[1:] + y[:-1]) / 2.0 * np.diff(x)) / (x[-1] - x[0]))

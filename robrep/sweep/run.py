@@ -8,7 +8,8 @@
 4. the pending cells run as :func:`robrep.sweep.cell.run_cell` through the configured launcher
    (:mod:`robrep.launch`: in process, joblib, submitit or Ray) — typed specs, no command lines;
 5. every record in ``sweep_dir`` (this run's and earlier runs') becomes ``table.csv``/``table.jsonl``,
-   ``summary.csv``, ``paired.csv`` and ``success_vs_n.png``/``.svg`` (:func:`aggregate`).
+   ``summary.csv``, ``paired.csv``, ``success_vs_n.png``/``.svg`` and, with at least 2 N, the primary metric
+   ``auc.csv``/``auc_paired.csv`` (area under success vs log N per seed; :func:`aggregate`).
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ from robrep.interrupt import sigterm_raises
 from robrep.locks import exclusive_lock
 from robrep.precision import resolve_precision
 from robrep.sweep.cell import CellSpec, arm_config, cell_features, run_cell
-from robrep.sweep.table import (cell_rows, format_summary, load_cells, noise_floor_by_n, paired_rows, plot_paired,
-                                plot_success, summarise)
+from robrep.sweep.table import (auc_paired_rows, auc_rows, cell_rows, default_auc_pairs, format_auc, format_summary,
+                                load_cells, noise_floor_by_n, paired_rows, plot_paired, plot_success, summarise,
+                                sweep_ns)
 
 
 class SweepError(RuntimeError):
@@ -99,7 +101,9 @@ def sweep_cells(cfg: DictConfig, arms: list[str], precision: str) -> list[CellSp
 
 def aggregate(cfg: DictConfig) -> dict[str, Path]:
     """Table, summary, paired differences and plot of every finished cell in ``sweep_dir`` (also cells of
-    earlier runs with other arms, N or seeds: the directory holds one growing table)."""
+    earlier runs with other arms, N or seeds: the directory holds one growing table). With at least 2 N also the
+    primary metric: ``auc.csv`` (per arm, area under success vs log N over the seeds present at every N) and
+    ``auc_paired.csv`` (:func:`robrep.sweep.table.default_auc_pairs`, seed-level t-tests, Holm-adjusted)."""
     records = load_cells(cfg.sweep_dir)
     arms = sorted({str(r["arm"]) for r in records})
     if not records:
@@ -133,7 +137,33 @@ def aggregate(cfg: DictConfig) -> dict[str, Path]:
               f"({f['widest_arm']})")
     for p in paired:
         print(f"{p['a']} − {p['b']} at N={p['n']}: {p['diff']:+.2f} [{p['ci_low']:+.2f}, {p['ci_high']:+.2f}] "
-              f"({p['seeds']} seeds × {p['episodes']} episodes, paired bootstrap 95 %)")
+              f"({p['seeds']} seeds × {p['episodes']} episodes, paired bootstrap 95 %); seed-level "
+              f"{p['seed_diff']:+.2f} [{p['seed_ci_low']:+.2f}, {p['seed_ci_high']:+.2f}] (t 95 %), "
+              f"p {p['p_value']:.3g}, Holm p {p['p_holm']:.3g}: {p['verdict']}")
+    if len(sweep_ns(records)) >= 2:
+        paths.update(_aggregate_auc(records, arms, out, command))
+    return paths
+
+
+def _aggregate_auc(records: list[dict[str, Any]], arms: list[str], out: Path, command: list[str]) -> dict[str, Path]:
+    """``auc.csv`` and ``auc_paired.csv`` (when they have rows) and the AUC table and comparisons on stdout."""
+    paths: dict[str, Path] = {}
+    ns = sweep_ns(records)
+    auc = auc_rows(records, ns)
+    left_out = sorted(set(arms) - {str(r["arm"]) for r in auc})
+    if auc:
+        paths["auc"] = results.write_csv(auc, out / "auc.csv", comments=command)
+        print(f"primary metric: area under success vs log10 N over N = {ns} (mean over log N), per training seed; "
+              f"mean over seeds [Student-t 95 %]")
+        print(format_auc(auc))
+    if left_out:
+        print(f"no AUC for {', '.join(left_out)}: no training seed has a cell at every N = {ns}")
+    auc_paired = auc_paired_rows(records, default_auc_pairs(arms), ns)
+    if auc_paired:
+        paths["auc_paired"] = results.write_csv(auc_paired, out / "auc_paired.csv", comments=command)
+    for p in auc_paired:
+        print(f"AUC {p['a']} − {p['b']}: {p['diff']:+.3f} [{p['ci_low']:+.3f}, {p['ci_high']:+.3f}] "
+              f"({p['seeds']} seeds, paired t 95 %), p {p['p_value']:.3g}, Holm p {p['p_holm']:.3g}: {p['verdict']}")
     return paths
 
 

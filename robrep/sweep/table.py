@@ -4,6 +4,10 @@ A *cell record* is the JSON written by ``robrep cell`` (:func:`cell_path`): ``ar
 ``seed``, ``episodes``, ``successes``, ``success_rate``, ``ci_low``/``ci_high`` (Wilson 95 %),
 ``mean_length``, ``episode_seeds``/``episode_success`` (per evaluation episode), wall times and what
 was trained (encoder, weights hash, readout, head, policy path).
+
+Two levels of statistics: pooled over seeds (Wilson interval, hierarchical paired bootstrap), and seed-level, where
+each training seed is one observation (Student-t intervals, paired t-tests with Holm–Bonferroni adjustment across a
+table's comparisons). The primary metric is the area under success vs log10 N per training seed (:func:`auc_rows`).
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from robrep.eval.stats import noise_floor, paired_bootstrap_diff, wilson_interval
+from robrep.eval.stats import (auc_log_n, holm, noise_floor, paired_bootstrap_diff, paired_seed_diff, seed_diff_test,
+                               seed_interval, wilson_interval)
 from robrep.results import save_figure
 
 #: Columns of the per-cell table, in order (the JSON-lines file holds the same rows).
@@ -26,7 +31,21 @@ CELL_COLUMNS = ("arm", "task", "demo_visuals", "eval_visuals", "encoder", "weigh
                 "policy", "policy_key", "dataset_hash")
 #: Columns of the per-(arm, N) summary.
 SUMMARY_COLUMNS = ("arm", "task", "n", "seeds", "episodes", "successes", "success_rate", "ci_low", "ci_high",
-                   "seed_mean", "seed_std", "seed_min", "seed_max")
+                   "seed_mean", "seed_ci_low", "seed_ci_high", "seed_std", "seed_min", "seed_max")
+#: Columns of :func:`paired_rows`: the pooled bootstrap difference (``diff``, ``ci_low``, ``ci_high``) and the
+#: seed-level paired t-test (``seed_diff``, ``seed_ci_low``, ``seed_ci_high``, ``p_value``, Holm ``p_holm``,
+#: ``verdict``).
+PAIRED_COLUMNS = ("a", "b", "n", "seeds", "episodes", "diff", "ci_low", "ci_high", "seed_diff", "seed_ci_low",
+                  "seed_ci_high", "p_value", "p_holm", "verdict")
+#: Columns of :func:`auc_rows` (``ns``: the N grid, space-separated).
+AUC_COLUMNS = ("arm", "task", "ns", "seeds", "auc", "auc_ci_low", "auc_ci_high", "auc_std")
+#: Columns of :func:`auc_paired_rows`.
+AUC_PAIRED_COLUMNS = ("a", "b", "ns", "seeds", "auc_a", "auc_b", "diff", "ci_low", "ci_high", "p_value", "p_holm",
+                      "verdict")
+#: Family-wise significance level of the verdicts (on Holm-adjusted p-values).
+ALPHA = 0.05
+#: Arms trained from scratch (no frozen encoder): never the ``a`` of a default AUC comparison.
+SCRATCH_ARMS = ("cnn", "resnet18")
 
 
 def cell_name(arm: str, n: int, seed: int) -> str:
@@ -55,8 +74,10 @@ def cell_rows(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 
 def summarise(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Per (arm, N): successes pooled over seeds with a Wilson 95 % interval, and the spread of the
-    per-seed success rates (the noise floor of that cell)."""
+    """Per (arm, N): successes pooled over seeds with a Wilson 95 % interval (``ci_low``/``ci_high``: episode noise
+    only), the mean of the per-seed success rates with a Student-t 95 % interval over training seeds
+    (``seed_ci_low``/``seed_ci_high``; nan with one seed), and the spread of the per-seed rates (the noise floor of
+    that cell). Rows have :data:`SUMMARY_COLUMNS`."""
     groups: dict[tuple[str, int], list[Mapping[str, Any]]] = defaultdict(list)
     for r in records:
         groups[(str(r["arm"]), int(r["n"]))].append(r)
@@ -64,12 +85,15 @@ def summarise(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     for (arm, n), cells in sorted(groups.items()):
         k = sum(int(c["successes"]) for c in cells)
         total = sum(int(c["episodes"]) for c in cells)
-        spread = noise_floor([float(c["success_rate"]) for c in cells])
+        rates = [float(c["success_rate"]) for c in cells]
+        spread, seed_ci = noise_floor(rates), seed_interval(rates)
         low, high = wilson_interval(k, total)
         rows.append({
             "arm": arm, "task": cells[0].get("task", ""), "n": n, "seeds": len(cells), "episodes": total,
             "successes": k, "success_rate": round(k / total, 4), "ci_low": round(low, 4), "ci_high": round(high, 4),
-            **{f"seed_{key}": round(spread[key], 4) for key in ("mean", "std", "min", "max")},
+            "seed_mean": round(spread["mean"], 4), "seed_ci_low": round(seed_ci["ci_low"], 4),
+            "seed_ci_high": round(seed_ci["ci_high"], 4),
+            **{f"seed_{key}": round(spread[key], 4) for key in ("std", "min", "max")},
         })
     return rows
 
@@ -77,10 +101,16 @@ def summarise(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 def paired_rows(records: Sequence[Mapping[str, Any]], pairs: Sequence[tuple[str, str]],
                 num_resamples: int = 10000) -> list[dict[str, Any]]:
     """For each ``(a, b)`` arm pair and N both have: success(a) − success(b) on the shared evaluation
-    episodes and training seeds, with a hierarchical paired bootstrap 95 % interval."""
-    by: dict[tuple[str, int], dict[int, Mapping[str, Any]]] = defaultdict(dict)
-    for r in records:
-        by[(str(r["arm"]), int(r["n"]))][int(r["seed"])] = r
+    episodes and training seeds, two ways (rows have :data:`PAIRED_COLUMNS`):
+
+    - pooled: ``diff`` with a hierarchical paired bootstrap 95 % interval (``ci_low``/``ci_high``);
+    - seed-level: the mean of the per-seed differences of success rates ``seed_diff`` with a Student-t 95 % interval
+      (``seed_ci_low``/``seed_ci_high``) and a paired t-test ``p_value`` (:func:`robrep.eval.stats.paired_seed_diff`;
+      nan with one shared seed), Holm-adjusted over every row of the returned table (``p_holm``), and the
+      ``verdict`` from ``p_holm`` alone (:func:`seed_verdicts`).
+
+    Pairs whose cells were not evaluated on the same episode seeds give no row."""
+    by = _by_arm_n(records)
     rows = []
     for a, b in pairs:
         for n in sorted({n for (arm, n) in by if arm == a} & {n for (arm, n) in by if arm == b}):
@@ -91,10 +121,131 @@ def paired_rows(records: Sequence[Mapping[str, Any]], pairs: Sequence[tuple[str,
             if sa is None or sb is None or sa[0] != sb[0]:
                 continue  # not evaluated on the same episode seeds: no paired comparison
             out = paired_bootstrap_diff(sa[1], sb[1], num_resamples=num_resamples)
+            seed = paired_seed_diff(sa[1], sb[1])
             rows.append({"a": a, "b": b, "n": n, "seeds": len(seeds), "episodes": int(sa[1].shape[1]),
                          "diff": round(float(out["diff"]), 4), "ci_low": round(float(out["ci_low"]), 4),
-                         "ci_high": round(float(out["ci_high"]), 4)})
+                         "ci_high": round(float(out["ci_high"]), 4), "seed_diff": round(seed["diff"], 4),
+                         "seed_ci_low": round(seed["ci_low"], 4), "seed_ci_high": round(seed["ci_high"], 4),
+                         "p_value": seed["p_value"]})
+    return seed_verdicts(rows, diff_key="seed_diff")
+
+
+def seed_verdicts(rows: list[dict[str, Any]], diff_key: str = "diff", alpha: float = ALPHA) -> list[dict[str, Any]]:
+    """Holm-adjust the ``p_value`` of every row together (one family: the whole table), in place: adds ``p_holm``
+    and ``verdict`` — ``"resolved: a better"`` / ``"resolved: a worse"`` when ``p_holm < alpha`` (the sign of
+    ``rows[i][diff_key]``), else ``"unresolved"`` (also for a nan p-value). p-values are rounded to 4 significant
+    digits after the adjustment. Returns ``rows``."""
+    adjusted = holm([float(r["p_value"]) for r in rows]) if rows else np.array([])
+    for r, p_adj in zip(rows, adjusted):
+        d = float(r[diff_key])
+        resolved = bool(p_adj < alpha) and d != 0.0
+        r["p_value"], r["p_holm"] = _sig(float(r["p_value"])), _sig(float(p_adj))
+        r["verdict"] = ("resolved: a better" if d > 0 else "resolved: a worse") if resolved else "unresolved"
     return rows
+
+
+def _sig(x: float, digits: int = 4) -> float:
+    """``x`` rounded to ``digits`` significant digits (p-values can be far below 1e-4); nan stays nan."""
+    return float(f"{x:.{digits}g}")
+
+
+def _by_arm_n(records: Sequence[Mapping[str, Any]]) -> dict[tuple[str, int], dict[int, Mapping[str, Any]]]:
+    """``{(arm, N): {seed: record}}``."""
+    by: dict[tuple[str, int], dict[int, Mapping[str, Any]]] = defaultdict(dict)
+    for r in records:
+        by[(str(r["arm"]), int(r["n"]))][int(r["seed"])] = r
+    return by
+
+
+def sweep_ns(records: Sequence[Mapping[str, Any]]) -> list[int]:
+    """Every N of the sweep (any arm), ascending."""
+    return sorted({int(r["n"]) for r in records})
+
+
+def seed_aucs(records: Sequence[Mapping[str, Any]], arm: str, ns: Sequence[int] | None = None) -> dict[int, float]:
+    """``{seed: AUC}`` of ``arm``: for each training seed with a cell at every N of ``ns`` (default
+    :func:`sweep_ns`, the whole sweep), the area under its success rate vs log10 N (:func:`robrep.eval.stats.auc_log_n`,
+    in [0, 1]). Needs at least 2 distinct N; seeds missing any N are left out."""
+    ns = sorted({int(n) for n in (ns if ns is not None else sweep_ns(records))})
+    by = _by_arm_n(records)
+    seeds = set.intersection(*(set(by.get((arm, n), {})) for n in ns)) if ns else set()
+    return {s: auc_log_n(ns, [float(by[(arm, n)][s]["success_rate"]) for n in ns]) for s in sorted(seeds)}
+
+
+def auc_rows(records: Sequence[Mapping[str, Any]], ns: Sequence[int] | None = None) -> list[dict[str, Any]]:
+    """The primary metric per arm: the mean over training seeds of each seed's area under success vs log10 N
+    (:func:`seed_aucs`; only seeds with a cell at every N of ``ns``, default every N of the sweep), with a Student-t
+    95 % interval over seeds (nan with one seed) and the seed std. Arms with no seed at every N give no row; rows
+    have :data:`AUC_COLUMNS`.
+
+    Raises:
+        ValueError: fewer than 2 distinct N.
+    """
+    ns = sorted({int(n) for n in (ns if ns is not None else sweep_ns(records))})
+    if len(ns) < 2:
+        raise ValueError(f"the area under success vs log N needs at least 2 distinct N, got {ns}")
+    rows = []
+    for arm in sorted({str(r["arm"]) for r in records}):
+        aucs = seed_aucs(records, arm, ns)
+        if not aucs:
+            continue
+        values = np.array(list(aucs.values()))
+        ci = seed_interval(values)
+        task = next(str(r.get("task", "")) for r in records if str(r["arm"]) == arm)
+        rows.append({"arm": arm, "task": task, "ns": " ".join(map(str, ns)), "seeds": len(values),
+                     "auc": round(ci["mean"], 4), "auc_ci_low": round(ci["ci_low"], 4),
+                     "auc_ci_high": round(ci["ci_high"], 4),
+                     "auc_std": round(float(values.std(ddof=1)), 4) if len(values) > 1 else 0.0})
+    return rows
+
+
+def auc_paired_rows(records: Sequence[Mapping[str, Any]], pairs: Sequence[tuple[str, str]],
+                    ns: Sequence[int] | None = None) -> list[dict[str, Any]]:
+    """Per ``(a, b)`` pair: AUC(a) − AUC(b) paired by training seed (the same demonstration subsets): over the seed
+    indices both arms have at every N of ``ns`` (default every N of the sweep) and, at each N, evaluated on the same
+    episode seeds (layouts), the mean per-seed difference with a Student-t 95 % interval and a paired t-test
+    ``p_value`` (:func:`robrep.eval.stats.seed_diff_test`), Holm-adjusted over every row of the returned table
+    (``p_holm``) with its ``verdict`` (:func:`seed_verdicts`). Pairs without a shared complete seed give no row;
+    rows have :data:`AUC_PAIRED_COLUMNS`.
+
+    Raises:
+        ValueError: fewer than 2 distinct N.
+    """
+    ns = sorted({int(n) for n in (ns if ns is not None else sweep_ns(records))})
+    if len(ns) < 2:
+        raise ValueError(f"the area under success vs log N needs at least 2 distinct N, got {ns}")
+    by = _by_arm_n(records)
+    rows = []
+    for a, b in pairs:
+        auc_a, auc_b = seed_aucs(records, a, ns), seed_aucs(records, b, ns)
+        seeds = [s for s in sorted(set(auc_a) & set(auc_b))
+                 if all(list(by[(a, n)][s].get("episode_seeds", ())) == list(by[(b, n)][s].get("episode_seeds", ()))
+                        for n in ns)]
+        if not seeds:
+            continue
+        out = seed_diff_test([auc_a[s] - auc_b[s] for s in seeds])
+        rows.append({"a": a, "b": b, "ns": " ".join(map(str, ns)), "seeds": len(seeds),
+                     "auc_a": round(float(np.mean([auc_a[s] for s in seeds])), 4),
+                     "auc_b": round(float(np.mean([auc_b[s] for s in seeds])), 4),
+                     "diff": round(out["diff"], 4), "ci_low": round(out["ci_low"], 4),
+                     "ci_high": round(out["ci_high"], 4), "p_value": out["p_value"]})
+    return seed_verdicts(rows, diff_key="diff")
+
+
+def default_auc_pairs(arms: Sequence[str]) -> list[tuple[str, str]]:
+    """The AUC comparisons of a sweep with ``arms``: every arm other than :data:`SCRATCH_ARMS` and ``*_random``
+    against ``cnn``, and against its random-init control ``<family>_random`` when that arm is in ``arms`` (family:
+    the arm name before the first ``_``, so ``clip_spatial`` → ``clip_random``)."""
+    arms = list(dict.fromkeys(str(a) for a in arms))
+    pairs = []
+    for arm in arms:
+        if arm in SCRATCH_ARMS or arm.endswith("_random"):
+            continue
+        pairs.append((arm, "cnn"))
+        control = f"{arm.split('_', 1)[0]}_random"
+        if control in arms:
+            pairs.append((arm, control))
+    return pairs
 
 
 def _episode_matrix(cells: Sequence[Mapping[str, Any]]) -> tuple[tuple[int, ...], np.ndarray] | None:
@@ -203,3 +354,13 @@ def format_summary(summary: Sequence[Mapping[str, Any]]) -> str:
         lines.append(f"{arm:<14}" + "".join(parts))
     return "\n".join(lines)
 
+
+
+def format_auc(rows: Sequence[Mapping[str, Any]]) -> str:
+    """A fixed-width text table of :func:`auc_rows`: arm → mean AUC over seeds ``[t 95 % interval]``, seeds, N grid."""
+    lines = [f"{'arm':<14}{'AUC (success over log N)':>28}{'seeds':>7}  N"]
+    for r in sorted(rows, key=lambda r: -float(r["auc"])):
+        lo, hi = float(r["auc_ci_low"]), float(r["auc_ci_high"])
+        ci = "[–, –]" if np.isnan(lo) else f"[{lo:.3f}, {hi:.3f}]"
+        lines.append(f"{r['arm']:<14}{float(r['auc']):>13.3f} {ci:>14}{int(r['seeds']):>7}  {r['ns']}")
+    return "\n".join(lines)
