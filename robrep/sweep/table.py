@@ -26,8 +26,9 @@ from robrep.results import save_figure
 
 #: Columns of the per-cell table, in order (the JSON-lines file holds the same rows).
 CELL_COLUMNS = ("arm", "task", "demo_visuals", "eval_visuals", "encoder", "weights_hash", "readout", "head", "n",
-                "seed", "episodes", "successes",
-                "success_rate", "ci_low", "ci_high", "mean_length", "train_seconds", "eval_seconds", "ms_per_step",
+                "seed", "eval_split", "episodes", "successes",
+                "success_rate", "ci_low", "ci_high", "mean_length", "steps", "best_step", "max_steps", "stopped",
+                "cap_bound", "valid_mse", "train_seconds", "eval_seconds", "ms_per_step",
                 "policy", "policy_key", "dataset_hash")
 #: Columns of the per-(arm, N) summary.
 SUMMARY_COLUMNS = ("arm", "task", "n", "seeds", "episodes", "successes", "success_rate", "ci_low", "ci_high",
@@ -234,15 +235,16 @@ def auc_paired_rows(records: Sequence[Mapping[str, Any]], pairs: Sequence[tuple[
 
 def default_auc_pairs(arms: Sequence[str]) -> list[tuple[str, str]]:
     """The AUC comparisons of a sweep with ``arms``: every arm other than :data:`SCRATCH_ARMS` and ``*_random``
-    against ``cnn``, and against its random-init control ``<family>_random`` when that arm is in ``arms`` (family:
-    the arm name before the first ``_``, so ``clip_spatial`` → ``clip_random``)."""
+    against ``cnn``, and each family arm (``mae``, ``dift``, ...) against its random-init control ``<family>_random``
+    when that arm is in ``arms`` (same architecture, readout and head; variants such as ``clip_spatial`` read the
+    weights differently from their family's control and are compared with ``cnn`` only)."""
     arms = list(dict.fromkeys(str(a) for a in arms))
     pairs = []
     for arm in arms:
         if arm in SCRATCH_ARMS or arm.endswith("_random"):
             continue
         pairs.append((arm, "cnn"))
-        control = f"{arm.split('_', 1)[0]}_random"
+        control = f"{arm}_random"
         if control in arms:
             pairs.append((arm, control))
     return pairs
