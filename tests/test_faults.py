@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 #: Columns that depend on timing or on the output folder, not on what was computed.
 VOLATILE = ("train_seconds", "eval_seconds", "ms_per_step", "policy")
 SWEEP = ["sweep", "task=reach", "task.image_size=32", "arms=[cnn]", "demos=[4]", "seeds=[0,1]", "episodes=2",
-         "num_envs=2", "launcher=joblib", "jobs=2", "progress=false", "bootstrap_resamples=100", "dataset=../reach.hdf5",
+         "num_envs=2", "tune.grid=null", "launcher=joblib", "jobs=2", "progress=false", "bootstrap_resamples=100", "dataset=../reach.hdf5",
          'arm_overrides=["policy.train.steps=30","policy.train.eval_every=2","policy.cnn.channels=8"]']
 
 

@@ -80,7 +80,7 @@ def reach_file(tmp_path_factory):
     return path
 
 
-SMALL = ["task=reach", "task.image_size=32", "arms=[cnn]", "demos=[4]", "seeds=[0]", "episodes=2", "num_envs=2", "eval_split=dev",
+SMALL = ["task=reach", "task.image_size=32", "arms=[cnn]", "demos=[4]", "seeds=[0]", "episodes=2", "num_envs=2", "eval_split=dev", "tune.grid=null",
          "launcher=inprocess", "progress=false", "bootstrap_resamples=100",
          'arm_overrides=["policy.train.steps=4","policy.train.eval_every=2","policy.cnn.channels=8"]']
 
@@ -270,3 +270,22 @@ def test_two_cell_sweep_gives_the_joblib_table_on_cluster_launchers(reach_file, 
     for s, rec in cells.items():
         assert (rec["episode_success"], rec["episode_length"], rec["valid_mse"]) == (
             reference[s]["episode_success"], reference[s]["episode_length"], reference[s]["valid_mse"])
+
+
+def test_tuning_chooses_lr_and_weight_decay_on_valid_demos_for_every_seed(tmp_path, monkeypatch):
+    """Per (arm, N) each grid point trains on the tuning seed's subset; the lowest valid MSE wins and every seed's
+    cell trains with it; the tuning seed's cell reuses the policy tuning trained (no evaluation layout is read)."""
+    monkeypatch.chdir(tmp_path)
+    args = [a for a in SMALL if a not in ("tune.grid=null", "seeds=[0]")]
+    collect_demos("reach", 6, tmp_path / "two.hdf5", image_size=32, subset_sizes=(4,), subset_seeds=(0, 1),
+                  progress=False)
+    assert main(["sweep", *args, "seeds=[0,1]", "tune.grid.lr=[1e-3,3e-2]", "tune.grid.weight_decay=[1e-4]",
+                 "dataset=two.hdf5", "sweep_dir=out"]) == 0
+    rows = results.read_csv("out/tuning.csv")
+    assert [(r["arm"], r["n"], r["lr"]) for r in rows] == [("cnn", "4", "0.001"), ("cnn", "4", "0.03")]
+    chosen = [r for r in rows if r["chosen"] == "True"]
+    assert len(chosen) == 1
+    assert chosen[0]["lr"] == min(rows, key=lambda r: float(r["valid_mse"]))["lr"]
+    recs = [json.loads((tmp_path / f"out/cells/cnn_n4_s{s}.json").read_text()) for s in (0, 1)]
+    assert {r["policy_config"]["train"]["lr"] for r in recs} == {float(chosen[0]["lr"])}
+    assert len(list((tmp_path / "runs/sweeps/out/policies").glob("*.pt"))) == 3  # 2 grid points + seed 1

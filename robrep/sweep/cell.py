@@ -178,11 +178,31 @@ def cell_features(spec: CellSpec, threads: int | None = None) -> Path | None:
                                     spec.encoder.label, spec.feature_batch_size, spec.use_language, spec.progress)
 
 
+def train_cell(spec: CellSpec) -> dict[str, Any]:
+    """The cell's policy at ``spec.policy_path``, trained unless it exists (content-addressed: same inputs, same
+    file); returns its training record (``policies.train.FitResult`` fields: valid_mse, best_step, ...) plus
+    ``path`` and ``lr``/``weight_decay``. Tuning (:mod:`robrep.sweep.tune`) calls it on grid variants; the
+    variant it keeps is the file :func:`run_cell` then finds."""
+    from policies.checkpoint import read_policy_checkpoint
+    from policies.train import train_policy
+
+    path = spec.policy_path
+    with thread_limit(spec.threads):
+        if not path.exists():
+            train_policy(spec.policy, spec.dataset, spec.n, spec.seed, path, encoder=spec.encoder,
+                         cache_dir=spec.cache_dir, use_language=spec.use_language,
+                         feature_batch_size=spec.feature_batch_size, device=spec.device, config=spec.config,
+                         progress=spec.progress)
+        train = dict(read_policy_checkpoint(path)["train"])
+    train.pop("history", None)
+    return {**train, "path": str(path), "lr": spec.policy["train"]["lr"],
+            "weight_decay": spec.policy["train"]["weight_decay"]}
+
+
 def run_cell(spec: CellSpec) -> dict[str, Any]:
     """Train (unless ``spec.policy_path`` exists), evaluate on ``spec.episodes`` shared layouts, write the record;
     returns it. A cell whose record exists returns that record without running."""
     from policies import load_policy
-    from policies.train import train_policy
     from robrep.eval.rollouts import evaluate, policy_demo_seeds
 
     if spec.record_path.exists():
@@ -191,11 +211,7 @@ def run_cell(spec: CellSpec) -> dict[str, Any]:
     policy_path, policy_key = spec.policy_path, spec.policy_key
     with thread_limit(spec.threads):
         t0 = time.perf_counter()
-        if not policy_path.exists():
-            train_policy(spec.policy, spec.dataset, spec.n, spec.seed, policy_path, encoder=spec.encoder,
-                         cache_dir=spec.cache_dir, use_language=spec.use_language,
-                         feature_batch_size=spec.feature_batch_size, device=spec.device, config=spec.config,
-                         progress=spec.progress)
+        train_cell(spec)
         train_s = time.perf_counter() - t0
         policy = load_policy(policy_path, device=spec.device)
         eval_env = {} if spec.eval_visuals is None else {"visuals": spec.eval_visuals}

@@ -232,9 +232,15 @@ def _run_locked(cfg: DictConfig, arms: list[str], cells: list[CellSpec], precisi
                     seen.add(spec.arm)
                     cell_features(spec, threads=max(1, int(cfg.jobs)))
             launcher = make_launcher(OmegaConf.to_container(cfg.launcher, resolve=True))
+            if cfg.get("tune") and cfg.tune.get("grid"):  # lr × weight decay per (arm, N), on the valid demos only
+                from robrep.sweep.tune import choice_path, tune_cells
+
+                grid = OmegaConf.to_container(cfg.tune.grid, resolve=True)
+                tuned, failed = tune_cells(pending, grid, int(cfg.tune.seed), launcher, cfg.sweep_dir)
+                pending = [c for c in tuned if choice_path(cfg.sweep_dir, c.arm, c.n).exists()]
             outcomes = launcher.map(run_cell, pending)
-            failed = [(o.item.name, o.error) for o in outcomes if o.error is not None]
-            finished = len(outcomes) - len(failed)
+            failed += [(o.item.name, o.error) for o in outcomes if o.error is not None]
+            finished = len(outcomes) - sum(o.error is not None for o in outcomes)
         status = "failed" if failed else "finished"
         log_run(cfg, started, time.perf_counter() - t0, len(cells), len(cells) - len(pending), finished, status)
         logged = True
