@@ -306,7 +306,26 @@ def planner_section(res: Path, plan: Path) -> list[str]:
     return out + tail(res, list((res / "plan").glob("*.png")), [plan, *errs])
 
 
+def _cost_reading(rows: list[dict]) -> str:
+    parts = {k: sum(num(r[k]) for r in rows) / 3600 for k in ("train_core_s", "eval_core_s", "cache_core_s")}
+    total = sum(parts.values())
+    by_arm: dict[str, float] = {}
+    for r in rows:
+        by_arm[r["arm"]] = by_arm.get(r["arm"], 0.0) + (num(r["train_core_s"]) + num(r["eval_core_s"])) / 3600
+    top = max(by_arm, key=by_arm.get)
+    return (f"Predicted total {total:.2f} core-hours (training {parts['train_core_s']:.2f}, evaluation "
+            f"{parts['eval_core_s']:.2f}, feature caching {parts['cache_core_s']:.2f}): at least {total / 2:.2f} h of "
+            f"wall on 2 cores against the 2 h target; the most expensive arm is {top} ({by_arm[top]:.2f} core-hours).")
+
+
 SIMPLE = [  # one table per CSV: title, what it measures; optional columns, row filter and generated reading
+    dict(csv="sweep_cost.csv", title="Cost of the default sweep (`python -m benchmarks.sweep_cost`)",
+         what="A prediction from parts measured on one thread: training steps under the training rule's budget "
+              "(no early stopping: an upper bound) times the tuning grid, evaluation episodes times episode length "
+              "times simulator + policy milliseconds per env step, feature caching with its shifted copies.",
+         cols=["arm", "n", "budget_steps", "trainings", "train_step_s", "train_core_s", "episode_length",
+               "length_source", "policy_ms_per_step", "sim_ms_per_step", "eval_core_s", "cache_core_s"],
+         reading=_cost_reading),
     dict(csv="dift_sweep.csv", title="DIFT read-out: up block × timestep (`python -m benchmarks.dift_sweep`)",
          what="Held-out-episode ridge R² of the positions (mean and per variable) from 4×4-pooled features of the "
               "quick DIFT checkpoint per up block and diffusion timestep t, next to a random-init U-Net and pixels.",

@@ -77,8 +77,8 @@ def train_step_s(policy: dict, shape_meta: dict, frames: dict, precision: str) -
     b = int(policy["train"]["batch_size"])
     model.set_statistics(torch.zeros(8, shape_meta["proprio_dim"]), torch.randn(8, 4), 1e-2)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
-    batch = {k: v[:b] for k, v in frames.items()}
-    proprio, actions = torch.zeros(b, shape_meta["proprio_dim"]), torch.randn(b, 4)
+    batch = {k: v[:b, None] for k, v in frames.items()}  # (B, frame_stack=1, ...)
+    proprio, actions = torch.zeros(b, 1, shape_meta["proprio_dim"]), torch.randn(b, 1, 4)  # chunk 1
 
     def step() -> None:
         model.train()
