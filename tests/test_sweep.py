@@ -289,3 +289,17 @@ def test_tuning_chooses_lr_and_weight_decay_on_valid_demos_for_every_seed(tmp_pa
     recs = [json.loads((tmp_path / f"out/cells/cnn_n4_s{s}.json").read_text()) for s in (0, 1)]
     assert {r["policy_config"]["train"]["lr"] for r in recs} == {float(chosen[0]["lr"])}
     assert len(list((tmp_path / "runs/sweeps/out/policies").glob("*.pt"))) == 3  # 2 grid points + seed 1
+
+
+def test_a_record_made_with_other_settings_is_stale_and_runs_again(reach_file, tmp_path, monkeypatch, capsys):
+    """A record counts as done only for the settings that made it (its policy key): after a change of the training
+    settings the same sweep_dir re-runs the cell and replaces the record."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["sweep", *SMALL, f"dataset={reach_file}", "sweep_dir=out"]) == 0
+    first = json.loads((tmp_path / "out/cells/cnn_n4_s0.json").read_text())
+    changed = [a.replace("steps=4", "steps=6") if a.startswith("arm_overrides=") else a for a in SMALL]
+    capsys.readouterr()
+    assert main(["sweep", *changed, f"dataset={reach_file}", "sweep_dir=out"]) == 0
+    assert "1 records were made with other settings (policy key differs) and run again: cnn_n4_s0" in capsys.readouterr().out
+    second = json.loads((tmp_path / "out/cells/cnn_n4_s0.json").read_text())
+    assert second["policy_key"] != first["policy_key"] and second["steps"] == 6

@@ -103,6 +103,14 @@ class CellSpec:
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     @property
+    def done(self) -> bool:
+        """Whether the cell's record exists *and* was made by this spec's policy (same :attr:`policy_key`): a record
+        left by other settings (another training rule, dataset, weights) is stale and the cell runs again."""
+        if not self.record_path.exists():
+            return False
+        return results.read_json(self.record_path).get("policy_key") == self.policy_key
+
+    @property
     def policy_path(self) -> Path:
         """``<policy_dir>/<arm>_n<N>_s<seed>_<policy_key>.pt``: content-addressed (see :attr:`policy_key`)."""
         return Path(self.policy_dir) / f"{self.name}_{self.policy_key}.pt"
@@ -205,7 +213,7 @@ def run_cell(spec: CellSpec) -> dict[str, Any]:
     from policies import load_policy
     from robrep.eval.rollouts import evaluate, policy_demo_seeds
 
-    if spec.record_path.exists():
+    if spec.done:
         print(f"{spec.name}: done already ({spec.record_path})")
         return results.read_json(spec.record_path)
     policy_path, policy_key = spec.policy_path, spec.policy_key

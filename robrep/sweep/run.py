@@ -218,7 +218,16 @@ def _run_locked(cfg: DictConfig, arms: list[str], cells: list[CellSpec], precisi
     t0, started = time.perf_counter(), time.time()
     clean_stale_temps(cfg, cells)
     ensure_dataset(cfg)
-    pending = [c for c in cells if not c.record_path.exists()]
+    tuning = bool(cfg.get("tune") and cfg.tune.get("grid"))
+    if tuning:
+        from robrep.sweep.tune import apply_choices, choice_path, tune_cells
+
+        cells = apply_choices(cells, cfg.sweep_dir)  # choices of earlier runs: their cells' keys
+    pending = [c for c in cells if not c.done]
+    stale = [c.name for c in pending if c.record_path.exists()]
+    if stale:
+        print(f"{len(stale)} records were made with other settings (policy key differs) and run again: "
+              f"{', '.join(stale)}")
     layout = "; ".join(f"N={n} × seeds {seeds_for(cfg, int(n))}" for n in cfg.demos)
     print(f"sweep {cfg.name}: {len(cells)} cells ({len(arms)} arms × {layout}), {len(cells) - len(pending)} already "
           f"done; frozen encoders in {precision}")
@@ -232,12 +241,11 @@ def _run_locked(cfg: DictConfig, arms: list[str], cells: list[CellSpec], precisi
                     seen.add(spec.arm)
                     cell_features(spec, threads=max(1, int(cfg.jobs)))
             launcher = make_launcher(OmegaConf.to_container(cfg.launcher, resolve=True))
-            if cfg.get("tune") and cfg.tune.get("grid"):  # lr × weight decay per (arm, N), on the valid demos only
-                from robrep.sweep.tune import choice_path, tune_cells
-
+            if tuning:  # lr × weight decay per (arm, N), on the valid demos only
                 grid = OmegaConf.to_container(cfg.tune.grid, resolve=True)
                 tuned, failed = tune_cells(pending, grid, int(cfg.tune.seed), launcher, cfg.sweep_dir)
                 pending = [c for c in tuned if choice_path(cfg.sweep_dir, c.arm, c.n).exists()]
+                cells = apply_choices(cells, cfg.sweep_dir)
             outcomes = launcher.map(run_cell, pending)
             failed += [(o.item.name, o.error) for o in outcomes if o.error is not None]
             finished = len(outcomes) - sum(o.error is not None for o in outcomes)
@@ -247,8 +255,8 @@ def _run_locked(cfg: DictConfig, arms: list[str], cells: list[CellSpec], precisi
         paths = aggregate(cfg) if not failed or load_cells(cfg.sweep_dir) else {}  # every cell failed: no table
     except BaseException as exc:
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):  # Ctrl-C, SIGTERM (Terminated): log, then stop
-            left = [c.name for c in cells if not c.record_path.exists()]
-            finished = sum(c.record_path.exists() for c in pending)  # workers stop with the sweep: these are ours
+            left = [c.name for c in cells if not c.done]
+            finished = sum(c.done for c in pending)  # workers stop with the sweep: these are ours
             log_run(cfg, started, time.perf_counter() - t0, len(cells), len(cells) - len(pending), finished,
                     "interrupted", replace_last=logged)
             print(f"sweep {cfg.name} interrupted: {len(left)} cells not done ({', '.join(left) or 'none'}); "

@@ -50,15 +50,14 @@ def choice_path(sweep_dir: str | Path, arm: str, n: int) -> Path:
 
 def tune_cells(cells: Sequence[CellSpec], grid: Mapping[str, Sequence[float]], seed: int, launcher: Any,
                sweep_dir: str | Path) -> tuple[list[CellSpec], list[tuple[str, str]]]:
-    """Choose the grid point of every (arm, N) among ``cells`` that has a cell without a record, training the grid
-    through ``launcher``; returns ``(cells with their group's choice applied, failures)``. Groups whose every cell
-    is done keep their settings; a group whose grid training failed keeps the config's values and is reported."""
+    """Choose the grid point of every (arm, N) among ``cells`` (the cells still to run) that has no stored choice,
+    training the grid through ``launcher``; returns ``(cells with their group's choice applied, failures)``. A group
+    whose grid training failed gets no choice and is reported."""
     points = grid_points(grid)
     groups: dict[tuple[str, int], list[CellSpec]] = defaultdict(list)
     for c in cells:
         groups[(c.arm, c.n)].append(c)
-    todo = {key: group for key, group in groups.items()
-            if any(not c.record_path.exists() for c in group) and not choice_path(sweep_dir, *key).exists()}
+    todo = {key: group for key, group in groups.items() if not choice_path(sweep_dir, *key).exists()}
     tasks = [(key, with_train(group[0], seed=seed, **p)) for key, group in todo.items() for p in points]
     failures: list[tuple[str, str]] = []
     if tasks:
@@ -80,6 +79,12 @@ def tune_cells(cells: Sequence[CellSpec], grid: Mapping[str, Sequence[float]], s
                       "chosen": i == best} for i, r in enumerate(rows)]
             results.write_json({"lr": rows[best]["lr"], "weight_decay": rows[best]["weight_decay"], "rows": table},
                                choice_path(sweep_dir, *key))
+    write_tuning_table(sweep_dir)
+    return apply_choices(cells, sweep_dir), failures
+
+
+def apply_choices(cells: Sequence[CellSpec], sweep_dir: str | Path) -> list[CellSpec]:
+    """``cells`` with the stored choice of their (arm, N) applied (cells of groups without one: unchanged)."""
     chosen = []
     for c in cells:
         path = choice_path(sweep_dir, c.arm, c.n)
@@ -87,8 +92,7 @@ def tune_cells(cells: Sequence[CellSpec], grid: Mapping[str, Sequence[float]], s
             choice = results.read_json(path)
             c = with_train(c, lr=float(choice["lr"]), weight_decay=float(choice["weight_decay"]))
         chosen.append(c)
-    write_tuning_table(sweep_dir)
-    return chosen, failures
+    return chosen
 
 
 def write_tuning_table(sweep_dir: str | Path) -> Path | None:
