@@ -79,16 +79,34 @@ class BCModel(nn.Module):
 #: Keys of a policy config (``configs/policy/*.yaml``); anything else is a typo and an error.
 POLICY_KEYS = frozenset({"name", "trunk", "readout", "readout_kwargs", "token_dropout", "cnn", "finetune", "head",
                          "head_kwargs", "frame_stack", "chunk", "use_proprio", "min_std", "ensemble_decay", "train",
-                         "feature_shifts", "feature_shift_pad"})
+                         "feature_shifts", "feature_shift_pad", "chunk_execution"})
+#: How a policy executes its predicted chunks (``chunk_execution``; :class:`policies.policy.Policy`): ``ensemble``
+#: encodes every step and averages the overlapping chunks (ACT temporal ensembling, the default); ``open_loop``
+#: encodes an env once per chunk and executes the chunk's ``k`` actions without looking (k× fewer encoder calls).
+CHUNK_EXECUTIONS = ("ensemble", "open_loop")
 #: Trunks built on a pretrained encoder (need an ``EncoderSpec``): frozen cached features, or fine-tuned.
 ENCODER_TRUNKS = frozenset({"features", "finetune"})
 
 
 def check_policy_config(policy_cfg: Mapping[str, Any]) -> None:
-    """Raise ``KeyError`` naming unknown keys of a policy config."""
+    """Raise ``KeyError`` naming unknown keys of a policy config, ``ValueError`` for a bad ``chunk_execution``
+    (see :func:`check_chunk_execution`)."""
     unknown = sorted(set(policy_cfg) - POLICY_KEYS)
     if unknown:
         raise KeyError(f"unknown policy config key(s) {unknown}; known: {sorted(POLICY_KEYS)}")
+    check_chunk_execution(policy_cfg.get("chunk_execution", "ensemble"), int(policy_cfg.get("frame_stack", 1)))
+
+
+def check_chunk_execution(mode: Any, frame_stack: int) -> str:
+    """``mode`` if it names a way to execute chunks (:data:`CHUNK_EXECUTIONS`) usable with ``frame_stack``, else
+    ``ValueError``: ``open_loop`` skips the frames between re-encodes, so a frame stack would have no features for
+    them."""
+    if mode not in CHUNK_EXECUTIONS:
+        raise ValueError(f"unknown chunk_execution {mode!r}; known: {', '.join(CHUNK_EXECUTIONS)}")
+    if mode == "open_loop" and frame_stack > 1:
+        raise ValueError(f"chunk_execution 'open_loop' needs frame_stack 1, got frame_stack {frame_stack}: the frames "
+                         "executed open loop are never encoded, so the stack would lack their features")
+    return str(mode)
 
 
 def build_trunk(policy_cfg: Mapping[str, Any], shape_meta: Mapping[str, Any], encoder: Encoder | None = None

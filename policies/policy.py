@@ -11,6 +11,18 @@ Usage (one env or a vector env)::
 
 Per env the policy keeps the last ``frame_stack`` frame vectors (the first frame is repeated after a
 reset, as in training) and the last ``chunk`` action chunks for temporal ensembling.
+
+How a chunk of ``k > 1`` actions is executed is the policy config's ``chunk_execution``:
+
+- ``ensemble`` (default): every step encodes every env's frame, predicts a chunk and executes the average of
+  the ``k`` overlapping predictions for this step (ACT temporal ensembling, :mod:`policies.chunking`).
+- ``open_loop``: an env is encoded only when its last chunk is used up (or after a reset); it then executes
+  that chunk's ``k`` actions one per step without looking at the frames in between. The encoder — most of an
+  evaluation's time — runs on each env once every ``k`` steps instead of every step, at the price of ``k``-step
+  open-loop control between observations (no reaction to what happens inside a chunk). It needs
+  ``frame_stack: 1``. Like any setting, choose it on development layouts, not on the test table.
+
+``Policy.encoded_frames`` counts the frames encoded (frozen encoder or image trunk) since construction.
 """
 
 from __future__ import annotations
@@ -26,7 +38,7 @@ from policies.checkpoint import PolicyCheckpointError, read_policy_checkpoint
 from robrep.encoders.spec import EncoderSpec
 from policies.chunking import TemporalEnsembler
 from policies.finetune import encoder_from_identity
-from policies.model import BCModel, build_model
+from policies.model import BCModel, build_model, check_chunk_execution
 from robrep.encoders.base import Encoder, per_image_texts
 from robrep.precision import autocast
 
@@ -35,18 +47,27 @@ class Policy:
     """Acts from observations. ``model`` (eval mode) holds the trunk and head; ``encoder`` is the frozen
     encoder for feature policies, ``None`` for image trunks (the from-scratch CNN; a fine-tuned encoder,
     which lives in ``model.trunk.encoder``). ``meta`` is the checkpoint without its weights (``task``,
-    ``env_kwargs``, ``config``, ``train`` losses, ...)."""
+    ``env_kwargs``, ``config``, ``train`` losses, ...). ``chunk_execution`` (``ensemble`` | ``open_loop``, see
+    the module docstring) overrides the policy config's (default: the config's, ``ensemble`` if it has none)."""
 
     def __init__(self, model: BCModel, encoder: Encoder | None, meta: Mapping[str, Any],
-                 device: str | torch.device = "cpu") -> None:
+                 device: str | torch.device = "cpu", chunk_execution: str | None = None) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.encoder = None if encoder is None else encoder.freeze()
         self.meta = dict(meta)
-        decay = float(self.meta["policy_config"].get("ensemble_decay", 0.01))
+        config = self.meta["policy_config"]
+        mode = config.get("chunk_execution", "ensemble") if chunk_execution is None else chunk_execution
+        self.chunk_execution = check_chunk_execution(mode, model.frame_stack)
+        if chunk_execution is not None:  # the meta names what acts
+            self.meta["policy_config"] = {**config, "chunk_execution": self.chunk_execution}
+        decay = float(config.get("ensemble_decay", 0.01))
         self.ensembler = TemporalEnsembler(model.chunk, model.action_dim, decay)
+        self.encoded_frames = 0                  # frames passed to the encoder (or image trunk) since construction
         self._stack: torch.Tensor | None = None  # (E, S, frame_dim)
-        self._fresh = np.ones(0, dtype=bool)     # (E,) envs whose stack restarts at the next act
+        self._fresh = np.ones(0, dtype=bool)     # (E,) envs whose stack (open_loop: chunk) restarts at the next act
+        self._chunks: torch.Tensor | None = None  # open_loop: (E, k, A) each env's last predicted chunk (CPU float32)
+        self._next = np.zeros(0, dtype=np.int64)  # open_loop: (E,) index in its chunk of each env's next action
         self.reset(1)
 
     # ------------------------------------------------------------------ env description
@@ -75,12 +96,14 @@ class Policy:
         """Clear every env's frame stack and action-chunk history; expect ``num_envs`` envs."""
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
-        self._stack = None
+        self._stack, self._chunks = None, None
         self._fresh = np.ones(num_envs, dtype=bool)
+        self._next = np.zeros(num_envs, dtype=np.int64)
         self.ensembler.reset(num_envs)
 
     def reset_env(self, i: int) -> None:
-        """Clear env ``i``'s state only (after a vector env auto-reset it)."""
+        """Clear env ``i``'s state only (after a vector env auto-reset it); with ``open_loop`` its queued actions
+        are dropped and it is encoded at the next ``act``."""
         if not 0 <= i < self.num_envs:
             raise IndexError(f"env index {i} out of range for {self.num_envs} envs")
         self._fresh[i] = True
@@ -112,7 +135,9 @@ class Policy:
     def act(self, obs: Mapping[str, Any]) -> np.ndarray:
         """``obs["image"]`` uint8 ``(B, H, W, 3)`` and ``obs["proprio"]`` ``(B, P)`` (finite) → float32 actions
         ``(B, 4)`` clipped to [-1, 1]; un-batched ``(H, W, 3)``/``(P,)`` → ``(4,)``. Optional ``obs["instruction"]`` (str or one
-        per env) for language-conditioned encoders. Other keys are ignored. One batched encoder call."""
+        per env) for language-conditioned encoders. Other keys are ignored. One batched encoder call: on every env
+        (``ensemble``), or (``open_loop``) only on the envs whose chunk is used up or that were reset — the others
+        execute their chunk's next action without an encoder call."""
         missing = [k for k in ("image", "proprio") if k not in obs]
         if missing:
             raise KeyError(f"Policy.act needs obs{missing} (uint8 images and proprio (TCP xyz + finger opening)); "
@@ -131,10 +156,14 @@ class Policy:
             bad = sorted({int(i) for i in np.nonzero(~np.isfinite(proprio))[0]})
             raise ValueError(f"obs['proprio'] is not finite for env(s) {bad}: {proprio[bad].tolist()}")
         if b != self.num_envs:
-            if self._stack is None and self._fresh.all():
+            if self._stack is None and self._chunks is None and self._fresh.all():
                 self.reset(b)  # first act after reset(): adopt the batch size
             else:
                 raise ValueError(f"got {b} observations but the policy tracks {self.num_envs} envs; call reset({b})")
+        if self.chunk_execution == "open_loop":
+            actions = self._act_open_loop(images, proprio, self._texts(obs, b))
+            return actions[0] if single else actions
+        self.encoded_frames += b
         frames = self.frame_inputs(images, self._texts(obs, b))
         with autocast(self.device, self.meta["policy_config"]["train"].get("precision")):  # as trained
             vec = self.model.frame_vectors(frames, torch.from_numpy(proprio).to(self.device)).float()  # (B, frame_dim)
@@ -149,12 +178,34 @@ class Policy:
         actions = np.clip(actions, -1.0, 1.0)  # the action space (the envs clip the same way)
         return actions[0] if single else actions
 
+    def _act_open_loop(self, images: np.ndarray, proprio: np.ndarray, texts: list[str] | None) -> np.ndarray:
+        """``open_loop`` acting on validated ``images (E, H, W, 3)``, ``proprio (E, P)``: encode (one batched call)
+        the envs that are fresh or whose chunk is used up, give them a new chunk ``(k, A)``, and return every env's
+        next queued action, float32 ``(E, A)`` in [-1, 1]."""
+        k, e = self.model.chunk, self.num_envs
+        if self._chunks is None:
+            self._chunks = torch.zeros(e, k, self.model.action_dim)
+        need = np.nonzero(self._fresh | (self._next >= k))[0]  # (M,) envs to encode
+        if len(need):
+            self.encoded_frames += len(need)
+            frames = self.frame_inputs(images[need], None if texts is None else [texts[i] for i in need])
+            with autocast(self.device, self.meta["policy_config"]["train"].get("precision")):  # as trained
+                vec = self.model.frame_vectors(frames, torch.from_numpy(proprio[need]).to(self.device)).float()  # (M, F_d)
+            chunks = self.model.predict(vec[:, None])  # frame_stack 1: (M, 1, F_d) → (M, k, A)
+            self._chunks[torch.from_numpy(need)] = chunks.detach().to("cpu", torch.float32)
+            self._next[need] = 0
+        self._fresh[:] = False
+        actions = self._chunks[torch.arange(e), torch.from_numpy(self._next)].numpy().astype(np.float32)  # (E, A)
+        self._next += 1
+        return np.clip(actions, -1.0, 1.0)  # the action space (the envs clip the same way)
 
-def load_policy(path: str | os.PathLike, device: str = "cpu") -> Policy:
+
+def load_policy(path: str | os.PathLike, device: str = "cpu", chunk_execution: str | None = None) -> Policy:
     """Rebuild the policy saved at ``path``: its network from the checkpoint and, for feature policies,
     the frozen encoder via ``load_encoder``; refuses (:class:`PolicyCheckpointError`) an encoder whose
     weights hash differs from the one recorded at training time. A fine-tuned policy carries its encoder's
-    weights (rebuilt from the recorded architecture; the base weights file is not needed, nor checked)."""
+    weights (rebuilt from the recorded architecture; the base weights file is not needed, nor checked).
+    ``chunk_execution`` overrides the checkpoint's (acting only: the network is the same, see :class:`Policy`)."""
     data = read_policy_checkpoint(path)
     record = data["encoder"]
     finetuned = data["policy_config"]["trunk"] == "finetune"
@@ -174,4 +225,4 @@ def load_policy(path: str | os.PathLike, device: str = "cpu") -> Policy:
                 f"({record['identity']['family']}, weights={record['weights']!r}) but re-loading them gives {found}; "
                 "the encoder weights changed since training: retrain the policy or restore the original weights")
     meta = {k: v for k, v in data.items() if k != "state_dict"}
-    return Policy(model, encoder, meta, device)
+    return Policy(model, encoder, meta, device, chunk_execution=chunk_execution)

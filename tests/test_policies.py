@@ -353,6 +353,136 @@ def test_frame_stack_and_chunking_policy(demos, encoder_ckpt, cache_dir, tmp_pat
     assert policy.ensembler.count.tolist() == [3, 1]
 
 
+# ---------------------------------------------------------------------------------------------- chunk execution
+TINY_META = {"action_dim": 4, "proprio_dim": 4, "feature_dim": 32, "grid": [4, 4], "has_global_token": True}
+
+
+@pytest.fixture(scope="module")
+def chunk3(demos, encoder_ckpt, cache_dir, tmp_path_factory):
+    """A chunk-3 MLP policy trained briefly with ``chunk_execution: open_loop``: (checkpoint path, config)."""
+    out = tmp_path_factory.mktemp("chunk") / "open_loop.pt"
+    cfg = policy_cfg(chunk=3, chunk_execution="open_loop", train={"steps": 20, "eval_every": 10})
+    train_policy(cfg, demos, 2, 0, out, EncoderSpec("mae", str(encoder_ckpt), ARCH), cache_dir=cache_dir)
+    return out, cfg
+
+
+def recording(policy):
+    """Wrap ``policy.encoder.encode_frames``: returns the list it appends every call's images to."""
+    calls, encode = [], policy.encoder.encode_frames
+    policy.encoder.encode_frames = lambda images, texts=None: calls.append(images.copy()) or encode(images, texts)
+    return calls
+
+
+def chunks_of(policy, images, proprio):
+    """The chunks ``(B, k, A)`` the policy's network predicts for one frame per env (independent of ``act``)."""
+    with torch.no_grad():
+        vec = policy.model.frame_vectors(policy.frame_inputs(images), torch.from_numpy(proprio))
+        return policy.model.predict(vec[:, None]).numpy()
+
+
+def two_env_steps(demos, steps):
+    """``steps`` observations of 2 envs (demo_7 and demo_6 from their first frame on)."""
+    a, b = demo_obs(demos, "demo_7", slice(0, steps)), demo_obs(demos, "demo_6", slice(0, steps))
+    return [{"image": np.stack([a["image"][t], b["image"][t]]), "proprio": np.stack([a["proprio"][t], b["proprio"][t]])}
+            for t in range(steps)]
+
+
+def test_open_loop_encodes_each_env_once_per_chunk_and_executes_the_chunk(chunk3, demos):
+    path, _ = chunk3
+    policy = load_policy(path)
+    assert policy.chunk_execution == "open_loop" and policy.model.chunk == 3
+    calls = recording(policy)
+    steps = two_env_steps(demos, 6)
+    assert not np.array_equal(steps[0]["image"], steps[3]["image"])
+    policy.reset(2)
+    acted = [policy.act(o) for o in steps]
+    assert len(calls) == 2 and policy.encoded_frames == 4  # calls 0 and 3 only, both envs each time
+    np.testing.assert_array_equal(calls[0], steps[0]["image"])
+    np.testing.assert_array_equal(calls[1], steps[3]["image"])
+    first, second = (chunks_of(policy, steps[t]["image"], steps[t]["proprio"]) for t in (0, 3))
+    assert np.abs(first[:, 0] - first[:, 1]).max() > 0  # the chunk's actions differ: the order is checked
+    for t, out in enumerate(acted):
+        assert out.shape == (2, 4) and out.dtype == np.float32 and np.abs(out).max() <= 1.0
+        np.testing.assert_array_equal(out, (first if t < 3 else second)[:, t % 3])
+    # un-batched input: one frame encoded, then two steps from the queue
+    policy.reset()
+    single = [policy.act({"image": o["image"][0], "proprio": o["proprio"][0]}) for o in steps[:3]]
+    assert policy.encoded_frames == 5 and all(a.shape == (4,) for a in single)
+    np.testing.assert_allclose(np.stack(single), first[0], atol=1e-5)
+
+
+def test_open_loop_reset_env_re_encodes_that_env_only(chunk3, demos):
+    policy = load_policy(chunk3[0])
+    calls = recording(policy)
+    steps = two_env_steps(demos, 5)
+    policy.reset(2)
+    out0 = policy.act(steps[0])
+    policy.reset_env(1)
+    acted = [policy.act(o) for o in steps[1:5]]
+    # encoder calls: both envs at step 0, env 1 alone at step 1 (reset), env 0 alone at step 3 (its chunk used up),
+    # env 1 alone at step 4 (its new chunk used up)
+    assert [len(c) for c in calls] == [2, 1, 1, 1] and policy.encoded_frames == 5
+    for call, (t, env) in zip(calls[1:], [(1, 1), (3, 0), (4, 1)]):
+        np.testing.assert_array_equal(call[0], steps[t]["image"][env])
+    env0 = chunks_of(policy, steps[0]["image"], steps[0]["proprio"])[0]
+    env0_next = chunks_of(policy, steps[3]["image"][:1], steps[3]["proprio"][:1])[0]
+    env1 = chunks_of(policy, steps[1]["image"][1:], steps[1]["proprio"][1:])[0]
+    np.testing.assert_array_equal(out0[0], env0[0])
+    np.testing.assert_array_equal(np.stack([a[0] for a in acted]), np.stack([env0[1], env0[2], env0_next[0], env0_next[1]]))
+    np.testing.assert_array_equal(np.stack([a[1] for a in acted]), np.stack([env1[0], env1[1], env1[2],
+                                  chunks_of(policy, steps[4]["image"][1:], steps[4]["proprio"][1:])[0][0]]))
+    # non-finite proprio is refused for an env that would not be encoded this step too
+    bad = {**steps[0], "proprio": steps[0]["proprio"].copy()}
+    bad["proprio"][0, 1] = np.inf
+    with pytest.raises(ValueError, match=r"not finite for env\(s\) \[0\]"):
+        policy.act(bad)
+
+
+def test_ensemble_execution_is_the_default_and_unchanged(demos, encoder_ckpt, cache_dir, tmp_path):
+    cfg = policy_cfg(chunk=3, train={"steps": 20, "eval_every": 10})
+    assert cfg.pop("chunk_execution") == "ensemble"  # a config from before the option: no key
+    train_policy(cfg, demos, 2, 0, tmp_path / "p.pt", EncoderSpec("mae", str(encoder_ckpt), ARCH), cache_dir=cache_dir)
+    old = load_policy(tmp_path / "p.pt")
+    assert "chunk_execution" not in old.meta["policy_config"] and old.chunk_execution == "ensemble"
+    keyed = Policy(old.model, old.encoder, {**old.meta, "policy_config": {**cfg, "chunk_execution": "ensemble"}})
+    override = load_policy(tmp_path / "p.pt", chunk_execution="ensemble")
+    steps = two_env_steps(demos, 5)
+    runs = []
+    for policy in (old, keyed, override):
+        policy.reset(2)
+        acted = []
+        for t, o in enumerate(steps):
+            acted.append(policy.act(o))
+            if t == 1:
+                policy.reset_env(1)
+        runs.append(np.stack(acted))
+        assert policy.encoded_frames == 10  # every env, every step
+    np.testing.assert_array_equal(runs[1], runs[0])
+    np.testing.assert_array_equal(runs[2], runs[0])
+    # the same network executed open loop: a checkpoint's setting can be overridden at load time
+    loop = load_policy(tmp_path / "p.pt", chunk_execution="open_loop")
+    assert loop.meta["policy_config"]["chunk_execution"] == "open_loop"
+    loop.reset(2)
+    [loop.act(o) for o in steps]
+    assert loop.encoded_frames == 4
+
+
+def test_chunk_execution_is_validated(demos, encoder_ckpt, cache_dir, tmp_path, chunk3):
+    with pytest.raises(ValueError, match="unknown chunk_execution 'closed_loop'"):
+        build_model(policy_cfg(chunk_execution="closed_loop"), TINY_META)
+    with pytest.raises(ValueError, match="open_loop' needs frame_stack 1, got frame_stack 2"):
+        build_model(policy_cfg(chunk=4, frame_stack=2, chunk_execution="open_loop"), TINY_META)
+    with pytest.raises(ValueError, match="unknown chunk_execution 'closed_loop'"):
+        train_policy(policy_cfg(chunk_execution="closed_loop"), demos, 2, 0, tmp_path / "p.pt",
+                     EncoderSpec("mae", str(encoder_ckpt), ARCH), cache_dir=cache_dir)
+    assert not (tmp_path / "p.pt").exists()
+    with pytest.raises(ValueError, match="unknown chunk_execution 'bogus'"):
+        load_policy(chunk3[0], chunk_execution="bogus")
+    stacked = build_model(policy_cfg(frame_stack=2), TINY_META)
+    with pytest.raises(ValueError, match="needs frame_stack 1"):
+        Policy(stacked, None, {"policy_config": policy_cfg(frame_stack=2)}, chunk_execution="open_loop")
+
+
 # ---------------------------------------------------------------------------------------------- CNN baseline
 def test_small_cnn_trains_and_acts(demos, tmp_path):
     cfg = policy_cfg("cnn", train={"steps": 6, "eval_every": 3, "evals": None, "batch_size": 16})

@@ -127,6 +127,22 @@ def test_a_cell_never_reuses_a_policy_trained_on_other_data_or_settings(reach_fi
     assert len(list((tmp_path / "runs/sweeps/out/policies").glob("cnn_n4_s0_*.pt"))) == 3
 
 
+def test_default_chunk_execution_keeps_policy_keys_open_loop_changes_them(tmp_path):
+    """``chunk_execution: ensemble`` (the default, added after sweeps had run) leaves a cell's policy key as it was
+    without the key; ``open_loop`` acts differently, so its records and policies are its own."""
+    import dataclasses
+
+    from robrep.sweep.cell import CellSpec
+
+    data = tmp_path / "demos.hdf5"
+    data.write_bytes(b"demo bytes")
+    policy = {"name": "cnn", "trunk": "cnn", "chunk": 4, "train": {"lr": 1e-3}}
+    old = CellSpec("cnn", 10, 0, str(data), str(tmp_path / "s"), str(tmp_path / "p"), policy)
+    same = dataclasses.replace(old, policy={**policy, "chunk_execution": "ensemble"})
+    loop = dataclasses.replace(old, policy={**policy, "chunk_execution": "open_loop"})
+    assert same.policy_key == old.policy_key != loop.policy_key
+
+
 @pytest.mark.parametrize("bad, message", [("episodes=0", "episodes=0"), ("num_envs=-1", "num_envs=-1"),
                                           ("demos=[0]", "n=0")])
 def test_degenerate_settings_are_refused_before_anything_runs(tmp_path, monkeypatch, bad, message):

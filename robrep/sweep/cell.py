@@ -90,7 +90,9 @@ class CellSpec:
         """Content key of the policy this cell trains (16 hex): sha256 of the dataset file's bytes, the encoder
         (name, architecture, precision, the weights file's bytes or the random-init seed), the resolved policy
         config, N, seed and language use. A trained policy is reused only under the same key, so a policy trained
-        on other data, weights or settings is never picked up by a cell that did not make it."""
+        on other data, weights or settings is never picked up by a cell that did not make it. The default
+        ``chunk_execution: ensemble`` is left out of the config hashed, so keys made before that option existed
+        still hold."""
         encoder = None
         if self.encoder is not None:
             e = self.encoder
@@ -98,7 +100,8 @@ class CellSpec:
             encoder = {"name": e.name, "arch": e.arch, "precision": e.precision,
                        "weights": _content_hash(weights) if weights and Path(weights).is_file() else weights,
                        "init_seed": e.init_seed if e.weights is None else None}
-        payload = {"dataset": _content_hash(self.dataset), "encoder": encoder, "policy": self.policy, "n": self.n,
+        policy = {k: v for k, v in self.policy.items() if (k, v) != ("chunk_execution", "ensemble")}
+        payload = {"dataset": _content_hash(self.dataset), "encoder": encoder, "policy": policy, "n": self.n,
                    "seed": self.seed, "use_language": self.use_language}
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
