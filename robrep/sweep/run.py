@@ -259,7 +259,8 @@ def _run_locked(cfg: DictConfig, arms: list[str], cells: list[CellSpec], precisi
             finished = sum(c.done for c in pending)  # workers stop with the sweep: these are ours
             log_run(cfg, started, time.perf_counter() - t0, len(cells), len(cells) - len(pending), finished,
                     "interrupted", replace_last=logged)
-            print(f"sweep {cfg.name} interrupted: {len(left)} cells not done ({', '.join(left) or 'none'}); "
+            shown = ", ".join(left[:10]) + (f", ... ({len(left) - 10} more)" if len(left) > 10 else "")
+            print(f"sweep {cfg.name} interrupted: {len(left)} cells not done ({shown or 'none'}); "
                   f"run the same command again to resume")
         raise
     wall = time.perf_counter() - t0
