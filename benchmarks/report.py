@@ -37,9 +37,10 @@ def rate(r: dict, k: str = "success_rate", lo: str = "ci_low", hi: str = "ci_hig
     return f"{100 * num(r[k]):.0f} % [{100 * num(r[lo]):.0f}, {100 * num(r[hi]):.0f}]"
 
 
-def diff(d, lo, hi) -> str:
+def diff(d, lo, hi, label: bool = True) -> str:
+    """``+d [lo, hi]`` with the interval's reading; ``label=False`` where a corrected test gives the verdict."""
     verdict = "resolved above" if num(lo) > 0 else "resolved below" if num(hi) < 0 else "unresolved"
-    return f"{num(d):+.2f} [{num(lo):+.2f}, {num(hi):+.2f}] ({verdict})"
+    return f"{num(d):+.2f} [{num(lo):+.2f}, {num(hi):+.2f}]" + (f" ({verdict})" if label else "")
 
 
 def listing(items) -> str:
@@ -74,6 +75,10 @@ SWEEPS = {  # sweep directory: (title, what it measures)
              "same held-out layouts and compared episode by episode. `*_shift` heads train on seeded translated "
              "feature copies (the frozen counterpart of the CNN's random shift). From-scratch arms train a fixed "
              "number of steps whatever N is: at the largest N they are step-limited rather than data-limited."),
+    "push_fair": ("The benchmark: push under one training rule (`robrep sweep task=push`)",
+                  "The default arms — four families, CLIP's patch tokens, each family at random initialisation, the "
+                  "from-scratch CNN — under one training rule, equal tuning on valid demos and equal shift "
+                  "augmentation, five training seeds, evaluated on the 100 test layouts (README: the benchmark's rules)."),
     "push_quick": ("Main job: the quick sweep (`robrep quickstart`)",
                    "The committed run of the main job: frozen encoder heads on committed quick weights against a "
                    "from-scratch baseline. Its size makes it a smoke test, not a ranking."),
@@ -115,18 +120,37 @@ def sweep_section(res: Path, d: Path, title: str, what: str) -> list[str]:
             s += "".join(f"; {best} − {b} {pd(paired[best, b, n])}" for b in base if (best, b, n) in paired)
             for b in base:
                 rs = [p for (a, b_, n_), p in sorted(paired.items()) if b_ == b and n_ == n and a not in scratch]
-                s += (f". Against {b}: resolved above {listing([p['a'] for p in rs if num(p['ci_low']) > 0])}; "
-                      f"resolved below {listing([p['a'] for p in rs if num(p['ci_high']) < 0])}")
+                above = [p["a"] for p in rs if (p["verdict"] == "resolved: a better" if p.get("verdict")
+                                                  else num(p["ci_low"]) > 0)]
+                below = [p["a"] for p in rs if (p["verdict"] == "resolved: a worse" if p.get("verdict")
+                                                  else num(p["ci_high"]) < 0)]
+                s += (f". Against {b}" + (" (Holm-corrected seed-level tests)" if any(p.get("verdict") for p in rs)
+                                          else "") + f": resolved above {listing(above)}; resolved below {listing(below)}")
             lines.append(s + ".")
     out += ["Generated reading, per N:\n\n" + "\n".join(lines)] if lines else []
     if max(seeds) == 1:
         out.append("One training seed per cell: differences between arms here are not separated from training-seed "
                    "noise (the multi-seed sweeps' noise floor shows how far one cell moves between seeds).")
     if paired:
-        out += ["Paired differences a − b on the shared evaluation episodes (hierarchical bootstrap 95 %):",
-                table(["a − b", "N", "seeds × episodes", "a − b [95 %]"],
-                      [[f"{a} − {b}", n, f"{p['seeds']} × {p['episodes']}", pd(p)]
+        holm = any(p.get("p_holm") for p in paired.values())  # sweeps since the seed-level statistics
+        out += ["Paired differences a − b on the shared evaluation episodes (hierarchical bootstrap 95 %"
+                + ("; seed-level: mean of per-seed differences, t 95 %, Holm-corrected p across this table" if holm
+                   else "") + "):",
+                table(["a − b", "N", "seeds × episodes", "a − b [95 %]",
+                       *(["seed-level [t 95 %]", "p (Holm)", "verdict"] if holm else [])],
+                      [[f"{a} − {b}", n, f"{p['seeds']} × {p['episodes']}",
+                        diff(p["diff"], p["ci_low"], p["ci_high"], label=not holm),
+                        *([diff(p["seed_diff"], p["seed_ci_low"], p["seed_ci_high"], label=False), p["p_holm"],
+                           p["verdict"]] if holm else [])]
                        for (a, b, n), p in sorted(paired.items(), key=lambda kv: (kv[0][2], kv[0]))])]
+    if (auc := d / "auc.csv").exists():
+        out += ["Primary metric: area under success vs log N per arm (mean over seeds, t 95 %):", csv_table(auc)]
+        if (ap := d / "auc_paired.csv").exists():
+            out += ["AUC differences, paired by seed, Holm-corrected across the table:", csv_table(ap)]
+    if (tuning := d / "tuning.csv").exists():
+        out += ["Tuning (valid demos only): the chosen learning rate and weight decay per arm and N:",
+                csv_table([r for r in read_csv(tuning) if r["chosen"] == "True"],
+                          ["arm", "n", "lr", "weight_decay", "valid_mse", "best_step", "max_steps", "cap_bound"])]
     if (nf := d / "noise_floor.csv").exists():
         w = max(read_csv(nf), key=lambda r: (num(r["max_seed_range"]), r["n"]))
         out += ["Noise floor: how far one cell's success moves between training seeds, per N.", csv_table(nf),
