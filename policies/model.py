@@ -25,7 +25,7 @@ from policies.heads import make_head
 from policies.normalization import Normalizer
 from policies.trunks import FeatureTrunk
 from robrep.encoders.base import Encoder
-from robrep.precision import autocast
+from robrep.precision import autocast, resolve_precision
 
 
 class BCModel(nn.Module):
@@ -95,6 +95,15 @@ def check_policy_config(policy_cfg: Mapping[str, Any]) -> None:
     if unknown:
         raise KeyError(f"unknown policy config key(s) {unknown}; known: {sorted(POLICY_KEYS)}")
     check_chunk_execution(policy_cfg.get("chunk_execution", "ensemble"), int(policy_cfg.get("frame_stack", 1)))
+
+
+def resolve_train_precision(policy_cfg: dict[str, Any], device: str) -> dict[str, Any]:
+    """``policy_cfg`` with ``train.precision: auto`` resolved for ``device`` (:func:`robrep.precision.resolve_precision`),
+    in place and returned: a stored policy config, and the sweep's policy key, name the precision that ran."""
+    train = policy_cfg.get("train", {})
+    if str(train.get("precision", "float32")) == "auto":
+        train["precision"] = resolve_precision("auto", device)
+    return policy_cfg
 
 
 def check_chunk_execution(mode: Any, frame_stack: int) -> str:

@@ -163,10 +163,7 @@ class Policy:
         if self.chunk_execution == "open_loop":
             actions = self._act_open_loop(images, proprio, self._texts(obs, b))
             return actions[0] if single else actions
-        self.encoded_frames += b
-        frames = self.frame_inputs(images, self._texts(obs, b))
-        with autocast(self.device, self.meta["policy_config"]["train"].get("precision")):  # as trained
-            vec = self.model.frame_vectors(frames, torch.from_numpy(proprio).to(self.device)).float()  # (B, frame_dim)
+        vec = self._frame_vectors(images, proprio, self._texts(obs, b))  # (B, frame_dim)
         fresh = torch.from_numpy(self._fresh).to(self.device)
         if self._stack is None:
             self._stack = vec[:, None].repeat(1, self.model.frame_stack, 1)
@@ -178,6 +175,14 @@ class Policy:
         actions = np.clip(actions, -1.0, 1.0)  # the action space (the envs clip the same way)
         return actions[0] if single else actions
 
+    def _frame_vectors(self, images: np.ndarray, proprio: np.ndarray, texts: Sequence[str] | None) -> torch.Tensor:
+        """uint8 ``(M, H, W, 3)`` + proprio ``(M, P)`` → per-frame vectors float32 ``(M, frame_dim)``: one batched
+        encoder (or image trunk) call at the training precision, counted in :attr:`encoded_frames`."""
+        self.encoded_frames += len(images)
+        frames = self.frame_inputs(images, texts)
+        with autocast(self.device, self.meta["policy_config"]["train"].get("precision")):  # as trained
+            return self.model.frame_vectors(frames, torch.from_numpy(proprio).to(self.device)).float()
+
     def _act_open_loop(self, images: np.ndarray, proprio: np.ndarray, texts: list[str] | None) -> np.ndarray:
         """``open_loop`` acting on validated ``images (E, H, W, 3)``, ``proprio (E, P)``: encode (one batched call)
         the envs that are fresh or whose chunk is used up, give them a new chunk ``(k, A)``, and return every env's
@@ -187,10 +192,8 @@ class Policy:
             self._chunks = torch.zeros(e, k, self.model.action_dim)
         need = np.nonzero(self._fresh | (self._next >= k))[0]  # (M,) envs to encode
         if len(need):
-            self.encoded_frames += len(need)
-            frames = self.frame_inputs(images[need], None if texts is None else [texts[i] for i in need])
-            with autocast(self.device, self.meta["policy_config"]["train"].get("precision")):  # as trained
-                vec = self.model.frame_vectors(frames, torch.from_numpy(proprio[need]).to(self.device)).float()  # (M, F_d)
+            vec = self._frame_vectors(images[need], proprio[need],
+                                      None if texts is None else [texts[i] for i in need])  # (M, F_d)
             chunks = self.model.predict(vec[:, None])  # frame_stack 1: (M, 1, F_d) → (M, k, A)
             self._chunks[torch.from_numpy(need)] = chunks.detach().to("cpu", torch.float32)
             self._next[need] = 0

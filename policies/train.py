@@ -26,11 +26,11 @@ from policies.checkpoint import save_policy_checkpoint
 from robrep.failpoints import failpoint
 from robrep.encoders.spec import EncoderSpec
 from policies.datasets import DemoTensors, load_demo_tensors
-from policies.model import ENCODER_TRUNKS, BCModel, build_model, check_policy_config
+from policies.model import ENCODER_TRUNKS, BCModel, build_model, check_policy_config, resolve_train_precision
 from robrep.data.demo_file import DemoFile, subset_key
 from robrep.data.feature_cache import FeatureCache, compute_features, file_hash
 from robrep.encoders.base import Encoder
-from robrep.precision import autocast, resolve_precision
+from robrep.precision import autocast
 
 
 @dataclass
@@ -227,8 +227,7 @@ def train_policy(
     start = time.perf_counter()
     policy_cfg = copy.deepcopy(dict(policy_cfg))
     check_policy_config(policy_cfg)
-    if str(policy_cfg["train"].get("precision", "float32")) == "auto":  # stored resolved: acting uses it as trained
-        policy_cfg["train"]["precision"] = resolve_precision("auto", device)
+    resolve_train_precision(policy_cfg, device)  # stored resolved: acting uses it as trained
     train_cfg = TrainConfig(**policy_cfg["train"])
     stack, chunk = int(policy_cfg.get("frame_stack", 1)), int(policy_cfg.get("chunk", 1))
     kind = policy_cfg["trunk"]

@@ -43,7 +43,8 @@ def torch_threads(spec: Spec) -> int:
 SPECS = [Spec(3), Spec(-1), Spec(1), Spec(2)]
 
 
-def check(outcomes: list[Outcome], values: list) -> None:
+def assert_in_order_past_the_failure(outcomes: list[Outcome], values: list) -> None:
+    """One outcome per spec, in order: values for the good specs, the ValueError's traceback for Spec(-1)."""
     assert [o.item for o in outcomes] == SPECS
     assert [o.value for o in outcomes if o.ok] == values and [o.ok for o in outcomes] == [True, False, True, True]
     assert outcomes[1].value is None and "ValueError: negative spec -1" in outcomes[1].error
@@ -51,12 +52,13 @@ def check(outcomes: list[Outcome], values: list) -> None:
 
 @pytest.mark.parametrize("make", [InProcess, lambda: Joblib(n_jobs=2)], ids=["inprocess", "joblib"])
 def test_local_launchers_map_in_order_past_a_failure(make):
-    check(make().map(square, SPECS), [9, 1, 4])
+    assert_in_order_past_the_failure(make().map(square, SPECS), [9, 1, 4])
 
 
 def test_submitit_local_maps_in_order_past_a_failure(tmp_path):
     pytest.importorskip("submitit")
-    check(Submitit(folder=str(tmp_path / "submitit"), cluster="local", timeout_min=5).map(square, SPECS), [9, 1, 4])
+    launcher = Submitit(folder=str(tmp_path / "submitit"), cluster="local", timeout_min=5)
+    assert_in_order_past_the_failure(launcher.map(square, SPECS), [9, 1, 4])
 
 
 def test_ray_default_is_a_private_loopback_instance_shut_down_after():
@@ -65,7 +67,7 @@ def test_ray_default_is_a_private_loopback_instance_shut_down_after():
     assert not ray.is_initialized()
     environ = dict(os.environ)
     outcomes = Ray(num_cpus=2).map(square_and_node, SPECS)
-    check(outcomes, [(9, "127.0.0.1"), (1, "127.0.0.1"), (4, "127.0.0.1")])
+    assert_in_order_past_the_failure(outcomes, [(9, "127.0.0.1"), (1, "127.0.0.1"), (4, "127.0.0.1")])
     assert not ray.is_initialized() and dict(os.environ) == environ  # no usage-stats variable left behind
 
 

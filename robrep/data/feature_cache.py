@@ -37,13 +37,13 @@ from robrep.data.demo_file import DemoFile
 from robrep.encoders.base import Encoder, SpatialFeatures
 
 
-def file_hash(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
-    """sha256 (16 hex chars) of a file's bytes."""
+def file_hash(path: str | os.PathLike, chunk: int = 1 << 22, digits: int = 16) -> str:
+    """sha256 of a file's bytes: its first ``digits`` hex characters (64 = the whole digest)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):
             h.update(block)
-    return h.hexdigest()[:16]
+    return h.hexdigest()[:digits]
 
 
 def preprocessing_of(encoder: Encoder, use_language: bool) -> dict[str, Any]:

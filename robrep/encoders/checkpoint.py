@@ -36,13 +36,9 @@ LEGACY_SHA256 = frozenset({
 
 def _known_legacy(path) -> bool:
     """Whether ``path`` is byte for byte one of the committed legacy checkpoints (:data:`LEGACY_SHA256`)."""
-    import hashlib
+    from robrep.data.feature_cache import file_hash
 
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest() in LEGACY_SHA256
+    return file_hash(path, digits=64) in LEGACY_SHA256
 
 
 class WeightsMismatchError(ValueError):

@@ -23,7 +23,7 @@ from typing import Any, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from policies.model import ENCODER_TRUNKS
+from policies.model import ENCODER_TRUNKS, resolve_train_precision
 from robrep import results
 from robrep.config import compose
 from robrep.encoders.spec import EncoderSpec
@@ -128,10 +128,9 @@ class CellSpec:
         arm_cfg = cfg if arm_cfg is None else arm_cfg
         n = int(cfg.n if n is None else n)
         seed = int(cfg.seed if seed is None else seed)
-        policy = OmegaConf.to_container(arm_cfg.policy, resolve=True)
-        train_precision = str(policy.get("train", {}).get("precision", "float32"))
-        if train_precision == "auto":  # resolved here, so the policy key and record name what ran
-            policy["train"]["precision"] = resolve_precision(train_precision, str(cfg.get("device", "cpu")))
+        # auto resolved here, so the policy key and record name the precision that ran
+        policy = resolve_train_precision(OmegaConf.to_container(arm_cfg.policy, resolve=True),
+                                         str(cfg.get("device", "cpu")))
         encoder = None
         if policy["trunk"] in ENCODER_TRUNKS:
             encoder = EncoderSpec.from_cfg(arm_cfg, precision=precision or resolve_precision(
@@ -189,22 +188,29 @@ def cell_features(spec: CellSpec, threads: int | None = None) -> Path | None:
                                     spec.encoder.label, spec.feature_batch_size, spec.use_language, spec.progress)
 
 
-def train_cell(spec: CellSpec) -> dict[str, Any]:
+def ensure_policy(spec: CellSpec) -> Path:
     """The cell's policy at ``spec.policy_path``, trained unless it exists (content-addressed: same inputs, same
-    file); returns its training record (``policies.train.FitResult`` fields: valid_mse, best_step, ...) plus
-    ``path`` and ``lr``/``weight_decay``. Tuning (:mod:`robrep.sweep.tune`) calls it on grid variants; the
-    variant it keeps is the file :func:`run_cell` then finds."""
-    from policies.checkpoint import read_policy_checkpoint
+    file)."""
     from policies.train import train_policy
 
     path = spec.policy_path
-    with thread_limit(spec.threads):
-        if not path.exists():
+    if not path.exists():
+        with thread_limit(spec.threads):
             train_policy(spec.policy, spec.dataset, spec.n, spec.seed, path, encoder=spec.encoder,
                          cache_dir=spec.cache_dir, use_language=spec.use_language,
                          feature_batch_size=spec.feature_batch_size, device=spec.device, config=spec.config,
                          progress=spec.progress)
-        train = dict(read_policy_checkpoint(path)["train"])
+    return path
+
+
+def train_cell(spec: CellSpec) -> dict[str, Any]:
+    """:func:`ensure_policy`, then its training record (``policies.train.FitResult`` fields: valid_mse, best_step,
+    ...) plus ``path`` and ``lr``/``weight_decay``. Tuning (:mod:`robrep.sweep.tune`) calls it on grid variants;
+    the variant it keeps is the file :func:`run_cell` then finds."""
+    from policies.checkpoint import read_policy_checkpoint
+
+    path = ensure_policy(spec)
+    train = dict(read_policy_checkpoint(path)["train"])
     train.pop("history", None)
     return {**train, "path": str(path), "lr": spec.policy["train"]["lr"],
             "weight_decay": spec.policy["train"]["weight_decay"]}
@@ -222,7 +228,7 @@ def run_cell(spec: CellSpec) -> dict[str, Any]:
     policy_path, policy_key = spec.policy_path, spec.policy_key
     with thread_limit(spec.threads):
         t0 = time.perf_counter()
-        train_cell(spec)
+        ensure_policy(spec)
         train_s = time.perf_counter() - t0
         policy = load_policy(policy_path, device=spec.device)
         eval_env = {} if spec.eval_visuals is None else {"visuals": spec.eval_visuals}

@@ -163,6 +163,14 @@ def sweep_ns(records: Sequence[Mapping[str, Any]]) -> list[int]:
     return sorted({int(r["n"]) for r in records})
 
 
+def _auc_grid(records: Sequence[Mapping[str, Any]], ns: Sequence[int] | None) -> list[int]:
+    """The N grid of an AUC table: ``ns`` (default every N of the sweep), sorted; ``ValueError`` with fewer than 2."""
+    ns = sorted({int(n) for n in (ns if ns is not None else sweep_ns(records))})
+    if len(ns) < 2:
+        raise ValueError(f"the area under success vs log N needs at least 2 distinct N, got {ns}")
+    return ns
+
+
 def seed_aucs(records: Sequence[Mapping[str, Any]], arm: str, ns: Sequence[int] | None = None) -> dict[int, float]:
     """``{seed: AUC}`` of ``arm``: for each training seed with a cell at every N of ``ns`` (default
     :func:`sweep_ns`, the whole sweep), the area under its success rate vs log10 N (:func:`robrep.eval.stats.auc_log_n`,
@@ -182,9 +190,7 @@ def auc_rows(records: Sequence[Mapping[str, Any]], ns: Sequence[int] | None = No
     Raises:
         ValueError: fewer than 2 distinct N.
     """
-    ns = sorted({int(n) for n in (ns if ns is not None else sweep_ns(records))})
-    if len(ns) < 2:
-        raise ValueError(f"the area under success vs log N needs at least 2 distinct N, got {ns}")
+    ns = _auc_grid(records, ns)
     rows = []
     for arm in sorted({str(r["arm"]) for r in records}):
         aucs = seed_aucs(records, arm, ns)
@@ -212,9 +218,7 @@ def auc_paired_rows(records: Sequence[Mapping[str, Any]], pairs: Sequence[tuple[
     Raises:
         ValueError: fewer than 2 distinct N.
     """
-    ns = sorted({int(n) for n in (ns if ns is not None else sweep_ns(records))})
-    if len(ns) < 2:
-        raise ValueError(f"the area under success vs log N needs at least 2 distinct N, got {ns}")
+    ns = _auc_grid(records, ns)
     by = _by_arm_n(records)
     rows = []
     for a, b in pairs:
