@@ -92,6 +92,9 @@ def test_sweep_runs_resumes_and_keeps_finished_cells(reach_file, tmp_path, monke
     rec_path = cell_path("out", "cnn", 4, 0)
     rec = json.loads(rec_path.read_text())
     assert rec["episode_seeds"] == [1_000_000, 1_000_001] and len(rec["episode_success"]) == 2
+    # the record carries what trained it: the resolved policy config and the training curve up to its last step
+    assert rec["policy_config"]["train"]["steps"] == 4 and rec["policy_config"]["cnn"]["channels"] == 8
+    assert [h["step"] for h in rec["train_curve"]][-1] == rec["steps"] and rec["best_step"] <= rec["steps"]
     table = results.read_csv("out/table.csv")
     assert len(table) == 1 and table[0]["arm"] == "cnn" and table[0]["n"] == "4"
     assert (tmp_path / "out/success_vs_n.png").exists() and (tmp_path / "out/summary.csv").exists()
