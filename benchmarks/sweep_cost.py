@@ -78,7 +78,8 @@ def train_step_s(policy: dict, shape_meta: dict, frames: dict, precision: str) -
     model.set_statistics(torch.zeros(8, shape_meta["proprio_dim"]), torch.randn(8, 4), 1e-2)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     batch = {k: v[:b, None] for k, v in frames.items()}  # (B, frame_stack=1, ...)
-    proprio, actions = torch.zeros(b, 1, shape_meta["proprio_dim"]), torch.randn(b, 1, 4)  # chunk 1
+    k = int(policy.get("chunk", 1))
+    proprio, actions = torch.zeros(b, 1, shape_meta["proprio_dim"]), torch.randn(b, k, 4)  # (B, chunk, A)
 
     def step() -> None:
         model.train()
@@ -128,9 +129,11 @@ def main(argv: list[str] | None = None) -> int:
 
     rows, enc_cache, first_arm = [], {}, {}
     for arm in arms:
-        acfg = arm_config(arm, str(cfg.weights_budget))
+        acfg = arm_config(arm, str(cfg.weights_budget), list(cfg.get("arm_overrides") or []))
         policy = OmegaConf.to_container(acfg.policy, resolve=True)
         tcfg = TrainConfig(**{**policy["train"], "precision": "float32"})
+        chunk = int(policy.get("chunk", 1))
+        open_loop = policy.get("chunk_execution", "ensemble") == "open_loop" and chunk > 1
         if policy["trunk"] == "features":
             family = str(acfg.encoder.name)
             if family not in enc_cache:
@@ -138,6 +141,13 @@ def main(argv: list[str] | None = None) -> int:
                                      for p in dict.fromkeys([auto, "float32"])}
             eval_ms, cache_ms = enc_cache[family][auto]
             eval_ms32 = enc_cache[family]["float32"][0]
+            if open_loop:  # one encoder call per chunk: 1/k images per env step, at ~num_envs/k images a call
+                key = (family, "open_loop")
+                if key not in enc_cache:
+                    enc_cache[key] = encoder_ms(acfg, auto, max(1, -(-int(cfg.num_envs) // chunk))) / chunk
+                eval_ms_chunk1, eval_ms = eval_ms, enc_cache[key]
+            else:
+                eval_ms_chunk1 = eval_ms
             enc = EncoderSpec.from_cfg(acfg, precision=auto).load("cpu")
             grid_hw, dim = tuple(enc.grid_size), int(enc.feature_dim)
             meta = {"action_dim": 4, "proprio_dim": 4, "feature_dim": dim, "grid": list(grid_hw),
@@ -145,10 +155,11 @@ def main(argv: list[str] | None = None) -> int:
             feats = {"tokens": torch.randn(64, grid_hw[0] * grid_hw[1], dim)}
             if meta["has_global_token"]:
                 feats["global_token"] = torch.randn(64, dim)
-            step_s = train_step_s(policy, meta, feats, str(policy["train"]["precision"]))
-            step_s32 = step_s
+            prec = str(policy["train"]["precision"])
+            step_s = train_step_s(policy, meta, feats, resolve_precision(prec, "cpu") if prec == "auto" else prec)
+            step_s32 = train_step_s(policy, meta, feats, "float32")
         else:
-            family, eval_ms, eval_ms32, cache_ms = "", 0.0, 0.0, 0.0
+            family, eval_ms, eval_ms32, eval_ms_chunk1, cache_ms = "", 0.0, 0.0, 0.0, 0.0
             meta = {"action_dim": 4, "proprio_dim": 4, "image_size": [96, 96]}
             feats = {"image": torch.randint(0, 255, (64, 96, 96, 3), dtype=torch.uint8)}
             prec = str(policy["train"]["precision"])
@@ -167,7 +178,9 @@ def main(argv: list[str] | None = None) -> int:
                 "trainings": trainings, "train_core_s": round(trainings * budget * step_s, 1),
                 "episode_length": round(length, 1), "length_source": "committed push sweep" if (arm, n) in lengths
                 else "time limit (upper bound)",
-                "policy_ms_per_step": round(eval_ms, 2), "policy_ms_per_step_float32": round(eval_ms32, 2),
+                "chunk_execution": f"open_loop k={chunk}" if open_loop else "every step",
+                "policy_ms_per_step": round(eval_ms, 2), "policy_ms_per_step_every_step": round(eval_ms_chunk1, 2),
+                "policy_ms_per_step_float32": round(eval_ms32, 2),
                 "sim_ms_per_step": round(sim, 2),
                 "eval_core_s": round(seeds * int(cfg.episodes) * length * (sim + eval_ms) / 1000, 1),
                 "cache_core_s": round(frames_total * (1 + int(policy.get("feature_shifts", 0))) * cache_ms / 1000, 1)
