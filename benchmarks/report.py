@@ -342,14 +342,33 @@ def _cost_reading(rows: list[dict]) -> str:
             f"wall on 2 cores against the 2 h target; the most expensive arm is {top} ({by_arm[top]:.2f} core-hours).")
 
 
+def _grid_reading(rows: list[dict]) -> str:
+    from benchmarks.sweep_choices import grid_effects
+
+    effects = grid_effects([{**r, "n": int(r["n"]), "lr": num(r["lr"]), "weight_decay": num(r["weight_decay"]),
+                             "valid_mse": num(r["valid_mse"])} for r in rows])
+    wd, lr = (sum(e[i] for e in effects) / len(effects) for i in (2, 3))
+    return (f"Mean absolute change of valid MSE over {len(effects)} (arm, N) with a full grid: weight decay {wd:.4f}, "
+            f"learning rate {lr:.4f} ({wd / lr:.2f}×).")
+
+
 SIMPLE = [  # one table per CSV: title, what it measures; optional columns, row filter and generated reading
     dict(csv="sweep_cost.csv", title="Cost of the default sweep (`python -m benchmarks.sweep_cost`)",
          what="A prediction from parts measured on one thread: training steps under the training rule's budget "
               "(no early stopping: an upper bound) times the tuning grid, evaluation episodes times episode length "
               "times simulator + policy milliseconds per env step, feature caching with its shifted copies.",
-         cols=["arm", "n", "budget_steps", "trainings", "train_step_s", "train_core_s", "episode_length",
-               "length_source", "policy_ms_per_step", "sim_ms_per_step", "eval_core_s", "cache_core_s"],
+         cols=["arm", "n", "budget_steps", "trainings", "train_step_s", "train_step_s_float32", "train_core_s",
+               "episode_length", "length_source", "chunk_execution", "policy_ms_per_step",
+               "policy_ms_per_step_every_step", "policy_ms_per_step_float32", "sim_ms_per_step", "eval_core_s",
+               "cache_core_s"],
          reading=_cost_reading),
+    dict(csv="acting_pilot.csv", title="Acting rule pilot (`python -m benchmarks.sweep_choices acting`)",
+         what="The same arm, N and seed trained and rolled out on development layouts with 1-action chunks acted "
+              "every step and with 4-action chunks executed open-loop: successes and evaluation time per way."),
+    dict(csv="tuning_grid_pilot.csv", title="Tuning grid pilot (`python -m benchmarks.sweep_choices grid`)",
+         what="Best valid-demo MSE per grid point of the first 64 tuning trainings (learning rate × weight decay, "
+              "seed 0): how far weight decay moved it next to the learning rate.",
+         reading=lambda rows: _grid_reading(rows)),
     dict(csv="dift_sweep.csv", title="DIFT read-out: up block × timestep (`python -m benchmarks.dift_sweep`)",
          what="Held-out-episode ridge R² of the positions (mean and per variable) from 4×4-pooled features of the "
               "quick DIFT checkpoint per up block and diffusion timestep t, next to a random-init U-Net and pixels.",
