@@ -101,7 +101,9 @@ def sweep_section(res: Path, d: Path, title: str, what: str) -> list[str]:
     arms, ns = sorted({a for a, _ in cell}), sorted({n for _, n in cell})
     seeds = sorted({int(r["seeds"]) for r in summ})
     scratch = sorted({r["arm"] for r in cells if not r.get("encoder")}) or [a for a in ("cnn", "resnet18") if a in arms]
-    pd = lambda p: diff(p["diff"], p["ci_low"], p["ci_high"])  # noqa: E731
+    pd = lambda p: (f"{diff(p['seed_diff'], p['seed_ci_low'], p['seed_ci_high'], label=False)} seed-level, "  # noqa: E731
+                    f"Holm p {p['p_holm']} ({p['verdict']})" if p.get("seed_diff") not in (None, "")
+                    else diff(p["diff"], p["ci_low"], p["ci_high"]))
     span = lambda r: (f" ({100 * num(r['seed_min']):.0f}–{100 * num(r['seed_max']):.0f})"  # noqa: E731
                       if int(r["seeds"]) > 1 else "")
     episodes = listing(sorted({r["episodes"] for r in cells}, key=int))
