@@ -142,6 +142,33 @@ def horizon_table(out: Path, task: str, runs: list[dict[str, str]]) -> tuple[Pat
                                   f"{task}: open-loop latent error vs horizon (held-out episodes)")
 
 
+#: The planning ladder's rungs: what plans (model) and what scores (cost).
+RUNGS = {"a": ("simulator", "privileged state"), "b": ("simulator", "latent of rendered frames"),
+         "c": ("learned transition model", "latent")}
+LADDER_KEY = ("task", "encoder", "rung", "eval_split", "horizon", "action_repeat", "samples", "iterations")
+
+
+def ladder_row(cfg: DictConfig, rung: str, encoder: str, result, planner, split: str, repeat: int) -> dict[str, Any]:
+    """One row of ``ladder.csv``: a rung's success (Wilson 95 %) on the shared layouts and its planning cost."""
+    model, cost = RUNGS[rung]
+    return {"task": cfg.task.name, "encoder": encoder, "rung": rung, "model": model, "cost": cost,
+            "eval_split": split, "episodes": result.episodes, "successes": result.successes,
+            "success_rate": round(result.success_rate, 4), "ci_low": round(result.ci[0], 4),
+            "ci_high": round(result.ci[1], 4), "mean_length": round(result.mean_length, 2),
+            "horizon": int(cfg.planner.horizon), "action_repeat": repeat, "samples": int(cfg.planner.samples),
+            "iterations": int(cfg.planner.iterations), "ms_per_action": round(planner.ms_per_action, 2),
+            "ms_per_plan": round(planner.ms_per_plan, 2), "command": results.command_line()}
+
+
+def write_ladder(path: Path, rows: list[dict[str, Any]]) -> Path:
+    """Add ``rows`` to the ladder table at ``path``, replacing rows with the same :data:`LADDER_KEY`."""
+    keys = {tuple(str(r[k]) for k in LADDER_KEY) for r in rows}
+    old = [r for r in (results.read_csv(path) if path.exists() else [])
+           if tuple(str(r.get(k, "")) for k in LADDER_KEY) not in keys]
+    return results.write_csv(old + rows, path, comments=["one row per (task, encoder, rung, planner settings): "
+                                                         "`robrep plan ladder=true` (rung a is encoder-free: '-')"])
+
+
 def run_plan(cfg: DictConfig) -> dict[str, Any]:
     """The planning experiment of a composed ``configs/plan.yaml``; returns the plan.csv row."""
 
@@ -165,16 +192,39 @@ def run_plan(cfg: DictConfig) -> dict[str, Any]:
                      f"{cfg.task.name} / {name} / {cfg.dynamics.name}: open-loop error (held-out episodes)")
         plan_cfg = OmegaConf.to_container(cfg.planner, resolve=True)
         running = float(plan_cfg.pop("running_weight", 0.1))
+        repeat = int(plan_cfg.pop("action_repeat", 1))
+        approach = float(plan_cfg.pop("approach_weight", 0.5))
         plan_cfg.pop("name", None)
-        planner = LatentPlanner(encoder, latent, dynamics, CEMConfig(**plan_cfg), cfg.task.name,
-                                {"image_size": cfg.task.image_size, "visuals": str(cfg.task.visuals)},
-                                running_weight=running, use_language=bool(cfg.use_language), seed=int(cfg.seed))
-        try:
-            result = evaluate(planner, int(cfg.episodes), seed_start=int(cfg.eval_seed_start),
-                              num_envs=int(cfg.num_envs), video_episodes=int(cfg.videos), progress=cfg.progress,
-                              demo_seeds=trained_seeds([demos, play]))
-        finally:
-            planner.close()
+        env_kwargs = {"image_size": cfg.task.image_size, "visuals": str(cfg.task.visuals)}
+        cem = CEMConfig(**plan_cfg)
+        split = str(cfg.get("eval_split", "dev"))
+        seen = trained_seeds([demos, play])
+
+        def run_rung(planner) -> Any:
+            try:
+                return evaluate(planner, int(cfg.episodes), seed_start=int(cfg.eval_seed_start),
+                                num_envs=int(cfg.num_envs), video_episodes=int(cfg.videos), progress=cfg.progress,
+                                demo_seeds=seen, split=split)
+            finally:
+                planner.close()
+
+        ladder_rows = []
+        if cfg.get("ladder"):
+            from planners.sim_model import SimLatentPlanner, SimStatePlanner
+
+            for rung in [str(r) for r in cfg.rungs if str(r) in ("a", "b")]:
+                planner = (SimStatePlanner(cem, cfg.task.name, env_kwargs, repeat, running, approach, int(cfg.seed))
+                           if rung == "a" else
+                           SimLatentPlanner(encoder, latent, cem, cfg.task.name, env_kwargs, running,
+                                            bool(cfg.use_language), int(cfg.seed), repeat))
+                res = run_rung(planner)
+                ladder_rows.append(ladder_row(cfg, rung, "-" if rung == "a" else name, res, planner, split, repeat))
+                print(f"rung ({rung}): {res.format()}")
+        planner = LatentPlanner(encoder, latent, dynamics, cem, cfg.task.name, env_kwargs, running_weight=running,
+                                use_language=bool(cfg.use_language), seed=int(cfg.seed), action_repeat=repeat)
+        result = run_rung(planner)
+        if cfg.get("ladder") and "c" in [str(r) for r in cfg.rungs]:
+            ladder_rows.append(ladder_row(cfg, "c", name, result, planner, split, repeat))
     if cfg.videos:
         result.write_videos(out / "videos" / f"{label}.mp4")
     h1 = errors[0] if errors else {}
@@ -185,7 +235,8 @@ def run_plan(cfg: DictConfig) -> dict[str, Any]:
         "ci_low": round(result.ci[0], 4), "ci_high": round(result.ci[1], 4),
         "goal_expert_success": round(sum(planner.goal_success.values()) / max(len(planner.goal_success), 1), 4),
         "mean_length": round(result.mean_length, 2), "ms_per_action": round(planner.ms_per_action, 2),
-        "horizon": plan_cfg["horizon"], "samples": plan_cfg["samples"], "iterations": plan_cfg["iterations"],
+        "ms_per_plan": round(planner.ms_per_plan, 2), "horizon": plan_cfg["horizon"], "action_repeat": repeat, "samples": plan_cfg["samples"],
+        "iterations": plan_cfg["iterations"], "eval_split": split,
         "h1_mse": round(h1.get("mse", math.nan), 4), "h1_copy_mse": round(h1.get("copy_mse", math.nan), 4),
         "h15_mse": round(errors[-1]["mse"], 4) if errors else math.nan,
         "train_seconds": round(record["fit"]["seconds"], 1), "eval_seconds": round(result.wall_s, 1),
@@ -198,6 +249,8 @@ def run_plan(cfg: DictConfig) -> dict[str, Any]:
             if (r["task"], r["encoder"], r["dynamics"]) != (row["task"], row["encoder"], row["dynamics"])]
     results.write_csv(rows + [row], table, comments=["one row per `robrep plan task=<t> encoder=<e> dynamics=<d>` (the latest run)"])
     horizon_table(out, str(cfg.task.name), results.read_csv(table))
+    if ladder_rows:
+        write_ladder(out / "ladder.csv", ladder_rows)
     print(f"{result.format()}\nplanning: {planner.ms_per_action:.1f} ms per action (encode + CEM, {result.num_envs} envs "
           f"batched); open-loop latent MSE h=1 {row['h1_mse']} (copy {row['h1_copy_mse']}), h={len(errors)} "
           f"{row['h15_mse']}\nwrote {out / f'{label}.json'}, {table} ({(time.perf_counter() - t0) / 60:.1f} min)")

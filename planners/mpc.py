@@ -1,13 +1,19 @@
-"""Goal-reaching by imagination: encode the observation, plan with CEM through the latent transition model,
-execute the first action, replan (model-predictive control).
+"""Model-predictive control by CEM: plan ``H`` macro-actions, execute the first, replan.
 
-:class:`LatentPlanner` implements the evaluation-policy interface of :func:`robrep.eval.rollouts.evaluate`
-(``act`` on a batch of observations, ``start_episode(i, seed)`` to fetch env i's goal), so planning is
-scored on the same evaluation seeds, with the same Wilson intervals and videos, as a BC policy. The goal of
-episode ``seed`` is an image: the task's scripted expert is run from that seed in a separate env until it
-succeeds (:func:`goal_observation`) and its final observation is encoded once per episode.
+:class:`MPCPlanner` is the shared loop: each planned macro-action is held for ``action_repeat`` env steps
+(frameskip), so a plan covers ``H · action_repeat`` env steps and an env is replanned once per macro-action
+(only the envs whose macro-action is used up, or that were reset). It implements the evaluation-policy
+interface of :func:`robrep.eval.rollouts.evaluate` (``act`` on a batch of observations,
+``start_episode(i, seed)`` after env i's reset), so planning is scored on the same evaluation seeds, with the
+same Wilson intervals and videos, as a BC policy. A subclass says what it plans with:
 
-Cost of a candidate (lower is better), latents standardised by the :class:`~planners.latent.LatentMap`::
+* :class:`LatentPlanner` — imagination: the frozen encoder's latent of the observation, the learned transition
+  model, the goal latent of the expert's final frame (:func:`goal_observation`); the ladder's rung (c);
+* :class:`planners.sim_model.SimStatePlanner` / :class:`~planners.sim_model.SimLatentPlanner` — the simulator
+  as the model, with the privileged state or the encoder latent of rendered frames as the cost: rungs (a), (b).
+
+Latent cost of a candidate (lower is better), latents standardised by the :class:`~planners.latent.LatentMap`,
+``ẑ_h`` the latent after macro-action ``h``::
 
     cost = ‖ẑ_H − z_goal‖² / |z|  +  running_weight · mean_h ‖ẑ_h − z_goal‖² / |z|
 """
@@ -48,34 +54,118 @@ def goal_observation(env, seed: int, max_steps: int | None = None) -> tuple[dict
 
 
 def goal_cost(dynamics: LatentDynamics, z: torch.Tensor, goal: torch.Tensor, actions: torch.Tensor,
-              running_weight: float = 0.1) -> torch.Tensor:
-    """Candidates ``actions (B, K, H, A)`` from latents ``z (B, *S)`` towards ``goal (B, *S)`` → costs ``(B, K)``:
-    every candidate of every env rolled out in one batched call of ``dynamics.rollout``."""
+              running_weight: float = 0.1, repeat: int = 1) -> torch.Tensor:
+    """Candidates ``actions (B, K, H, A)`` (macro-actions, each held ``repeat`` model steps) from latents
+    ``z (B, *S)`` towards ``goal (B, *S)`` → costs ``(B, K)``: every candidate of every env rolled out in one
+    batched call of ``dynamics.rollout`` over ``H · repeat`` steps, scored after each macro-action."""
     b, k, h, a = actions.shape
     start = z[:, None].expand(b, k, *z.shape[1:]).reshape(b * k, *z.shape[1:])
-    pred = dynamics.rollout(start, actions.reshape(b * k, h, a))  # (B·K, H, *S)
+    steps = actions.reshape(b * k, h, a).repeat_interleave(int(repeat), dim=1)  # (B·K, H·r, A)
+    pred = dynamics.rollout(start, steps)[:, int(repeat) - 1 :: int(repeat)]  # (B·K, H, *S) after each macro-action
     dist = ((pred - goal.repeat_interleave(k, dim=0)[:, None]) ** 2).flatten(2).mean(-1)  # (B·K, H)
     return (dist[:, -1] + running_weight * dist.mean(1)).reshape(b, k)
 
 
-class LatentPlanner:
-    """Frozen encoder + :class:`LatentMap` + transition model + :class:`CEM`, acting in ``task``'s envs."""
+def repeat_actions(macro: np.ndarray, repeat: int) -> np.ndarray:
+    """Macro-actions ``(..., H, A)`` → the env actions that execute them ``(..., H · repeat, A)``: each held
+    ``repeat`` consecutive env steps (frameskip)."""
+    return np.repeat(np.asarray(macro), int(repeat), axis=-2)
 
-    def __init__(self, encoder: Encoder, latent: LatentMap, dynamics: LatentDynamics, cem: CEMConfig, task: str,
-                 env_kwargs: Mapping[str, Any] | None = None, running_weight: float = 0.1,
-                 use_language: bool = False, seed: int = 0) -> None:
-        self.encoder, self.latent, self.dynamics = encoder, latent.eval(), dynamics.eval()
+
+class MPCPlanner:
+    """CEM-MPC over macro-actions for a batch of envs; subclasses define :meth:`prepare` and :meth:`cost`.
+
+    ``act`` replans only the envs whose current macro-action is used up (each is held ``action_repeat`` steps)
+    or that were reset, warm-starting each from its previous plan shifted by one macro-action.
+    """
+
+    def __init__(self, cem: CEMConfig, task: str, env_kwargs: Mapping[str, Any] | None = None,
+                 action_repeat: int = 1, running_weight: float = 0.1, seed: int = 0,
+                 device: str | torch.device = "cpu") -> None:
+        if int(action_repeat) < 1:
+            raise ValueError(f"action_repeat must be >= 1, got {action_repeat}")
         self.task, self.env_kwargs = task, dict(env_kwargs or {})
-        self.cem_cfg, self.running_weight = cem, float(running_weight)
-        self.device = encoder.device
+        self.cem_cfg, self.running_weight, self.action_repeat = cem, float(running_weight), int(action_repeat)
+        self.device = torch.device(device)
         self.generator = torch.Generator(device=self.device).manual_seed(int(seed))
         self.cem = CEM(cem, action_dim=4, batch=1, device=self.device, generator=self.generator)
+        self._action = np.zeros((1, 4), np.float32)  # (E, 4) each env's current macro-action
+        self._left = np.zeros(1, np.int64)           # (E,) env steps it is still held for
+        self.plan_seconds, self.planned_actions, self.plan_calls = 0.0, 0, 0
+
+    # ------------------------------------------------------------------ subclass hooks
+    def prepare(self, obs: Mapping[str, np.ndarray], envs: list[int]) -> None:
+        """Read the planning start of envs ``envs`` from the batched observations ``obs`` (before :meth:`cost`)."""
+        raise NotImplementedError
+
+    def cost(self, envs: list[int], actions: torch.Tensor) -> torch.Tensor:
+        """Costs ``(b, K)`` of candidate macro-action sequences ``actions (b, K, H, A)`` of envs ``envs``."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ evaluation-policy interface
+    def reset(self, num_envs: int = 1) -> None:
+        self.cem.reset(num_envs)
+        self._action = np.zeros((num_envs, 4), np.float32)
+        self._left = np.zeros(num_envs, np.int64)
+
+    def reset_env(self, i: int) -> None:
+        self.cem.reset_env(i)
+        self._left[i] = 0
+
+    def start_episode(self, i: int, seed: int) -> None:
+        """Env ``i`` was reset with ``seed`` (subclasses fetch its goal)."""
+
+    @torch.no_grad()
+    def act(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Observations of every env (leading axis ``E``) → the actions ``(E, 4)`` to execute now."""
+        start = time.perf_counter()
+        b = len(obs["proprio"])
+        if self.cem.batch != b or len(self._left) != b:
+            self.reset(b)
+        envs = [i for i in range(b) if self._left[i] <= 0]
+        if envs:
+            self.prepare(obs, envs)
+            plan = self.cem.plan(lambda actions: self.cost(envs, actions), envs=envs)  # (b', H, A)
+            self.cem.shift(1, envs=envs)
+            self._action[envs] = plan[:, 0].cpu().numpy().astype(np.float32)
+            self._left[envs] = self.action_repeat
+            self.plan_calls += len(envs)
+        self._left -= 1
+        self.plan_seconds += time.perf_counter() - start
+        self.planned_actions += b
+        return self._action.copy()
+
+    @property
+    def ms_per_action(self) -> float:
+        """Wall milliseconds of planning per executed env action (encoding + CEM; env steps excluded), amortised
+        over the ``action_repeat`` actions of each plan."""
+        return 1000.0 * self.plan_seconds / max(self.planned_actions, 1)
+
+    @property
+    def ms_per_plan(self) -> float:
+        """Wall milliseconds per replanning of one env (the latency before its next macro-action)."""
+        return 1000.0 * self.plan_seconds / max(self.plan_calls, 1)
+
+    def close(self) -> None:
+        """Release private envs (subclasses)."""
+
+
+class LatentPlanner(MPCPlanner):
+    """Frozen encoder + :class:`LatentMap` + transition model + :class:`CEM`, acting in ``task``'s envs: the
+    ladder's rung (c), full imagination towards the encoded goal image."""
+
+    def __init__(self, encoder: Encoder, latent: LatentMap, dynamics: LatentDynamics | None, cem: CEMConfig, task: str,
+                 env_kwargs: Mapping[str, Any] | None = None, running_weight: float = 0.1,
+                 use_language: bool = False, seed: int = 0, action_repeat: int = 1) -> None:
+        super().__init__(cem, task, env_kwargs, action_repeat, running_weight, seed, encoder.device)
+        self.encoder, self.latent = encoder, latent.eval()
+        self.dynamics = dynamics.eval() if dynamics is not None else None  # None: a subclass models otherwise
         # language-conditioned encoders read each env's own instruction (obs["instruction"]), as in training
         self.use_language = bool(use_language) and hasattr(encoder, "encode_with_language")
         self.goals: dict[int, torch.Tensor] = {}
         self.goal_success: dict[int, bool] = {}
         self._goal_env = None
-        self.plan_seconds, self.planned_actions = 0.0, 0
+        self._z: dict[int, torch.Tensor] = {}
 
     # ------------------------------------------------------------------ latents
     @torch.no_grad()
@@ -95,39 +185,24 @@ class LatentPlanner:
         self.goals[i] = self.encode(obs["image"][None], obs["proprio"][None], [obs["instruction"]])[0]
         self.goal_success[i] = ok
 
-    # ------------------------------------------------------------------ evaluation-policy interface
-    def reset(self, num_envs: int = 1) -> None:
-        self.cem.reset(num_envs)
-
-    def reset_env(self, i: int) -> None:
-        self.cem.reset_env(i)
-
-    def cost(self, z: torch.Tensor, goal: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """:func:`goal_cost` with this planner's transition model and running weight."""
-        return goal_cost(self.dynamics, z, goal, actions, self.running_weight)
-
-    @torch.no_grad()
-    def act(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
-        """Observations of every env (``image (B, H, W, 3)``, ``proprio (B, P)``) → first planned actions ``(B, 4)``."""
-        start = time.perf_counter()
-        z = self.encode(obs["image"], obs["proprio"], obs.get("instruction"))
-        b = z.shape[0]
-        if self.cem.batch != b:
-            self.cem.reset(b)
-        missing = [i for i in range(b) if i not in self.goals]
+    def prepare(self, obs: Mapping[str, np.ndarray], envs: list[int]) -> None:
+        """Encode only the envs about to be replanned (one batched encoder call)."""
+        missing = [i for i in envs if i not in self.goals]
         if missing:
             raise RuntimeError(f"no goal for env(s) {missing}: start_episode(i, seed) must run after each reset")
-        goal = torch.stack([self.goals[i] for i in range(b)])
-        plan = self.cem.plan(lambda actions: self.cost(z, goal, actions))
-        self.cem.shift(1)
-        self.plan_seconds += time.perf_counter() - start
-        self.planned_actions += b
-        return plan[:, 0].cpu().numpy().astype(np.float32)
+        texts = obs.get("instruction")
+        z = self.encode(obs["image"][envs], obs["proprio"][envs], None if texts is None else [texts[i] for i in envs])
+        self._z = {i: z[j] for j, i in enumerate(envs)}
 
-    @property
-    def ms_per_action(self) -> float:
-        """Wall milliseconds of encoding + planning per executed action (env steps excluded)."""
-        return 1000.0 * self.plan_seconds / max(self.planned_actions, 1)
+    def cost(self, envs: list[int], actions: torch.Tensor) -> torch.Tensor:
+        """The MPC hook: :meth:`latent_cost` from the prepared latents of ``envs`` towards their goals."""
+        return self.latent_cost(torch.stack([self._z[i] for i in envs]), torch.stack([self.goals[i] for i in envs]),
+                                actions)
+
+    def latent_cost(self, z: torch.Tensor, goal: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """:func:`goal_cost` of ``actions (B, K, H, A)`` from ``z (B, *S)`` towards ``goal (B, *S)`` with this
+        planner's transition model, running weight and action repeat → ``(B, K)``."""
+        return goal_cost(self.dynamics, z, goal, actions, self.running_weight, self.action_repeat)
 
     def close(self) -> None:
         if self._goal_env is not None:

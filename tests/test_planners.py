@@ -184,11 +184,11 @@ def test_planner_cost_is_one_batched_rollout():
             return super().rollout(z0, actions)
 
     planner = LatentPlanner.__new__(LatentPlanner)  # the cost alone: no encoder or env needed
-    planner.dynamics, planner.running_weight = Counting(), 0.0
+    planner.dynamics, planner.running_weight, planner.action_repeat = Counting(), 0.0, 1
     z, goal = torch.zeros(3, 2), torch.tensor([[0.1, 0.0], [0.0, 0.1], [0.0, 0.0]])
     actions = torch.zeros(3, 5, 2, 4)
     actions[0, 1, :, 0] = 1.0  # env 0, candidate 1 moves +x by 0.1 per step
-    costs = planner.cost(z, goal, actions)
+    costs = planner.latent_cost(z, goal, actions)
     assert costs.shape == (3, 5) and Counting.calls == 1
     assert float(costs[0, 1]) == pytest.approx(((0.2 - 0.1) ** 2) / 2)
     assert float(costs[2].abs().max()) == 0.0
@@ -242,3 +242,91 @@ def test_planner_reads_each_envs_instruction_for_language_encoders():
         planner.encode(images, proprio)
     planner.use_language = False
     torch.testing.assert_close(*planner.encode(images, proprio))  # vision only: the instruction is ignored
+
+
+def test_frameskip_holds_each_macro_action_and_replans_once_per_macro_action():
+    from planners.mpc import MPCPlanner, repeat_actions
+
+    macro = np.array([[[0.1, 0, 0, 0], [0.2, 0, 0, 0]]], np.float32)  # (K=1, H=2, A)
+    steps = repeat_actions(macro, 3)
+    assert steps.shape == (1, 6, 4) and steps[0, :, 0].tolist() == pytest.approx([0.1] * 3 + [0.2] * 3)
+
+    class Scripted(MPCPlanner):  # the cost prefers macro-action (k/10, 0, 0, 0) at replanning call k
+        calls = 0
+
+        def prepare(self, obs, envs):
+            Scripted.calls += 1
+            self.envs = envs
+
+        def cost(self, envs, actions):
+            return (actions[:, :, 0, 0] - 0.1 * Scripted.calls).abs()
+
+    planner = Scripted(CEMConfig(horizon=2, samples=64, elites=4, iterations=3, init_std=0.3), "reach",
+                       action_repeat=3)
+    planner.reset(2)
+    obs = {"proprio": np.zeros((2, 4), np.float32)}
+    acts = np.stack([planner.act(obs) for _ in range(7)])  # (7 steps, 2 envs, 4)
+    assert Scripted.calls == 3  # steps 0, 3 and 6
+    assert np.allclose(acts[0:3, :, 0], acts[0, :, 0]) and np.allclose(acts[3:6, :, 0], acts[3, :, 0])
+    assert np.allclose(acts[0, :, 0], 0.1, atol=0.03) and np.allclose(acts[3, :, 0], 0.2, atol=0.03)
+    planner.reset_env(1)  # env 1 was reset: replanned at the next step, env 0 keeps its macro-action
+    planner.act(obs)
+    assert Scripted.calls == 4 and planner.envs == [1]
+
+
+def test_simulator_model_rollouts_replay_env_step_exactly():
+    from envs.registration import make_env
+    from planners.sim_model import SimulatorModel
+
+    env = make_env("push", image_size=32, observe_sim_state=True)
+    obs, _ = env.reset(seed=1_000_001)
+    model = SimulatorModel("push", {"image_size": 32}, action_repeat=2)
+    model.start(0, 1_000_001)
+    macro = np.random.default_rng(0).uniform(-1, 1, (3, 4, 4)).astype(np.float32)  # (K, H, A)
+    states, frames = model.rollout(0, obs["sim_state"], macro, render=True)
+    assert states.shape == (3, 4, 10) and frames.shape == (3, 4, 32, 32, 3)
+    for k in (0, 2):  # each candidate, stepped in the real env from the same state, gives the same states
+        env.unwrapped.set_sim_state(obs["sim_state"])
+        for h, a in enumerate(macro[k]):
+            for _ in range(2):
+                o, *_ = env.step(a)
+            np.testing.assert_array_equal(o["state"], states[k, h])
+            np.testing.assert_array_equal(o["image"], frames[k, h])
+    env.close()
+    model.close()
+
+
+def test_the_simulator_as_model_rung_reaches_the_goal():
+    """Rung (a) of the planning ladder: CEM through the simulator with the privileged cost reaches reach goals."""
+    from planners.sim_model import SimStatePlanner
+    from robrep.eval.rollouts import evaluate
+
+    planner = SimStatePlanner(CEMConfig(horizon=3, samples=24, elites=4, iterations=2, init_std=0.7), "reach",
+                              {"image_size": 32}, action_repeat=3, seed=0)
+    try:
+        result = evaluate(planner, 2, num_envs=2, progress=False, demo_seeds=[])
+    finally:
+        planner.close()
+    assert result.successes == 2 and result.mean_length < 40  # the expert needs ~6 steps; the time limit is 60
+    assert planner.plan_calls < sum(r.length for r in result.records)  # replanned once per macro-action, not per step
+
+
+def test_robrep_plan_ladder_runs_every_rung_on_the_same_layouts(tmp_path, monkeypatch):
+    from robrep.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    args = ["plan", "task=reach", "task.image_size=32", "weights=null", "encoder.arch.input_size=32",
+            "encoder.arch.depth=1", "num_demos=4", "play_episodes=3", "train.steps=20", "train.eval_every=10",
+            "diagnostics_horizon=3", "episodes=2", "num_envs=2", "planner.samples=16", "planner.elites=4",
+            "planner.iterations=2", "planner.horizon=3", "planner.action_repeat=3", "dynamics.latent.grid=2",
+            "dynamics.latent.dim=8", "progress=false", "out_dir=out", "ladder=true", "eval_split=test"]
+    assert main(args) == 0
+    rows = read_csv("out/ladder.csv")
+    assert [(r["rung"], r["encoder"]) for r in rows] == [("a", "-"), ("b", "mae_random"), ("c", "mae_random")]
+    assert {r["eval_split"] for r in rows} == {"test"} and all(int(r["episodes"]) == 2 for r in rows)
+    assert all(float(r["ms_per_plan"]) >= float(r["ms_per_action"]) > 0 for r in rows)
+    assert int(rows[0]["successes"]) == 2  # the search alone, with the simulator and the privileged cost
+    (plan,) = read_csv("out/plan.csv")
+    assert plan["action_repeat"] == "3" and plan["eval_split"] == "test"
+    assert main(args + ["rungs=[a]"]) == 0  # a re-run replaces its rows only
+    assert [r["rung"] for r in read_csv("out/ladder.csv")] == ["b", "c", "a"]
