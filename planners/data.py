@@ -85,3 +85,27 @@ class Transitions:
         mask = tgt <= self.last[idx][:, None]
         tgt = torch.minimum(tgt, self.last[idx][:, None])
         return self.latents[idx], self.actions[act_idx], self.latents[tgt], mask
+
+
+@dataclass
+class EpisodeTokens:
+    """Episodes laid end to end with their unpooled tokens: ``tokens (F, N, D)``, ``proprio (F, P)``, ``lengths``."""
+
+    tokens: torch.Tensor
+    proprio: torch.Tensor
+    lengths: list[int]
+
+
+def load_tokens(demo_path: str, cache: FeatureCache, names: Sequence[str]) -> EpisodeTokens:
+    """The episodes ``names`` of ``demo_path`` with their cached tokens, unpooled (for few episodes: diagnostics)."""
+    tokens, proprio, lengths = [], [], []
+    with DemoFile(demo_path) as demos:
+        for name in names:
+            ep = demos.episode(name)
+            t = cache.features(name).tokens
+            if len(t) != len(ep["actions"]):
+                raise ValueError(f"{cache.path} has {len(t)} frames of {name}, {demo_path} has {len(ep['actions'])}")
+            tokens.append(t.float())
+            proprio.append(torch.from_numpy(ep["obs"]["proprio"]).float())
+            lengths.append(len(t))
+    return EpisodeTokens(torch.cat(tokens), torch.cat(proprio), lengths)

@@ -53,16 +53,32 @@ def goal_observation(env, seed: int, max_steps: int | None = None) -> tuple[dict
     return {**obs, "instruction": instruction}, success
 
 
-def goal_cost(dynamics: LatentDynamics, z: torch.Tensor, goal: torch.Tensor, actions: torch.Tensor,
-              running_weight: float = 0.1, repeat: int = 1) -> torch.Tensor:
+#: What a latent planner descends (``planner.cost``): the distance to the goal image's latent, the learned
+#: steps-to-go (:class:`planners.reward.ProgressModel`, in units of its ``scale``), or their sum.
+COSTS = ("goal", "progress", "goal+progress")
+
+
+def goal_cost(dynamics: LatentDynamics, z: torch.Tensor, goal: torch.Tensor | None, actions: torch.Tensor,
+              running_weight: float = 0.1, repeat: int = 1, progress: torch.nn.Module | None = None,
+              kind: str = "goal") -> torch.Tensor:
     """Candidates ``actions (B, K, H, A)`` (macro-actions, each held ``repeat`` model steps) from latents
-    ``z (B, *S)`` towards ``goal (B, *S)`` → costs ``(B, K)``: every candidate of every env rolled out in one
-    batched call of ``dynamics.rollout`` over ``H · repeat`` steps, scored after each macro-action."""
+    ``z (B, *S)`` → costs ``(B, K)``: every candidate of every env rolled out in one batched call of
+    ``dynamics.rollout`` over ``H · repeat`` steps and scored after each macro-action by ``kind`` (:data:`COSTS`):
+    the mean squared distance to ``goal (B, *S)`` and/or ``progress``'s normalised steps-to-go; terminal value plus
+    ``running_weight`` times the mean over the horizon."""
+    if kind not in COSTS:
+        raise ValueError(f"planner cost must be one of {COSTS}, got {kind!r}")
     b, k, h, a = actions.shape
     start = z[:, None].expand(b, k, *z.shape[1:]).reshape(b * k, *z.shape[1:])
     steps = actions.reshape(b * k, h, a).repeat_interleave(int(repeat), dim=1)  # (B·K, H·r, A)
     pred = dynamics.rollout(start, steps)[:, int(repeat) - 1 :: int(repeat)]  # (B·K, H, *S) after each macro-action
-    dist = ((pred - goal.repeat_interleave(k, dim=0)[:, None]) ** 2).flatten(2).mean(-1)  # (B·K, H)
+    dist = torch.zeros(b * k, h, device=z.device)
+    if "goal" in kind:
+        dist = dist + ((pred - goal.repeat_interleave(k, dim=0)[:, None]) ** 2).flatten(2).mean(-1)  # (B·K, H)
+    if "progress" in kind:
+        if progress is None:
+            raise ValueError("planner cost 'progress' needs a progress model (trained with the world model)")
+        dist = dist + progress.normalised(pred.flatten(0, 1)).reshape(b * k, h)
     return (dist[:, -1] + running_weight * dist.mean(1)).reshape(b, k)
 
 
@@ -156,8 +172,12 @@ class LatentPlanner(MPCPlanner):
 
     def __init__(self, encoder: Encoder, latent: LatentMap, dynamics: LatentDynamics | None, cem: CEMConfig, task: str,
                  env_kwargs: Mapping[str, Any] | None = None, running_weight: float = 0.1,
-                 use_language: bool = False, seed: int = 0, action_repeat: int = 1) -> None:
+                 use_language: bool = False, seed: int = 0, action_repeat: int = 1,
+                 progress: torch.nn.Module | None = None, cost: str = "goal") -> None:
         super().__init__(cem, task, env_kwargs, action_repeat, running_weight, seed, encoder.device)
+        if cost not in COSTS or ("progress" in cost and progress is None):
+            raise ValueError(f"planner cost must be one of {COSTS} (progress ones need a progress model), got {cost!r}")
+        self.progress, self.cost_kind = (progress.eval() if progress is not None else None), cost
         self.encoder, self.latent = encoder, latent.eval()
         self.dynamics = dynamics.eval() if dynamics is not None else None  # None: a subclass models otherwise
         # language-conditioned encoders read each env's own instruction (obs["instruction"]), as in training
@@ -202,7 +222,8 @@ class LatentPlanner(MPCPlanner):
     def latent_cost(self, z: torch.Tensor, goal: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """:func:`goal_cost` of ``actions (B, K, H, A)`` from ``z (B, *S)`` towards ``goal (B, *S)`` with this
         planner's transition model, running weight and action repeat → ``(B, K)``."""
-        return goal_cost(self.dynamics, z, goal, actions, self.running_weight, self.action_repeat)
+        return goal_cost(self.dynamics, z, goal, actions, self.running_weight, self.action_repeat,
+                         getattr(self, "progress", None), getattr(self, "cost_kind", "goal"))
 
     def close(self) -> None:
         if self._goal_env is not None:

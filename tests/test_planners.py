@@ -330,3 +330,57 @@ def test_robrep_plan_ladder_runs_every_rung_on_the_same_layouts(tmp_path, monkey
     assert plan["action_repeat"] == "3" and plan["eval_split"] == "test"
     assert main(args + ["rungs=[a]"]) == 0  # a re-run replaces its rows only
     assert [r["rung"] for r in read_csv("out/ladder.csv")] == ["b", "c", "a"]
+    bound = read_csv("out/reach_open_loop_vs_bound.csv")  # measured open-loop error beside DESIGN.md's bound, per h
+    assert len(bound) == 3 and all(float(r["bound"]) > 0 and float(r["error_mean"]) >= 0 for r in bound)
+    assert (tmp_path / "out/reach_open_loop_vs_bound.png").stat().st_size > 1000
+    assert main(args + ["rungs=[c]", "planner.cost=progress"]) == 0  # the learned steps-to-go as the cost
+    assert read_csv("out/plan.csv")[0]["cost"] == "progress"
+
+
+class ScaledLinear(LatentDynamics):
+    """z' = L z + a[:2] + d: a model whose open-loop error against the true z' = L z + a[:2] is known exactly."""
+
+    def __init__(self, L, d):
+        super().__init__()
+        self.L, self.d = L, torch.as_tensor(d, dtype=torch.float32)
+
+    def forward(self, z, a):
+        return self.L * z + a[..., :2] + self.d
+
+
+@pytest.mark.parametrize("L", [0.8, 1.0, 1.2])
+def test_error_bound_is_met_with_equality_by_a_biased_linear_model(L):
+    """True system z' = L z + a; model adds a constant bias of norm δ: errors add up collinearly, so the measured
+    h-step error equals DESIGN.md's bound δ (L^h − 1)/(L − 1) (h δ at L = 1), and the estimators recover L and δ."""
+    from planners.diagnostics import bound_table, error_bound
+
+    g = torch.Generator().manual_seed(0)
+    truth, model = ScaledLinear(L, [0.0, 0.0]), ScaledLinear(L, [0.03, 0.04])  # δ = 0.05
+    lengths, z, a = [12] * 6, [], torch.rand(72, 4, generator=g) * 2 - 1
+    for e in range(6):
+        x = torch.randn(2, generator=g)
+        for t in range(12):
+            z.append(x)
+            x = truth(x, a[e * 12 + t])
+    ends = np.cumsum(lengths) - 1
+    data = Transitions(torch.stack(z), a, torch.from_numpy(np.repeat(ends, lengths)).long())
+    rows, est = bound_table(model, data, max_horizon=8)
+    assert est["delta"] == pytest.approx(0.05, rel=1e-4) and est["L_max"] == pytest.approx(L, rel=1e-4)
+    for r in rows:
+        expected = 0.05 * r["h"] if L == 1.0 else 0.05 * (L ** r["h"] - 1) / (L - 1)
+        assert r["error_mean"] == pytest.approx(expected, rel=1e-3) and r["bound"] == pytest.approx(expected, rel=1e-3)
+    assert error_bound(0.1, 2.0, 3, eps0=1.0) == pytest.approx(4.0 + 0.1 * 7)
+
+
+def test_cost_monotonicity_ranks_costs_by_how_they_follow_steps_to_go():
+    from planners.diagnostics import cost_monotonicity, steps_to_go
+
+    lengths = [5, 8, 2]
+    togo = steps_to_go(lengths)
+    assert togo.tolist() == [4, 3, 2, 1, 0, 7, 6, 5, 4, 3, 2, 1, 0, 1, 0]
+    rng = np.random.default_rng(0)
+    rows = {r["cost"]: r for r in cost_monotonicity({"exact": togo ** 2, "reversed": -togo,
+                                                     "noise": rng.normal(size=len(togo))}, lengths)}
+    assert rows["exact"]["spearman_mean"] == 1.0 and rows["exact"]["episodes"] == 2  # the 2-frame episode is skipped
+    assert rows["reversed"]["spearman_mean"] == -1.0 and rows["reversed"]["share_positive"] == 0.0
+    assert abs(rows["noise"]["spearman_mean"]) < 1.0
