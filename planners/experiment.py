@@ -277,18 +277,22 @@ def plot_monotonicity(series: dict[str, list[dict]], path: Path, title: str) -> 
 #: The planning ladder's rungs: what plans (model) and what scores (cost).
 RUNGS = {"a": ("simulator", "privileged state"), "b": ("simulator", "latent of rendered frames"),
          "c": ("learned transition model", "latent")}
-LADDER_KEY = ("task", "encoder", "rung", "eval_split", "horizon", "action_repeat", "samples", "iterations")
+LADDER_KEY = ("task", "encoder", "rung", "eval_split", "episodes", "horizon", "action_repeat", "samples", "elites",
+              "iterations", "cost", "approach_weight")
 
 
 def ladder_row(cfg: DictConfig, rung: str, encoder: str, result, planner, split: str, repeat: int) -> dict[str, Any]:
     """One row of ``ladder.csv``: a rung's success (Wilson 95 %) on the shared layouts and its planning cost."""
     model, cost = RUNGS[rung]
-    return {"task": cfg.task.name, "encoder": encoder, "rung": rung, "model": model, "cost": cost,
+    return {"task": cfg.task.name, "encoder": encoder, "rung": rung, "model": model, "scored_by": cost,
             "eval_split": split, "episodes": result.episodes, "successes": result.successes,
             "success_rate": round(result.success_rate, 4), "ci_low": round(result.ci[0], 4),
             "ci_high": round(result.ci[1], 4), "mean_length": round(result.mean_length, 2),
             "horizon": int(cfg.planner.horizon), "action_repeat": repeat, "samples": int(cfg.planner.samples),
-            "iterations": int(cfg.planner.iterations), "ms_per_action": round(planner.ms_per_action, 2),
+            "elites": int(cfg.planner.elites), "iterations": int(cfg.planner.iterations),
+            "cost": "privileged" if rung == "a" else str(cfg.planner.cost),
+            "approach_weight": float(cfg.planner.approach_weight) if rung == "a" else "",
+            "ms_per_action": round(planner.ms_per_action, 2),
             "ms_per_plan": round(planner.ms_per_plan, 2), "command": results.command_line()}
 
 
@@ -301,9 +305,47 @@ def write_ladder(path: Path, rows: list[dict[str, Any]]) -> Path:
                                                          "`robrep plan ladder=true` (rung a is encoder-free: '-')"])
 
 
-def run_plan(cfg: DictConfig) -> dict[str, Any]:
-    """The planning experiment of a composed ``configs/plan.yaml``; returns the plan.csv row."""
+def planner_settings(cfg: DictConfig) -> tuple[CEMConfig, float, str, int, float, dict[str, Any], str]:
+    """``(cem, running_weight, cost, action_repeat, approach_weight, env_kwargs, eval_split)`` of a plan config."""
+    plan_cfg = OmegaConf.to_container(cfg.planner, resolve=True)
+    running = float(plan_cfg.pop("running_weight", 0.1))
+    cost_kind = str(plan_cfg.pop("cost", "goal"))
+    repeat = int(plan_cfg.pop("action_repeat", 1))
+    approach = float(plan_cfg.pop("approach_weight", 0.5))
+    plan_cfg.pop("name", None)
+    env_kwargs = {"image_size": cfg.task.image_size, "visuals": str(cfg.task.visuals)}
+    return (CEMConfig(**plan_cfg), running, cost_kind, repeat, approach, env_kwargs,
+            str(cfg.get("eval_split", "dev")))
 
+
+def run_search_rung(cfg: DictConfig) -> dict[str, Any]:
+    """Rung (a) alone (``ladder=true rungs=[a]``): the simulator as the model, the privileged cost — no encoder,
+    data or world model; for choosing the search's settings on development layouts. Returns its ladder row."""
+    from planners.sim_model import SimStatePlanner
+
+    cem, running, _, repeat, approach, env_kwargs, split = planner_settings(cfg)
+    with thread_limit(cfg.threads):
+        planner = SimStatePlanner(cem, cfg.task.name, env_kwargs, repeat, running, approach, int(cfg.seed))
+        try:
+            result = evaluate(planner, int(cfg.episodes), seed_start=int(cfg.eval_seed_start),
+                              num_envs=int(cfg.num_envs), video_episodes=int(cfg.videos), progress=cfg.progress,
+                              demo_seeds=[], split=split)
+        finally:
+            planner.close()
+    row = ladder_row(cfg, "a", "-", result, planner, split, repeat)
+    write_ladder(Path(cfg.out_dir) / "ladder.csv", [row])
+    if cfg.videos:
+        result.write_videos(Path(cfg.out_dir) / "videos" / f"{cfg.task.name}_rung_a.mp4")
+    print(f"rung (a): {result.format()}; {planner.ms_per_plan:.0f} ms per replanning call")
+    return row
+
+
+def run_plan(cfg: DictConfig) -> dict[str, Any]:
+    """The planning experiment of a composed ``configs/plan.yaml``; returns the plan.csv row (or, for
+    ``ladder=true rungs=[a]``, rung (a)'s ladder row: :func:`run_search_rung`)."""
+
+    if cfg.get("ladder") and {str(r) for r in cfg.rungs} == {"a"}:
+        return run_search_rung(cfg)
     t0 = time.perf_counter()
     with thread_limit(cfg.threads):
         spec = EncoderSpec.from_cfg(cfg, precision=resolve_precision(cfg.encoder_precision, cfg.device))
@@ -327,15 +369,8 @@ def run_plan(cfg: DictConfig) -> dict[str, Any]:
             progress, ppayload = load_progress_model(progress_path(model_path), payload["hash"])
             prec = ppayload["record"]
         write_diagnostics(out, label, name, cfg, record, prec)
+        cem, running, cost_kind, repeat, approach, env_kwargs, split = planner_settings(cfg)
         plan_cfg = OmegaConf.to_container(cfg.planner, resolve=True)
-        running = float(plan_cfg.pop("running_weight", 0.1))
-        cost_kind = str(plan_cfg.pop("cost", "goal"))
-        repeat = int(plan_cfg.pop("action_repeat", 1))
-        approach = float(plan_cfg.pop("approach_weight", 0.5))
-        plan_cfg.pop("name", None)
-        env_kwargs = {"image_size": cfg.task.image_size, "visuals": str(cfg.task.visuals)}
-        cem = CEMConfig(**plan_cfg)
-        split = str(cfg.get("eval_split", "dev"))
         seen = trained_seeds([demos, play])
 
         def run_rung(planner) -> Any:
@@ -374,7 +409,8 @@ def run_plan(cfg: DictConfig) -> dict[str, Any]:
         "ci_low": round(result.ci[0], 4), "ci_high": round(result.ci[1], 4),
         "goal_expert_success": round(sum(planner.goal_success.values()) / max(len(planner.goal_success), 1), 4),
         "mean_length": round(result.mean_length, 2), "ms_per_action": round(planner.ms_per_action, 2),
-        "ms_per_plan": round(planner.ms_per_plan, 2), "cost": cost_kind, "horizon": plan_cfg["horizon"], "action_repeat": repeat, "samples": plan_cfg["samples"],
+        "ms_per_plan": round(planner.ms_per_plan, 2), "cost": cost_kind, "horizon": plan_cfg["horizon"],
+        "action_repeat": repeat, "samples": plan_cfg["samples"],
         "iterations": plan_cfg["iterations"], "eval_split": split,
         "h1_mse": round(h1.get("mse", math.nan), 4), "h1_copy_mse": round(h1.get("copy_mse", math.nan), 4),
         "h15_mse": round(errors[-1]["mse"], 4) if errors else math.nan,
