@@ -62,14 +62,14 @@ def cost_monotonicity(costs: Mapping[str, np.ndarray], lengths: list[int]) -> li
 
 @torch.no_grad()
 def one_step_errors(model: LatentDynamics, data: Transitions, batch: int = 4096) -> torch.Tensor:
-    """‖T(z_t, a_t) − z_{t+1}‖ for every held-out frame with a next frame in its episode, ``(M,)``."""
+    """‖T(z_t, a_t) − z_{t+1}‖ (one model step: ``frameskip`` env steps) for every held-out frame with a next
+    step in its episode, ``(M,)``."""
     model.eval()
     starts = data.starts(1)
     out = []
     for i in range(0, len(starts), batch):
-        idx = starts[i: i + batch]
-        pred = model(data.latents[idx], data.actions[idx])
-        out.append((pred - data.latents[idx + 1]).flatten(1).norm(dim=1))
+        z0, actions, target, _ = data.window(starts[i: i + batch], 1)
+        out.append((model(z0, actions[:, 0]) - target[:, 0]).flatten(1).norm(dim=1))
     return torch.cat(out)
 
 
@@ -80,8 +80,9 @@ def lipschitz(model: LatentDynamics, data: Transitions, scale: float = 1e-2, sam
     direction ``u`` of norm ``scale · √dim``; returns the max and the mean of ``‖T(z+u, a) − T(z, a)‖ / ‖u‖``."""
     model.eval()
     g = generator or torch.Generator().manual_seed(0)
-    idx = torch.randint(len(data), (samples,), generator=g)
-    z, a = data.latents[idx], data.actions[idx]
+    starts = data.starts(1)
+    z, a, _, _ = data.window(starts[torch.randint(len(starts), (samples,), generator=g)], 1)
+    a = a[:, 0]
     u = torch.randn(z.shape, generator=g)
     u = u / u.flatten(1).norm(dim=1).view(-1, *[1] * (z.dim() - 1)) * scale * math.sqrt(z[0].numel())
     ratio = (model(z + u, a) - model(z, a)).flatten(1).norm(dim=1) / u.flatten(1).norm(dim=1)

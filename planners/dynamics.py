@@ -22,6 +22,7 @@ class LatentDynamics(nn.Module):
     """Base: ``forward(z (B, *S), a (B, A)) -> z' (B, *S)``; ``config`` rebuilds it (``build_dynamics``)."""
 
     name = "base"
+    frameskip = 1  # env steps per model step (build_dynamics sets it; the action is that many env actions)
 
     def __init__(self) -> None:
         super().__init__()
@@ -95,8 +96,17 @@ class TokenPredictor(LatentDynamics):
 DYNAMICS = {cls.name: cls for cls in (PooledMLP, TokenPredictor)}
 
 
-def build_dynamics(name: str, latent_shape: tuple[int, ...], action_dim: int, **kwargs: Any) -> LatentDynamics:
-    """The transition model ``name`` (``pooled_mlp`` | ``token_transformer``) for latents of ``latent_shape``."""
+def build_dynamics(name: str, latent_shape: tuple[int, ...], action_dim: int, frameskip: int = 1,
+                   **kwargs: Any) -> LatentDynamics:
+    """The transition model ``name`` (``pooled_mlp`` | ``token_transformer``) for latents of ``latent_shape``.
+
+    ``frameskip`` r: one model step spans r env steps; its action is the r env actions concatenated, so the model
+    takes ``action_dim`` = r × the env's action width (the caller passes the product)."""
     if name not in DYNAMICS:
         raise KeyError(f"unknown dynamics model {name!r}; known: {sorted(DYNAMICS)}")
-    return DYNAMICS[name](tuple(latent_shape), action_dim, **kwargs)
+    if int(frameskip) < 1 or action_dim % int(frameskip):
+        raise ValueError(f"frameskip must be >= 1 and divide action_dim ({action_dim}), got {frameskip}")
+    model = DYNAMICS[name](tuple(latent_shape), action_dim, **kwargs)
+    model.frameskip = int(frameskip)
+    model.config["frameskip"] = int(frameskip)
+    return model

@@ -82,9 +82,11 @@ def train_world_model(cfg: DictConfig, spec, encoder, files: list[Path], out: Pa
                     parts[key].append(load_cells(str(path), cache, names, latent))
     train_cells, valid_cells = concat(parts["train"]), concat(parts["valid"])
     latent.fit(train_cells.cells, train_cells.proprio)
-    train, valid = Transitions.from_cells(train_cells, latent), Transitions.from_cells(valid_cells, latent)
+    skip = int(dyn.get("frameskip", 1))
+    train = Transitions.from_cells(train_cells, latent, skip)
+    valid = Transitions.from_cells(valid_cells, latent, skip)
     torch.manual_seed(int(cfg.seed))  # ---- seeding: model init and minibatches
-    model = build_dynamics(dyn["name"], latent.shape, 4, **dyn.get("kwargs", {}))
+    model = build_dynamics(dyn["name"], latent.shape, 4 * skip, frameskip=skip, **dyn.get("kwargs", {}))
     tcfg = DynamicsTrainConfig(**OmegaConf.to_container(cfg.train, resolve=True))
     fit = fit_dynamics(model, train, valid, tcfg, torch.Generator().manual_seed(int(cfg.seed)), progress=cfg.progress)
     errors = horizon_errors(model, valid, int(cfg.diagnostics_horizon))

@@ -70,8 +70,12 @@ def goal_cost(dynamics: LatentDynamics, z: torch.Tensor, goal: torch.Tensor | No
         raise ValueError(f"planner cost must be one of {COSTS}, got {kind!r}")
     b, k, h, a = actions.shape
     start = z[:, None].expand(b, k, *z.shape[1:]).reshape(b * k, *z.shape[1:])
-    steps = actions.reshape(b * k, h, a).repeat_interleave(int(repeat), dim=1)  # (B·K, H·r, A)
-    pred = dynamics.rollout(start, steps)[:, int(repeat) - 1 :: int(repeat)]  # (B·K, H, *S) after each macro-action
+    skip, r = int(getattr(dynamics, "frameskip", 1)), int(repeat)
+    if r % skip:
+        raise ValueError(f"action_repeat {r} must be a multiple of the transition model's frameskip {skip}")
+    # each macro-action is held r env steps = r / skip model steps, each taking the action `skip` times over
+    steps = actions.reshape(b * k, h, a).repeat_interleave(r // skip, dim=1).repeat(1, 1, skip)  # (B·K, H·r/s, s·A)
+    pred = dynamics.rollout(start, steps)[:, r // skip - 1 :: r // skip]  # (B·K, H, *S) after each macro-action
     dist = torch.zeros(b * k, h, device=z.device)
     if "goal" in kind:
         dist = dist + ((pred - goal.repeat_interleave(k, dim=0)[:, None]) ** 2).flatten(2).mean(-1)  # (B·K, H)

@@ -384,3 +384,32 @@ def test_cost_monotonicity_ranks_costs_by_how_they_follow_steps_to_go():
     assert rows["exact"]["spearman_mean"] == 1.0 and rows["exact"]["episodes"] == 2  # the 2-frame episode is skipped
     assert rows["reversed"]["spearman_mean"] == -1.0 and rows["reversed"]["share_positive"] == 0.0
     assert abs(rows["noise"]["spearman_mean"]) < 1.0
+
+
+def test_frameskip_transitions_span_r_env_steps_and_match_repeated_single_steps():
+    # episodes of 7 and 5 frames with latent = frame index and action = 10 * frame index
+    lengths = [7, 5]
+    z = torch.cat([torch.arange(n) for n in lengths]).float()[:, None]
+    a = (10 * z).repeat(1, 4)
+    ends = np.cumsum(lengths) - 1
+    data = Transitions(z, a, torch.from_numpy(np.repeat(ends, lengths)).long(), frameskip=2)
+    assert data.starts(1).tolist() == [0, 1, 2, 3, 4, 7, 8, 9] and data.action_dim == 8
+    z0, actions, target, mask = data.window(torch.tensor([1, 8]), 3)
+    assert z0[:, 0].tolist() == [1, 1] and target[:, :, 0].tolist() == [[3, 5, 6], [3, 4, 4]]
+    assert mask.tolist() == [[True, True, False], [True, False, False]]
+    assert actions.shape == (2, 3, 8) and actions[0, 0, ::4].tolist() == [10, 20] and actions[0, 1, ::4].tolist() == [30, 40]
+
+    class TwoSteps(LatentDynamics):  # exactly two single steps of PointMass per model step
+        frameskip = 2
+
+        def forward(self, z, a):
+            return z + 0.1 * (a[..., :2] + a[..., 4:6])
+
+    from planners.mpc import goal_cost
+
+    z, goal = torch.zeros(2, 2), torch.tensor([[0.3, 0.1], [-0.2, 0.0]])
+    cand = torch.rand(2, 6, 3, 4, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    single = goal_cost(PointMass(), z, goal, cand, running_weight=0.5, repeat=4)
+    torch.testing.assert_close(goal_cost(TwoSteps(), z, goal, cand, running_weight=0.5, repeat=4), single)
+    with pytest.raises(ValueError, match="multiple"):
+        goal_cost(TwoSteps(), z, goal, cand, repeat=3)
