@@ -280,7 +280,7 @@ def plot_monotonicity(series: dict[str, list[dict]], path: Path, title: str) -> 
 RUNGS = {"a": ("simulator", "privileged state"), "b": ("simulator", "latent of rendered frames"),
          "c": ("learned transition model", "latent")}
 LADDER_KEY = ("task", "encoder", "rung", "eval_split", "episodes", "horizon", "action_repeat", "samples", "elites",
-              "iterations", "cost", "approach_weight")
+              "iterations", "cost", "approach_weight", "subgoal_ahead")
 
 
 def ladder_row(cfg: DictConfig, rung: str, encoder: str, result, planner, split: str, repeat: int) -> dict[str, Any]:
@@ -294,6 +294,7 @@ def ladder_row(cfg: DictConfig, rung: str, encoder: str, result, planner, split:
             "elites": int(cfg.planner.elites), "iterations": int(cfg.planner.iterations),
             "cost": "privileged" if rung == "a" else str(cfg.planner.cost),
             "approach_weight": float(cfg.planner.approach_weight) if rung == "a" else "",
+            "subgoal_ahead": int(cfg.planner.subgoal_ahead) if rung != "a" else "",
             "ms_per_action": round(planner.ms_per_action, 2),
             "ms_per_plan": round(planner.ms_per_plan, 2), "command": results.command_line()}
 
@@ -307,17 +308,22 @@ def write_ladder(path: Path, rows: list[dict[str, Any]]) -> Path:
                                                          "`robrep plan ladder=true` (rung a is encoder-free: '-')"])
 
 
-def planner_settings(cfg: DictConfig) -> tuple[CEMConfig, float, str, int, float, dict[str, Any], str]:
-    """``(cem, running_weight, cost, action_repeat, approach_weight, env_kwargs, eval_split)`` of a plan config."""
+def planner_settings(cfg: DictConfig) -> tuple[CEMConfig, dict[str, Any], dict[str, Any], str]:
+    """``(cem, planner kwargs, env_kwargs, eval_split)`` of a plan config: the kwargs every MPC planner takes
+    (``running_weight``, ``action_repeat``, ``seed``) plus ``cost``, ``subgoal_ahead`` (latent planners) and
+    ``approach_weight`` (rung a)."""
     plan_cfg = OmegaConf.to_container(cfg.planner, resolve=True)
-    running = float(plan_cfg.pop("running_weight", 0.1))
-    cost_kind = str(plan_cfg.pop("cost", "goal"))
-    repeat = int(plan_cfg.pop("action_repeat", 1))
-    approach = float(plan_cfg.pop("approach_weight", 0.5))
+    kwargs = {"running_weight": float(plan_cfg.pop("running_weight", 0.1)),
+              "action_repeat": int(plan_cfg.pop("action_repeat", 1)), "seed": int(cfg.seed),
+              "cost": str(plan_cfg.pop("cost", "goal")), "subgoal_ahead": int(plan_cfg.pop("subgoal_ahead", 0)),
+              "approach_weight": float(plan_cfg.pop("approach_weight", 0.5))}
     plan_cfg.pop("name", None)
     env_kwargs = {"image_size": cfg.task.image_size, "visuals": str(cfg.task.visuals)}
-    return (CEMConfig(**plan_cfg), running, cost_kind, repeat, approach, env_kwargs,
-            str(cfg.get("eval_split", "dev")))
+    return CEMConfig(**plan_cfg), kwargs, env_kwargs, str(cfg.get("eval_split", "dev"))
+
+
+def _pick(kwargs: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {k: kwargs[k] for k in keys}
 
 
 def run_search_rung(cfg: DictConfig) -> dict[str, Any]:
@@ -325,9 +331,11 @@ def run_search_rung(cfg: DictConfig) -> dict[str, Any]:
     data or world model; for choosing the search's settings on development layouts. Returns its ladder row."""
     from planners.sim_model import SimStatePlanner
 
-    cem, running, _, repeat, approach, env_kwargs, split = planner_settings(cfg)
+    cem, kw, env_kwargs, split = planner_settings(cfg)
+    repeat = kw["action_repeat"]
     with thread_limit(cfg.threads):
-        planner = SimStatePlanner(cem, cfg.task.name, env_kwargs, repeat, running, approach, int(cfg.seed))
+        planner = SimStatePlanner(cem, cfg.task.name, env_kwargs,
+                                  **_pick(kw, "action_repeat", "running_weight", "approach_weight", "seed"))
         try:
             result = evaluate(planner, int(cfg.episodes), seed_start=int(cfg.eval_seed_start),
                               num_envs=int(cfg.num_envs), video_episodes=int(cfg.videos), progress=cfg.progress,
@@ -371,7 +379,9 @@ def run_plan(cfg: DictConfig) -> dict[str, Any]:
             progress, ppayload = load_progress_model(progress_path(model_path), payload["hash"])
             prec = ppayload["record"]
         write_diagnostics(out, label, name, cfg, record, prec)
-        cem, running, cost_kind, repeat, approach, env_kwargs, split = planner_settings(cfg)
+        cem, kw, env_kwargs, split = planner_settings(cfg)
+        repeat, cost_kind = kw["action_repeat"], kw["cost"]
+        latent_kw = _pick(kw, "action_repeat", "running_weight", "seed", "subgoal_ahead")
         plan_cfg = OmegaConf.to_container(cfg.planner, resolve=True)
         seen = trained_seeds([demos, play])
 
@@ -388,16 +398,16 @@ def run_plan(cfg: DictConfig) -> dict[str, Any]:
             from planners.sim_model import SimLatentPlanner, SimStatePlanner
 
             for rung in [str(r) for r in cfg.rungs if str(r) in ("a", "b")]:
-                planner = (SimStatePlanner(cem, cfg.task.name, env_kwargs, repeat, running, approach, int(cfg.seed))
+                planner = (SimStatePlanner(cem, cfg.task.name, env_kwargs,
+                                           **_pick(kw, "action_repeat", "running_weight", "approach_weight", "seed"))
                            if rung == "a" else
-                           SimLatentPlanner(encoder, latent, cem, cfg.task.name, env_kwargs, running,
-                                            bool(cfg.use_language), int(cfg.seed), repeat))
+                           SimLatentPlanner(encoder, latent, cem, cfg.task.name, env_kwargs,
+                                            use_language=bool(cfg.use_language), **latent_kw))
                 res = run_rung(planner)
                 ladder_rows.append(ladder_row(cfg, rung, "-" if rung == "a" else name, res, planner, split, repeat))
                 print(f"rung ({rung}): {res.format()}")
-        planner = LatentPlanner(encoder, latent, dynamics, cem, cfg.task.name, env_kwargs, running_weight=running,
-                                use_language=bool(cfg.use_language), seed=int(cfg.seed), action_repeat=repeat,
-                                progress=progress, cost=cost_kind)
+        planner = LatentPlanner(encoder, latent, dynamics, cem, cfg.task.name, env_kwargs,
+                                use_language=bool(cfg.use_language), progress=progress, cost=cost_kind, **latent_kw)
         result = run_rung(planner)
         if cfg.get("ladder") and "c" in [str(r) for r in cfg.rungs]:
             ladder_rows.append(ladder_row(cfg, "c", name, result, planner, split, repeat))
@@ -411,7 +421,8 @@ def run_plan(cfg: DictConfig) -> dict[str, Any]:
         "ci_low": round(result.ci[0], 4), "ci_high": round(result.ci[1], 4),
         "goal_expert_success": round(sum(planner.goal_success.values()) / max(len(planner.goal_success), 1), 4),
         "mean_length": round(result.mean_length, 2), "ms_per_action": round(planner.ms_per_action, 2),
-        "ms_per_plan": round(planner.ms_per_plan, 2), "cost": cost_kind, "horizon": plan_cfg["horizon"],
+        "ms_per_plan": round(planner.ms_per_plan, 2), "cost": cost_kind, "subgoal_ahead": kw["subgoal_ahead"],
+        "horizon": plan_cfg["horizon"],
         "action_repeat": repeat, "samples": plan_cfg["samples"],
         "iterations": plan_cfg["iterations"], "eval_split": split,
         "h1_mse": round(h1.get("mse", math.nan), 4), "h1_copy_mse": round(h1.get("copy_mse", math.nan), 4),

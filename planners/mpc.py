@@ -34,23 +34,32 @@ from planners.latent import LatentMap
 from robrep.encoders.base import Encoder
 
 
-def goal_observation(env, seed: int, max_steps: int | None = None) -> tuple[dict[str, np.ndarray], bool]:
-    """Reset ``env`` with ``seed``, run the scripted expert until success or the time limit; returns the last
-    observation (``image`` uint8 ``(H, W, 3)``, ``proprio``, …, plus ``instruction``: the episode's, a str) and
-    whether the expert succeeded."""
+def expert_trajectory(env, seed: int, max_steps: int | None = None) -> tuple[list[dict[str, np.ndarray]], bool]:
+    """Reset ``env`` with ``seed`` and run the scripted expert until success or the time limit; returns every
+    observation from the reset on (``image`` uint8 ``(H, W, 3)``, ``proprio``, …, plus ``instruction``: the
+    episode's, a str) and whether the expert succeeded."""
     obs, info = env.reset(seed=int(seed))
     instruction = str(info.get("instruction", ""))
     expert = make_expert(env)
     limit = int(max_steps or getattr(env.spec, "max_episode_steps", None) or 200)
     success = bool(info.get("success", False))
+    frames = [{**obs, "instruction": instruction}]
     for _ in range(limit):
         if success:
             break
         obs, _, terminated, truncated, info = env.step(expert(obs))
+        frames.append({**obs, "instruction": instruction})
         success = bool(info.get("success", False))
         if terminated or truncated:
             break
-    return {**obs, "instruction": instruction}, success
+    return frames, success
+
+
+def goal_observation(env, seed: int, max_steps: int | None = None) -> tuple[dict[str, np.ndarray], bool]:
+    """The last observation of :func:`expert_trajectory` (the goal image of episode ``seed``) and whether the
+    expert succeeded."""
+    frames, success = expert_trajectory(env, seed, max_steps)
+    return frames[-1], success
 
 
 #: What a latent planner descends (``planner.cost``): the distance to the goal image's latent, the learned
@@ -177,7 +186,7 @@ class LatentPlanner(MPCPlanner):
     def __init__(self, encoder: Encoder, latent: LatentMap, dynamics: LatentDynamics | None, cem: CEMConfig, task: str,
                  env_kwargs: Mapping[str, Any] | None = None, running_weight: float = 0.1,
                  use_language: bool = False, seed: int = 0, action_repeat: int = 1,
-                 progress: torch.nn.Module | None = None, cost: str = "goal") -> None:
+                 progress: torch.nn.Module | None = None, cost: str = "goal", subgoal_ahead: int = 0) -> None:
         super().__init__(cem, task, env_kwargs, action_repeat, running_weight, seed, encoder.device)
         if cost not in COSTS or ("progress" in cost and progress is None):
             raise ValueError(f"planner cost must be one of {COSTS} (progress ones need a progress model), got {cost!r}")
@@ -187,6 +196,8 @@ class LatentPlanner(MPCPlanner):
         # language-conditioned encoders read each env's own instruction (obs["instruction"]), as in training
         self.use_language = bool(use_language) and hasattr(encoder, "encode_with_language")
         self.goals: dict[int, torch.Tensor] = {}
+        self.subgoal_ahead = int(subgoal_ahead)
+        self.trajectories: dict[int, torch.Tensor] = {}  # subgoals: env i's expert latents (T, *S)
         self.goal_success: dict[int, bool] = {}
         self._goal_env = None
         self._z: dict[int, torch.Tensor] = {}
@@ -202,12 +213,29 @@ class LatentPlanner(MPCPlanner):
         return self.latent(feats.tokens, torch.as_tensor(np.asarray(proprio), dtype=torch.float32, device=self.device))
 
     def start_episode(self, i: int, seed: int) -> None:
-        """Env ``i`` was reset with ``seed``: encode that episode's goal image."""
+        """Env ``i`` was reset with ``seed``: encode that episode's goal image (with ``subgoal_ahead``, the whole
+        expert trajectory of that seed: its subgoals)."""
         if self._goal_env is None:
             self._goal_env = make_env(self.task, **self.env_kwargs)
-        obs, ok = goal_observation(self._goal_env, seed)
-        self.goals[i] = self.encode(obs["image"][None], obs["proprio"][None], [obs["instruction"]])[0]
+        frames, ok = expert_trajectory(self._goal_env, seed)
+        if self.subgoal_ahead > 0:
+            self.trajectories[i] = self.encode(np.stack([f["image"] for f in frames]),
+                                               np.stack([f["proprio"] for f in frames]),
+                                               [f["instruction"] for f in frames])
+            self.goals[i] = self.trajectories[i][-1]
+        else:
+            last = frames[-1]
+            self.goals[i] = self.encode(last["image"][None], last["proprio"][None], [last["instruction"]])[0]
         self.goal_success[i] = ok
+
+    def current_goal(self, i: int, z: torch.Tensor) -> torch.Tensor:
+        """Env ``i``'s target from latent ``z``: its goal, or (``subgoal_ahead`` k > 0) the expert frame k steps
+        after the expert frame nearest to ``z`` (the goal once that runs past the end)."""
+        if self.subgoal_ahead <= 0:
+            return self.goals[i]
+        traj = self.trajectories[i]
+        nearest = int(((traj - z[None]) ** 2).flatten(1).mean(1).argmin())
+        return traj[min(nearest + self.subgoal_ahead, len(traj) - 1)]
 
     def prepare(self, obs: Mapping[str, np.ndarray], envs: list[int]) -> None:
         """Encode only the envs about to be replanned (one batched encoder call)."""
@@ -219,9 +247,9 @@ class LatentPlanner(MPCPlanner):
         self._z = {i: z[j] for j, i in enumerate(envs)}
 
     def cost(self, envs: list[int], actions: torch.Tensor) -> torch.Tensor:
-        """The MPC hook: :meth:`latent_cost` from the prepared latents of ``envs`` towards their goals."""
-        return self.latent_cost(torch.stack([self._z[i] for i in envs]), torch.stack([self.goals[i] for i in envs]),
-                                actions)
+        """The MPC hook: :meth:`latent_cost` from the prepared latents of ``envs`` towards their (sub)goals."""
+        return self.latent_cost(torch.stack([self._z[i] for i in envs]),
+                                torch.stack([self.current_goal(i, self._z[i]) for i in envs]), actions)
 
     def latent_cost(self, z: torch.Tensor, goal: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """:func:`goal_cost` of ``actions (B, K, H, A)`` from ``z (B, *S)`` towards ``goal (B, *S)`` with this

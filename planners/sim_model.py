@@ -145,9 +145,10 @@ class SimLatentPlanner(LatentPlanner):
     def __init__(self, encoder: Encoder, latent: LatentMap, cem: CEMConfig, task: str,
                  env_kwargs: Mapping[str, Any] | None = None, running_weight: float = 0.1,
                  use_language: bool = False, seed: int = 0, action_repeat: int = 1,
-                 encode_batch: int = 256) -> None:
+                 encode_batch: int = 256, subgoal_ahead: int = 0) -> None:
         super().__init__(encoder, latent, None, cem, task, env_kwargs, running_weight, use_language, seed,
-                         action_repeat)
+                         action_repeat, subgoal_ahead=subgoal_ahead)
+        self._z0: dict[int, torch.Tensor] = {}
         self.env_kwargs = {**self.env_kwargs, "observe_sim_state": True}
         self.sim = SimulatorModel(task, self.env_kwargs, action_repeat)
         self.encode_batch = int(encode_batch)
@@ -162,6 +163,10 @@ class SimLatentPlanner(LatentPlanner):
         self._start = _sim_states(obs, envs)
         texts = obs.get("instruction")
         self._texts = {i: (str(texts[i]) if texts is not None else "") for i in envs}
+        self._z0 = {}
+        if self.subgoal_ahead > 0:  # subgoals are chosen from the current latent
+            z = self.encode(obs["image"][envs], obs["proprio"][envs], [self._texts[i] for i in envs])
+            self._z0 = {i: z[j] for j, i in enumerate(envs)}
 
     def cost(self, envs: list[int], actions: torch.Tensor) -> torch.Tensor:
         macro = actions.cpu().numpy()
@@ -173,7 +178,7 @@ class SimLatentPlanner(LatentPlanner):
             z = torch.cat([self.encode(flat[s:s + self.encode_batch], proprio[s:s + self.encode_batch],
                                        [self._texts[i]] * len(flat[s:s + self.encode_batch]))
                            for s in range(0, len(flat), self.encode_batch)]).reshape(k, h, -1)
-            dist = ((z - self.goals[i].reshape(1, 1, -1)) ** 2).mean(-1)  # (K, H)
+            dist = ((z - self.current_goal(i, self._z0.get(i)).reshape(1, 1, -1)) ** 2).mean(-1)  # (K, H)
             out[j] = dist[:, -1] + self.running_weight * dist.mean(1)
         return out
 

@@ -413,3 +413,13 @@ def test_frameskip_transitions_span_r_env_steps_and_match_repeated_single_steps(
     torch.testing.assert_close(goal_cost(TwoSteps(), z, goal, cand, running_weight=0.5, repeat=4), single)
     with pytest.raises(ValueError, match="multiple"):
         goal_cost(TwoSteps(), z, goal, cand, repeat=3)
+
+
+def test_subgoals_follow_the_expert_trajectory_from_the_nearest_frame():
+    planner = LatentPlanner.__new__(LatentPlanner)
+    planner.subgoal_ahead, planner.goals = 2, {0: torch.tensor([9.0])}
+    planner.trajectories = {0: torch.arange(10.0)[:, None]}  # expert latents 0, 1, ..., 9
+    assert float(planner.current_goal(0, torch.tensor([3.2]))) == 5.0  # nearest frame 3, two steps ahead
+    assert float(planner.current_goal(0, torch.tensor([8.9]))) == 9.0  # past the end: the goal itself
+    planner.subgoal_ahead = 0
+    assert float(planner.current_goal(0, torch.tensor([3.2]))) == 9.0
