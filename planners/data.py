@@ -66,14 +66,22 @@ class Transitions:
     actions: torch.Tensor
     last: torch.Tensor
     frameskip: int = 1
+    history: int = 1  # latents per model input (the start frame and the history-1 before it, frameskip apart)
 
     @staticmethod
-    def from_cells(data: EpisodeCells, latent: LatentMap, frameskip: int = 1) -> "Transitions":
+    def from_cells(data: EpisodeCells, latent: LatentMap, frameskip: int = 1, history: int = 1) -> "Transitions":
         with torch.no_grad():
             z = latent.map_cells(data.cells, data.proprio)
         ends = np.cumsum(data.lengths) - 1
         last = torch.from_numpy(np.repeat(ends, data.lengths)).long()
-        return Transitions(z, data.actions, last, int(frameskip))
+        return Transitions(z, data.actions, last, int(frameskip), int(history))
+
+    @property
+    def first(self) -> torch.Tensor:
+        """Index of each frame's episode's first frame ``(F,)``."""
+        ends = torch.unique_consecutive(self.last)
+        starts = torch.cat([torch.zeros(1, dtype=torch.long), ends[:-1] + 1])
+        return starts.repeat_interleave(ends - starts + 1)
 
     def __len__(self) -> int:
         return len(self.actions)
@@ -88,8 +96,9 @@ class Transitions:
         return torch.nonzero(self.last - torch.arange(len(self)) >= min_steps * self.frameskip).flatten()
 
     def window(self, idx: torch.Tensor, horizon: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Start frames ``idx (B,)`` → ``z0 (B, *S)``, actions ``(B, H, frameskip · A)``, targets ``(B, H, *S)``
-        (the latents after each model step), ``mask (B, H)`` (the target lies inside the episode)."""
+        """Start frames ``idx (B,)`` → ``z0 (B, *S)`` (with history k: ``(B, k, *S)``, frames ``idx − (k−1) r …
+        idx``, the episode's first frame repeated before its start), actions ``(B, H, frameskip · A)``, targets
+        ``(B, H, *S)`` (the latents after each model step), ``mask (B, H)`` (the target lies inside the episode)."""
         r = self.frameskip
         last = self.last[idx][:, None]
         env_steps = torch.arange(horizon * r)
@@ -98,7 +107,12 @@ class Transitions:
         tgt = idx[:, None] + (torch.arange(horizon) + 1) * r
         mask = tgt <= last
         tgt = torch.minimum(tgt, last)
-        return self.latents[idx], actions, self.latents[tgt], mask
+        if self.history > 1:
+            back = idx[:, None] - (torch.arange(self.history - 1, -1, -1) * r)  # (B, k), oldest first
+            z0 = self.latents[torch.maximum(back, self.first[idx][:, None])]
+        else:
+            z0 = self.latents[idx]
+        return z0, actions, self.latents[tgt], mask
 
 
 @dataclass

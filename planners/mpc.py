@@ -200,7 +200,13 @@ class LatentPlanner(MPCPlanner):
         self.trajectories: dict[int, torch.Tensor] = {}  # subgoals: env i's expert latents (T, *S)
         self.goal_success: dict[int, bool] = {}
         self._goal_env = None
-        self._z: dict[int, torch.Tensor] = {}
+        self._z: dict[int, torch.Tensor] = {}    # per env: the model input (with history: (k, *S))
+        self._now: dict[int, torch.Tensor] = {}  # per env: its newest latent
+        self._hist: dict[int, list[torch.Tensor]] = {}
+        hist, skip = int(getattr(self.dynamics, "history", 1)), int(getattr(self.dynamics, "frameskip", 1))
+        if hist > 1 and self.action_repeat != skip:
+            raise ValueError(f"a transition model with history {hist} reads latents {skip} env steps apart: plan with "
+                             f"action_repeat {skip} (got {self.action_repeat}) so each replanning adds one")
 
     # ------------------------------------------------------------------ latents
     @torch.no_grad()
@@ -244,12 +250,29 @@ class LatentPlanner(MPCPlanner):
             raise RuntimeError(f"no goal for env(s) {missing}: start_episode(i, seed) must run after each reset")
         texts = obs.get("instruction")
         z = self.encode(obs["image"][envs], obs["proprio"][envs], None if texts is None else [texts[i] for i in envs])
-        self._z = {i: z[j] for j, i in enumerate(envs)}
+        hist = int(getattr(self.dynamics, "history", 1))
+        for j, i in enumerate(envs):
+            self._now[i] = z[j]
+            if hist > 1:  # the latents of this env's last `hist` replannings (one model step apart), oldest first
+                h = self._hist.setdefault(i, [])
+                h.append(z[j])
+                del h[:-hist]
+                self._z[i] = torch.stack([h[0]] * (hist - len(h)) + h)
+            else:
+                self._z[i] = z[j]
+
+    def reset(self, num_envs: int = 1) -> None:
+        super().reset(num_envs)
+        self._hist.clear()
+
+    def reset_env(self, i: int) -> None:
+        super().reset_env(i)
+        self._hist.pop(i, None)
 
     def cost(self, envs: list[int], actions: torch.Tensor) -> torch.Tensor:
         """The MPC hook: :meth:`latent_cost` from the prepared latents of ``envs`` towards their (sub)goals."""
         return self.latent_cost(torch.stack([self._z[i] for i in envs]),
-                                torch.stack([self.current_goal(i, self._z[i]) for i in envs]), actions)
+                                torch.stack([self.current_goal(i, self._now[i]) for i in envs]), actions)
 
     def latent_cost(self, z: torch.Tensor, goal: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """:func:`goal_cost` of ``actions (B, K, H, A)`` from ``z (B, *S)`` towards ``goal (B, *S)`` with this

@@ -335,6 +335,9 @@ def test_robrep_plan_ladder_runs_every_rung_on_the_same_layouts(tmp_path, monkey
     assert (tmp_path / "out/reach_open_loop_vs_bound.png").stat().st_size > 1000
     assert main(args + ["rungs=[c]", "planner.cost=progress"]) == 0  # the learned steps-to-go as the cost
     assert read_csv("out/plan.csv")[0]["cost"] == "progress"
+    # a DINO-WM-style model: one step per held macro-action (frameskip 3) reading the last two latents
+    assert main(args + ["rungs=[c]", "dynamics.frameskip=3", "dynamics.history=2", "model=runs/plan/hist.pt"]) == 0
+    assert read_csv("out/plan.csv")[0]["action_repeat"] == "3"
 
 
 class ScaledLinear(LatentDynamics):
@@ -423,3 +426,32 @@ def test_subgoals_follow_the_expert_trajectory_from_the_nearest_frame():
     assert float(planner.current_goal(0, torch.tensor([8.9]))) == 9.0  # past the end: the goal itself
     planner.subgoal_ahead = 0
     assert float(planner.current_goal(0, torch.tensor([3.2]))) == 9.0
+
+
+def test_history_windows_and_a_second_order_system_needs_them():
+    """z_{t+1} = z_t + 0.9 (z_t − z_{t−1}) + 0.1 a from rest: a model reading two latents learns it, one reading one cannot."""
+    g = torch.Generator().manual_seed(0)
+    z, a, lengths = [], [], [20] * 40
+    for _ in lengths:
+        prev = cur = float(torch.rand(1, generator=g) * 2 - 1)  # at rest: the repeated first frame is exact
+        for _ in range(20):
+            act = float(torch.rand(1, generator=g) * 2 - 1)
+            z.append([cur])
+            a.append([act, 0.0, 0.0, 0.0])
+            prev, cur = cur, cur + 0.9 * (cur - prev) + 0.1 * act
+    z, a = torch.tensor(z), torch.tensor(a)
+    last = torch.from_numpy(np.repeat(np.cumsum(lengths) - 1, lengths)).long()
+    two = Transitions(z, a, last, frameskip=1, history=2)
+    z0, _, target, _ = two.window(torch.tensor([0, 5, 20]), 1)
+    assert z0.shape == (3, 2, 1) and z0[0, :, 0].tolist() == [z[0, 0]] * 2  # the episode's first frame repeated
+    assert z0[1, :, 0].tolist() == [z[4, 0], z[5, 0]] and z0[2, 0, 0] == z[20, 0]  # never the previous episode
+    errs = {}
+    for hist in (1, 2):
+        data = Transitions(z, a, last, frameskip=1, history=hist)
+        torch.manual_seed(0)
+        model = build_dynamics("pooled_mlp", (1,), 4, history=hist, hidden=64, layers=2)
+        fit_dynamics(model, data, data, DynamicsTrainConfig(steps=1500, batch_size=128, lr=3e-3, horizon=3,
+                                                            eval_every=500), torch.Generator().manual_seed(0))
+        errs[hist] = horizon_errors(model, data, 3)[-1]["mse"]
+        assert model.rollout(*data.window(torch.tensor([3]), 3)[:2]).shape == (1, 3, 1)
+    assert errs[2] < 0.2 * errs[1]
