@@ -382,7 +382,8 @@ SIMPLE = [  # one table per CSV: title, what it measures; optional columns, row 
                        for s in sorted({x["source"] for x in rows}))) + "."),
     dict(csv="planner_speed.csv", title="Planner speed (`python -m benchmarks.planner_speed`)",
          what="Milliseconds per planned action (encode + CEM) per encoder and dynamics model, one env or several.",
-         cols=["encoder", "dynamics", "batch", "encode_ms_per_action", "cem_ms_per_action", "ms_per_action"]),
+         cols=["encoder", "dynamics", "batch", "horizon", "action_repeat", "frameskip", "samples", "iterations",
+               "encode_ms_per_plan", "cem_ms_per_plan", "ms_per_plan", "ms_per_action"]),
     dict(csv="camera_framing.csv", title="Camera framing (`python -m benchmarks.camera_framing`)",
          what="How many pixels and patches the block spans per candidate camera and image size, and how often it is "
               "cut or hidden."),

@@ -81,6 +81,7 @@ class TabletopEnv(gym.Env):
         terminate_on_success: bool = True,
         camera: CameraPose | None = None,
         visuals: str = "clean",
+        observe_sim_state: bool = False,
     ) -> None:
         if image_size < 16:
             raise ValueError(f"image_size must be >= 16 pixels, got {image_size}")
@@ -93,6 +94,7 @@ class TabletopEnv(gym.Env):
         self.max_delta = float(max_delta)
         self.terminate_on_success = bool(terminate_on_success)
         self.visuals = check_setting(visuals)
+        self.observe_sim_state = bool(observe_sim_state)
         objects, assets = self.objects_xml()
         extra_assets, extra_objects = scene_xml(self.visuals)
         xml = build_scene_xml(objects=objects + extra_objects, assets=assets + extra_assets, contact=self.contact_xml,
@@ -119,6 +121,9 @@ class TabletopEnv(gym.Env):
         }
         if self.wrist_camera:
             spaces["wrist_image"] = img
+        if self.observe_sim_state:  # for planners that use the simulator as their model (planners/sim_model.py)
+            size = mujoco.mj_stateSize(self.model, STATE_SPEC)
+            spaces["sim_state"] = gym.spaces.Box(-np.inf, np.inf, (size,), np.float64)
         self.observation_space = gym.spaces.Dict(spaces)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
         self.episode_meta: dict[str, Any] = {}
@@ -221,21 +226,26 @@ class TabletopEnv(gym.Env):
         return getattr(self, "instruction_template", "")
 
     def step(self, action):
+        self.advance(action)
+        self._success = self.is_success()
+        obs = self._obs()
+        terminated = bool(self._success and self.terminate_on_success)
+        return obs, float(self._success), terminated, False, self._info()
+
+    def advance(self, action: np.ndarray) -> None:
+        """One control step of ``action`` (4,) in [-1, 1] (TCP displacement in units of ``max_delta`` m per axis,
+        gripper: -1 open ... 1 closed) without observing: the physics of :meth:`step`, for planners that roll
+        candidate actions out in a private copy of the env (no rendering, no success bookkeeping)."""
         a = np.clip(np.asarray(action, dtype=np.float64).reshape(4), -1.0, 1.0)
         target = self.tcp + a[:3] * self.max_delta
         target[:2] = np.clip(target[:2], -WORKSPACE_XY, WORKSPACE_XY)
         target[2] = np.clip(target[2], *WORKSPACE_Z)
         self._hold(target, FINGER_TRAVEL * (1.0 - a[3]) / 2.0)
         self._simulate()
-        self._success = self.is_success()
-        obs = self._obs()
-        terminated = bool(self._success and self.terminate_on_success)
-        return obs, float(self._success), terminated, False, self._info()
 
     def _simulate(self) -> None:
         """Advance one control step; then recompute kinematics so observations match ``qpos``."""
-        for _ in range(self.frame_skip):
-            mujoco.mj_step(self.model, self.data)
+        mujoco.mj_step(self.model, self.data, nstep=self.frame_skip)
         mujoco.mj_forward(self.model, self.data)
 
     def _info(self) -> dict[str, Any]:
@@ -251,17 +261,23 @@ class TabletopEnv(gym.Env):
         self._renderer.update_scene(self.data, camera=camera)
         return self._renderer.render()
 
+    def privileged_state(self) -> np.ndarray:
+        """The privileged state vector laid out by ``state_spec`` (gripper xyz m, opening m, task entries), float32
+        ``(D,)``: ``obs["state"]``, without rendering."""
+        return np.concatenate([self.tcp, [self.finger_opening],
+                               *[np.ravel(x) for x in self.task_state()]]).astype(np.float32)
+
     def _obs(self) -> dict[str, np.ndarray]:
-        tcp = self.tcp
-        opening = self.finger_opening
-        state = np.concatenate([tcp, [opening], *[np.ravel(x) for x in self.task_state()]]).astype(np.float32)
+        state = self.privileged_state()
         obs = {
             "image": self.render_camera("front"),
-            "proprio": np.array([*tcp, opening], dtype=np.float32),
+            "proprio": state[:4].copy(),
             "state": state,
         }
         if self.wrist_camera:
             obs["wrist_image"] = self.render_camera("wrist")
+        if self.observe_sim_state:
+            obs["sim_state"] = self.get_sim_state()
         return obs
 
     def state_dict(self, state: np.ndarray) -> dict[str, np.ndarray]:

@@ -12,7 +12,7 @@ from the previous mean shifted by the executed steps (the tail repeats the last 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
@@ -64,22 +64,27 @@ class CEM:
         """Forget environment ``i``'s warm start (its episode ended)."""
         self.mean[i] = 0.0
 
-    def shift(self, steps: int = 1) -> None:
-        """Warm start after executing ``steps`` actions: drop them, repeat the last planned action at the end."""
+    def shift(self, steps: int = 1, envs: Sequence[int] | None = None) -> None:
+        """Warm start after executing ``steps`` actions (of the environments ``envs``, default all): drop them,
+        repeat the last planned action at the end."""
         if steps <= 0:
             return
         steps = min(steps, self.cfg.horizon)
-        self.mean = torch.cat([self.mean[:, steps:], self.mean[:, -1:].expand(-1, steps, -1)], dim=1)
+        idx = slice(None) if envs is None else torch.as_tensor(list(envs), dtype=torch.long)
+        m = self.mean[idx]
+        self.mean[idx] = torch.cat([m[:, steps:], m[:, -1:].expand(-1, steps, -1)], dim=1)
 
     @torch.no_grad()
-    def plan(self, cost_fn: CostFn) -> torch.Tensor:
-        """Optimise every environment's action sequence; returns the mean plan ``(B, H, A)`` (clipped).
+    def plan(self, cost_fn: CostFn, envs: Sequence[int] | None = None) -> torch.Tensor:
+        """Optimise the action sequences of the environments ``envs`` (default: all ``B``); returns their mean plans
+        ``(b, H, A)`` (clipped), ``b = len(envs)``.
 
-        ``cost_fn`` gets all candidates at once, ``(B, K, H, A)``, and returns ``(B, K)`` costs (lower is better).
+        ``cost_fn`` gets all candidates at once, ``(b, K, H, A)``, and returns ``(b, K)`` costs (lower is better).
         Afterwards the planner holds the plan; call :meth:`shift` after executing its first action(s).
         """
         c = self.cfg
-        mean = self.mean.clone() if c.warm_start else torch.zeros_like(self.mean)
+        rows = slice(None) if envs is None else torch.as_tensor(list(envs), dtype=torch.long)
+        mean = self.mean[rows].clone() if c.warm_start else torch.zeros_like(self.mean[rows])
         std = torch.full_like(mean, c.init_std)
         b, h, a = mean.shape
         for _ in range(c.iterations):
@@ -93,5 +98,5 @@ class CEM:
             elite = candidates.gather(1, idx[:, :, None, None].expand(-1, -1, h, a))  # (B, E, H, A)
             mean = c.momentum * mean + (1 - c.momentum) * elite.mean(dim=1)
             std = (c.momentum * std + (1 - c.momentum) * elite.std(dim=1, unbiased=False)).clamp_min(c.min_std)
-        self.mean = mean.clamp(c.low, c.high)
-        return self.mean.clone()
+        self.mean[rows] = mean.clamp(c.low, c.high)
+        return self.mean[rows].clone()

@@ -56,32 +56,84 @@ def concat(parts: Sequence[EpisodeCells]) -> EpisodeCells:
 
 @dataclass
 class Transitions:
-    """``latents (F, *S)``, ``actions (F, A)`` and ``last (F,)`` = index of each frame's episode's last frame."""
+    """``latents (F, *S)``, ``actions (F, A)`` and ``last (F,)`` = index of each frame's episode's last frame.
+
+    ``frameskip`` r: one model step spans r env steps (DINO-WM's frameskip) — a window's step h goes from frame
+    ``t + h r`` to ``t + (h + 1) r`` under the r actions between them, concatenated to ``(r · A,)``.
+    """
 
     latents: torch.Tensor
     actions: torch.Tensor
     last: torch.Tensor
+    frameskip: int = 1
+    history: int = 1  # latents per model input (the start frame and the history-1 before it, frameskip apart)
 
     @staticmethod
-    def from_cells(data: EpisodeCells, latent: LatentMap) -> "Transitions":
+    def from_cells(data: EpisodeCells, latent: LatentMap, frameskip: int = 1, history: int = 1) -> "Transitions":
         with torch.no_grad():
             z = latent.map_cells(data.cells, data.proprio)
         ends = np.cumsum(data.lengths) - 1
         last = torch.from_numpy(np.repeat(ends, data.lengths)).long()
-        return Transitions(z, data.actions, last)
+        return Transitions(z, data.actions, last, int(frameskip), int(history))
+
+    @property
+    def first(self) -> torch.Tensor:
+        """Index of each frame's episode's first frame ``(F,)``."""
+        ends = torch.unique_consecutive(self.last)
+        starts = torch.cat([torch.zeros(1, dtype=torch.long), ends[:-1] + 1])
+        return starts.repeat_interleave(ends - starts + 1)
 
     def __len__(self) -> int:
         return len(self.actions)
 
+    @property
+    def action_dim(self) -> int:
+        """Width of one model step's action: ``frameskip · A``."""
+        return self.frameskip * self.actions.shape[1]
+
     def starts(self, min_steps: int = 1) -> torch.Tensor:
-        """Frames with at least ``min_steps`` transitions left in their episode."""
-        return torch.nonzero(self.last - torch.arange(len(self)) >= min_steps).flatten()
+        """Frames with at least ``min_steps`` model steps (``min_steps · frameskip`` env steps) left in their episode."""
+        return torch.nonzero(self.last - torch.arange(len(self)) >= min_steps * self.frameskip).flatten()
 
     def window(self, idx: torch.Tensor, horizon: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Start frames ``idx (B,)`` → ``z0 (B, *S)``, ``actions (B, H, A)``, targets ``(B, H, *S)``, ``mask (B, H)``."""
-        steps = torch.arange(horizon)
-        act_idx = torch.minimum(idx[:, None] + steps, self.last[idx][:, None])
-        tgt = idx[:, None] + steps + 1
-        mask = tgt <= self.last[idx][:, None]
-        tgt = torch.minimum(tgt, self.last[idx][:, None])
-        return self.latents[idx], self.actions[act_idx], self.latents[tgt], mask
+        """Start frames ``idx (B,)`` → ``z0 (B, *S)`` (with history k: ``(B, k, *S)``, frames ``idx − (k−1) r …
+        idx``, the episode's first frame repeated before its start), actions ``(B, H, frameskip · A)``, targets
+        ``(B, H, *S)`` (the latents after each model step), ``mask (B, H)`` (the target lies inside the episode)."""
+        r = self.frameskip
+        last = self.last[idx][:, None]
+        env_steps = torch.arange(horizon * r)
+        act_idx = torch.minimum(idx[:, None] + env_steps, last)  # (B, H·r)
+        actions = self.actions[act_idx].reshape(len(idx), horizon, r * self.actions.shape[1])
+        tgt = idx[:, None] + (torch.arange(horizon) + 1) * r
+        mask = tgt <= last
+        tgt = torch.minimum(tgt, last)
+        if self.history > 1:
+            back = idx[:, None] - (torch.arange(self.history - 1, -1, -1) * r)  # (B, k), oldest first
+            z0 = self.latents[torch.maximum(back, self.first[idx][:, None])]
+        else:
+            z0 = self.latents[idx]
+        return z0, actions, self.latents[tgt], mask
+
+
+@dataclass
+class EpisodeTokens:
+    """Episodes laid end to end with their unpooled tokens: ``tokens (F, N, D)``, ``proprio (F, P)``, ``lengths``."""
+
+    tokens: torch.Tensor
+    proprio: torch.Tensor
+    lengths: list[int]
+
+
+def load_tokens(demo_path: str, cache: FeatureCache, names: Sequence[str]) -> EpisodeTokens:
+    """The episodes ``names`` of ``demo_path`` with their cached tokens, unpooled (for few episodes: diagnostics)."""
+    tokens, proprio, lengths = [], [], []
+    with DemoFile(demo_path) as demos:
+        for name in names:
+            ep = demos.episode(name)
+            t = cache.features(name).tokens
+            if len(t) != len(ep["actions"]):
+                raise ValueError(f"{cache.path} has {len(t)} frames of {name}, {demo_path} has {len(ep['actions'])}")
+            tokens.append(t.float())
+            proprio.append(torch.from_numpy(ep["obs"]["proprio"]).float())
+            lengths.append(len(t))
+    return EpisodeTokens(torch.cat(tokens), torch.cat(proprio), lengths)

@@ -19,23 +19,35 @@ from torch import nn
 
 
 class LatentDynamics(nn.Module):
-    """Base: ``forward(z (B, *S), a (B, A)) -> z' (B, *S)``; ``config`` rebuilds it (``build_dynamics``)."""
+    """Base: ``forward(z, a (B, A)) -> z' (B, *S)``; ``config`` rebuilds it (``build_dynamics``).
+
+    ``z`` is the current latent ``(B, *S)``, or with ``history`` k > 1 the last k latents ``(B, k, *S)``, oldest
+    first (DINO-WM's frame history; frames ``frameskip`` env steps apart)."""
 
     name = "base"
+    frameskip = 1  # env steps per model step (build_dynamics sets it; the action is that many env actions)
+    history = 1    # latents the model reads (build_dynamics sets it)
 
     def __init__(self) -> None:
         super().__init__()
         self.config: dict[str, Any] = {}
 
     def rollout(self, z0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """Open loop: ``z0 (B, *S)``, ``actions (B, H, A)`` → predicted ``z_1 … z_H`` as ``(B, H, *S)``."""
+        """Open loop: ``z0`` (``(B, *S)``, or ``(B, k, *S)`` with history k), ``actions (B, H, A)`` → predicted
+        ``z_1 … z_H`` as ``(B, H, *S)``; with history, each prediction joins the window the next step reads."""
         if actions.ndim != 3 or actions.shape[0] != z0.shape[0]:
             raise ValueError(f"actions must be (B={z0.shape[0]}, H, A), got {tuple(actions.shape)}")
         out, z = [], z0
         for h in range(actions.shape[1]):
-            z = self(z, actions[:, h])
-            out.append(z)
+            nxt = self(z, actions[:, h])
+            out.append(nxt)
+            z = torch.cat([z[:, 1:], nxt[:, None]], dim=1) if self.history > 1 else nxt
         return torch.stack(out, dim=1)
+
+    @staticmethod
+    def current(z: torch.Tensor, history: int) -> torch.Tensor:
+        """The newest latent of a model input: ``z[:, -1]`` with history, else ``z``."""
+        return z[:, -1] if history > 1 else z
 
 
 class PooledMLP(LatentDynamics):
@@ -43,13 +55,15 @@ class PooledMLP(LatentDynamics):
 
     name = "pooled_mlp"
 
-    def __init__(self, latent_shape: tuple[int, ...], action_dim: int, hidden: int = 256, layers: int = 2) -> None:
+    def __init__(self, latent_shape: tuple[int, ...], action_dim: int, hidden: int = 256, layers: int = 2,
+                 history: int = 1) -> None:
         super().__init__()
         if len(latent_shape) != 1:
             raise ValueError(f"PooledMLP needs flat latents (L,), got {latent_shape} (use latent kind 'pooled')")
         (dim,) = latent_shape
+        self.history = int(history)
         mods: list[nn.Module] = []
-        width = dim + action_dim
+        width = self.history * dim + action_dim
         for _ in range(layers):
             mods += [nn.Linear(width, hidden), nn.GELU()]
             width = hidden
@@ -58,10 +72,10 @@ class PooledMLP(LatentDynamics):
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)  # starts as the identity: z' = z
         self.config = {"name": self.name, "latent_shape": list(latent_shape), "action_dim": int(action_dim),
-                       "hidden": int(hidden), "layers": int(layers)}
+                       "hidden": int(hidden), "layers": int(layers), "history": self.history}
 
     def forward(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        return z + self.net(torch.cat([z, a.to(z.dtype)], dim=-1))
+        return self.current(z, self.history) + self.net(torch.cat([z.flatten(1), a.to(z.dtype)], dim=-1))
 
 
 class TokenPredictor(LatentDynamics):
@@ -70,14 +84,18 @@ class TokenPredictor(LatentDynamics):
     name = "token_transformer"
 
     def __init__(self, latent_shape: tuple[int, ...], action_dim: int, width: int = 64, depth: int = 2,
-                 heads: int = 4) -> None:
+                 heads: int = 4, history: int = 1) -> None:
         super().__init__()
         if len(latent_shape) != 2:
             raise ValueError(f"TokenPredictor needs token latents (T, d), got {latent_shape} (latent kind 'tokens')")
         tokens, dim = latent_shape
+        self.tokens, self.history = int(tokens), int(history)
         self.inp = nn.Linear(dim, width)
         self.pos = nn.Parameter(torch.zeros(1, tokens, width))
         nn.init.normal_(self.pos, std=0.02)
+        if self.history > 1:  # which frame of the history a token belongs to
+            self.frame = nn.Parameter(torch.zeros(1, self.history, 1, width))
+            nn.init.normal_(self.frame, std=0.02)
         self.act = nn.Linear(action_dim, width)
         self.blocks = nn.Sequential(*[Block(width, heads, mlp_ratio=2.0, qkv_bias=True) for _ in range(depth)])
         self.norm = nn.LayerNorm(width)
@@ -85,18 +103,32 @@ class TokenPredictor(LatentDynamics):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
         self.config = {"name": self.name, "latent_shape": list(latent_shape), "action_dim": int(action_dim),
-                       "width": int(width), "depth": int(depth), "heads": int(heads)}
+                       "width": int(width), "depth": int(depth), "heads": int(heads), "history": self.history}
 
     def forward(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        x = self.inp(z) + self.pos + self.act(a.to(z.dtype))[:, None]
-        return z + self.out(self.norm(self.blocks(x)))
+        frames = z if self.history > 1 else z[:, None]  # (B, k, T, d)
+        x = self.inp(frames) + self.pos[:, None] + self.act(a.to(z.dtype))[:, None, None]
+        if self.history > 1:
+            x = x + self.frame
+        x = self.blocks(x.flatten(1, 2))[:, -self.tokens:]  # every frame's tokens attend; the newest are read out
+        return frames[:, -1] + self.out(self.norm(x))
 
 
 DYNAMICS = {cls.name: cls for cls in (PooledMLP, TokenPredictor)}
 
 
-def build_dynamics(name: str, latent_shape: tuple[int, ...], action_dim: int, **kwargs: Any) -> LatentDynamics:
-    """The transition model ``name`` (``pooled_mlp`` | ``token_transformer``) for latents of ``latent_shape``."""
+def build_dynamics(name: str, latent_shape: tuple[int, ...], action_dim: int, frameskip: int = 1,
+                   **kwargs: Any) -> LatentDynamics:
+    """The transition model ``name`` (``pooled_mlp`` | ``token_transformer``) for latents of ``latent_shape``.
+
+    ``frameskip`` r: one model step spans r env steps; its action is the r env actions concatenated, so the model
+    takes ``action_dim`` = r × the env's action width (the caller passes the product)."""
     if name not in DYNAMICS:
         raise KeyError(f"unknown dynamics model {name!r}; known: {sorted(DYNAMICS)}")
-    return DYNAMICS[name](tuple(latent_shape), action_dim, **kwargs)
+    if int(frameskip) < 1 or action_dim % int(frameskip):
+        raise ValueError(f"frameskip must be >= 1 and divide action_dim ({action_dim}), got {frameskip}")
+    model = DYNAMICS[name](tuple(latent_shape), action_dim, **kwargs)
+    model.frameskip = int(frameskip)
+    model.config.setdefault("history", int(getattr(model, "history", 1)))
+    model.config["frameskip"] = int(frameskip)
+    return model

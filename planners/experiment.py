@@ -18,16 +18,20 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from planners.cem import CEMConfig
-from planners.world_model import load_world_model, save_world_model
-from planners.data import Transitions, concat, load_cells
+from planners.world_model import (load_progress_model, load_world_model, progress_path, save_progress_model,
+                                  save_world_model)
+from planners.data import Transitions, concat, load_cells, load_tokens
+from planners.diagnostics import bound_table, cost_monotonicity, steps_to_go
 from planners.dynamics import build_dynamics
 from planners.latent import LatentMap
 from planners.mpc import LatentPlanner
-from planners.fit import DynamicsTrainConfig, fit_dynamics, horizon_errors
+from planners.fit import DynamicsTrainConfig, ProgressTrainConfig, fit_dynamics, fit_progress, horizon_errors
+from planners.reward import ProgressModel
 from robrep import results
 from robrep.data.demo_file import DemoFile
 from robrep.data.feature_cache import FeatureCache, compute_features
@@ -55,12 +59,15 @@ def ensure_data(cfg: DictConfig) -> tuple[Path, Path]:
 
 
 def train_world_model(cfg: DictConfig, spec, encoder, files: list[Path], out: Path) -> Path:
-    """Features → latent map → transitions → trained transition model + diagnostics, saved to ``out``."""
+    """Features → latent map → transitions → trained transition model + diagnostics, saved to ``out``; then the
+    progress model on the demo file's (``files[0]``) latents and the cost-monotonicity diagnostic on its valid
+    episodes, saved beside it (:func:`planners.world_model.progress_path`)."""
 
     dyn = OmegaConf.to_container(cfg.dynamics, resolve=True)
     latent = LatentMap(**dyn["latent"], feature_dim=encoder.feature_dim, grid_in=encoder.grid_size, proprio_dim=4,
                        use_proprio=bool(cfg.use_proprio))
     parts: dict[str, list] = {"train": [], "valid": []}
+    caches: dict[Path, tuple[Path, dict[str, list[str]]]] = {}
     for path in files:
         with torch.inference_mode():
             cache_file = compute_features(encoder, path, cfg.cache_dir, encoder_name=spec.label,
@@ -68,24 +75,72 @@ def train_world_model(cfg: DictConfig, spec, encoder, files: list[Path], out: Pa
         with DemoFile(path) as f:
             split = {"valid": f.demo_names("valid")}
             split["train"] = [n for n in f.demo_names() if n not in set(split["valid"])]
+        caches[path] = (cache_file, split)
         with FeatureCache(cache_file, encoder) as cache:
             for key, names in split.items():
                 if names:
                     parts[key].append(load_cells(str(path), cache, names, latent))
     train_cells, valid_cells = concat(parts["train"]), concat(parts["valid"])
     latent.fit(train_cells.cells, train_cells.proprio)
-    train, valid = Transitions.from_cells(train_cells, latent), Transitions.from_cells(valid_cells, latent)
+    skip, hist = int(dyn.get("frameskip", 1)), int(dyn.get("history", 1))
+    train = Transitions.from_cells(train_cells, latent, skip, hist)
+    valid = Transitions.from_cells(valid_cells, latent, skip, hist)
     torch.manual_seed(int(cfg.seed))  # ---- seeding: model init and minibatches
-    model = build_dynamics(dyn["name"], latent.shape, 4, **dyn.get("kwargs", {}))
+    model = build_dynamics(dyn["name"], latent.shape, 4 * skip, frameskip=skip, history=hist, **dyn.get("kwargs", {}))
     tcfg = DynamicsTrainConfig(**OmegaConf.to_container(cfg.train, resolve=True))
     fit = fit_dynamics(model, train, valid, tcfg, torch.Generator().manual_seed(int(cfg.seed)), progress=cfg.progress)
     errors = horizon_errors(model, valid, int(cfg.diagnostics_horizon))
-    record = {"fit": fit, "horizon_errors": errors, "train_frames": len(train), "valid_frames": len(valid),
+    bound_rows, estimates = bound_table(model, valid, int(cfg.diagnostics_horizon))
+    record = {"fit": fit, "horizon_errors": errors, "error_bound": {"rows": bound_rows, "estimates": estimates},
+              "train_frames": len(train), "valid_frames": len(valid),
               "train_episodes": len(train_cells.lengths), "valid_episodes": len(valid_cells.lengths),
               "files": [str(f) for f in files], "train_config": OmegaConf.to_container(cfg.train, resolve=True),
               "command": results.command_line()}
     encoder_record = {**spec.to_dict(), "identity": encoder.identity(), "use_language": bool(cfg.use_language)}
-    return save_world_model(latent, model, encoder_record, record, out)
+    save_world_model(latent, model, encoder_record, record, out)
+    wm_hash = load_world_model(out)[2]["hash"]
+
+    # ---- progress model and cost diagnostics: expert demos only (steps-to-go are known there)
+    demo_path = files[0]
+    cache_file, split = caches[demo_path]
+    with FeatureCache(cache_file, encoder) as cache:
+        demo = {k: load_cells(str(demo_path), cache, names, latent) for k, names in split.items() if names}
+        held_out = load_tokens(str(demo_path), cache, split["valid"]) if split["valid"] else None
+    with torch.no_grad():
+        z = {k: latent.map_cells(c.cells, c.proprio) for k, c in demo.items()}
+    togo = {k: torch.from_numpy(steps_to_go(c.lengths)).float() for k, c in demo.items()}
+    progress = ProgressModel(latent.shape, scale=float(cfg.progress_model.scale))
+    pcfg = ProgressTrainConfig(**{k: v for k, v in OmegaConf.to_container(cfg.progress_model, resolve=True).items()
+                                  if k != "scale"})
+    pfit = fit_progress(progress, z["train"], togo["train"], z.get("valid"), togo.get("valid"), pcfg,
+                        torch.Generator().manual_seed(int(cfg.seed)))
+    monotonicity = []
+    if held_out is not None:
+        monotonicity = cost_monotonicity(goal_costs(held_out, latent, progress), held_out.lengths)
+    save_progress_model(progress, wm_hash, {"fit": pfit, "monotonicity": monotonicity,
+                                            "command": results.command_line()}, progress_path(out))
+    return out
+
+
+def goal_costs(ep, latent: LatentMap, progress) -> dict[str, np.ndarray]:
+    """Per frame of held-out expert episodes ``ep`` (:class:`planners.data.EpisodeTokens`), every candidate planning
+    cost towards the episode's last frame: the planner latent's distance (``latent``), the same with standardised
+    proprio added (``latent+proprio``, when the latent lacks it), the unpooled tokens' distance (channels
+    standardised over the held-out frames; ``tokens``, ``tokens+proprio``) and the progress model's steps-to-go."""
+    ends = np.cumsum(ep.lengths) - 1
+    goal_of = torch.from_numpy(np.repeat(ends, ep.lengths)).long()
+    with torch.no_grad():
+        z = latent(ep.tokens, ep.proprio)
+        tok = ep.tokens.float()
+        tok = (tok - tok.mean((0, 1))) / tok.std((0, 1)).clamp_min(1e-6)
+        prop = (ep.proprio - latent.proprio_mean) / latent.proprio_std
+        d_lat = ((z - z[goal_of]) ** 2).flatten(1).mean(1)
+        d_tok = ((tok - tok[goal_of]) ** 2).mean((1, 2))
+        d_prop = ((prop - prop[goal_of]) ** 2).mean(1)
+        out = {"latent": d_lat, "tokens": d_tok, "tokens+proprio": d_tok + d_prop, "progress": progress(z)}
+        if not latent.use_proprio:
+            out["latent+proprio"] = d_lat + d_prop
+    return {k: v.numpy() for k, v in out.items()}
 
 
 def trained_seeds(files: list[Path]) -> list[int]:
@@ -142,9 +197,165 @@ def horizon_table(out: Path, task: str, runs: list[dict[str, str]]) -> tuple[Pat
                                   f"{task}: open-loop latent error vs horizon (held-out episodes)")
 
 
-def run_plan(cfg: DictConfig) -> dict[str, Any]:
-    """The planning experiment of a composed ``configs/plan.yaml``; returns the plan.csv row."""
+def write_diagnostics(out: Path, label: str, name: str, cfg: DictConfig, record: dict, progress_record: dict | None
+                      ) -> None:
+    """Per run ``<label>.bound.csv`` (measured open-loop error vs DESIGN.md's bound) and ``<label>.costs.csv`` (each
+    cost's rank correlation with steps-to-go on held-out expert episodes); across the encoders of ``plan.csv`` +
+    this run, ``<task>_open_loop_vs_bound.csv/png`` and ``<task>_cost_monotonicity.csv/png``."""
+    task = str(cfg.task.name)
+    bound = record.get("error_bound")
+    if bound:
+        est = bound["estimates"]
+        results.write_csv(bound["rows"], out / f"{label}.bound.csv", comments=[
+            record["command"], f"delta (p95 one-step error norm) {est['delta']:.4f}, mean {est['delta_mean']:.4f}; "
+            f"empirical Lipschitz L max {est['L_max']:.4f}, mean {est['L_mean']:.4f}"])
+    if progress_record and progress_record.get("monotonicity"):
+        results.write_csv(progress_record["monotonicity"], out / f"{label}.costs.csv",
+                          comments=[progress_record["command"]])
+    series_bound, series_cost = {}, {}
+    for path in sorted(out.glob(f"{task}_*.bound.csv")):
+        series_bound[path.name[len(task) + 1: -len(".bound.csv")]] = results.read_csv(path)
+    for path in sorted(out.glob(f"{task}_*.costs.csv")):
+        series_cost[path.name[len(task) + 1: -len(".costs.csv")]] = results.read_csv(path)
+    if series_bound:
+        rows = [{"run": run, **r} for run, rs in series_bound.items() for r in rs]
+        results.write_csv(rows, out / f"{task}_open_loop_vs_bound.csv", comments=[f"every <run>.bound.csv of {task} in {out}"])
+        plot_bound(series_bound, out / f"{task}_open_loop_vs_bound.png", f"{task}: open-loop error vs the bound")
+    if series_cost:
+        rows = [{"run": run, **r} for run, rs in series_cost.items() for r in rs]
+        results.write_csv(rows, out / f"{task}_cost_monotonicity.csv",
+                          comments=[f"every <run>.costs.csv of {task} in {out}: Spearman rho of cost vs steps-to-go"])
+        plot_monotonicity(series_cost, out / f"{task}_cost_monotonicity.png",
+                          f"{task}: does each cost fall with the steps to go? (held-out expert episodes)")
 
+
+def plot_bound(series: dict[str, list[dict]], path: Path, title: str) -> Path:
+    """Per run, the mean (solid) and 95th-percentile (dotted) open-loop error norm and the bound (dashed) vs h."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.8, 3.8))
+    for i, (run, rows) in enumerate(series.items()):
+        h = [int(r["h"]) for r in rows]
+        ax.plot(h, [float(r["error_mean"]) for r in rows], "o-", color=f"C{i}", markersize=3, label=f"{run}: mean")
+        ax.plot(h, [float(r["error_p95"]) for r in rows], ":", color=f"C{i}", label=f"{run}: p95")
+        ax.plot(h, [float(r["bound"]) for r in rows], "--", color=f"C{i}", alpha=0.6, label=f"{run}: bound")
+    ax.set_yscale("log")
+    ax.set_xlabel("open-loop horizon h (steps)")
+    ax.set_ylabel("latent error norm (standardised units)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6, ncol=2)
+    return results.save_figure(fig, path, suffixes=(".png",), dpi=120)[0]
+
+
+def plot_monotonicity(series: dict[str, list[dict]], path: Path, title: str) -> Path:
+    """Grouped bars: per run and cost, the mean Spearman rho with steps-to-go (± its standard error)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    costs = list(dict.fromkeys(r["cost"] for rows in series.values() for r in rows))
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    width = 0.8 / max(len(costs), 1)
+    for j, cost in enumerate(costs):
+        vals = [next((r for r in rows if r["cost"] == cost), None) for rows in series.values()]
+        xs = [i + (j - (len(costs) - 1) / 2) * width for i in range(len(series))]
+        ax.bar(xs, [float(v["spearman_mean"]) if v else 0.0 for v in vals], width,
+               yerr=[float(v["spearman_se"]) if v and v["spearman_se"] not in ("", "nan") else 0.0 for v in vals],
+               label=cost, color=f"C{j}")
+    ax.set_xticks(range(len(series)), list(series), rotation=20, fontsize=7)
+    ax.axhline(0, color="k", linewidth=0.6)
+    ax.set_ylim(-1, 1)
+    ax.set_ylabel("Spearman ρ(cost, steps to go)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, ncol=3)
+    return results.save_figure(fig, path, suffixes=(".png",), dpi=120)[0]
+
+
+#: The planning ladder's rungs: what plans (model) and what scores (cost).
+RUNGS = {"a": ("simulator", "privileged state"), "b": ("simulator", "latent of rendered frames"),
+         "c": ("learned transition model", "latent")}
+LADDER_KEY = ("task", "encoder", "rung", "eval_split", "episodes", "horizon", "action_repeat", "samples", "elites",
+              "iterations", "cost", "approach_weight", "subgoal_ahead")
+
+
+def ladder_row(cfg: DictConfig, rung: str, encoder: str, result, planner, split: str, repeat: int) -> dict[str, Any]:
+    """One row of ``ladder.csv``: a rung's success (Wilson 95 %) on the shared layouts and its planning cost."""
+    model, cost = RUNGS[rung]
+    return {"task": cfg.task.name, "encoder": encoder, "rung": rung, "model": model, "scored_by": cost,
+            "eval_split": split, "episodes": result.episodes, "successes": result.successes,
+            "success_rate": round(result.success_rate, 4), "ci_low": round(result.ci[0], 4),
+            "ci_high": round(result.ci[1], 4), "mean_length": round(result.mean_length, 2),
+            "horizon": int(cfg.planner.horizon), "action_repeat": repeat, "samples": int(cfg.planner.samples),
+            "elites": int(cfg.planner.elites), "iterations": int(cfg.planner.iterations),
+            "cost": "privileged" if rung == "a" else str(cfg.planner.cost),
+            "approach_weight": float(cfg.planner.approach_weight) if rung == "a" else "",
+            "subgoal_ahead": int(cfg.planner.subgoal_ahead) if rung != "a" else "",
+            "ms_per_action": round(planner.ms_per_action, 2),
+            "ms_per_plan": round(planner.ms_per_plan, 2), "command": results.command_line()}
+
+
+def write_ladder(path: Path, rows: list[dict[str, Any]]) -> Path:
+    """Add ``rows`` to the ladder table at ``path``, replacing rows with the same :data:`LADDER_KEY`."""
+    keys = {tuple(str(r[k]) for k in LADDER_KEY) for r in rows}
+    old = [r for r in (results.read_csv(path) if path.exists() else [])
+           if tuple(str(r.get(k, "")) for k in LADDER_KEY) not in keys]
+    return results.write_csv(old + rows, path, comments=["one row per (task, encoder, rung, planner settings): "
+                                                         "`robrep plan ladder=true` (rung a is encoder-free: '-')"])
+
+
+def planner_settings(cfg: DictConfig) -> tuple[CEMConfig, dict[str, Any], dict[str, Any], str]:
+    """``(cem, planner kwargs, env_kwargs, eval_split)`` of a plan config: the kwargs every MPC planner takes
+    (``running_weight``, ``action_repeat``, ``seed``) plus ``cost``, ``subgoal_ahead`` (latent planners) and
+    ``approach_weight`` (rung a)."""
+    plan_cfg = OmegaConf.to_container(cfg.planner, resolve=True)
+    kwargs = {"running_weight": float(plan_cfg.pop("running_weight", 0.1)),
+              "action_repeat": int(plan_cfg.pop("action_repeat", 1)), "seed": int(cfg.seed),
+              "cost": str(plan_cfg.pop("cost", "goal")), "subgoal_ahead": int(plan_cfg.pop("subgoal_ahead", 0)),
+              "approach_weight": float(plan_cfg.pop("approach_weight", 0.5))}
+    plan_cfg.pop("name", None)
+    env_kwargs = {"image_size": cfg.task.image_size, "visuals": str(cfg.task.visuals)}
+    return CEMConfig(**plan_cfg), kwargs, env_kwargs, str(cfg.get("eval_split", "dev"))
+
+
+def _pick(kwargs: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {k: kwargs[k] for k in keys}
+
+
+def run_search_rung(cfg: DictConfig) -> dict[str, Any]:
+    """Rung (a) alone (``ladder=true rungs=[a]``): the simulator as the model, the privileged cost — no encoder,
+    data or world model; for choosing the search's settings on development layouts. Returns its ladder row."""
+    from planners.sim_model import SimStatePlanner
+
+    cem, kw, env_kwargs, split = planner_settings(cfg)
+    repeat = kw["action_repeat"]
+    with thread_limit(cfg.threads):
+        planner = SimStatePlanner(cem, cfg.task.name, env_kwargs,
+                                  **_pick(kw, "action_repeat", "running_weight", "approach_weight", "seed"))
+        try:
+            result = evaluate(planner, int(cfg.episodes), seed_start=int(cfg.eval_seed_start),
+                              num_envs=int(cfg.num_envs), video_episodes=int(cfg.videos), progress=cfg.progress,
+                              demo_seeds=[], split=split)
+        finally:
+            planner.close()
+    row = ladder_row(cfg, "a", "-", result, planner, split, repeat)
+    write_ladder(Path(cfg.out_dir) / "ladder.csv", [row])
+    if cfg.videos:
+        result.write_videos(Path(cfg.out_dir) / "videos" / f"{cfg.task.name}_rung_a.mp4")
+    print(f"rung (a): {result.format()}; {planner.ms_per_plan:.0f} ms per replanning call")
+    return row
+
+
+def run_plan(cfg: DictConfig) -> dict[str, Any]:
+    """The planning experiment of a composed ``configs/plan.yaml``; returns the plan.csv row (or, for
+    ``ladder=true rungs=[a]``, rung (a)'s ladder row: :func:`run_search_rung`)."""
+
+    if cfg.get("ladder") and {str(r) for r in cfg.rungs} == {"a"}:
+        return run_search_rung(cfg)
     t0 = time.perf_counter()
     with thread_limit(cfg.threads):
         spec = EncoderSpec.from_cfg(cfg, precision=resolve_precision(cfg.encoder_precision, cfg.device))
@@ -163,18 +374,43 @@ def run_plan(cfg: DictConfig) -> dict[str, Any]:
         results.write_csv(errors, out / f"{label}_horizon.csv", comments=[record["command"]])
         plot_horizon({name: errors}, out / f"{label}_horizon.png",
                      f"{cfg.task.name} / {name} / {cfg.dynamics.name}: open-loop error (held-out episodes)")
+        progress, prec = None, None
+        if progress_path(model_path).exists():
+            progress, ppayload = load_progress_model(progress_path(model_path), payload["hash"])
+            prec = ppayload["record"]
+        write_diagnostics(out, label, name, cfg, record, prec)
+        cem, kw, env_kwargs, split = planner_settings(cfg)
+        repeat, cost_kind = kw["action_repeat"], kw["cost"]
+        latent_kw = _pick(kw, "action_repeat", "running_weight", "seed", "subgoal_ahead")
         plan_cfg = OmegaConf.to_container(cfg.planner, resolve=True)
-        running = float(plan_cfg.pop("running_weight", 0.1))
-        plan_cfg.pop("name", None)
-        planner = LatentPlanner(encoder, latent, dynamics, CEMConfig(**plan_cfg), cfg.task.name,
-                                {"image_size": cfg.task.image_size, "visuals": str(cfg.task.visuals)},
-                                running_weight=running, use_language=bool(cfg.use_language), seed=int(cfg.seed))
-        try:
-            result = evaluate(planner, int(cfg.episodes), seed_start=int(cfg.eval_seed_start),
-                              num_envs=int(cfg.num_envs), video_episodes=int(cfg.videos), progress=cfg.progress,
-                              demo_seeds=trained_seeds([demos, play]))
-        finally:
-            planner.close()
+        seen = trained_seeds([demos, play])
+
+        def run_rung(planner) -> Any:
+            try:
+                return evaluate(planner, int(cfg.episodes), seed_start=int(cfg.eval_seed_start),
+                                num_envs=int(cfg.num_envs), video_episodes=int(cfg.videos), progress=cfg.progress,
+                                demo_seeds=seen, split=split)
+            finally:
+                planner.close()
+
+        ladder_rows = []
+        if cfg.get("ladder"):
+            from planners.sim_model import SimLatentPlanner, SimStatePlanner
+
+            for rung in [str(r) for r in cfg.rungs if str(r) in ("a", "b")]:
+                planner = (SimStatePlanner(cem, cfg.task.name, env_kwargs,
+                                           **_pick(kw, "action_repeat", "running_weight", "approach_weight", "seed"))
+                           if rung == "a" else
+                           SimLatentPlanner(encoder, latent, cem, cfg.task.name, env_kwargs,
+                                            use_language=bool(cfg.use_language), **latent_kw))
+                res = run_rung(planner)
+                ladder_rows.append(ladder_row(cfg, rung, "-" if rung == "a" else name, res, planner, split, repeat))
+                print(f"rung ({rung}): {res.format()}")
+        planner = LatentPlanner(encoder, latent, dynamics, cem, cfg.task.name, env_kwargs,
+                                use_language=bool(cfg.use_language), progress=progress, cost=cost_kind, **latent_kw)
+        result = run_rung(planner)
+        if cfg.get("ladder") and "c" in [str(r) for r in cfg.rungs]:
+            ladder_rows.append(ladder_row(cfg, "c", name, result, planner, split, repeat))
     if cfg.videos:
         result.write_videos(out / "videos" / f"{label}.mp4")
     h1 = errors[0] if errors else {}
@@ -185,7 +421,10 @@ def run_plan(cfg: DictConfig) -> dict[str, Any]:
         "ci_low": round(result.ci[0], 4), "ci_high": round(result.ci[1], 4),
         "goal_expert_success": round(sum(planner.goal_success.values()) / max(len(planner.goal_success), 1), 4),
         "mean_length": round(result.mean_length, 2), "ms_per_action": round(planner.ms_per_action, 2),
-        "horizon": plan_cfg["horizon"], "samples": plan_cfg["samples"], "iterations": plan_cfg["iterations"],
+        "ms_per_plan": round(planner.ms_per_plan, 2), "cost": cost_kind, "subgoal_ahead": kw["subgoal_ahead"],
+        "horizon": plan_cfg["horizon"],
+        "action_repeat": repeat, "samples": plan_cfg["samples"],
+        "iterations": plan_cfg["iterations"], "eval_split": split,
         "h1_mse": round(h1.get("mse", math.nan), 4), "h1_copy_mse": round(h1.get("copy_mse", math.nan), 4),
         "h15_mse": round(errors[-1]["mse"], 4) if errors else math.nan,
         "train_seconds": round(record["fit"]["seconds"], 1), "eval_seconds": round(result.wall_s, 1),
@@ -198,6 +437,8 @@ def run_plan(cfg: DictConfig) -> dict[str, Any]:
             if (r["task"], r["encoder"], r["dynamics"]) != (row["task"], row["encoder"], row["dynamics"])]
     results.write_csv(rows + [row], table, comments=["one row per `robrep plan task=<t> encoder=<e> dynamics=<d>` (the latest run)"])
     horizon_table(out, str(cfg.task.name), results.read_csv(table))
+    if ladder_rows:
+        write_ladder(out / "ladder.csv", ladder_rows)
     print(f"{result.format()}\nplanning: {planner.ms_per_action:.1f} ms per action (encode + CEM, {result.num_envs} envs "
           f"batched); open-loop latent MSE h=1 {row['h1_mse']} (copy {row['h1_copy_mse']}), h={len(errors)} "
           f"{row['h15_mse']}\nwrote {out / f'{label}.json'}, {table} ({(time.perf_counter() - t0) / 60:.1f} min)")

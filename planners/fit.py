@@ -99,10 +99,49 @@ def horizon_errors(model: LatentDynamics, data: Transitions, max_horizon: int = 
         z0, actions, target, mask = data.window(starts[i: i + batch], max_horizon)
         pred = model.rollout(z0, actions)
         err = ((pred - target) ** 2).flatten(2).mean(-1)  # (B, H)
-        still = ((z0[:, None] - target) ** 2).flatten(2).mean(-1)
+        still = ((LatentDynamics.current(z0, data.history)[:, None] - target) ** 2).flatten(2).mean(-1)
         sums += (err * mask).sum(0).double()
         copy_sums += (still * mask).sum(0).double()
         counts += mask.sum(0).double()
     return [{"h": h + 1, "windows": int(counts[h]),
              "mse": float(sums[h] / counts[h]) if counts[h] else float("nan"),
              "copy_mse": float(copy_sums[h] / counts[h]) if counts[h] else float("nan")} for h in range(max_horizon)]
+
+
+@dataclass
+class ProgressTrainConfig:
+    """``progress:`` in ``configs/plan.yaml``: the learned steps-to-go model (:class:`planners.reward.ProgressModel`)."""
+    steps: int = 2000
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    eval_every: int = 200
+
+
+def fit_progress(model, train_z: torch.Tensor, train_togo: torch.Tensor, valid_z: torch.Tensor | None,
+                 valid_togo: torch.Tensor | None, cfg: ProgressTrainConfig, generator: torch.Generator) -> dict:
+    """Train a :class:`planners.reward.ProgressModel` in place on latents ``(F, *S)`` and their steps-to-go ``(F,)``
+    (MSE in units of ``model.scale``), keeping the weights of the lowest valid MSE; returns the history."""
+    start = time.perf_counter()
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    target, best, best_state, best_step, history = train_togo / model.scale, math.inf, None, 0, []
+    for step in range(1, cfg.steps + 1):
+        model.train()
+        idx = torch.randint(len(train_z), (cfg.batch_size,), generator=generator)
+        loss = ((model.normalised(train_z[idx]) - target[idx]) ** 2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % cfg.eval_every and step != cfg.steps:
+            continue
+        model.eval()
+        with torch.no_grad():
+            vz, vt = (valid_z, valid_togo) if valid_z is not None and len(valid_z) else (train_z, train_togo)
+            valid = float(((model(vz) - vt) ** 2).mean().sqrt())  # RMSE in env steps
+        history.append({"step": step, "train_loss": float(loss.detach()), "valid_rmse_steps": valid})
+        if valid < best:
+            best, best_state, best_step = valid, copy.deepcopy(model.state_dict()), step
+    model.load_state_dict(best_state)
+    model.eval()
+    return {"history": history, "best_step": best_step, "best_valid_rmse_steps": best,
+            "seconds": time.perf_counter() - start}

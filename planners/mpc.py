@@ -1,13 +1,19 @@
-"""Goal-reaching by imagination: encode the observation, plan with CEM through the latent transition model,
-execute the first action, replan (model-predictive control).
+"""Model-predictive control by CEM: plan ``H`` macro-actions, execute the first, replan.
 
-:class:`LatentPlanner` implements the evaluation-policy interface of :func:`robrep.eval.rollouts.evaluate`
-(``act`` on a batch of observations, ``start_episode(i, seed)`` to fetch env i's goal), so planning is
-scored on the same evaluation seeds, with the same Wilson intervals and videos, as a BC policy. The goal of
-episode ``seed`` is an image: the task's scripted expert is run from that seed in a separate env until it
-succeeds (:func:`goal_observation`) and its final observation is encoded once per episode.
+:class:`MPCPlanner` is the shared loop: each planned macro-action is held for ``action_repeat`` env steps
+(frameskip), so a plan covers ``H · action_repeat`` env steps and an env is replanned once per macro-action
+(only the envs whose macro-action is used up, or that were reset). It implements the evaluation-policy
+interface of :func:`robrep.eval.rollouts.evaluate` (``act`` on a batch of observations,
+``start_episode(i, seed)`` after env i's reset), so planning is scored on the same evaluation seeds, with the
+same Wilson intervals and videos, as a BC policy. A subclass says what it plans with:
 
-Cost of a candidate (lower is better), latents standardised by the :class:`~planners.latent.LatentMap`::
+* :class:`LatentPlanner` — imagination: the frozen encoder's latent of the observation, the learned transition
+  model, the goal latent of the expert's final frame (:func:`goal_observation`); the ladder's rung (c);
+* :class:`planners.sim_model.SimStatePlanner` / :class:`~planners.sim_model.SimLatentPlanner` — the simulator
+  as the model, with the privileged state or the encoder latent of rendered frames as the cost: rungs (a), (b).
+
+Latent cost of a candidate (lower is better), latents standardised by the :class:`~planners.latent.LatentMap`,
+``ẑ_h`` the latent after macro-action ``h``::
 
     cost = ‖ẑ_H − z_goal‖² / |z|  +  running_weight · mean_h ‖ẑ_h − z_goal‖² / |z|
 """
@@ -28,54 +34,179 @@ from planners.latent import LatentMap
 from robrep.encoders.base import Encoder
 
 
-def goal_observation(env, seed: int, max_steps: int | None = None) -> tuple[dict[str, np.ndarray], bool]:
-    """Reset ``env`` with ``seed``, run the scripted expert until success or the time limit; returns the last
-    observation (``image`` uint8 ``(H, W, 3)``, ``proprio``, …, plus ``instruction``: the episode's, a str) and
-    whether the expert succeeded."""
+def expert_trajectory(env, seed: int, max_steps: int | None = None) -> tuple[list[dict[str, np.ndarray]], bool]:
+    """Reset ``env`` with ``seed`` and run the scripted expert until success or the time limit; returns every
+    observation from the reset on (``image`` uint8 ``(H, W, 3)``, ``proprio``, …, plus ``instruction``: the
+    episode's, a str) and whether the expert succeeded."""
     obs, info = env.reset(seed=int(seed))
     instruction = str(info.get("instruction", ""))
     expert = make_expert(env)
     limit = int(max_steps or getattr(env.spec, "max_episode_steps", None) or 200)
     success = bool(info.get("success", False))
+    frames = [{**obs, "instruction": instruction}]
     for _ in range(limit):
         if success:
             break
         obs, _, terminated, truncated, info = env.step(expert(obs))
+        frames.append({**obs, "instruction": instruction})
         success = bool(info.get("success", False))
         if terminated or truncated:
             break
-    return {**obs, "instruction": instruction}, success
+    return frames, success
 
 
-def goal_cost(dynamics: LatentDynamics, z: torch.Tensor, goal: torch.Tensor, actions: torch.Tensor,
-              running_weight: float = 0.1) -> torch.Tensor:
-    """Candidates ``actions (B, K, H, A)`` from latents ``z (B, *S)`` towards ``goal (B, *S)`` → costs ``(B, K)``:
-    every candidate of every env rolled out in one batched call of ``dynamics.rollout``."""
+def goal_observation(env, seed: int, max_steps: int | None = None) -> tuple[dict[str, np.ndarray], bool]:
+    """The last observation of :func:`expert_trajectory` (the goal image of episode ``seed``) and whether the
+    expert succeeded."""
+    frames, success = expert_trajectory(env, seed, max_steps)
+    return frames[-1], success
+
+
+#: What a latent planner descends (``planner.cost``): the distance to the goal image's latent, the learned
+#: steps-to-go (:class:`planners.reward.ProgressModel`, in units of its ``scale``), or their sum.
+COSTS = ("goal", "progress", "goal+progress")
+
+
+def goal_cost(dynamics: LatentDynamics, z: torch.Tensor, goal: torch.Tensor | None, actions: torch.Tensor,
+              running_weight: float = 0.1, repeat: int = 1, progress: torch.nn.Module | None = None,
+              kind: str = "goal") -> torch.Tensor:
+    """Candidates ``actions (B, K, H, A)`` (macro-actions, each held ``repeat`` model steps) from latents
+    ``z (B, *S)`` → costs ``(B, K)``: every candidate of every env rolled out in one batched call of
+    ``dynamics.rollout`` over ``H · repeat`` steps and scored after each macro-action by ``kind`` (:data:`COSTS`):
+    the mean squared distance to ``goal (B, *S)`` and/or ``progress``'s normalised steps-to-go; terminal value plus
+    ``running_weight`` times the mean over the horizon."""
+    if kind not in COSTS:
+        raise ValueError(f"planner cost must be one of {COSTS}, got {kind!r}")
     b, k, h, a = actions.shape
     start = z[:, None].expand(b, k, *z.shape[1:]).reshape(b * k, *z.shape[1:])
-    pred = dynamics.rollout(start, actions.reshape(b * k, h, a))  # (B·K, H, *S)
-    dist = ((pred - goal.repeat_interleave(k, dim=0)[:, None]) ** 2).flatten(2).mean(-1)  # (B·K, H)
+    skip, r = int(getattr(dynamics, "frameskip", 1)), int(repeat)
+    if r % skip:
+        raise ValueError(f"action_repeat {r} must be a multiple of the transition model's frameskip {skip}")
+    # each macro-action is held r env steps = r / skip model steps, each taking the action `skip` times over
+    steps = actions.reshape(b * k, h, a).repeat_interleave(r // skip, dim=1).repeat(1, 1, skip)  # (B·K, H·r/s, s·A)
+    pred = dynamics.rollout(start, steps)[:, r // skip - 1 :: r // skip]  # (B·K, H, *S) after each macro-action
+    dist = torch.zeros(b * k, h, device=z.device)
+    if "goal" in kind:
+        dist = dist + ((pred - goal.repeat_interleave(k, dim=0)[:, None]) ** 2).flatten(2).mean(-1)  # (B·K, H)
+    if "progress" in kind:
+        if progress is None:
+            raise ValueError("planner cost 'progress' needs a progress model (trained with the world model)")
+        dist = dist + progress.normalised(pred.flatten(0, 1)).reshape(b * k, h)
     return (dist[:, -1] + running_weight * dist.mean(1)).reshape(b, k)
 
 
-class LatentPlanner:
-    """Frozen encoder + :class:`LatentMap` + transition model + :class:`CEM`, acting in ``task``'s envs."""
+def repeat_actions(macro: np.ndarray, repeat: int) -> np.ndarray:
+    """Macro-actions ``(..., H, A)`` → the env actions that execute them ``(..., H · repeat, A)``: each held
+    ``repeat`` consecutive env steps (frameskip)."""
+    return np.repeat(np.asarray(macro), int(repeat), axis=-2)
 
-    def __init__(self, encoder: Encoder, latent: LatentMap, dynamics: LatentDynamics, cem: CEMConfig, task: str,
-                 env_kwargs: Mapping[str, Any] | None = None, running_weight: float = 0.1,
-                 use_language: bool = False, seed: int = 0) -> None:
-        self.encoder, self.latent, self.dynamics = encoder, latent.eval(), dynamics.eval()
+
+class MPCPlanner:
+    """CEM-MPC over macro-actions for a batch of envs; subclasses define :meth:`prepare` and :meth:`cost`.
+
+    ``act`` replans only the envs whose current macro-action is used up (each is held ``action_repeat`` steps)
+    or that were reset, warm-starting each from its previous plan shifted by one macro-action.
+    """
+
+    def __init__(self, cem: CEMConfig, task: str, env_kwargs: Mapping[str, Any] | None = None,
+                 action_repeat: int = 1, running_weight: float = 0.1, seed: int = 0,
+                 device: str | torch.device = "cpu") -> None:
+        if int(action_repeat) < 1:
+            raise ValueError(f"action_repeat must be >= 1, got {action_repeat}")
         self.task, self.env_kwargs = task, dict(env_kwargs or {})
-        self.cem_cfg, self.running_weight = cem, float(running_weight)
-        self.device = encoder.device
+        self.cem_cfg, self.running_weight, self.action_repeat = cem, float(running_weight), int(action_repeat)
+        self.device = torch.device(device)
         self.generator = torch.Generator(device=self.device).manual_seed(int(seed))
         self.cem = CEM(cem, action_dim=4, batch=1, device=self.device, generator=self.generator)
+        self._action = np.zeros((1, 4), np.float32)  # (E, 4) each env's current macro-action
+        self._left = np.zeros(1, np.int64)           # (E,) env steps it is still held for
+        self.plan_seconds, self.planned_actions, self.plan_calls = 0.0, 0, 0
+
+    # ------------------------------------------------------------------ subclass hooks
+    def prepare(self, obs: Mapping[str, np.ndarray], envs: list[int]) -> None:
+        """Read the planning start of envs ``envs`` from the batched observations ``obs`` (before :meth:`cost`)."""
+        raise NotImplementedError
+
+    def cost(self, envs: list[int], actions: torch.Tensor) -> torch.Tensor:
+        """Costs ``(b, K)`` of candidate macro-action sequences ``actions (b, K, H, A)`` of envs ``envs``."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ evaluation-policy interface
+    def reset(self, num_envs: int = 1) -> None:
+        self.cem.reset(num_envs)
+        self._action = np.zeros((num_envs, 4), np.float32)
+        self._left = np.zeros(num_envs, np.int64)
+
+    def reset_env(self, i: int) -> None:
+        self.cem.reset_env(i)
+        self._left[i] = 0
+
+    def start_episode(self, i: int, seed: int) -> None:
+        """Env ``i`` was reset with ``seed`` (subclasses fetch its goal)."""
+
+    @torch.no_grad()
+    def act(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Observations of every env (leading axis ``E``) → the actions ``(E, 4)`` to execute now."""
+        start = time.perf_counter()
+        b = len(obs["proprio"])
+        if self.cem.batch != b or len(self._left) != b:
+            self.reset(b)
+        envs = [i for i in range(b) if self._left[i] <= 0]
+        if envs:
+            self.prepare(obs, envs)
+            plan = self.cem.plan(lambda actions: self.cost(envs, actions), envs=envs)  # (b', H, A)
+            self.cem.shift(1, envs=envs)
+            self._action[envs] = plan[:, 0].cpu().numpy().astype(np.float32)
+            self._left[envs] = self.action_repeat
+            self.plan_calls += len(envs)
+        self._left -= 1
+        self.plan_seconds += time.perf_counter() - start
+        self.planned_actions += b
+        return self._action.copy()
+
+    @property
+    def ms_per_action(self) -> float:
+        """Wall milliseconds of planning per executed env action (encoding + CEM; env steps excluded), amortised
+        over the ``action_repeat`` actions of each plan."""
+        return 1000.0 * self.plan_seconds / max(self.planned_actions, 1)
+
+    @property
+    def ms_per_plan(self) -> float:
+        """Wall milliseconds per replanning of one env (the latency before its next macro-action)."""
+        return 1000.0 * self.plan_seconds / max(self.plan_calls, 1)
+
+    def close(self) -> None:
+        """Release private envs (subclasses)."""
+
+
+class LatentPlanner(MPCPlanner):
+    """Frozen encoder + :class:`LatentMap` + transition model + :class:`CEM`, acting in ``task``'s envs: the
+    ladder's rung (c), full imagination towards the encoded goal image."""
+
+    def __init__(self, encoder: Encoder, latent: LatentMap, dynamics: LatentDynamics | None, cem: CEMConfig, task: str,
+                 env_kwargs: Mapping[str, Any] | None = None, running_weight: float = 0.1,
+                 use_language: bool = False, seed: int = 0, action_repeat: int = 1,
+                 progress: torch.nn.Module | None = None, cost: str = "goal", subgoal_ahead: int = 0) -> None:
+        super().__init__(cem, task, env_kwargs, action_repeat, running_weight, seed, encoder.device)
+        if cost not in COSTS or ("progress" in cost and progress is None):
+            raise ValueError(f"planner cost must be one of {COSTS} (progress ones need a progress model), got {cost!r}")
+        self.progress, self.cost_kind = (progress.eval() if progress is not None else None), cost
+        self.encoder, self.latent = encoder, latent.eval()
+        self.dynamics = dynamics.eval() if dynamics is not None else None  # None: a subclass models otherwise
         # language-conditioned encoders read each env's own instruction (obs["instruction"]), as in training
         self.use_language = bool(use_language) and hasattr(encoder, "encode_with_language")
         self.goals: dict[int, torch.Tensor] = {}
+        self.subgoal_ahead = int(subgoal_ahead)
+        self.trajectories: dict[int, torch.Tensor] = {}  # subgoals: env i's expert latents (T, *S)
         self.goal_success: dict[int, bool] = {}
         self._goal_env = None
-        self.plan_seconds, self.planned_actions = 0.0, 0
+        self._z: dict[int, torch.Tensor] = {}    # per env: the model input (with history: (k, *S))
+        self._now: dict[int, torch.Tensor] = {}  # per env: its newest latent
+        self._hist: dict[int, list[torch.Tensor]] = {}
+        hist, skip = int(getattr(self.dynamics, "history", 1)), int(getattr(self.dynamics, "frameskip", 1))
+        if hist > 1 and self.action_repeat != skip:
+            raise ValueError(f"a transition model with history {hist} reads latents {skip} env steps apart: plan with "
+                             f"action_repeat {skip} (got {self.action_repeat}) so each replanning adds one")
 
     # ------------------------------------------------------------------ latents
     @torch.no_grad()
@@ -88,46 +219,66 @@ class LatentPlanner:
         return self.latent(feats.tokens, torch.as_tensor(np.asarray(proprio), dtype=torch.float32, device=self.device))
 
     def start_episode(self, i: int, seed: int) -> None:
-        """Env ``i`` was reset with ``seed``: encode that episode's goal image."""
+        """Env ``i`` was reset with ``seed``: encode that episode's goal image (with ``subgoal_ahead``, the whole
+        expert trajectory of that seed: its subgoals)."""
         if self._goal_env is None:
             self._goal_env = make_env(self.task, **self.env_kwargs)
-        obs, ok = goal_observation(self._goal_env, seed)
-        self.goals[i] = self.encode(obs["image"][None], obs["proprio"][None], [obs["instruction"]])[0]
+        frames, ok = expert_trajectory(self._goal_env, seed)
+        if self.subgoal_ahead > 0:
+            self.trajectories[i] = self.encode(np.stack([f["image"] for f in frames]),
+                                               np.stack([f["proprio"] for f in frames]),
+                                               [f["instruction"] for f in frames])
+            self.goals[i] = self.trajectories[i][-1]
+        else:
+            last = frames[-1]
+            self.goals[i] = self.encode(last["image"][None], last["proprio"][None], [last["instruction"]])[0]
         self.goal_success[i] = ok
 
-    # ------------------------------------------------------------------ evaluation-policy interface
-    def reset(self, num_envs: int = 1) -> None:
-        self.cem.reset(num_envs)
+    def current_goal(self, i: int, z: torch.Tensor) -> torch.Tensor:
+        """Env ``i``'s target from latent ``z``: its goal, or (``subgoal_ahead`` k > 0) the expert frame k steps
+        after the expert frame nearest to ``z`` (the goal once that runs past the end)."""
+        if self.subgoal_ahead <= 0:
+            return self.goals[i]
+        traj = self.trajectories[i]
+        nearest = int(((traj - z[None]) ** 2).flatten(1).mean(1).argmin())
+        return traj[min(nearest + self.subgoal_ahead, len(traj) - 1)]
 
-    def reset_env(self, i: int) -> None:
-        self.cem.reset_env(i)
-
-    def cost(self, z: torch.Tensor, goal: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """:func:`goal_cost` with this planner's transition model and running weight."""
-        return goal_cost(self.dynamics, z, goal, actions, self.running_weight)
-
-    @torch.no_grad()
-    def act(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
-        """Observations of every env (``image (B, H, W, 3)``, ``proprio (B, P)``) → first planned actions ``(B, 4)``."""
-        start = time.perf_counter()
-        z = self.encode(obs["image"], obs["proprio"], obs.get("instruction"))
-        b = z.shape[0]
-        if self.cem.batch != b:
-            self.cem.reset(b)
-        missing = [i for i in range(b) if i not in self.goals]
+    def prepare(self, obs: Mapping[str, np.ndarray], envs: list[int]) -> None:
+        """Encode only the envs about to be replanned (one batched encoder call)."""
+        missing = [i for i in envs if i not in self.goals]
         if missing:
             raise RuntimeError(f"no goal for env(s) {missing}: start_episode(i, seed) must run after each reset")
-        goal = torch.stack([self.goals[i] for i in range(b)])
-        plan = self.cem.plan(lambda actions: self.cost(z, goal, actions))
-        self.cem.shift(1)
-        self.plan_seconds += time.perf_counter() - start
-        self.planned_actions += b
-        return plan[:, 0].cpu().numpy().astype(np.float32)
+        texts = obs.get("instruction")
+        z = self.encode(obs["image"][envs], obs["proprio"][envs], None if texts is None else [texts[i] for i in envs])
+        hist = int(getattr(self.dynamics, "history", 1))
+        for j, i in enumerate(envs):
+            self._now[i] = z[j]
+            if hist > 1:  # the latents of this env's last `hist` replannings (one model step apart), oldest first
+                h = self._hist.setdefault(i, [])
+                h.append(z[j])
+                del h[:-hist]
+                self._z[i] = torch.stack([h[0]] * (hist - len(h)) + h)
+            else:
+                self._z[i] = z[j]
 
-    @property
-    def ms_per_action(self) -> float:
-        """Wall milliseconds of encoding + planning per executed action (env steps excluded)."""
-        return 1000.0 * self.plan_seconds / max(self.planned_actions, 1)
+    def reset(self, num_envs: int = 1) -> None:
+        super().reset(num_envs)
+        self._hist.clear()
+
+    def reset_env(self, i: int) -> None:
+        super().reset_env(i)
+        self._hist.pop(i, None)
+
+    def cost(self, envs: list[int], actions: torch.Tensor) -> torch.Tensor:
+        """The MPC hook: :meth:`latent_cost` from the prepared latents of ``envs`` towards their (sub)goals."""
+        return self.latent_cost(torch.stack([self._z[i] for i in envs]),
+                                torch.stack([self.current_goal(i, self._now[i]) for i in envs]), actions)
+
+    def latent_cost(self, z: torch.Tensor, goal: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """:func:`goal_cost` of ``actions (B, K, H, A)`` from ``z (B, *S)`` towards ``goal (B, *S)`` with this
+        planner's transition model, running weight and action repeat → ``(B, K)``."""
+        return goal_cost(self.dynamics, z, goal, actions, self.running_weight, self.action_repeat,
+                         getattr(self, "progress", None), getattr(self, "cost_kind", "goal"))
 
     def close(self) -> None:
         if self._goal_env is not None:

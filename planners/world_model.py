@@ -46,3 +46,37 @@ def load_world_model(path: str | os.PathLike, weights_hash: str | None = None
     dynamics = build_dynamics(cfg.pop("name"), tuple(cfg.pop("latent_shape")), cfg.pop("action_dim"), **cfg)
     dynamics.load_state_dict(payload["dynamics_state"])
     return latent.eval(), dynamics.eval(), payload
+
+
+PROGRESS_FORMAT = "robrep-progress-model/1"
+
+
+def _progress_hash(payload: Mapping[str, Any]) -> str:
+    return content_hash({"config": payload["config"], "world_model": payload["world_model"]}, payload["state"])
+
+
+def progress_path(world_model_path: str | os.PathLike) -> Path:
+    """Where the progress model of a world model lives: beside it, ``<stem>.progress.pt``."""
+    p = Path(world_model_path)
+    return p.with_name(f"{p.stem}.progress.pt")
+
+
+def save_progress_model(model: Any, world_model_hash: str, record: Mapping[str, Any], path: str | os.PathLike) -> Path:
+    """Write a :class:`planners.reward.ProgressModel` bound to the world model (hash) whose latents it reads."""
+    payload = {"format": PROGRESS_FORMAT, "config": dict(model.config), "world_model": str(world_model_hash),
+               "state": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "record": dict(record)}
+    payload["hash"] = _progress_hash(payload)
+    return save_atomic(payload, path)
+
+
+def load_progress_model(path: str | os.PathLike, world_model_hash: str) -> tuple[Any, dict[str, Any]]:
+    """``(progress model, payload)``; refused when it was trained on another world model's latents."""
+    from planners.reward import ProgressModel
+
+    payload = load_checked(path, PROGRESS_FORMAT, _progress_hash, "robrep progress model")
+    if payload["world_model"] != str(world_model_hash):
+        raise ValueError(f"{path} reads the latents of world model {payload['world_model']}, not {world_model_hash}")
+    cfg = dict(payload["config"])
+    model = ProgressModel(tuple(cfg.pop("latent_shape")), **cfg)
+    model.load_state_dict(payload["state"])
+    return model.eval(), payload

@@ -184,11 +184,11 @@ def test_planner_cost_is_one_batched_rollout():
             return super().rollout(z0, actions)
 
     planner = LatentPlanner.__new__(LatentPlanner)  # the cost alone: no encoder or env needed
-    planner.dynamics, planner.running_weight = Counting(), 0.0
+    planner.dynamics, planner.running_weight, planner.action_repeat = Counting(), 0.0, 1
     z, goal = torch.zeros(3, 2), torch.tensor([[0.1, 0.0], [0.0, 0.1], [0.0, 0.0]])
     actions = torch.zeros(3, 5, 2, 4)
     actions[0, 1, :, 0] = 1.0  # env 0, candidate 1 moves +x by 0.1 per step
-    costs = planner.cost(z, goal, actions)
+    costs = planner.latent_cost(z, goal, actions)
     assert costs.shape == (3, 5) and Counting.calls == 1
     assert float(costs[0, 1]) == pytest.approx(((0.2 - 0.1) ** 2) / 2)
     assert float(costs[2].abs().max()) == 0.0
@@ -242,3 +242,216 @@ def test_planner_reads_each_envs_instruction_for_language_encoders():
         planner.encode(images, proprio)
     planner.use_language = False
     torch.testing.assert_close(*planner.encode(images, proprio))  # vision only: the instruction is ignored
+
+
+def test_frameskip_holds_each_macro_action_and_replans_once_per_macro_action():
+    from planners.mpc import MPCPlanner, repeat_actions
+
+    macro = np.array([[[0.1, 0, 0, 0], [0.2, 0, 0, 0]]], np.float32)  # (K=1, H=2, A)
+    steps = repeat_actions(macro, 3)
+    assert steps.shape == (1, 6, 4) and steps[0, :, 0].tolist() == pytest.approx([0.1] * 3 + [0.2] * 3)
+
+    class Scripted(MPCPlanner):  # the cost prefers macro-action (k/10, 0, 0, 0) at replanning call k
+        calls = 0
+
+        def prepare(self, obs, envs):
+            Scripted.calls += 1
+            self.envs = envs
+
+        def cost(self, envs, actions):
+            return (actions[:, :, 0, 0] - 0.1 * Scripted.calls).abs()
+
+    planner = Scripted(CEMConfig(horizon=2, samples=64, elites=4, iterations=3, init_std=0.3), "reach",
+                       action_repeat=3)
+    planner.reset(2)
+    obs = {"proprio": np.zeros((2, 4), np.float32)}
+    acts = np.stack([planner.act(obs) for _ in range(7)])  # (7 steps, 2 envs, 4)
+    assert Scripted.calls == 3  # steps 0, 3 and 6
+    assert np.allclose(acts[0:3, :, 0], acts[0, :, 0]) and np.allclose(acts[3:6, :, 0], acts[3, :, 0])
+    assert np.allclose(acts[0, :, 0], 0.1, atol=0.03) and np.allclose(acts[3, :, 0], 0.2, atol=0.03)
+    planner.reset_env(1)  # env 1 was reset: replanned at the next step, env 0 keeps its macro-action
+    planner.act(obs)
+    assert Scripted.calls == 4 and planner.envs == [1]
+
+
+def test_simulator_model_rollouts_replay_env_step_exactly():
+    from envs.registration import make_env
+    from planners.sim_model import SimulatorModel
+
+    env = make_env("push", image_size=32, observe_sim_state=True)
+    obs, _ = env.reset(seed=1_000_001)
+    model = SimulatorModel("push", {"image_size": 32}, action_repeat=2)
+    model.start(0, 1_000_001)
+    macro = np.random.default_rng(0).uniform(-1, 1, (3, 4, 4)).astype(np.float32)  # (K, H, A)
+    states, frames = model.rollout(0, obs["sim_state"], macro, render=True)
+    assert states.shape == (3, 4, 10) and frames.shape == (3, 4, 32, 32, 3)
+    for k in (0, 2):  # each candidate, stepped in the real env from the same state, gives the same states
+        env.unwrapped.set_sim_state(obs["sim_state"])
+        for h, a in enumerate(macro[k]):
+            for _ in range(2):
+                o, *_ = env.step(a)
+            np.testing.assert_array_equal(o["state"], states[k, h])
+            np.testing.assert_array_equal(o["image"], frames[k, h])
+    env.close()
+    model.close()
+
+
+def test_the_simulator_as_model_rung_reaches_the_goal():
+    """Rung (a) of the planning ladder: CEM through the simulator with the privileged cost reaches reach goals."""
+    from planners.sim_model import SimStatePlanner
+    from robrep.eval.rollouts import evaluate
+
+    planner = SimStatePlanner(CEMConfig(horizon=3, samples=24, elites=4, iterations=2, init_std=0.7), "reach",
+                              {"image_size": 32}, action_repeat=3, seed=0)
+    try:
+        result = evaluate(planner, 2, num_envs=2, progress=False, demo_seeds=[])
+    finally:
+        planner.close()
+    assert result.successes == 2 and result.mean_length < 40  # the expert needs ~6 steps; the time limit is 60
+    assert planner.plan_calls < sum(r.length for r in result.records)  # replanned once per macro-action, not per step
+
+
+def test_robrep_plan_ladder_runs_every_rung_on_the_same_layouts(tmp_path, monkeypatch):
+    from robrep.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    args = ["plan", "task=reach", "task.image_size=32", "weights=null", "encoder.arch.input_size=32",
+            "encoder.arch.depth=1", "num_demos=4", "play_episodes=3", "train.steps=20", "train.eval_every=10",
+            "diagnostics_horizon=3", "episodes=2", "num_envs=2", "planner.samples=16", "planner.elites=4",
+            "planner.iterations=2", "planner.horizon=3", "planner.action_repeat=3", "dynamics.latent.grid=2",
+            "dynamics.latent.dim=8", "progress=false", "out_dir=out", "ladder=true", "eval_split=test"]
+    assert main(args) == 0
+    rows = read_csv("out/ladder.csv")
+    assert [(r["rung"], r["encoder"]) for r in rows] == [("a", "-"), ("b", "mae_random"), ("c", "mae_random")]
+    assert {r["eval_split"] for r in rows} == {"test"} and all(int(r["episodes"]) == 2 for r in rows)
+    assert all(float(r["ms_per_plan"]) >= float(r["ms_per_action"]) > 0 for r in rows)
+    assert int(rows[0]["successes"]) == 2  # the search alone, with the simulator and the privileged cost
+    (plan,) = read_csv("out/plan.csv")
+    assert plan["action_repeat"] == "3" and plan["eval_split"] == "test"
+    assert main(args + ["rungs=[a]"]) == 0  # a re-run replaces its rows only
+    assert [r["rung"] for r in read_csv("out/ladder.csv")] == ["b", "c", "a"]
+    bound = read_csv("out/reach_open_loop_vs_bound.csv")  # measured open-loop error beside DESIGN.md's bound, per h
+    assert len(bound) == 3 and all(float(r["bound"]) > 0 and float(r["error_mean"]) >= 0 for r in bound)
+    assert (tmp_path / "out/reach_open_loop_vs_bound.png").stat().st_size > 1000
+    assert main(args + ["rungs=[c]", "planner.cost=progress"]) == 0  # the learned steps-to-go as the cost
+    assert read_csv("out/plan.csv")[0]["cost"] == "progress"
+    # a DINO-WM-style model: one step per held macro-action (frameskip 3) reading the last two latents
+    assert main(args + ["rungs=[c]", "dynamics.frameskip=3", "dynamics.history=2", "model=runs/plan/hist.pt"]) == 0
+    assert read_csv("out/plan.csv")[0]["action_repeat"] == "3"
+
+
+class ScaledLinear(LatentDynamics):
+    """z' = L z + a[:2] + d: a model whose open-loop error against the true z' = L z + a[:2] is known exactly."""
+
+    def __init__(self, L, d):
+        super().__init__()
+        self.L, self.d = L, torch.as_tensor(d, dtype=torch.float32)
+
+    def forward(self, z, a):
+        return self.L * z + a[..., :2] + self.d
+
+
+@pytest.mark.parametrize("L", [0.8, 1.0, 1.2])
+def test_error_bound_is_met_with_equality_by_a_biased_linear_model(L):
+    """True system z' = L z + a; model adds a constant bias of norm δ: errors add up collinearly, so the measured
+    h-step error equals DESIGN.md's bound δ (L^h − 1)/(L − 1) (h δ at L = 1), and the estimators recover L and δ."""
+    from planners.diagnostics import bound_table, error_bound
+
+    g = torch.Generator().manual_seed(0)
+    truth, model = ScaledLinear(L, [0.0, 0.0]), ScaledLinear(L, [0.03, 0.04])  # δ = 0.05
+    lengths, z, a = [12] * 6, [], torch.rand(72, 4, generator=g) * 2 - 1
+    for e in range(6):
+        x = torch.randn(2, generator=g)
+        for t in range(12):
+            z.append(x)
+            x = truth(x, a[e * 12 + t])
+    ends = np.cumsum(lengths) - 1
+    data = Transitions(torch.stack(z), a, torch.from_numpy(np.repeat(ends, lengths)).long())
+    rows, est = bound_table(model, data, max_horizon=8)
+    assert est["delta"] == pytest.approx(0.05, rel=1e-4) and est["L_max"] == pytest.approx(L, rel=1e-4)
+    for r in rows:
+        expected = 0.05 * r["h"] if L == 1.0 else 0.05 * (L ** r["h"] - 1) / (L - 1)
+        assert r["error_mean"] == pytest.approx(expected, rel=1e-3) and r["bound"] == pytest.approx(expected, rel=1e-3)
+    assert error_bound(0.1, 2.0, 3, eps0=1.0) == pytest.approx(4.0 + 0.1 * 7)
+
+
+def test_cost_monotonicity_ranks_costs_by_how_they_follow_steps_to_go():
+    from planners.diagnostics import cost_monotonicity, steps_to_go
+
+    lengths = [5, 8, 2]
+    togo = steps_to_go(lengths)
+    assert togo.tolist() == [4, 3, 2, 1, 0, 7, 6, 5, 4, 3, 2, 1, 0, 1, 0]
+    rng = np.random.default_rng(0)
+    rows = {r["cost"]: r for r in cost_monotonicity({"exact": togo ** 2, "reversed": -togo,
+                                                     "noise": rng.normal(size=len(togo))}, lengths)}
+    assert rows["exact"]["spearman_mean"] == 1.0 and rows["exact"]["episodes"] == 2  # the 2-frame episode is skipped
+    assert rows["reversed"]["spearman_mean"] == -1.0 and rows["reversed"]["share_positive"] == 0.0
+    assert abs(rows["noise"]["spearman_mean"]) < 1.0
+
+
+def test_frameskip_transitions_span_r_env_steps_and_match_repeated_single_steps():
+    # episodes of 7 and 5 frames with latent = frame index and action = 10 * frame index
+    lengths = [7, 5]
+    z = torch.cat([torch.arange(n) for n in lengths]).float()[:, None]
+    a = (10 * z).repeat(1, 4)
+    ends = np.cumsum(lengths) - 1
+    data = Transitions(z, a, torch.from_numpy(np.repeat(ends, lengths)).long(), frameskip=2)
+    assert data.starts(1).tolist() == [0, 1, 2, 3, 4, 7, 8, 9] and data.action_dim == 8
+    z0, actions, target, mask = data.window(torch.tensor([1, 8]), 3)
+    assert z0[:, 0].tolist() == [1, 1] and target[:, :, 0].tolist() == [[3, 5, 6], [3, 4, 4]]
+    assert mask.tolist() == [[True, True, False], [True, False, False]]
+    assert actions.shape == (2, 3, 8) and actions[0, 0, ::4].tolist() == [10, 20] and actions[0, 1, ::4].tolist() == [30, 40]
+
+    class TwoSteps(LatentDynamics):  # exactly two single steps of PointMass per model step
+        frameskip = 2
+
+        def forward(self, z, a):
+            return z + 0.1 * (a[..., :2] + a[..., 4:6])
+
+    from planners.mpc import goal_cost
+
+    z, goal = torch.zeros(2, 2), torch.tensor([[0.3, 0.1], [-0.2, 0.0]])
+    cand = torch.rand(2, 6, 3, 4, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    single = goal_cost(PointMass(), z, goal, cand, running_weight=0.5, repeat=4)
+    torch.testing.assert_close(goal_cost(TwoSteps(), z, goal, cand, running_weight=0.5, repeat=4), single)
+    with pytest.raises(ValueError, match="multiple"):
+        goal_cost(TwoSteps(), z, goal, cand, repeat=3)
+
+
+def test_subgoals_follow_the_expert_trajectory_from_the_nearest_frame():
+    planner = LatentPlanner.__new__(LatentPlanner)
+    planner.subgoal_ahead, planner.goals = 2, {0: torch.tensor([9.0])}
+    planner.trajectories = {0: torch.arange(10.0)[:, None]}  # expert latents 0, 1, ..., 9
+    assert float(planner.current_goal(0, torch.tensor([3.2]))) == 5.0  # nearest frame 3, two steps ahead
+    assert float(planner.current_goal(0, torch.tensor([8.9]))) == 9.0  # past the end: the goal itself
+    planner.subgoal_ahead = 0
+    assert float(planner.current_goal(0, torch.tensor([3.2]))) == 9.0
+
+
+def test_history_windows_and_a_second_order_system_needs_them():
+    """z_{t+1} = z_t + 0.9 (z_t − z_{t−1}) + 0.1 a from rest: a model reading two latents learns it, one reading one cannot."""
+    g = torch.Generator().manual_seed(0)
+    z, a, lengths = [], [], [20] * 40
+    for _ in lengths:
+        prev = cur = float(torch.rand(1, generator=g) * 2 - 1)  # at rest: the repeated first frame is exact
+        for _ in range(20):
+            act = float(torch.rand(1, generator=g) * 2 - 1)
+            z.append([cur])
+            a.append([act, 0.0, 0.0, 0.0])
+            prev, cur = cur, cur + 0.9 * (cur - prev) + 0.1 * act
+    z, a = torch.tensor(z), torch.tensor(a)
+    last = torch.from_numpy(np.repeat(np.cumsum(lengths) - 1, lengths)).long()
+    two = Transitions(z, a, last, frameskip=1, history=2)
+    z0, _, target, _ = two.window(torch.tensor([0, 5, 20]), 1)
+    assert z0.shape == (3, 2, 1) and z0[0, :, 0].tolist() == [z[0, 0]] * 2  # the episode's first frame repeated
+    assert z0[1, :, 0].tolist() == [z[4, 0], z[5, 0]] and z0[2, 0, 0] == z[20, 0]  # never the previous episode
+    errs = {}
+    for hist in (1, 2):
+        data = Transitions(z, a, last, frameskip=1, history=hist)
+        torch.manual_seed(0)
+        model = build_dynamics("pooled_mlp", (1,), 4, history=hist, hidden=64, layers=2)
+        fit_dynamics(model, data, data, DynamicsTrainConfig(steps=1500, batch_size=128, lr=3e-3, horizon=3,
+                                                            eval_every=500), torch.Generator().manual_seed(0))
+        errs[hist] = horizon_errors(model, data, 3)[-1]["mse"]
+        assert model.rollout(*data.window(torch.tensor([3]), 3)[:2]).shape == (1, 3, 1)
+    assert errs[2] < 0.2 * errs[1]
