@@ -63,7 +63,6 @@ def test_an_exported_policy_reproduces_pytorch_on_real_frames(setup, tmp_path, n
 
 
 def test_an_exported_encoder_gives_the_tokens(setup, tmp_path):
-    *_, images, _, enc = setup[0], setup[1], setup[2], setup[3]
     encoder = load_encoder("mae", weights=str(setup[3]), **ARCH)
     report = export_encoder(encoder, tmp_path / "enc.onnx", "onnx", setup[1])
     assert report["max_abs_diff"] < 1e-4
