@@ -16,6 +16,9 @@ from typing import Sequence
 TIMM_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin", "open_clip_model.safetensors")
 
 
+TIMM_INSTEAD = "pass the file itself: timm:<model>@<path to the file or its snapshot folder>"
+
+
 class WeightsNotFoundError(FileNotFoundError):
     """Public weights named by a spec are neither in the local cache nor downloadable here."""
 
@@ -31,13 +34,14 @@ def cache_folder(repo_id: str, repo_type: str = "model") -> Path:
     return Path(_constants().HF_HUB_CACHE) / f"{repo_type}s--{repo_id.replace('/', '--')}"
 
 
-def _missing(repo_id: str, files: Sequence[str], why: str) -> WeightsNotFoundError:
+def _missing(repo_id: str, files: Sequence[str], why: str, every: bool = False, instead: str = "") -> WeightsNotFoundError:
     folder = cache_folder(repo_id)
+    which = f"all of {list(files)}" if every else f"one of {list(files)}"
     return WeightsNotFoundError(
-        f"weights of Hugging Face Hub repo {repo_id!r} not found: {why}. Put one of {list(files)} in "
+        f"weights of Hugging Face Hub repo {repo_id!r} not found: {why}. Put {which} in "
         f"{folder}/snapshots/<revision>/ and write <revision> into {folder}/refs/main (the layout "
-        f"`huggingface-cli download {repo_id}` leaves on a machine with network), then rerun; or pass the file "
-        "itself (e.g. timm:<model>@<path to file or snapshot folder>)")
+        f"`huggingface-cli download {repo_id}` leaves on a machine with network), then rerun"
+        + (f"; or {instead}" if instead else ""))
 
 
 def offline() -> bool:
@@ -45,7 +49,7 @@ def offline() -> bool:
     return bool(_constants().HF_HUB_OFFLINE)
 
 
-def hub_file(repo_id: str, filenames: Sequence[str], revision: str | None = None) -> Path:
+def hub_file(repo_id: str, filenames: Sequence[str], revision: str | None = None, instead: str = "") -> Path:
     """The first of ``filenames`` in Hub repo ``repo_id``: from the local cache, else downloaded into it (online
     only). Raises :class:`WeightsNotFoundError` naming the files and the folder to place them in."""
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
@@ -55,14 +59,16 @@ def hub_file(repo_id: str, filenames: Sequence[str], revision: str | None = None
         if isinstance(hit, str):
             return Path(hit)
     if offline():
-        raise _missing(repo_id, filenames, "not in the local cache and the Hub is offline (HF_HUB_OFFLINE)")
+        raise _missing(repo_id, filenames, "not in the local cache and the Hub is offline (HF_HUB_OFFLINE)",
+                       instead=instead)
     errors = []
     for name in filenames:
         try:
             return Path(hf_hub_download(repo_id, name, revision=revision, etag_timeout=10))
         except Exception as exc:  # missing file in the repo, or no network
             errors.append(f"{name}: {type(exc).__name__}")
-    raise _missing(repo_id, filenames, "not in the local cache and the download failed (" + "; ".join(errors) + ")")
+    raise _missing(repo_id, filenames, "not in the local cache and the download failed (" + "; ".join(errors) + ")",
+                   instead=instead)
 
 
 def hub_snapshot(repo_id: str, required: Sequence[str], revision: str | None = None) -> Path:
@@ -77,13 +83,15 @@ def hub_snapshot(repo_id: str, required: Sequence[str], revision: str | None = N
         if all((snap / r).exists() for r in required):
             return snap
     if offline():
-        raise _missing(repo_id, required, "not in the local cache and the Hub is offline (HF_HUB_OFFLINE)")
+        raise _missing(repo_id, required, "not in the local cache and the Hub is offline (HF_HUB_OFFLINE)", every=True,
+                       instead="pass the folder itself (sd:<folder>)")
     try:
         snap = Path(snapshot_download(repo_id, revision=revision, etag_timeout=10,
                                       allow_patterns=sorted({f"{Path(r).parent.as_posix()}/*" if "/" in r else r
                                                              for r in required})))
     except Exception as exc:
-        raise _missing(repo_id, required, f"not in the local cache and the download failed ({type(exc).__name__})")
+        raise _missing(repo_id, required, f"not in the local cache and the download failed ({type(exc).__name__})",
+                       every=True, instead="pass the folder itself (sd:<folder>)")
     return snap
 
 
@@ -126,7 +134,7 @@ def timm_weights_file(spec: str) -> tuple[str, Path]:
     scheme, _, arg = spec.partition(":")
     if scheme == "hf-hub":
         name = timm_name(arg)
-        return name, hub_file(arg, TIMM_FILES)
+        return name, hub_file(arg, TIMM_FILES, instead=TIMM_INSTEAD)
     name, at, path = arg.partition("@")
     if not name:
         raise ValueError(f"expected weights='timm:<timm model name>[@<path>]', got {spec!r}")
@@ -138,4 +146,4 @@ def timm_weights_file(spec: str) -> tuple[str, Path]:
         if not path:
             raise ValueError(f"expected weights='timm:<timm model name>@<path>', got {spec!r}")
         return name, resolve_file(path, TIMM_FILES)
-    return name, hub_file(timm_repo(name), TIMM_FILES)
+    return name, hub_file(timm_repo(name), TIMM_FILES, instead=TIMM_INSTEAD)
