@@ -72,7 +72,7 @@ class BCModel(nn.Module):
 
     def predict(self, stack: torch.Tensor) -> torch.Tensor:
         """Frame stack ``(B, S, F_d)`` → deterministic action chunk ``(B, k, A)``, raw units clipped to [-1, 1]."""
-        out = self.head.predict(stack.flatten(1)).reshape(len(stack), self.chunk, self.action_dim)
+        out = self.head.predict(stack.flatten(1)).reshape(-1, self.chunk, self.action_dim)
         return self.action_norm.unnormalize(out).clamp(-1.0, 1.0)
 
 

@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "sweep": "data-efficiency sweep: arms x N x seeds -> table, summary, paired differences, plot (resumable)",
     "eval": "roll a policy checkpoint out in its task: success rate + Wilson 95 % interval, videos (checkpoint=, episodes=)",
     "plan": "latent world model + CEM imagination planner: goal-reaching success, ms/action, error vs horizon (task=, encoder=)",
+    "export": "a policy (or encoder) as one ONNX / TorchScript file, checked against PyTorch (checkpoint=, format=)",
 }
 
 def usage() -> str:

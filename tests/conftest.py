@@ -1,6 +1,7 @@
 import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ["HF_HUB_OFFLINE"] = "1"  # no test touches the network: public weights come from fake local caches
 
 import torch  # noqa: E402
 

@@ -14,6 +14,7 @@ from safetensors.torch import save_file
 from robrep.encoders import (WeightsMismatchError, build_encoder, list_encoders, load_encoder,
                              save_checkpoint)
 from robrep.encoders.clip import CLIP_MEAN, CLIPEncoder
+from robrep.encoders.hub import WeightsNotFoundError
 from robrep.pretrain.contrastive import ContrastiveObjective, clip_loss
 from robrep.pretrain.objective import make_objective
 
@@ -187,9 +188,11 @@ def test_public_weights_errors(tmp_path, reference) -> None:
     for spec in (f"open_clip:{tmp_path / 'nope.bin'}", f"timm:vit_base_patch16_clip_224@{tmp_path / 'nope.bin'}"):
         with pytest.raises(FileNotFoundError, match="nope.bin"):
             load_encoder("clip", weights=spec)
-    for spec in ("timm:vit_base_patch16_clip_224", "clip-weights.bin", "timm:no_such_model@x.bin"):
+    for spec in ("clip-weights.bin", "timm:no_such_model@x.bin", "timm:no_such_model"):
         with pytest.raises(ValueError):
             build_encoder("clip", weights=spec)
+    with pytest.raises(WeightsNotFoundError, match=r"models--timm--vit_base_patch16_clip_224\.openai"):
+        build_encoder("clip", weights="timm:vit_base_patch16_clip_224.openai")  # offline, not in the cache
 
 
 # ----------------------------------------------------------------------------------------- contrastive

@@ -211,3 +211,23 @@ def test_ddpm_reduces_loss(frames):
         make_objective(encoder, max_timestep=0)
     with pytest.raises(ValueError, match="frozen"):
         pretrain(make_objective(load_encoder("dift", **TINY)), frames, max_steps=1, progress=False)
+
+
+def test_sd_repo_id_resolves_through_the_local_hub_cache(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from robrep.encoders.hub import WeightsNotFoundError
+
+    hub = tmp_path / "hub"
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(WeightsNotFoundError, match=r"all of \['unet/config.json'.*models--tiny--sd/snapshots"):
+        load_encoder("dift", weights="sd:tiny/sd", input_size=32)
+    repo = hub / "models--tiny--sd"
+    make_sd_folder(repo / "snapshots" / "feed")  # the layout huggingface_hub leaves: snapshots/<rev> + refs/main
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("feed")
+    enc = load_encoder("dift", weights="sd:tiny/sd", input_size=32, t=100, up_block=0)
+    ref = load_encoder("dift", weights=f"sd:{repo / 'snapshots' / 'feed'}", input_size=32, t=100, up_block=0)
+    x = enc.preprocess(images(2, 32))
+    assert enc.backbone == "sd" and torch.equal(enc(x).tokens, ref(x).tokens)

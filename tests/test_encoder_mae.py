@@ -172,8 +172,12 @@ def test_missing_files_and_bad_specs(tmp_path):
         build_encoder("mae", weights=f"timm:vit_base_patch16_224.mae@{tmp_path}")  # directory without weights
     with pytest.raises(ValueError, match="unknown MAE weights format"):
         build_encoder("mae", weights="hub:facebook/vit-mae-base")
-    with pytest.raises(ValueError, match="timm:<timm model name>@<path>"):
-        build_encoder("mae", weights="timm:vit_base_patch16_224.mae")
+    with pytest.raises(ValueError, match="timm:<timm model name>"):
+        build_encoder("mae", weights="timm:@x.bin")
+    with pytest.raises(ValueError, match="timm has no model named"):
+        build_encoder("mae", weights="timm:no_such_model")
+    with pytest.raises(ValueError, match="no pretrained weights named"):
+        build_encoder("mae", weights="timm:vit_base_patch16_224.no_such_tag")
 
 
 # ------------------------------------------------------------------------------------------ objective
@@ -267,3 +271,35 @@ def test_pretraining_batches_shift_a_frame_and_its_next_frame_together(frames):
         assert any(np.array_equal(nxt[dy:dy + h, dx:dx + w], moved["next_images"][b].numpy()) for dy, dx in offsets)
     with pytest.raises(ValueError, match="rng"):
         frames.batch(index, shift_pad=3)
+
+
+def fake_hub_cache(root, repo_id: str, files: dict) -> None:
+    """A Hugging Face cache entry as huggingface_hub leaves it: snapshots/<rev>/<file> + refs/main."""
+    folder = root / f"models--{repo_id.replace('/', '--')}"
+    snapshot = folder / "snapshots" / "0123abcd"
+    snapshot.mkdir(parents=True)
+    (folder / "refs").mkdir()
+    (folder / "refs" / "main").write_text("0123abcd")
+    for name, write in files.items():
+        write(snapshot / name)
+
+
+def test_public_weights_by_name_come_from_the_local_hub_cache(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from robrep.encoders.hub import WeightsNotFoundError
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(WeightsNotFoundError) as err:  # offline and not cached: the message says where it goes
+        load_encoder("mae", weights="timm:vit_base_patch16_224.mae", **PUBLIC)
+    assert str(tmp_path / "models--timm--vit_base_patch16_224.mae") in str(err.value) and "model.safetensors" in str(err.value)
+    torch.manual_seed(2)
+    state = {k: v.contiguous() for k, v in timm.create_model("vit_base_patch16_224", num_classes=0, **PUBLIC)
+             .state_dict().items()}
+    fake_hub_cache(tmp_path, "timm/vit_base_patch16_224.mae", {"model.safetensors": lambda p: save_file(state, p)})
+    for spec in ("timm:vit_base_patch16_224.mae", "hf-hub:timm/vit_base_patch16_224.mae"):
+        enc = load_encoder("mae", weights=spec, **PUBLIC)
+        assert enc.input_size == 224
+        for key, value in enc.vit.state_dict().items():
+            torch.testing.assert_close(value, state[key], rtol=0, atol=0)

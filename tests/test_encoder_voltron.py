@@ -227,3 +227,16 @@ def test_pretraining_reduces_the_loss(frames):
     curve = [row["loss"] for row in out["loss_curve"]]
     assert out["steps"] == 40 and curve[-1] < 0.5 * curve[0] and out["final_loss"] < 0.5 * curve[0]
     assert obj.encoder.lang_proj.weight.grad is not None  # the language path was trained
+
+
+def test_released_vcond_by_id_comes_from_the_voltron_cache(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # voltron-robotics' default cache is ./cache
+    monkeypatch.delenv("VOLTRON_CACHE", raising=False)
+    with pytest.raises(FileNotFoundError, match=r"v-cond\.pt and v-cond-config\.json in one of cache/v-cond"):
+        load_encoder("voltron", weights="vcond:v-cond")
+    state = vcond_state()
+    write_vcond(tmp_path / "elsewhere" / "v-cond", state)
+    monkeypatch.setenv("VOLTRON_CACHE", str(tmp_path / "elsewhere"))
+    enc = load_encoder("voltron", weights="vcond:v-cond")
+    ref = load_encoder("voltron", weights=f"vcond:{tmp_path / 'elsewhere' / 'v-cond'}")
+    assert enc.weights_hash() == ref.weights_hash() and enc.config["style"] == "vcond"

@@ -80,7 +80,8 @@ def test_batched_equals_single(encoder):
     x = images(b=3)
     together = encoder.encode_images(x, batch_size=3).tokens
     apart = encoder.encode_images(x, batch_size=1).tokens
-    torch.testing.assert_close(together, apart, atol=1e-4, rtol=1e-4)
+    scale = float(together.abs().max().clamp_min(1.0))  # a random-init ResNet-50's activations reach ~100
+    torch.testing.assert_close(together, apart, atol=1e-4 * scale, rtol=1e-4)
 
 
 def test_bfloat16(encoder):

@@ -19,7 +19,9 @@ Weights (``load_encoder("clip", weights=...)``):
 
 * ``None`` — random init (in-domain pretraining with the ``"clip"`` objective).
 * ``"/path/enc.pt"`` — a robrep encoder checkpoint.
-* ``"timm:<timm CLIP ViT name>@<file>"`` — e.g. ``timm:vit_base_patch16_clip_224.openai@/w/model.safetensors``.
+* ``"timm:<timm CLIP ViT name>@<file>"`` — e.g. ``timm:vit_base_patch16_clip_224.openai@/w/model.safetensors``;
+* ``"timm:<timm CLIP ViT name>"`` / ``"hf-hub:<repo>"`` — by name from the local Hugging Face cache (downloaded only
+  when online): e.g. ``timm:vit_base_patch16_clip_224.openai``, OpenAI's CLIP ViT-B/16 in timm's layout.
   The name gives the architecture (patch, width, depth, heads, activation; input size and mean/std
   from its pretrained config); the file (``.safetensors`` or a torch ``.bin``/``.pth``) may use
   timm key names or the OpenAI/OpenCLIP layout (``visual.conv1.weight``, ...). Use the
@@ -178,11 +180,11 @@ def clip(weights: str | None = None, **cfg: Any) -> CLIPEncoder:
     if weights is None:
         return CLIPEncoder(**cfg)
     weights = str(weights)
-    if weights.startswith("timm:"):
-        arch, sep, path = weights[len("timm:"):].partition("@")
-        if not sep or not arch or not path:
-            raise ValueError(f"bad CLIP weights spec {weights!r}; expected 'timm:<timm model name>@<file>'")
-        return load_public(arch, path, **cfg)
+    if weights.startswith(("timm:", "hf-hub:")):
+        from robrep.encoders.hub import timm_weights_file
+
+        arch, file = timm_weights_file(weights)  # a given file, or the Hub's (local cache first)
+        return load_public(arch, str(file), **cfg)
     if weights.startswith("open_clip:"):
         return load_public(None, weights[len("open_clip:"):], **cfg)
     if Path(weights).suffix == ".pt":

@@ -18,7 +18,9 @@ Two backbones, chosen by ``backbone``:
   diffusers folder with ``unet/``, ``vae/``, ``scheduler/`` and either ``text_encoder/`` +
   ``tokenizer/`` or a cached ``empty_prompt_embeds.pt`` ((1, L, D) or (L, D) tensor). Image → VAE
   latent mean × scaling factor → noised → UNet with the empty-prompt embedding (encoded once, kept as
-  a buffer) → up-block features. Only the VAE encoder is kept. Loaded from the local folder only.
+  a buffer) → up-block features. Only the VAE encoder is kept. Loaded from the local folder only;
+  ``weights="sd:<Hub repo id>"`` (e.g. ``sd:stabilityai/stable-diffusion-2-1``) finds that folder in the local
+  Hugging Face cache (downloaded into it only when online), ``sd:<folder>`` is ``sd_folder:<folder>``.
 """
 
 from __future__ import annotations
@@ -229,6 +231,10 @@ class DIFTEncoder(Encoder):
 
 
 # ---------------------------------------------------------------------- loading public weights
+#: Files a Stable-Diffusion repo (diffusers layout) must have in the local cache for ``sd:<repo id>``.
+SD_REQUIRED = ("unet/config.json", "vae/config.json", "scheduler/scheduler_config.json",
+               "text_encoder/config.json", "tokenizer/tokenizer_config.json")
+
 def from_sd_folder(folder: str | Path, **cfg: Any) -> DIFTEncoder:
     """A ``backbone="sd"`` encoder from a local diffusers Stable-Diffusion-style folder (see module docstring).
 
@@ -278,8 +284,16 @@ def dift(weights: str | None = None, **cfg: Any) -> DIFTEncoder:
     weights = str(weights)
     if weights.startswith("sd_folder:"):
         return from_sd_folder(weights[len("sd_folder:"):], **cfg)
+    if weights.startswith("sd:"):  # a local folder, or a Hub repo id resolved through the local HF cache
+        target = weights[len("sd:"):]
+        if Path(target).expanduser().is_dir():
+            return from_sd_folder(target, **cfg)
+        from robrep.encoders.hub import hub_snapshot
+
+        return from_sd_folder(hub_snapshot(target, SD_REQUIRED), **cfg)
     if weights.endswith(".pt"):
         from robrep.encoders.weights import load_checkpoint_as
 
         return load_checkpoint_as(weights, DIFTEncoder.family, **cfg)  # type: ignore[return-value]
-    raise ValueError(f"unknown DIFT weights {weights!r}: use None, a robrep checkpoint '*.pt' or 'sd_folder:/path'")
+    raise ValueError(f"unknown DIFT weights {weights!r}: use None, a robrep checkpoint '*.pt', 'sd:<Hub repo id or "
+                     "folder>' or 'sd_folder:/path'")

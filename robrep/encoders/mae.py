@@ -9,6 +9,8 @@ token is the class token (or, if ``class_token=False``, the mean of the patch to
 
 * ``None`` — random init (2-D sin-cos position embedding, as MAE), for in-domain pretraining;
 * ``"<robrep checkpoint>.pt"`` — an encoder saved by :func:`robrep.encoders.checkpoint.save_checkpoint`;
+* ``"timm:<timm name>"`` / ``"hf-hub:<repo>"`` — public timm weights by name, from the local Hugging Face cache
+  (downloaded into it only when online; :mod:`robrep.encoders.hub`), e.g. ``"timm:vit_base_patch16_224.mae"``;
 * ``"timm:<timm name>@<path>"`` — timm / Hugging Face cache layout: ``<path>`` is a
   ``model.safetensors`` / ``pytorch_model.bin`` with timm's ViT key names, or the snapshot directory
   holding one, e.g. ``"timm:vit_base_patch16_224.mae@/cache/models--timm--vit_base_patch16_224.mae/snapshots/<rev>"``.
@@ -36,6 +38,7 @@ from timm.layers import resample_abs_pos_embed
 
 from robrep.encoders.base import IMAGENET_MEAN, IMAGENET_STD, SpatialFeatures
 from robrep.encoders.checkpoint import load_state_dict_checked
+from robrep.encoders.hub import timm_weights_file
 from robrep.encoders.weights import load_checkpoint_as, read_state_dict, resolve_file, split_weights
 from robrep.encoders.registry import register_encoder, register_family
 from robrep.encoders.vit import ViTEncoder
@@ -168,11 +171,8 @@ def mae(weights: str | None = None, **cfg: Any) -> MAEEncoder:
     if weights is None:
         return MAEEncoder(**cfg)
     scheme, arg = split_weights(str(weights))
-    if scheme == "timm":
-        name, _, path = arg.partition("@")
-        if not name or not path:
-            raise ValueError(f"expected weights='timm:<timm model name>@<path>', got {weights!r}")
-        file = resolve_file(path, TIMM_FILES)
+    if scheme in ("timm", "hf-hub"):
+        name, file = timm_weights_file(str(weights))  # a given file, or the Hub's (local cache first)
         encoder = MAEEncoder(**{**timm_defaults(name), **cfg})
         load_vit_weights(encoder, read_state_dict(file), str(file))
         return encoder
@@ -184,5 +184,5 @@ def mae(weights: str | None = None, **cfg: Any) -> MAEEncoder:
         return encoder
     if scheme == "":
         return load_checkpoint_as(arg, MAEEncoder.family, **cfg)  # type: ignore[return-value]
-    raise ValueError(f"unknown MAE weights format {scheme!r} in {weights!r}; use 'timm:<name>@<path>', "
+    raise ValueError(f"unknown MAE weights format {scheme!r} in {weights!r}; use 'timm:<name>[@<path>]', 'hf-hub:<repo>', "
                      "'mae_pth:<path>' or a robrep checkpoint path")

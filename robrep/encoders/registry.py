@@ -26,6 +26,9 @@ BUILTIN_MODULES: dict[str, str] = {
     "dift": "robrep.encoders.dift",
     "voltron": "robrep.encoders.voltron",
     "clip": "robrep.encoders.clip",
+    "dinov2": "robrep.encoders.dinov2",
+    "r3m": "robrep.encoders.r3m",
+    "vc1": "robrep.encoders.vc1",
 }
 
 

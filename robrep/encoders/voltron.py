@@ -18,7 +18,8 @@ LayerNorm, GELU MLP — so MAE vs Voltron differ only by the language) and ``"vc
 V-Cond blocks: RMSNorm, SwishGLU MLP, LayerScale 0.1), used for the public weights.
 In-domain default: ViT patch 8 at 96 px (12 × 12 grid), width 192, depth 6, 3 heads (≈ 2.8 M).
 
-``weights=``: ``None``; a robrep checkpoint ``.pt``; or ``"vcond:<path>"``, the voltron-robotics
+``weights=``: ``None``; a robrep checkpoint ``.pt``; ``"vcond:v-cond"`` / ``"vcond:v-cond-base"`` (a released model by
+id, from voltron-robotics' cache folders: :func:`find_vcond`); or ``"vcond:<path>"``, the voltron-robotics
 release (``v-cond.pt`` = ``(state_dict, optimizer_state)`` with keys ``patch2embed.*``,
 ``encoder_pe``, ``encoder_blocks.N.*``, ``encoder_norm.g``, ``lang2encoder.*``, ``img_token``,
 ``lang_token``, optional ``cls_token``; decoder, ``mask_token`` and ``lm.*`` are dropped).
@@ -220,8 +221,40 @@ def vcond_arch(state_dict: Mapping[str, torch.Tensor], config: Mapping[str, Any]
                 else LANGUAGE_DIM)
 
 
+#: Released V-Cond models by voltron-robotics model id (its ``MODEL_REGISTRY``): Google Drive file ids of the
+#: checkpoint and config, which ``voltron.load(<id>)`` downloads to ``<cache>/<id>/<id>.pt`` and ``<id>-config.json``.
+VCOND_MODELS = {"v-cond": ("12g5QckQSMKqrfr4lFY3UPdy7oLw4APpG", "1O4oqRIblfS6PdFlZzUcYIX-Rqe6LbvnD"),
+                "v-cond-base": ("1PwczOijL0hfYD8DI4xLOPLf1xL_7Kg9S", "1CLe7CaIzTEcGCijIgw_S-uqMXHfBFSLI")}
+
+
+def vcond_caches() -> list[Path]:
+    """Where released V-Cond models are looked for by id: ``$VOLTRON_CACHE``, voltron-robotics' default ``./cache``
+    and ``~/.cache/voltron``."""
+    import os
+
+    env = os.environ.get("VOLTRON_CACHE")
+    return [Path(p).expanduser() for p in ([env] if env else []) + ["cache", "~/.cache/voltron"]]
+
+
+def find_vcond(model_id: str) -> Path:
+    """The cached folder ``<cache>/<model_id>/`` of a released V-Cond model; FileNotFoundError naming the files,
+    the folders searched and where to get them (voltron-robotics downloads from Google Drive, not the HF Hub)."""
+    for cache in vcond_caches():
+        if (cache / model_id / f"{model_id}.pt").is_file():
+            return cache / model_id
+    ckpt, config = VCOND_MODELS[model_id]
+    searched = ", ".join(str(c / model_id) for c in vcond_caches())
+    raise FileNotFoundError(
+        f"V-Cond model {model_id!r} not found: put {model_id}.pt and {model_id}-config.json in one of {searched} "
+        f"(or set VOLTRON_CACHE). voltron-robotics' voltron.load({model_id!r}) leaves them there; they are Google "
+        f"Drive files {ckpt} (checkpoint) and {config} (config)")
+
+
 def load_vcond(path: str, **cfg: Any) -> VoltronEncoder:
-    """A :class:`VoltronEncoder` with the voltron-robotics V-Cond weights at ``path`` (file or directory)."""
+    """A :class:`VoltronEncoder` with the voltron-robotics V-Cond weights at ``path`` (file or directory), or of a
+    released model id (``v-cond``, ``v-cond-base``) found in the voltron caches (:func:`find_vcond`)."""
+    if path in VCOND_MODELS and not Path(path).exists():
+        path = str(find_vcond(path))
     p = Path(path).expanduser()
     if p.is_dir() and not any((p / n).is_file() for n in ("v-cond.pt", "v-cond-base.pt")):
         found = sorted(p.glob("*.pt"))

@@ -17,7 +17,7 @@ from robrep.encoders.checkpoint import load_checkpoint
 def split_weights(spec: str) -> tuple[str, str]:
     """``"scheme:rest"`` → ``(scheme, rest)``; a plain path → ``("", path)``."""
     scheme, sep, rest = str(spec).partition(":")
-    if sep and scheme.isidentifier() and len(scheme) > 1:  # len > 1: not a Windows drive letter
+    if sep and scheme.replace("-", "_").isidentifier() and len(scheme) > 1:  # len > 1: not a Windows drive letter
         return scheme, rest
     return "", str(spec)
 

@@ -1,0 +1,172 @@
+"""Policies and encoders as one deployable file: TorchScript or ONNX, checked against PyTorch.
+
+An exported policy holds everything between the camera and the actuators: uint8 images ``(B, H, W, 3)`` at the
+training image size (+ proprio ``(B, P)``) in, the predicted action chunk ``(B, k, A)`` in [-1, 1] out — the
+encoder's resize and normalisation, its forward pass, the feature rounding the policy was trained with (features
+cached as float16), the readout, the proprio normaliser and the head. It runs without robrep (``torch.jit.load``
+or ``onnxruntime``); executing the chunk (open loop or temporal ensembling) is the caller's choice. Exported
+graphs compute in float32 whatever precision the policy was trained at.
+
+An exported encoder maps uint8 images to tokens ``(B, N, D)`` (and the global token where the family has one).
+
+Language-conditioned policies are exported with their instruction fixed at export time (the text embedding is a
+constant of the file): an instruction per episode needs the PyTorch policy.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from policies.policy import Policy
+from robrep.encoders.base import Encoder
+
+FORMATS = ("torchscript", "onnx")
+
+
+class ExportablePolicy(nn.Module):
+    """``(image uint8 (B, H, W, 3), proprio (B, P)) → actions (B, k, A)``: a :class:`Policy`'s network as one module
+    of tensors only (frame stack 1)."""
+
+    def __init__(self, policy: Policy, instruction: str | None = None) -> None:
+        super().__init__()
+        model = policy.model
+        if model.frame_stack != 1:
+            raise ValueError(f"export needs frame_stack 1 (a stateless graph); this policy stacks {model.frame_stack} "
+                             "frames: keep the frame history outside and use the PyTorch policy")
+        self.model, self.encoder = model, policy.encoder
+        self.language = None
+        if self.encoder is not None and policy.uses_language:
+            if not instruction:
+                raise ValueError("this policy's encoder reads the instruction: pass instruction=<text> to bake it in")
+            with torch.no_grad():  # the instruction's language tokens (1, L, D) and mask (1, L): graph constants
+                self.language = tuple(t.detach() for t in self.encoder.language_tokens([instruction]))
+        self.has_global = bool(policy.meta["shape_meta"].get("has_global_token", True))
+
+    def features(self, x: torch.Tensor):
+        """Preprocessed ``(B, 3, S, S)`` → the encoder's features (with the baked-in instruction, if any)."""
+        if self.language is None:
+            return self.encoder.encode(x)
+        lang, mask = (t.expand(x.shape[0], *t.shape[1:]) for t in self.language)
+        enc = self.encoder
+        return enc.split(enc.joint(enc.embed(x), (lang, mask), enc.feature_layer))
+
+    def forward(self, image: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
+        if self.encoder is None:
+            frames = {"image": image}
+        else:
+            feats = self.features(self.encoder.preprocess(image))
+            frames = {"tokens": feats.tokens.half().float()}  # as cached in training
+            if feats.global_token is not None and self.has_global:
+                frames["global_token"] = feats.global_token.half().float()
+        vec = self.model.frame_vectors(frames, proprio.float())
+        return self.model.predict(vec[:, None]).clamp(-1.0, 1.0)
+
+
+class ExportableEncoder(nn.Module):
+    """``image uint8 (B, H, W, 3) → tokens (B, N, D)`` (and ``global_token (B, D)`` where the family has one)."""
+
+    def __init__(self, encoder: Encoder) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, image: torch.Tensor):
+        feats = self.encoder.encode(self.encoder.preprocess(image))
+        return feats.tokens if feats.global_token is None else (feats.tokens, feats.global_token)
+
+
+def example_inputs(policy: Policy, batch: int = 2, frames: np.ndarray | None = None) -> tuple[torch.Tensor, ...]:
+    """Inputs at the policy's image size: ``frames`` (uint8 ``(B, H, W, 3)``) or random ones, and zero proprio."""
+    h, w = policy.meta["shape_meta"].get("image_size") or [policy.env_kwargs.get("image_size", 96)] * 2
+    if frames is None:
+        frames = np.random.default_rng(0).integers(0, 256, (batch, h, w, 3), dtype=np.uint8)
+    proprio = np.zeros((len(frames), policy.model.proprio_dim), np.float32)
+    return torch.from_numpy(np.ascontiguousarray(frames)), torch.from_numpy(proprio)
+
+
+def export_module(module: nn.Module, inputs: tuple[torch.Tensor, ...], path: str | os.PathLike, fmt: str,
+                  input_names: list[str], output_names: list[str]) -> Path:
+    """Write ``module`` traced on ``inputs`` as ``fmt`` (``torchscript`` | ``onnx``) to ``path`` (batch axis dynamic)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    module = module.eval()
+    with torch.no_grad():
+        if fmt == "torchscript":
+            traced = torch.jit.trace(module, inputs, check_trace=False)
+            traced = torch.jit.freeze(traced)
+            traced.save(str(path))
+        else:
+            torch.onnx.export(module, inputs, str(path), input_names=input_names, output_names=output_names,
+                              dynamic_axes={n: {0: "batch"} for n in input_names + output_names},
+                              opset_version=17, dynamo=False)
+    return path
+
+
+class Runner:
+    """Run an exported file: ``Runner(path)(image, proprio) → numpy outputs``."""
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
+        self.path = Path(path)
+        if self.path.suffix == ".onnx":
+            import onnxruntime as ort
+
+            opts = ort.SessionOptions()
+            if threads:
+                opts.intra_op_num_threads = int(threads)
+                opts.inter_op_num_threads = 1
+            self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+            self.names = [i.name for i in self.session.get_inputs()]
+            self.module = None
+        else:
+            self.module = torch.jit.load(str(self.path), map_location="cpu")
+
+    def __call__(self, *inputs: np.ndarray) -> np.ndarray | tuple[np.ndarray, ...]:
+        if self.module is None:
+            out = self.session.run(None, {n: np.ascontiguousarray(x) for n, x in zip(self.names, inputs)})
+            return out[0] if len(out) == 1 else tuple(out)
+        with torch.no_grad():
+            out = self.module(*(torch.from_numpy(np.ascontiguousarray(x)) for x in inputs))
+        return out.numpy() if isinstance(out, torch.Tensor) else tuple(o.numpy() for o in out)
+
+
+def export_policy(policy: Policy, path: str | os.PathLike, fmt: str, frames: np.ndarray | None = None,
+                  instruction: str | None = None) -> dict[str, Any]:
+    """Export ``policy`` (float32) to ``path`` and check the file against the PyTorch network on ``frames``
+    (uint8 ``(B, H, W, 3)``; random when None) with zero proprio. Returns the path, the largest absolute
+    difference of the actions, and seconds to export."""
+    if policy.encoder is not None:
+        policy.encoder.set_precision("float32")
+    module = ExportablePolicy(policy, instruction).eval()
+    inputs = example_inputs(policy, frames=frames)
+    t = time.perf_counter()
+    out = export_module(module, inputs, path, fmt, ["image", "proprio"], ["actions"])
+    seconds = time.perf_counter() - t
+    with torch.no_grad():
+        expected = module(*inputs).numpy()
+    got = Runner(out)(*(x.numpy() for x in inputs))
+    return {"path": str(out), "format": fmt, "max_abs_diff": float(np.abs(got - expected).max()),
+            "frames": int(inputs[0].shape[0]), "export_seconds": round(seconds, 2)}
+
+
+def export_encoder(encoder: Encoder, path: str | os.PathLike, fmt: str, frames: np.ndarray) -> dict[str, Any]:
+    """Export ``encoder`` (float32) to ``path``; checked on ``frames`` like :func:`export_policy` (tokens)."""
+    encoder.set_precision("float32")
+    module = ExportableEncoder(encoder).eval()
+    inputs = (torch.from_numpy(np.ascontiguousarray(frames)),)
+    names = ["tokens"] + (["global_token"] if encoder.has_global_token else [])
+    out = export_module(module, inputs, path, fmt, ["image"], names)
+    with torch.no_grad():
+        expected = module(*inputs)
+    expected = expected[0] if isinstance(expected, tuple) else expected
+    got = Runner(out)(inputs[0].numpy())
+    got = got[0] if isinstance(got, tuple) else got
+    return {"path": str(out), "format": fmt, "max_abs_diff": float(np.abs(got - expected.numpy()).max()),
+            "frames": len(frames)}

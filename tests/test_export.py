@@ -1,0 +1,82 @@
+"""Export: a policy (frozen-feature MLP head, from-scratch CNN) or an encoder as one ONNX / TorchScript file that
+reproduces the PyTorch network on real frames, run without robrep's classes; `robrep export` end to end."""
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from policies import EncoderSpec, load_policy, train_policy
+from policies.export import Runner, export_encoder, export_policy
+from robrep.config import config_dir
+from robrep.data.collect import collect_demos
+from robrep.data.demo_file import DemoFile
+from robrep.encoders import load_encoder, save_checkpoint
+
+ARCH = dict(input_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2)
+
+
+def policy_cfg(name: str, **overrides) -> dict:
+    base = OmegaConf.load(f"{config_dir()}/policy/mlp.yaml")
+    if name != "mlp":
+        own = OmegaConf.load(f"{config_dir()}/policy/{name}.yaml")
+        own.pop("defaults")
+        base = OmegaConf.merge(base, own)
+    if name == "mlp":
+        base.readout = "spatial_softmax"
+    return OmegaConf.to_container(OmegaConf.merge(base, {"train": {"steps": 30, "eval_every": 10, "evals": None,
+                                                                  "precision": "float32"}}, overrides),
+                                  resolve=True)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    demos = root / "push.hdf5"
+    collect_demos("push", 4, demos, image_size=32, subset_sizes=(3,), subset_seeds=(0,), progress=False)
+    torch.manual_seed(0)
+    enc = root / "mae.pt"
+    save_checkpoint(load_encoder("mae", **ARCH), enc)
+    policies = {}
+    for name, spec in (("mlp", EncoderSpec("mae", str(enc), ARCH)), ("cnn", None)):
+        out = root / f"{name}.pt"
+        train_policy(policy_cfg(name, chunk=3), demos, 3, 0, out, spec, cache_dir=root / "cache")
+        policies[name] = out
+    with DemoFile(demos) as d:
+        ep = d.episode("demo_3")
+    return policies, ep["obs"]["image"][:6], ep["obs"]["proprio"][:6], enc
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_an_exported_policy_reproduces_pytorch_on_real_frames(setup, tmp_path, name, fmt):
+    policies, images, proprio, _ = setup
+    policy = load_policy(policies[name])
+    report = export_policy(policy, tmp_path / f"p.{fmt}", fmt, images)
+    assert report["max_abs_diff"] < 1e-4 and report["frames"] == 6
+    run = Runner(report["path"])  # plain onnxruntime / torch.jit: no robrep class involved
+    chunk = run(images, proprio)
+    assert chunk.shape == (6, 3, 4) and np.abs(chunk).max() <= 1.0
+    policy.reset(6)
+    np.testing.assert_allclose(chunk[:, 0], policy.act({"image": images, "proprio": proprio}), atol=1e-4)
+    assert run(images[:1], proprio[:1]).shape == (1, 3, 4)  # the batch axis is dynamic
+
+
+def test_an_exported_encoder_gives_the_tokens(setup, tmp_path):
+    encoder = load_encoder("mae", weights=str(setup[3]), **ARCH)
+    report = export_encoder(encoder, tmp_path / "enc.onnx", "onnx", setup[1])
+    assert report["max_abs_diff"] < 1e-4
+    tokens, glob = Runner(report["path"])(setup[1])
+    assert tokens.shape == (6, 16, 32) and glob.shape == (6, 32)
+    with torch.no_grad():
+        np.testing.assert_allclose(tokens, encoder.encode_images(setup[1]).tokens.numpy(), atol=1e-4)
+
+
+def test_robrep_export_command(setup, tmp_path, capsys):
+    from robrep.cli import main
+
+    out = tmp_path / "mlp.ts"
+    assert main(["export", f"checkpoint={setup[0]['mlp']}", "format=torchscript", f"out={out}",
+                 "check_frames=4"]) == 0
+    printed = capsys.readouterr().out
+    assert out.stat().st_size > 1000 and "differ by at most" in printed
