@@ -80,3 +80,7 @@ def test_robrep_export_command(setup, tmp_path, capsys):
                  "check_frames=4"]) == 0
     printed = capsys.readouterr().out
     assert out.stat().st_size > 1000 and "differ by at most" in printed
+    enc_out = tmp_path / "enc.onnx"  # no checkpoint: the encoder alone, tokens out
+    assert main(["export", "encoder=mae", "weights=null", *(f"encoder.arch.{k}={v}" for k, v in ARCH.items()),
+                 "task.image_size=32", f"out={enc_out}", "check_frames=3"]) == 0
+    assert "tokens (B, N, D)" in capsys.readouterr().out and enc_out.stat().st_size > 1000

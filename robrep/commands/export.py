@@ -32,7 +32,7 @@ def run(cfg: DictConfig) -> None:
         from robrep.encoders.spec import EncoderSpec
 
         encoder = EncoderSpec.from_cfg(cfg, precision="float32").load(cfg.device)
-        frames = expert_frames(str(cfg.task), 1, seed, image_size=encoder.input_size)[: int(cfg.check_frames)]
+        frames = expert_frames(str(cfg.task.name), 1, seed, image_size=encoder.input_size)[: int(cfg.check_frames)]
         out = Path(cfg.out or Path("runs/export") / f"{cfg.encoder.name}{SUFFIX[cfg.format]}")
         report = export_encoder(encoder, out, cfg.format, frames)
         what = "encoder: uint8 image (B, H, W, 3) -> tokens (B, N, D)"
