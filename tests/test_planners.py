@@ -194,15 +194,18 @@ def test_planner_cost_is_one_batched_rollout():
     assert float(costs[2].abs().max()) == 0.0
 
 
+#: `robrep plan` on a tiny reach setup: 32 px, a 1-block random-init MAE, 4 demos, 3 play episodes, 2 episodes.
+TINY_PLAN = ["plan", "task=reach", "task.image_size=32", "weights=null", "encoder.arch.input_size=32",
+             "encoder.arch.depth=1", "num_demos=4", "play_episodes=3", "train.steps=20", "train.eval_every=10",
+             "episodes=2", "num_envs=2", "planner.samples=16", "planner.elites=4", "planner.iterations=2",
+             "dynamics.latent.grid=2", "dynamics.latent.dim=8", "progress=false", "out_dir=out"]
+
+
 def test_robrep_plan_cli_end_to_end(tmp_path, monkeypatch):
     from robrep.cli import main
 
     monkeypatch.chdir(tmp_path)
-    args = ["plan", "task=reach", "task.image_size=32", "weights=null", "encoder.arch.input_size=32",
-            "encoder.arch.depth=1", "num_demos=4", "play_episodes=3", "train.steps=20", "train.eval_every=10",
-            "diagnostics_horizon=4", "episodes=2", "num_envs=2", "planner.samples=16", "planner.elites=4",
-            "planner.iterations=2", "dynamics.latent.grid=2", "dynamics.latent.dim=8", "progress=false",
-            "out_dir=out"]
+    args = [*TINY_PLAN, "diagnostics_horizon=4"]
     assert main(args) == 0
     (row,) = read_csv("out/plan.csv")
     assert row["task"] == "reach" and row["dynamics"] == "pooled_mlp" and int(row["episodes"]) == 2
@@ -315,11 +318,8 @@ def test_robrep_plan_ladder_runs_every_rung_on_the_same_layouts(tmp_path, monkey
     from robrep.cli import main
 
     monkeypatch.chdir(tmp_path)
-    args = ["plan", "task=reach", "task.image_size=32", "weights=null", "encoder.arch.input_size=32",
-            "encoder.arch.depth=1", "num_demos=4", "play_episodes=3", "train.steps=20", "train.eval_every=10",
-            "diagnostics_horizon=3", "episodes=2", "num_envs=2", "planner.samples=16", "planner.elites=4",
-            "planner.iterations=2", "planner.horizon=3", "planner.action_repeat=3", "dynamics.latent.grid=2",
-            "dynamics.latent.dim=8", "progress=false", "out_dir=out", "ladder=true", "eval_split=test"]
+    args = [*TINY_PLAN, "diagnostics_horizon=3", "planner.horizon=3", "planner.action_repeat=3", "ladder=true",
+            "eval_split=test"]
     assert main(args) == 0
     rows = read_csv("out/ladder.csv")
     assert [(r["rung"], r["encoder"]) for r in rows] == [("a", "-"), ("b", "mae_random"), ("c", "mae_random")]
