@@ -444,7 +444,7 @@ def test_ensemble_execution_is_the_default_and_unchanged(demos, encoder_ckpt, ca
     train_policy(cfg, demos, 2, 0, tmp_path / "p.pt", EncoderSpec("mae", str(encoder_ckpt), ARCH), cache_dir=cache_dir)
     old = load_policy(tmp_path / "p.pt")
     assert "chunk_execution" not in old.meta["policy_config"] and old.chunk_execution == "ensemble"
-    keyed = Policy(old.model, old.encoder, {**old.meta, "policy_config": {**cfg, "chunk_execution": "ensemble"}})
+    keyed = Policy(old.model, old.encoder, {**old.meta, "policy_config": {**old.meta["policy_config"], "chunk_execution": "ensemble"}})
     override = load_policy(tmp_path / "p.pt", chunk_execution="ensemble")
     steps = two_env_steps(demos, 5)
     runs = []
