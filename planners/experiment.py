@@ -385,10 +385,10 @@ def run_plan(cfg: DictConfig) -> dict[str, Any]:
         plan_cfg = OmegaConf.to_container(cfg.planner, resolve=True)
         seen = trained_seeds([demos, play])
 
-        def run_rung(planner) -> Any:
+        def run_rung(planner, videos: int = 0) -> Any:
             try:
                 return evaluate(planner, int(cfg.episodes), seed_start=int(cfg.eval_seed_start),
-                                num_envs=int(cfg.num_envs), video_episodes=int(cfg.videos), progress=cfg.progress,
+                                num_envs=int(cfg.num_envs), video_episodes=videos, progress=cfg.progress,
                                 demo_seeds=seen, split=split)
             finally:
                 planner.close()
@@ -408,7 +408,7 @@ def run_plan(cfg: DictConfig) -> dict[str, Any]:
                 print(f"rung ({rung}): {res.format()}")
         planner = LatentPlanner(encoder, latent, dynamics, cem, cfg.task.name, env_kwargs,
                                 use_language=bool(cfg.use_language), progress=progress, cost=cost_kind, **latent_kw)
-        result = run_rung(planner)
+        result = run_rung(planner, int(cfg.videos))  # only rung (c)'s videos are written
         if cfg.get("ladder") and "c" in [str(r) for r in cfg.rungs]:
             ladder_rows.append(ladder_row(cfg, "c", name, result, planner, split, repeat))
     if cfg.videos:
