@@ -10,14 +10,13 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from policies import train_policy
 from robrep.cli import main
-from robrep.config import config_dir
+from robrep.config import compose, config_dir
 from robrep.data.collect import collect_demos
 from robrep.logs import StdoutHandler, console_logging
 from robrep.sweep.cell import CellSpec
-from robrep.config import compose
 
-CNN = ["policy=cnn", "policy.train.steps=6", "policy.train.eval_every=2", "policy.train.evals=null", "policy.train.epochs=null",
-       "policy.train.precision=float32", "policy.cnn.channels=8", "progress=false"]
+CNN = ["policy=cnn", "policy.train.steps=6", "policy.train.eval_every=2", "policy.train.evals=null",
+       "policy.train.epochs=null", "policy.train.precision=float32", "policy.cnn.channels=8", "progress=false"]
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +34,8 @@ def scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
 
 
 def cnn_cfg() -> dict:
-    base = OmegaConf.merge(OmegaConf.load(f"{config_dir()}/policy/mlp.yaml"),
-                           {k: v for k, v in OmegaConf.load(f"{config_dir()}/policy/cnn.yaml").items() if k != "defaults"})
+    cnn = {k: v for k, v in OmegaConf.load(f"{config_dir()}/policy/cnn.yaml").items() if k != "defaults"}
+    base = OmegaConf.merge(OmegaConf.load(f"{config_dir()}/policy/mlp.yaml"), cnn)
     return OmegaConf.to_container(OmegaConf.merge(base, {"cnn": {"channels": 8}, "train": {
         "steps": 6, "eval_every": 2, "evals": None, "epochs": None, "precision": "float32"}}), resolve=True)
 
