@@ -13,6 +13,7 @@ and a row of ``<out_dir>/plan.csv`` (one row per (task, encoder, dynamics), repl
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from pathlib import Path
@@ -39,6 +40,8 @@ from robrep.encoders.spec import EncoderSpec
 from robrep.eval.rollouts import evaluate
 from robrep.precision import resolve_precision
 from robrep.threads import thread_limit
+
+log = logging.getLogger(__name__)
 
 
 def ensure_data(cfg: DictConfig) -> tuple[Path, Path]:
@@ -346,7 +349,7 @@ def run_search_rung(cfg: DictConfig) -> dict[str, Any]:
     write_ladder(Path(cfg.out_dir) / "ladder.csv", [row])
     if cfg.videos:
         result.write_videos(Path(cfg.out_dir) / "videos" / f"{cfg.task.name}_rung_a.mp4")
-    print(f"rung (a): {result.format()}; {planner.ms_per_plan:.0f} ms per replanning call")
+    log.info(f"rung (a): {result.format()}; {planner.ms_per_plan:.0f} ms per replanning call")
     return row
 
 
@@ -365,7 +368,7 @@ def run_plan(cfg: DictConfig) -> dict[str, Any]:
         label = f"{cfg.task.name}_{name}_{cfg.dynamics.name}"
         model_path = Path(cfg.model or f"runs/plan/{label}_{encoder.weights_hash()[:8]}.pt")
         if cfg.retrain or not model_path.exists():
-            print(f"training the {cfg.dynamics.name} world model on {demos} + {play} -> {model_path}")
+            log.info(f"training the {cfg.dynamics.name} world model on {demos} + {play} -> {model_path}")
             train_world_model(cfg, spec, encoder, [demos, play], model_path)
         latent, dynamics, payload = load_world_model(model_path, encoder.weights_hash())
         record = payload["record"]
@@ -405,7 +408,7 @@ def run_plan(cfg: DictConfig) -> dict[str, Any]:
                                             use_language=bool(cfg.use_language), **latent_kw))
                 res = run_rung(planner)
                 ladder_rows.append(ladder_row(cfg, rung, "-" if rung == "a" else name, res, planner, split, repeat))
-                print(f"rung ({rung}): {res.format()}")
+                log.info(f"rung ({rung}): {res.format()}")
         planner = LatentPlanner(encoder, latent, dynamics, cem, cfg.task.name, env_kwargs,
                                 use_language=bool(cfg.use_language), progress=progress, cost=cost_kind, **latent_kw)
         result = run_rung(planner, int(cfg.videos))  # only rung (c)'s videos are written
@@ -439,7 +442,7 @@ def run_plan(cfg: DictConfig) -> dict[str, Any]:
     horizon_table(out, str(cfg.task.name), results.read_csv(table))
     if ladder_rows:
         write_ladder(out / "ladder.csv", ladder_rows)
-    print(f"{result.format()}\nplanning: {planner.ms_per_action:.1f} ms per action (encode + CEM, {result.num_envs} envs "
-          f"batched); open-loop latent MSE h=1 {row['h1_mse']} (copy {row['h1_copy_mse']}), h={len(errors)} "
-          f"{row['h15_mse']}\nwrote {out / f'{label}.json'}, {table} ({(time.perf_counter() - t0) / 60:.1f} min)")
+    log.info(f"{result.format()}\nplanning: {planner.ms_per_action:.1f} ms per action (encode + CEM, {result.num_envs} envs "
+             f"batched); open-loop latent MSE h=1 {row['h1_mse']} (copy {row['h1_copy_mse']}), h={len(errors)} "
+             f"{row['h15_mse']}\nwrote {out / f'{label}.json'}, {table} ({(time.perf_counter() - t0) / 60:.1f} min)")
     return row

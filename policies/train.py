@@ -31,6 +31,7 @@ from robrep.data.demo_file import DemoFile, subset_key
 from robrep.data.feature_cache import FeatureCache, compute_features, file_hash
 from robrep.encoders.base import Encoder
 from robrep.precision import autocast
+from robrep.tb import NullWriter, ScalarWriter, scalar_writer
 
 
 @dataclass
@@ -132,10 +133,14 @@ def param_groups(model: BCModel, lr: float) -> list[dict[str, Any]]:
 
 
 def fit(model: BCModel, train: DemoTensors, valid: DemoTensors | None, cfg: TrainConfig,
-        generator: torch.Generator, progress: bool = False) -> FitResult:
+        generator: torch.Generator, progress: bool = False, scalars: ScalarWriter | None = None) -> FitResult:
     """Train ``model`` in place for at most ``cfg.budget(len(train))`` steps and leave it in eval mode holding the
-    best (lowest valid MSE) weights. Without valid demos the last weights are kept."""
+    best (lowest valid MSE) weights. Without valid demos the last weights are kept. At every evaluation
+    ``scalars`` (a TensorBoard writer, :mod:`robrep.tb`) gets ``train/loss``, ``valid/mse``, ``train/lr`` and
+    ``train/steps_per_s``."""
     start = time.perf_counter()
+    scalars = scalars or NullWriter()
+    last_step, last_time = 0, start
     max_steps, eval_every, _ = cfg.budget(len(train))
     device = next(model.parameters()).device
     params = [p for p in model.parameters() if p.requires_grad]
@@ -163,6 +168,12 @@ def fit(model: BCModel, train: DemoTensors, valid: DemoTensors | None, cfg: Trai
         train_loss, window = sum(window) / len(window), []
         valid_mse = evaluate_mse(model, valid, cfg.eval_batch_size, cfg.precision) if valid is not None else math.nan
         history.append({"step": step, "train_loss": train_loss, "valid_mse": valid_mse})
+        now = time.perf_counter()
+        lr, speed = optimizer.param_groups[0]["lr"], (step - last_step) / max(now - last_time, 1e-9)
+        for tag, value in (("train/loss", train_loss), ("valid/mse", valid_mse), ("train/lr", lr),
+                           ("train/steps_per_s", speed)):
+            scalars.add_scalar(tag, value, step)
+        last_step, last_time = step, now
         bar.set_postfix(loss=f"{train_loss:.4f}", valid_mse=f"{valid_mse:.4f}")
         score = valid_mse if valid is not None else -step  # no valid demos: keep the last weights
         if score < best_score:
@@ -212,6 +223,7 @@ def train_policy(
     config: Mapping[str, Any] | None = None,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
+    tensorboard: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Train the policy ``policy_cfg`` (a resolved ``configs/policy/*.yaml``) on ``train_n{n}_seed{seed}``
     of ``dataset``, early-stopped on its ``valid`` demos, and write the checkpoint to ``out``.
@@ -220,7 +232,8 @@ def train_policy(
     by :func:`robrep.data.feature_cache.compute_features`); ``trunk: cnn`` trains on the demo images;
     ``trunk: finetune`` builds ``encoder`` trainable and fine-tunes its last ``finetune.blocks`` blocks on the
     demo images (no cache; ``use_language`` does not apply).
-    ``config`` (the command's resolved config) is stored as is. Raises
+    ``config`` (the command's resolved config) is stored as is. ``tensorboard``: a directory for TensorBoard scalars
+    of the loop (:func:`fit`); None = none. Raises
     :class:`robrep.data.demo_file.DemoFileError` when the subset does not exist (e.g. ``n`` larger than the
     train demos). Returns ``{"path", "train": FitResult fields, "frames", "seconds"}``.
     """
@@ -283,7 +296,8 @@ def train_policy(
         tail = sum(p.numel() for p in model.trunk.tail_parameters())
         log(f"fine-tuning the last {model.trunk.blocks} blocks of {encoder.label}: {tail:,} of "
             f"{sum(p.numel() for p in trainable.parameters()):,} encoder parameters trainable")
-    result = fit(model, train, valid, train_cfg, generator, progress)
+    with scalar_writer(tensorboard) as scalars:
+        result = fit(model, train, valid, train_cfg, generator, progress, scalars)
     if trainable is not None:
         enc_record["finetuned_weights_hash"] = model.trunk.encoder.weights_hash()
     losses = [result.train_loss, *([result.valid_mse] if valid_names else [])]  # no valid demos: valid MSE is nan

@@ -129,6 +129,10 @@ class _Call:
     host: str = field(default_factory=socket.gethostname)
 
     def __call__(self, item: Any) -> tuple[Any, str | None]:
+        if os.getpid() != self.owner:  # a worker process: the library's messages as plain lines on its stdout
+            from robrep.logs import console_logging
+
+            console_logging()
         if self.stop_with_owner and os.getpid() != self.owner and socket.gethostname() == self.host:
             _watch_owner(self.owner)
         try:

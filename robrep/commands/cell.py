@@ -6,15 +6,19 @@ Reads the config, builds a :class:`robrep.sweep.cell.CellSpec` and calls :func:`
 
 from __future__ import annotations
 
+import logging
+
 from omegaconf import DictConfig
 
 from robrep.sweep.cell import CellSpec, cell_features, run_cell
+
+log = logging.getLogger(__name__)
 
 
 def run(cfg: DictConfig) -> None:
     spec = CellSpec.from_cfg(cfg)
     if cfg.features_only:
         path = cell_features(spec)
-        print(f"{spec.arm}: features {path}" if path else f"{spec.arm}: trains on images (no feature cache)")
+        log.info(f"{spec.arm}: features {path}" if path else f"{spec.arm}: trains on images (no feature cache)")
         return
     run_cell(spec)

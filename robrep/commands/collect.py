@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+import logging
+
 from omegaconf import DictConfig
 
 from robrep.data.collect import collect_demos
+
+log = logging.getLogger(__name__)
 
 MODES = ("demos", "play")
 
@@ -21,9 +25,9 @@ def run(cfg: DictConfig) -> None:
         noise_std=cfg.noise_std, subset_sizes=tuple(cfg.subset_sizes), subset_seeds=tuple(cfg.subset_seeds),
         valid_fraction=cfg.valid_fraction, progress=cfg.progress, visuals=cfg.task.visuals,
     )
-    print(f"wrote {summary['num_demos']} demos ({summary['frames']} frames) to {summary['path']} in "
-          f"{summary['seconds']:.1f} s; expert success {summary['expert_success_rate']:.1%} "
-          f"over {summary['attempts']} episodes")
+    log.info(f"wrote {summary['num_demos']} demos ({summary['frames']} frames) to {summary['path']} in "
+             f"{summary['seconds']:.1f} s; expert success {summary['expert_success_rate']:.1%} "
+             f"over {summary['attempts']} episodes")
 
 
 def run_play(cfg: DictConfig) -> None:
@@ -39,9 +43,9 @@ def run_play(cfg: DictConfig) -> None:
                            jobs=p.jobs, progress=cfg.progress)
     for r in summary["tasks"]:
         status = "kept (already complete)" if r["skipped"] else f"{r['seconds']:.1f} s"
-        print(f"  {r['task']:<11} {r['episodes']} episodes, {r['frames']} frames, "
-              f"{r['successes']} successful, {status} -> {r['path']}")
-    print(f"play corpus ({cfg.task.visuals}): {summary['frames']} frames in {len(summary['paths'])} files; "
-          f"collected {summary['new_frames']} frames in {summary['seconds']:.1f} s "
-          f"({summary['frames_per_s']:.1f} frames/s)")
-    print("files: " + " ".join(summary["paths"]))
+        log.info(f"  {r['task']:<11} {r['episodes']} episodes, {r['frames']} frames, "
+                 f"{r['successes']} successful, {status} -> {r['path']}")
+    log.info(f"play corpus ({cfg.task.visuals}): {summary['frames']} frames in {len(summary['paths'])} files; "
+             f"collected {summary['new_frames']} frames in {summary['seconds']:.1f} s "
+             f"({summary['frames_per_s']:.1f} frames/s)")
+    log.info("files: " + " ".join(summary["paths"]))

@@ -15,6 +15,7 @@ summary and writes, beside each other:
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -23,6 +24,9 @@ from omegaconf import DictConfig, OmegaConf
 from robrep import results
 from robrep.eval.records import csv_row, upsert_row
 from robrep.eval.rollouts import evaluate, policy_demo_seeds
+
+log = logging.getLogger(__name__)
+
 
 def env_overrides(cfg: DictConfig, task: str) -> dict[str, Any]:
     """Env kwargs overriding the policy's: the optional ``task`` group's (``image_size``, ``wrist_camera``; its
@@ -62,5 +66,5 @@ def run(cfg: DictConfig) -> None:
     results.write_json({"command": command, "policy": str(checkpoint), "policy_hash": policy_hash,
                         **result.to_dict(), "videos": [str(v) for v in videos]}, json_path)
     upsert_row(csv_row(result, str(checkpoint), policy_hash, json_path, command), out)
-    print(result.format())
-    print(f"results: {out} (episodes: {json_path})" + (f"; videos: {', '.join(map(str, videos))}" if videos else ""))
+    log.info(result.format())
+    log.info(f"results: {out} (episodes: {json_path})" + (f"; videos: {', '.join(map(str, videos))}" if videos else ""))

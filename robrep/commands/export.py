@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -10,6 +11,8 @@ from omegaconf import DictConfig
 from policies.export import export_encoder, export_policy
 from robrep.data.collect import expert_frames
 from robrep.seeds import eval_seeds
+
+log = logging.getLogger(__name__)
 
 SUFFIX = {"onnx": ".onnx", "torchscript": ".ts"}
 
@@ -36,5 +39,5 @@ def run(cfg: DictConfig) -> None:
         out = Path(cfg.out or Path("runs/export") / f"{cfg.encoder.name}{SUFFIX[cfg.format]}")
         report = export_encoder(encoder, out, cfg.format, frames)
         what = "encoder: uint8 image (B, H, W, 3) -> tokens (B, N, D)"
-    print(f"wrote {report['path']} ({what}); on {report['frames']} real frames the file and PyTorch (float32) "
-          f"differ by at most {report['max_abs_diff']:.2e}")
+    log.info(f"wrote {report['path']} ({what}); on {report['frames']} real frames the file and PyTorch (float32) "
+             f"differ by at most {report['max_abs_diff']:.2e}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import torch
@@ -9,6 +10,8 @@ from omegaconf import DictConfig
 
 from robrep.data.feature_cache import FeatureCache, compute_features
 from robrep.encoders.spec import EncoderSpec
+
+log = logging.getLogger(__name__)
 
 
 def run(cfg: DictConfig) -> None:
@@ -20,6 +23,6 @@ def run(cfg: DictConfig) -> None:
                                 batch_size=cfg.batch_size, use_language=cfg.use_language, progress=cfg.progress)
     with FeatureCache(path, encoder) as cache:
         first = cache.features(cache.demo_names[0])
-        print(f"features of {len(cache.demo_names)} demos -> {path} ({time.perf_counter() - start:.1f} s); "
-              f"tokens per frame {tuple(first.tokens.shape[1:])} on grid {cache.grid}, "
-              f"global token {'yes' if first.global_token is not None else 'no'}")
+        log.info(f"features of {len(cache.demo_names)} demos -> {path} ({time.perf_counter() - start:.1f} s); "
+                 f"tokens per frame {tuple(first.tokens.shape[1:])} on grid {cache.grid}, "
+                 f"global token {'yes' if first.global_token is not None else 'no'}")

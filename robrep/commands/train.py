@@ -8,6 +8,7 @@ checkpoint path.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -15,7 +16,10 @@ from omegaconf import DictConfig, OmegaConf
 from robrep.encoders.spec import EncoderSpec
 from policies.model import ENCODER_TRUNKS
 from policies.train import train_policy
+from robrep.tb import tb_dir
 from robrep.threads import thread_limit
+
+log = logging.getLogger(__name__)
 
 
 def default_out(cfg: DictConfig, policy_cfg: dict) -> Path:
@@ -30,13 +34,17 @@ def run(cfg: DictConfig) -> None:
     encoder = None
     if policy_cfg["trunk"] in ENCODER_TRUNKS:
         encoder = EncoderSpec.from_cfg(cfg)
+    tensorboard = tb_dir(bool(cfg.tensorboard), "train", out.stem)
+    if tensorboard is not None:
+        log.info(f"TensorBoard scalars: {tensorboard}")
     with thread_limit(cfg.threads):
         summary = train_policy(policy_cfg, cfg.dataset, int(cfg.n), int(cfg.seed), out, encoder=encoder,
                                cache_dir=cfg.cache_dir, use_language=cfg.use_language,
                                feature_batch_size=cfg.feature_batch_size, device=cfg.device,
-                               config=OmegaConf.to_container(cfg, resolve=True), progress=cfg.progress, log=print)
+                               config=OmegaConf.to_container(cfg, resolve=True), progress=cfg.progress, log=log.info,
+                               tensorboard=tensorboard)
     t = summary["train"]
-    print(f"trained {policy_cfg['name']} on N={cfg.n} demos ({summary['frames']} frames, seed {cfg.seed}): "
-          f"{t['steps']} steps in {t['seconds']:.1f} s, best step {t['best_step']}, train loss {t['train_loss']:.4f}, "
-          f"train action MSE {t['train_mse']:.4f}, valid action MSE {t['valid_mse']:.4f}")
-    print(f"policy: {summary['path']}")
+    log.info(f"trained {policy_cfg['name']} on N={cfg.n} demos ({summary['frames']} frames, seed {cfg.seed}): "
+             f"{t['steps']} steps in {t['seconds']:.1f} s, best step {t['best_step']}, train loss {t['train_loss']:.4f}, "
+             f"train action MSE {t['train_mse']:.4f}, valid action MSE {t['valid_mse']:.4f}")
+    log.info(f"policy: {summary['path']}")

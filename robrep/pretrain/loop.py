@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from robrep.data.frames import FrameDataset
 from robrep.pretrain.objective import Objective
+from robrep.tb import NullWriter, ScalarWriter
 
 
 def check_budget(budget_minutes: float, max_steps: int | None) -> None:
@@ -39,6 +40,7 @@ def pretrain(
     seed: int = 0,
     log_every: int = 10,
     progress: bool = True,
+    scalars: ScalarWriter | None = None,
 ) -> dict[str, Any]:
     """Train ``objective`` on random batches of ``frames`` until ``budget_minutes`` of wall-clock time
     (or ``max_steps``) is spent. The cosine schedule's length is ``schedule_steps`` if given, else
@@ -48,7 +50,8 @@ def pretrain(
     batch with random ±``shift_pad`` px translations (a frame and its next frame moved together).
 
     Returns ``steps``, ``schedule_steps``, ``seconds``, ``final_loss`` (mean of the last 10 % of steps)
-    and ``loss_curve`` (list of ``{step, seconds, loss, ...}`` every ``log_every`` steps).
+    and ``loss_curve`` (list of ``{step, seconds, loss, ...}`` every ``log_every`` steps). ``scalars`` (a TensorBoard
+    writer, :mod:`robrep.tb`) gets the curve's entries as ``pretrain/<key>`` plus ``pretrain/steps_per_s``.
     """
     check_budget(budget_minutes, max_steps)
     torch.manual_seed(seed)
@@ -67,7 +70,8 @@ def pretrain(
     recent: list[float] = []
     start = time.perf_counter()
     bar = tqdm(total=max_steps, disable=not progress, desc=f"pretrain {objective.encoder.family}", unit="step")
-    step = 0
+    step, last_step, last_time = 0, 0, start
+    scalars = scalars or NullWriter()
     while True:
         elapsed = time.perf_counter() - start
         if (max_steps is not None and step >= max_steps) or (max_steps is None and elapsed >= budget):
@@ -92,6 +96,12 @@ def pretrain(
             curve.append({"step": step, "seconds": round(time.perf_counter() - start, 2), "loss": recent[-1],
                           "lr": opt.param_groups[0]["lr"], **{k: float(v) for k, v in logs.items()}})
             bar.set_postfix(loss=f"{recent[-1]:.4f}")
+            now = time.perf_counter()
+            for key, value in curve[-1].items():
+                if key not in ("step", "seconds"):
+                    scalars.add_scalar(f"pretrain/{key}", value, step)
+            scalars.add_scalar("pretrain/steps_per_s", (step - last_step) / max(now - last_time, 1e-9), step)
+            last_step, last_time = step, now
         bar.update(1)
     bar.close()
     objective.eval()

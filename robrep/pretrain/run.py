@@ -6,6 +6,7 @@ plus ``<out>.loss.csv`` / ``<out>.loss.png``.
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 
@@ -18,7 +19,10 @@ from robrep.data.play import play_files
 from robrep.encoders import build_encoder, save_checkpoint
 from robrep.pretrain.loop import check_budget, pretrain, write_loss_curve
 from robrep.pretrain.objective import make_objective
+from robrep.tb import scalar_writer, tb_dir
 from robrep.threads import thread_limit
+
+log = logging.getLogger(__name__)
 
 
 def pretraining_files(cfg: DictConfig) -> list[str]:
@@ -44,13 +48,18 @@ def _run(cfg: DictConfig) -> Path:
     encoder = build_encoder(enc_cfg.name, weights=enc_cfg.weights, **OmegaConf.to_container(enc_cfg.arch))
     objective = make_objective(encoder, **OmegaConf.to_container(enc_cfg.pretrain.objective))
     params = sum(p.numel() for p in encoder.parameters())
-    print(f"pretraining {enc_cfg.name} ({params / 1e6:.2f} M encoder params) on {len(frames)} frames "
-          f"from {len(files)} files for {cfg.budget_minutes} min")
-    summary = pretrain(objective, frames, budget_minutes=cfg.budget_minutes, batch_size=enc_cfg.pretrain.batch_size,
-                       lr=enc_cfg.pretrain.lr, weight_decay=enc_cfg.pretrain.weight_decay,
-                       shift_pad=enc_cfg.pretrain.shift_pad, max_steps=cfg.max_steps,
-                       schedule_steps=cfg.schedule_steps, seed=cfg.seed, progress=cfg.progress)
+    log.info(f"pretraining {enc_cfg.name} ({params / 1e6:.2f} M encoder params) on {len(frames)} frames "
+             f"from {len(files)} files for {cfg.budget_minutes} min")
     out = Path(cfg.out)
+    tb = tb_dir(bool(cfg.get("tensorboard", False)), "pretrain", out.stem)
+    if tb is not None:
+        log.info(f"TensorBoard scalars: {tb}")
+    with scalar_writer(tb) as scalars:
+        summary = pretrain(objective, frames, budget_minutes=cfg.budget_minutes,
+                           batch_size=enc_cfg.pretrain.batch_size, lr=enc_cfg.pretrain.lr,
+                           weight_decay=enc_cfg.pretrain.weight_decay, shift_pad=enc_cfg.pretrain.shift_pad,
+                           max_steps=cfg.max_steps, schedule_steps=cfg.schedule_steps, seed=cfg.seed,
+                           progress=cfg.progress, scalars=scalars)
     meta = {
         "command": results.command_line(),
         "resolved_config": OmegaConf.to_container(cfg, resolve=True),
@@ -67,6 +76,6 @@ def _run(cfg: DictConfig) -> Path:
     digest = save_checkpoint(encoder, out, meta)
     csv_path, png_path = write_loss_curve(summary["loss_curve"], out.with_suffix(".loss"),
                                           title=f"{enc_cfg.name}: {summary['steps']} steps")
-    print(f"saved {out} (hash {digest}): {summary['steps']} steps in {summary['seconds'] / 60:.1f} min, "
-          f"final loss {summary['final_loss']:.4f}; loss curve {csv_path}, {png_path}")
+    log.info(f"saved {out} (hash {digest}): {summary['steps']} steps in {summary['seconds'] / 60:.1f} min, "
+             f"final loss {summary['final_loss']:.4f}; loss curve {csv_path}, {png_path}")
     return out

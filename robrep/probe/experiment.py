@@ -8,6 +8,7 @@ prints a table at ``gate_n`` demos and the gate verdict (:func:`robrep.probe.sta
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -29,6 +30,8 @@ from robrep.probe.plot import format_table, plot_probe
 from robrep.threads import thread_limit
 from robrep.probe.state_probe import READOUTS, FrameFeatures, even_frames, gate, probe_rows, state_targets
 from robrep.readouts import check_readouts
+
+log = logging.getLogger(__name__)
 
 COLUMNS = ("encoder", "weights_hash", "readout", "probe", "n_demos", "variable", "r2", "n_train_frames",
            "n_test_frames", "seconds")
@@ -91,7 +94,7 @@ def run_probe(cfg: DictConfig) -> tuple[bool, dict] | None:
         raise ValueError(f"robrep probe: {'; '.join(bad)}")
     label = Path(str(cfg.encoder.name)).stem
     out = Path(cfg.out or f"runs/probe/probe_{Path(cfg.dataset).stem}_{label}.csv")
-    log = print if cfg.progress else None
+    progress_log = log.info if cfg.progress else None
     with thread_limit(cfg.threads):
         with DemoFile(cfg.dataset) as demos:
             demos.require_obs("image", "state", purpose="the state probe")
@@ -99,7 +102,7 @@ def run_probe(cfg: DictConfig) -> tuple[bool, dict] | None:
             keys = {n: subset_key(n, cfg.subset_seed) for n in cfg.sizes}
             missing = [k for k in keys.values() if k not in demos.filter_keys]
             if missing:
-                print(f"skipping fitting sets not in {cfg.dataset}: {missing}")
+                log.info(f"skipping fitting sets not in {cfg.dataset}: {missing}")
             subsets = {n: demos.demo_names(k) for n, k in keys.items() if k not in missing}
             if not subsets:
                 raise ValueError(f"none of the subsets {list(keys.values())} is in {cfg.dataset} ({demos.filter_keys})")
@@ -116,11 +119,12 @@ def run_probe(cfg: DictConfig) -> tuple[bool, dict] | None:
             runs += [(f"{label}_random", load_encoder(registry_name, weights=None, device=cfg.device, **encoder.config)),
                      ("pixels", None)]
         kwargs = dict(readouts=list(cfg.readouts), probes=list(cfg.probes), max_features=cfg.max_features,
-                      min_std=cfg.min_std, seed=cfg.seed, mlp_kwargs=OmegaConf.to_container(cfg.mlp), log=log)
+                      min_std=cfg.min_std, seed=cfg.seed, mlp_kwargs=OmegaConf.to_container(cfg.mlp),
+                      log=progress_log)
         rows, by_hash = [], {}
         for name, enc in runs:
-            if log:
-                log(f"-- {name}" + (f" ({enc.weights_hash()})" if enc is not None else ""))
+            if progress_log:
+                progress_log(f"-- {name}" + (f" ({enc.weights_hash()})" if enc is not None else ""))
             if enc is None:
                 feats, whash = FrameFeatures(pixels, (cfg.pixel_size,) * 2, flat_cells=cfg.pixel_size), "none"
                 part = probe_rows(feats, states, targets, subsets, valid, **{**kwargs, "readouts": ["flat"]})
@@ -134,12 +138,12 @@ def run_probe(cfg: DictConfig) -> tuple[bool, dict] | None:
     available = sorted(subsets)
     n_show = cfg.gate_n if cfg.gate_n in subsets else min(available, key=lambda n: abs(n - cfg.gate_n))
     png = plot_probe(rows, out.with_suffix(".png"), n_show, title=f"{label} on {Path(cfg.dataset).name}")
-    print(format_table(rows, n_show))
-    print(f"wrote {len(rows)} rows to {out} and {png} in {time.perf_counter() - start:.1f} s")
+    log.info(format_table(rows, n_show))
+    log.info(f"wrote {len(rows)} rows to {out} and {png} in {time.perf_counter() - start:.1f} s")
     if cfg.gate:
         passed, details = gate(rows, n=cfg.gate_n, threshold=cfg.gate_threshold)
-        print(f"gate (N={cfg.gate_n}, ridge R² >= {cfg.gate_threshold} for every position variable on a spatial "
-              f"readout, above both baselines): {'PASS' if passed else 'FAIL'} - {details['reason']}")
+        log.info(f"gate (N={cfg.gate_n}, ridge R² >= {cfg.gate_threshold} for every position variable on a spatial "
+                 f"readout, above both baselines): {'PASS' if passed else 'FAIL'} - {details['reason']}")
         return passed, details
-    print("gate: not evaluated (gate=false; reported only)")
+    log.info("gate: not evaluated (gate=false; reported only)")
     return None

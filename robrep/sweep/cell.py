@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,7 +30,10 @@ from robrep.config import compose
 from robrep.encoders.spec import EncoderSpec
 from robrep.precision import resolve_precision
 from robrep.sweep.table import cell_name, cell_path
+from robrep.tb import tb_dir
 from robrep.threads import thread_limit
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,7 @@ class CellSpec:
     progress: bool = False
     command: str = ""
     config: dict[str, Any] = field(default_factory=dict)
+    tensorboard: str | None = None     # TensorBoard scalars of the training (robrep.tb); not part of the policy key
 
     def __post_init__(self) -> None:
         """Refuse degenerate settings before anything is trained (one message naming every bad value)."""
@@ -139,6 +144,7 @@ class CellSpec:
         policy_dir = str(cfg.get("policy_dir") or Path("runs/sweeps") / Path(sweep_dir).name / "policies")
         eval_visuals = cfg.get("eval_visuals")
         name = cell_name(str(arm_cfg.arm), n, seed)
+        tb = tb_dir(bool(cfg.get("tensorboard", False)), Path(sweep_dir).name, name)
         return cls(
             arm=str(arm_cfg.arm), n=n, seed=seed, dataset=str(cfg.dataset), sweep_dir=sweep_dir, policy_dir=policy_dir,
             policy=policy, encoder=encoder, episodes=int(cfg.episodes), eval_seed_start=int(cfg.get("eval_seed_start", 0)),
@@ -150,6 +156,7 @@ class CellSpec:
             config={**OmegaConf.to_container(cfg, resolve=True), "arm": str(arm_cfg.arm), "n": n, "seed": seed,
                     "policy": policy, "encoder": OmegaConf.to_container(arm_cfg.encoder, resolve=True),
                     "weights": arm_cfg.get("weights")},
+            tensorboard=None if tb is None else str(tb),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -199,7 +206,7 @@ def ensure_policy(spec: CellSpec) -> Path:
             train_policy(spec.policy, spec.dataset, spec.n, spec.seed, path, encoder=spec.encoder,
                          cache_dir=spec.cache_dir, use_language=spec.use_language,
                          feature_batch_size=spec.feature_batch_size, device=spec.device, config=spec.config,
-                         progress=spec.progress)
+                         progress=spec.progress, tensorboard=spec.tensorboard)
     return path
 
 
@@ -223,7 +230,7 @@ def run_cell(spec: CellSpec) -> dict[str, Any]:
     from robrep.eval.rollouts import evaluate, policy_demo_seeds
 
     if spec.done:
-        print(f"{spec.name}: done already ({spec.record_path})")
+        log.info(f"{spec.name}: done already ({spec.record_path})")
         return results.read_json(spec.record_path)
     policy_path, policy_key = spec.policy_path, spec.policy_key
     with thread_limit(spec.threads):
@@ -258,5 +265,5 @@ def run_cell(spec: CellSpec) -> dict[str, Any]:
         "dataset": spec.dataset, "dataset_hash": _content_hash(spec.dataset), "command": spec.command, "videos": [str(v) for v in videos],
     }
     results.write_json(record, spec.record_path)
-    print(f"{spec.name}: {result.format()} -> {spec.record_path}")
+    log.info(f"{spec.name}: {result.format()} -> {spec.record_path}")
     return record

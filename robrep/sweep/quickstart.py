@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -9,6 +10,8 @@ from omegaconf import DictConfig
 
 from robrep import results
 from robrep.sweep.run import run_sweep
+
+log = logging.getLogger(__name__)
 
 
 def verdict(paired: Sequence[Mapping[str, Any]], summary: Sequence[Mapping[str, Any]]) -> str:
@@ -45,8 +48,8 @@ def run_quickstart(cfg: DictConfig) -> str:
     paths = out["paths"]
     paired = results.read_csv(paths["paired"]) if "paired" in paths else []
     line = verdict(paired, results.read_csv(paths["summary"]))
-    print(f"videos: {Path(cfg.sweep_dir) / 'videos'}/")
-    print(line)
-    print(full_sweep_pointer(cfg.full_sweep_dir))
-    print(f"main job wall time {out['wall_min']:.1f} min")
+    log.info(f"videos: {Path(cfg.sweep_dir) / 'videos'}/")
+    log.info(line)
+    log.info(full_sweep_pointer(cfg.full_sweep_dir))
+    log.info(f"main job wall time {out['wall_min']:.1f} min")
     return line

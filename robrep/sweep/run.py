@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from pathlib import Path
@@ -32,6 +33,8 @@ from robrep.sweep.cell import CellSpec, arm_config, cell_features, run_cell
 from robrep.sweep.table import (auc_paired_rows, auc_rows, cell_rows, default_auc_pairs, format_auc, format_summary,
                                 load_cells, noise_floor_by_n, paired_rows, plot_paired, plot_success, summarise,
                                 sweep_ns)
+
+log = logging.getLogger(__name__)
 
 
 class SweepError(RuntimeError):
@@ -75,7 +78,7 @@ def ensure_dataset(cfg: DictConfig) -> Path:
     if not path.exists():
         train_needed = max(demos)
         total = math.ceil(train_needed / (1.0 - float(cfg.collect.valid_fraction))) + 1
-        print(f"collecting {total} {cfg.task.name} demos into {path} (N up to {train_needed}, seeds {seeds})")
+        log.info(f"collecting {total} {cfg.task.name} demos into {path} (N up to {train_needed}, seeds {seeds})")
         collect_demos(cfg.task.name, total, path, image_size=cfg.task.image_size, seed_start=cfg.collect.seed_start,
                       noise_std=cfg.collect.noise_std, subset_sizes=demos, subset_seeds=seeds,
                       valid_fraction=cfg.collect.valid_fraction, progress=cfg.progress, visuals=visuals)
@@ -127,19 +130,19 @@ def aggregate(cfg: DictConfig) -> dict[str, Path]:
                             title=f"{cfg.task.name}: success vs N (pooled over training seeds; band = Wilson 95 %, "
                                   f"dots = seeds)")
     paths.update(plot=png, plot_svg=svg)
-    print(format_summary(summary))
+    log.info(format_summary(summary))
     floor = noise_floor_by_n(summary)
     if floor:
         paths["noise_floor"] = results.write_csv(floor, out / "noise_floor.csv", comments=command)
     for f in floor:
-        print(f"noise floor at N={f['n']} (same cell, other training seeds): seed std median {f['median_seed_std']:.2f}, "
-              f"max {f['max_seed_std']:.2f}; range median {f['median_seed_range']:.2f}, max {f['max_seed_range']:.2f} "
-              f"({f['widest_arm']})")
+        log.info(f"noise floor at N={f['n']} (same cell, other training seeds): seed std median {f['median_seed_std']:.2f}, "
+                 f"max {f['max_seed_std']:.2f}; range median {f['median_seed_range']:.2f}, max {f['max_seed_range']:.2f} "
+                 f"({f['widest_arm']})")
     for p in paired:
-        print(f"{p['a']} − {p['b']} at N={p['n']}: {p['diff']:+.2f} [{p['ci_low']:+.2f}, {p['ci_high']:+.2f}] "
-              f"({p['seeds']} seeds × {p['episodes']} episodes, paired bootstrap 95 %); seed-level "
-              f"{p['seed_diff']:+.2f} [{p['seed_ci_low']:+.2f}, {p['seed_ci_high']:+.2f}] (t 95 %), "
-              f"p {p['p_value']:.3g}, Holm p {p['p_holm']:.3g}: {p['verdict']}")
+        log.info(f"{p['a']} − {p['b']} at N={p['n']}: {p['diff']:+.2f} [{p['ci_low']:+.2f}, {p['ci_high']:+.2f}] "
+                 f"({p['seeds']} seeds × {p['episodes']} episodes, paired bootstrap 95 %); seed-level "
+                 f"{p['seed_diff']:+.2f} [{p['seed_ci_low']:+.2f}, {p['seed_ci_high']:+.2f}] (t 95 %), "
+                 f"p {p['p_value']:.3g}, Holm p {p['p_holm']:.3g}: {p['verdict']}")
     if len(sweep_ns(records)) >= 2:
         paths.update(_aggregate_auc(records, arms, out, command))
     return paths
@@ -153,17 +156,17 @@ def _aggregate_auc(records: list[dict[str, Any]], arms: list[str], out: Path, co
     left_out = sorted(set(arms) - {str(r["arm"]) for r in auc})
     if auc:
         paths["auc"] = results.write_csv(auc, out / "auc.csv", comments=command)
-        print(f"primary metric: area under success vs log10 N over N = {ns} (mean over log N), per training seed; "
-              f"mean over seeds [Student-t 95 %]")
-        print(format_auc(auc))
+        log.info(f"primary metric: area under success vs log10 N over N = {ns} (mean over log N), per training seed; "
+                 f"mean over seeds [Student-t 95 %]")
+        log.info(format_auc(auc))
     if left_out:
-        print(f"no AUC for {', '.join(left_out)}: no training seed has a cell at every N = {ns}")
+        log.info(f"no AUC for {', '.join(left_out)}: no training seed has a cell at every N = {ns}")
     auc_paired = auc_paired_rows(records, default_auc_pairs(arms), ns)
     if auc_paired:
         paths["auc_paired"] = results.write_csv(auc_paired, out / "auc_paired.csv", comments=command)
     for p in auc_paired:
-        print(f"AUC {p['a']} − {p['b']}: {p['diff']:+.3f} [{p['ci_low']:+.3f}, {p['ci_high']:+.3f}] "
-              f"({p['seeds']} seeds, paired t 95 %), p {p['p_value']:.3g}, Holm p {p['p_holm']:.3g}: {p['verdict']}")
+        log.info(f"AUC {p['a']} − {p['b']}: {p['diff']:+.3f} [{p['ci_low']:+.3f}, {p['ci_high']:+.3f}] "
+                 f"({p['seeds']} seeds, paired t 95 %), p {p['p_value']:.3g}, Holm p {p['p_holm']:.3g}: {p['verdict']}")
     return paths
 
 
@@ -192,7 +195,7 @@ def clean_stale_temps(cfg: DictConfig, cells: list[CellSpec]) -> list[Path]:
     folders |= {Path(c.policy_dir) for c in cells}
     removed = [p for folder in sorted(folders) for p in results.remove_stale_temps(folder)]
     if removed:
-        print(f"removed {len(removed)} temp files left by interrupted writers: {', '.join(map(str, removed))}")
+        log.info(f"removed {len(removed)} temp files left by interrupted writers: {', '.join(map(str, removed))}")
     return removed
 
 
@@ -226,11 +229,11 @@ def _run_locked(cfg: DictConfig, arms: list[str], cells: list[CellSpec], precisi
     pending = [c for c in cells if not c.done]
     stale = [c.name for c in pending if c.record_path.exists()]
     if stale:
-        print(f"{len(stale)} records were made with other settings (policy key differs) and run again: "
-              f"{', '.join(stale)}")
+        log.info(f"{len(stale)} records were made with other settings (policy key differs) and run again: "
+                 f"{', '.join(stale)}")
     layout = "; ".join(f"N={n} × seeds {seeds_for(cfg, int(n))}" for n in cfg.demos)
-    print(f"sweep {cfg.name}: {len(cells)} cells ({len(arms)} arms × {layout}), {len(cells) - len(pending)} already "
-          f"done; frozen encoders in {precision}")
+    log.info(f"sweep {cfg.name}: {len(cells)} cells ({len(arms)} arms × {layout}), {len(cells) - len(pending)} already "
+             f"done; frozen encoders in {precision}")
     failed: list[tuple[str, str]] = []
     finished, logged = 0, False
     try:
@@ -260,15 +263,15 @@ def _run_locked(cfg: DictConfig, arms: list[str], cells: list[CellSpec], precisi
             log_run(cfg, started, time.perf_counter() - t0, len(cells), len(cells) - len(pending), finished,
                     "interrupted", replace_last=logged)
             shown = ", ".join(left[:10]) + (f", ... ({len(left) - 10} more)" if len(left) > 10 else "")
-            print(f"sweep {cfg.name} interrupted: {len(left)} cells not done ({shown or 'none'}); "
-                  f"run the same command again to resume")
+            log.info(f"sweep {cfg.name} interrupted: {len(left)} cells not done ({shown or 'none'}); "
+                     f"run the same command again to resume")
         raise
     wall = time.perf_counter() - t0
     total = log_run(cfg, started, wall, len(cells), len(cells) - len(pending), finished, status, replace_last=True)
-    print(f"sweep wall time {wall / 60:.1f} min (all runs on {cfg.sweep_dir}: {total:.1f} min, "
-          f"{Path(cfg.sweep_dir) / 'runs.csv'})")
+    log.info(f"sweep wall time {wall / 60:.1f} min (all runs on {cfg.sweep_dir}: {total:.1f} min, "
+             f"{Path(cfg.sweep_dir) / 'runs.csv'})")
     for k, p in paths.items():
-        print(f"{k}: {p}")
+        log.info(f"{k}: {p}")
     if failed:
         details = "\n".join(f"--- {name}\n{error.rstrip()}" for name, error in failed)
         raise SweepError(f"{len(failed)} of {len(pending)} cells failed (finished cells are kept; re-run to retry):\n"

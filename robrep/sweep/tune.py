@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import logging
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from robrep import results
 from robrep.sweep.cell import CellSpec, train_cell
+
+log = logging.getLogger(__name__)
 
 #: The columns of ``tuning.csv``: one row per (arm, N, grid point).
 TUNING_COLUMNS = ("arm", "n", "seed", "lr", "weight_decay", "valid_mse", "best_step", "steps", "max_steps",
@@ -61,8 +64,8 @@ def tune_cells(cells: Sequence[CellSpec], grid: Mapping[str, Sequence[float]], s
     tasks = [(key, with_train(group[0], seed=seed, **p)) for key, group in todo.items() for p in points]
     failures: list[tuple[str, str]] = []
     if tasks:
-        print(f"tuning {len(todo)} (arm, N) groups on the valid demos of seed {seed}: {len(tasks)} trainings "
-              f"({len(points)} grid points each)")
+        log.info(f"tuning {len(todo)} (arm, N) groups on the valid demos of seed {seed}: {len(tasks)} trainings "
+                 f"({len(points)} grid points each)")
         outcomes = launcher.map(train_cell, [t for _, t in tasks])
         by_group: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
         for (key, task), out in zip(tasks, outcomes):
