@@ -36,13 +36,17 @@ The task string of an episode is its instruction (``ep_meta["instruction"]``), e
 Image statistics are per channel, shape ``(3, 1, 1)``, of frames scaled to [0, 1], over evenly spaced frames
 (all frames up to 100, then ``T**0.75``), as LeRobot computes them; every other feature's are per dimension.
 
-Everything but the frames round-trips bit for bit; the frames pass through H.264 (``yuv420p`` halves the chroma
-resolution, so sharp coloured edges lose the most). :func:`to_demo_file` reads any v2.x dataset of this layout:
-one without ``meta/robrep.json`` (a foreign one) gets ``obs/image`` from its camera (the one named ``image``, or the
-only one), ``obs/proprio`` from ``observation.state``, an empty ``states`` ``(T, 0)``, ``ep_meta = {"instruction":
-task}``, its ``splits`` (``train``/``valid`` ranges) as masks and the subsets ``train_n{N}_seed{s}`` of
-:func:`robrep.data.demo_file.split_masks` (a tenth of the episodes, at least one, held out as ``valid`` when the
-splits name only ``train``).
+Everything but the frames round-trips bit for bit. The frames pass through H.264: with the defaults (crf 18,
+``yuv420p``, which keeps one colour sample per 2x2 pixels, so sharp coloured edges lose the most) push frames come
+back with a mean absolute error of 2.1 of 255 at 96 px (3.8 at 32 px); ``pix_fmt=yuv444p crf=0`` leaves only the
+RGB <-> YUV rounding (max error 1). An export is 0.6x the size of its gzip-compressed demo file (96 px push).
+
+:func:`to_demo_file` reads any v2.x dataset of this layout. One without ``meta/robrep.json`` (a foreign one) gets
+``obs/image`` from its camera (the one named ``image``, or the only one; others keep their names), ``obs/proprio``
+from ``observation.state``, an empty ``states`` ``(T, 0)``, ``ep_meta = {"instruction": task}``, the ``train`` and
+``valid`` ranges of its ``splits`` as masks (when they name only ``train``, the last tenth of it, at least one
+episode, becomes ``valid``) and the nested subsets ``train_n{N}_seed{s}`` of
+:func:`robrep.data.demo_file.split_masks` for N in :data:`DEFAULT_SUBSET_SIZES` and seeds 0-2.
 """
 
 from __future__ import annotations
@@ -79,8 +83,9 @@ DEFAULT_FPS = 25
 TABLETOP_TIMESTEP_S = 0.002
 #: Meta-World's control rate (Hz): frame_skip 5 × timestep 2.5 ms.
 METAWORLD_FPS = 80
-#: Subset sizes and seeds given to a foreign dataset converted by :func:`to_demo_file` (as ``robrep collect``).
-DEFAULT_SUBSET_SIZES = (10, 50, 100, 500)
+#: Subset sizes and seeds given to a foreign dataset converted by :func:`to_demo_file`: robrep collect's N (10, 50,
+#: 100, 500) and the small ones a short dataset allows (each size up to the number of train episodes).
+DEFAULT_SUBSET_SIZES = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 DEFAULT_SUBSET_SEEDS = (0, 1, 2)
 #: Bumped whenever :func:`to_demo_file` changes what it writes (part of the conversion cache key).
 CONVERTER_VERSION = 1
@@ -494,7 +499,8 @@ class LeRobotDataset:
         h = hashlib.sha256()
         for path in self.files():
             if not path.is_file():
-                raise LeRobotFormatError(f"{self.root}: missing {path.relative_to(self.root)}")
+                raise LeRobotFormatError(f"{self.root}: {path.relative_to(self.root)} is missing (its {EPISODES_PATH} "
+                                         f"lists {len(self)} episodes)")
             h.update(str(path.relative_to(self.root)).encode() + b"\0" + str(path.stat().st_size).encode() + b"\0")
             h.update(_file_sha256(path).encode())
         return h.hexdigest()
