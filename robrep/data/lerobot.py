@@ -58,7 +58,7 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +91,8 @@ DEFAULT_SUBSET_SEEDS = (0, 1, 2)
 CONVERTER_VERSION = 1
 
 _BASE_KEYS = ("timestamp", "frame_index", "episode_index", "index", "task_index")
+#: (dataset dir, ((file, size, mtime_ns), ...)) -> content hash, for :meth:`LeRobotDataset.content_hash`.
+_HASH_MEMO: dict[tuple, str] = {}
 
 
 class LeRobotFormatError(ValueError):
@@ -495,15 +497,24 @@ class LeRobotDataset:
                                                           episode_index=e)
 
     def content_hash(self) -> str:
-        """sha256 (hex) over the relative path and bytes of every file of the dataset (:meth:`files`)."""
-        h = hashlib.sha256()
-        for path in self.files():
-            if not path.is_file():
+        """sha256 (hex) over the relative path and bytes of every file of the dataset (:meth:`files`); remembered in
+        this process while no file's size or mtime changes (a sweep resolves its dataset once per cell)."""
+        files, stamp = self.files(), []
+        for path in files:
+            try:
+                st = path.stat()
+            except FileNotFoundError:
                 raise LeRobotFormatError(f"{self.root}: {path.relative_to(self.root)} is missing (its {EPISODES_PATH} "
-                                         f"lists {len(self)} episodes)")
-            h.update(str(path.relative_to(self.root)).encode() + b"\0" + str(path.stat().st_size).encode() + b"\0")
-            h.update(_file_sha256(path).encode())
-        return h.hexdigest()
+                                         f"lists {len(self)} episodes)") from None
+            stamp.append((str(path.relative_to(self.root)), st.st_size, st.st_mtime_ns))
+        memo_key = (str(self.root.resolve()), tuple(stamp))
+        if memo_key not in _HASH_MEMO:
+            h = hashlib.sha256()
+            for (rel, size, _), path in zip(stamp, files):
+                h.update(f"{rel}\0{size}\0".encode())
+                h.update(_file_sha256(path).encode())
+            _HASH_MEMO[memo_key] = h.hexdigest()
+        return _HASH_MEMO[memo_key]
 
     def episode(self, e: int) -> dict[str, Any]:
         """Episode ``e``: ``{"length": T, "tasks": [str], "columns": {key: (T,) or (T, K)}, "frames": {video key:
@@ -563,12 +574,6 @@ class LeRobotDataset:
 def read_lerobot(root: str | os.PathLike) -> LeRobotDataset:
     """Open the LeRobot v2.x dataset directory ``root`` (validated metadata; episodes load on demand)."""
     return LeRobotDataset(root)
-
-
-def iter_episodes(dataset: LeRobotDataset) -> Iterator[dict[str, Any]]:
-    """Every episode of ``dataset`` in index order (:meth:`LeRobotDataset.episode`)."""
-    for e in range(len(dataset)):
-        yield dataset.episode(e)
 
 
 def _parse_range(text: str, n: int) -> list[int] | None:
