@@ -29,6 +29,7 @@ from policies.datasets import DemoTensors, load_demo_tensors
 from policies.model import ENCODER_TRUNKS, BCModel, build_model, check_policy_config, resolve_train_precision
 from robrep.data.demo_file import DemoFile, subset_key
 from robrep.data.feature_cache import FeatureCache, compute_features, file_hash
+from robrep.data.sources import resolve_dataset
 from robrep.encoders.base import Encoder
 from robrep.precision import autocast
 from robrep.tb import NullWriter, ScalarWriter, scalar_writer
@@ -232,12 +233,14 @@ def train_policy(
     by :func:`robrep.data.feature_cache.compute_features`); ``trunk: cnn`` trains on the demo images;
     ``trunk: finetune`` builds ``encoder`` trainable and fine-tunes its last ``finetune.blocks`` blocks on the
     demo images (no cache; ``use_language`` does not apply).
+    ``dataset`` is a demo file or ``lerobot:<dir>`` (:func:`robrep.data.sources.resolve_dataset`).
     ``config`` (the command's resolved config) is stored as is. ``tensorboard``: a directory for TensorBoard scalars
     of the loop (:func:`fit`); None = none. Raises
     :class:`robrep.data.demo_file.DemoFileError` when the subset does not exist (e.g. ``n`` larger than the
     train demos). Returns ``{"path", "train": FitResult fields, "frames", "seconds"}``.
     """
     start = time.perf_counter()
+    dataset = resolve_dataset(dataset)
     policy_cfg = copy.deepcopy(dict(policy_cfg))
     check_policy_config(policy_cfg)
     resolve_train_precision(policy_cfg, device)  # stored resolved: acting uses it as trained

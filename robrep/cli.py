@@ -1,6 +1,7 @@
 """The ``robrep`` command line: ``robrep <sub-command> [hydra overrides]``.
 
-Each sub-command is a Hydra app whose primary config is ``configs/<sub-command>.yaml``, so
+Each sub-command is a Hydra app whose primary config is ``configs/<sub-command>.yaml`` (its code:
+``robrep/commands/<sub-command with _ for ->.py``), so
 ``robrep collect task=push num_demos=500`` overrides config values, ``--cfg job`` prints the
 resolved config, ``--help`` shows the config groups, and ``--multirun`` sweeps.
 
@@ -30,11 +31,18 @@ COMMANDS: dict[str, str] = {
     "eval": "roll a policy checkpoint out in its task: success rate + Wilson 95 % interval, videos (checkpoint=, episodes=)",
     "plan": "latent world model + CEM imagination planner: goal-reaching success, ms/action, error vs horizon (task=, encoder=)",
     "export": "a policy (or encoder) as one ONNX / TorchScript file, checked against PyTorch (checkpoint=, format=)",
+    "export-dataset": "a demo file as a LeRobot v2.1 dataset (dataset=, format=lerobot, out=); read back: dataset=lerobot:<dir>",
 }
+
+
+def command_module(command: str) -> str:
+    """The module of ``command`` under :mod:`robrep.commands` (hyphens become underscores: ``export-dataset`` ->
+    ``robrep.commands.export_dataset``); its config is ``configs/<command>.yaml``."""
+    return f"robrep.commands.{command.replace('-', '_')}"
 
 def usage() -> str:
     lines = ["usage: robrep <command> [key=value ...] [--cfg job] [--multirun]", "", "commands:"]
-    lines += [f"  {name:<11} {desc}" for name, desc in COMMANDS.items()]
+    lines += [f"  {name:<15} {desc}" for name, desc in COMMANDS.items()]
     lines += ["", "`robrep <command> --help` lists that command's config groups and options;",
               "`robrep <command> --cfg job` prints its resolved config without running it."]
     return "\n".join(lines)
@@ -51,7 +59,7 @@ def command_help(command: str) -> str:
 
     cfg = compose(command, return_hydra_config=True)
     choices = {g: c for g, c in cfg.hydra.runtime.choices.items() if not g.startswith("hydra/")}
-    doc = (importlib.import_module(f"robrep.commands.{command}").__doc__ or "").strip()
+    doc = (importlib.import_module(command_module(command)).__doc__ or "").strip()
     lines = [f"usage: robrep {command} [key=value ...] [--cfg job] [--multirun]", "", doc, "",
              "config groups (group=option):"]
     for group, choice in sorted(choices.items()):
@@ -83,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import hydra
 
-    module = importlib.import_module(f"robrep.commands.{command}")
+    module = importlib.import_module(command_module(command))
     app = hydra.main(config_path=config_dir(), config_name=command, version_base=VERSION_BASE)(module.run)
     saved = sys.argv
     sys.argv = [f"robrep {command}", *overrides]

@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from robrep.data.augment import shift_images
 from robrep.data.demo_file import DemoFile
+from robrep.data.sources import resolve_dataset
 from robrep.encoders.base import Encoder, SpatialFeatures
 
 
@@ -80,12 +81,13 @@ def compute_features(
     """Encode every frame of ``dataset`` with the frozen ``encoder`` once (and, with ``shifts = C > 0``, C
     randomly shifted copies of it, ±``shift_pad`` px); returns the cache path (reused as is when a complete
     cache with the same key exists). Language-conditioned encoders get each demo's instruction when
-    ``use_language``."""
+    ``use_language``. ``dataset`` is a demo file or ``lerobot:<dir>`` (:func:`robrep.data.sources.resolve_dataset`)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1 (images per encoder call), got {batch_size}")
     if shifts < 0 or shift_pad < 0:
         raise ValueError(f"shifts and shift_pad must be >= 0, got {shifts}, {shift_pad}")
     encoder_name = encoder_name or encoder.family
+    dataset = resolve_dataset(dataset)
     dataset_hash = file_hash(dataset)
     key = cache_key(encoder, dataset_hash, use_language, shifts, shift_pad)
     out = cache_path(cache_dir, dataset, encoder_name, key)

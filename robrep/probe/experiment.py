@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from robrep import results
 from robrep.data.demo_file import DemoFile, subset_key
 from robrep.data.feature_cache import FeatureCache, compute_features
+from robrep.data.sources import resolve_dataset
 from robrep.encoders import load_encoder
 from robrep.encoders.base import Encoder
 from robrep.encoders.registry import is_registered
@@ -95,17 +96,18 @@ def run_probe(cfg: DictConfig) -> tuple[bool, dict] | None:
     label = Path(str(cfg.encoder.name)).stem
     out = Path(cfg.out or f"runs/probe/probe_{Path(cfg.dataset).stem}_{label}.csv")
     progress_log = log.info if cfg.progress else None
+    dataset = resolve_dataset(cfg.dataset)  # a demo file, or lerobot:<dir> converted once
     with thread_limit(cfg.threads):
-        with DemoFile(cfg.dataset) as demos:
+        with DemoFile(dataset) as demos:
             demos.require_obs("image", "state", purpose="the state probe")
             targets = state_targets(demos.env_args["state_spec"], split_height=cfg.split_height)
             keys = {n: subset_key(n, cfg.subset_seed) for n in cfg.sizes}
             missing = [k for k in keys.values() if k not in demos.filter_keys]
             if missing:
-                log.info(f"skipping fitting sets not in {cfg.dataset}: {missing}")
+                log.info(f"skipping fitting sets not in {dataset}: {missing}")
             subsets = {n: demos.demo_names(k) for n, k in keys.items() if k not in missing}
             if not subsets:
-                raise ValueError(f"none of the subsets {list(keys.values())} is in {cfg.dataset} ({demos.filter_keys})")
+                raise ValueError(f"none of the subsets {list(keys.values())} is in {dataset} ({demos.filter_keys})")
             valid = demos.demo_names("valid")
             names = sorted({*valid, *(e for eps in subsets.values() for e in eps)}, key=lambda s: int(s.split("_")[-1]))
             idx, states, pixels = load_frames(demos, names, cfg.frames_per_episode, cfg.pixel_size if cfg.baselines else None)

@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from policies.model import ENCODER_TRUNKS, resolve_train_precision
 from robrep import results
 from robrep.config import compose
+from robrep.data.sources import resolve_dataset
 from robrep.encoders.spec import EncoderSpec
 from robrep.precision import resolve_precision
 from robrep.sweep.table import cell_name, cell_path
@@ -146,7 +147,7 @@ class CellSpec:
         name = cell_name(str(arm_cfg.arm), n, seed)
         tb = tb_dir(bool(cfg.get("tensorboard", False)), Path(sweep_dir).name, name)
         return cls(
-            arm=str(arm_cfg.arm), n=n, seed=seed, dataset=str(cfg.dataset), sweep_dir=sweep_dir, policy_dir=policy_dir,
+            arm=str(arm_cfg.arm), n=n, seed=seed, dataset=str(resolve_dataset(cfg.dataset)), sweep_dir=sweep_dir, policy_dir=policy_dir,
             policy=policy, encoder=encoder, episodes=int(cfg.episodes), eval_seed_start=int(cfg.get("eval_seed_start", 0)),
             eval_split=str(cfg.get("eval_split", "dev")),
             eval_visuals=None if eval_visuals is None else str(eval_visuals), num_envs=int(cfg.num_envs),

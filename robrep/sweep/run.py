@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from robrep import results
 from robrep.config import config_dir
 from robrep.data.demo_file import DemoFile, DemoFileError, subset_key
+from robrep.data.sources import resolve_dataset
 from robrep.failpoints import failpoint
 from robrep.interrupt import sigterm_raises
 from robrep.locks import exclusive_lock
@@ -68,10 +69,11 @@ def seeds_for(cfg: DictConfig, n: int) -> list[int]:
 
 def ensure_dataset(cfg: DictConfig) -> Path:
     """The sweep's demo file, collected when missing (in the ``task.visuals`` setting); checks it was rendered
-    in that setting and holds every (N, seed) subset."""
+    in that setting and holds every (N, seed) subset. ``dataset=lerobot:<dir>`` names a LeRobot dataset, converted
+    once (:func:`robrep.data.sources.resolve_dataset`)."""
     from robrep.data.collect import collect_demos
 
-    path = Path(cfg.dataset)
+    path = resolve_dataset(cfg.dataset)  # lerobot:<dir> -> its converted demo file (never collected)
     demos = sorted(int(n) for n in cfg.demos)
     seeds = sorted({s for n in demos for s in seeds_for(cfg, n)})
     visuals = str(cfg.task.get("visuals", "clean"))
