@@ -14,6 +14,8 @@ Keys of a checkpoint (format ``robrep-policy/2``)::
                             finetuned_weights_hash; the fine-tuned weights are in state_dict as trunk.encoder.*)
     task, env_kwargs, env_args   to rebuild the env: envs.registration.make_env(task, **env_kwargs)
     instruction             the training demos' instruction if they all share one, else None
+    obs_keys                {"image": str, "proprio": [str, ...]}: the demo file's obs keys the policy was trained on
+                            (robrep.data.obs_keys.ObsKeys; absent in older checkpoints = the defaults image, [proprio])
     dataset                 path, hash, filter_key, train/valid demo names
     n, seed, config         N demos, seed, the resolved command config
     train                   seconds, steps, best_step, train_loss, train_mse, valid_mse, history

@@ -2,9 +2,11 @@
 
 Per-frame inputs come either from the feature cache (``tokens`` float16 ``(T, N, D)`` and, where the
 encoder has one, ``global_token`` ``(T, D)``; the encoder never runs here) or from the demo images
-(``image`` uint8 ``(T, H, W, 3)``, for the from-scratch CNN). Actions and proprio always come from the
-demo file (``actions`` float32 ``(T, 4)`` in [-1, 1], ``obs/proprio`` float32 ``(T, P)``: TCP xyz in m
-+ finger opening in m). ``obs[t]`` is observed before ``actions[t]``.
+(``obs/<obs_keys.image>`` uint8 ``(T, H, W, 3)``, for the from-scratch CNN and fine-tuning; the trunk input is
+called ``image`` whatever the file's key). Actions and proprio always come from the demo file: ``actions``
+float32 ``(T, A)`` (robrep's tasks: A = 4 in [-1, 1]; any A from another file), proprio float32 ``(T, P)`` =
+the ``obs_keys.proprio`` keys concatenated (robrep's ``obs/proprio``: TCP xyz in m + finger opening in m).
+``obs[t]`` is observed before ``actions[t]``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch
 
 from robrep.data.demo_file import DemoFile
 from robrep.data.feature_cache import FeatureCache
+from robrep.data.obs_keys import ObsKeys
 
 
 @dataclass
@@ -73,8 +76,10 @@ def window_indices(lengths: Sequence[int], frame_stack: int, chunk: int) -> tupl
 
 
 def load_demo_tensors(demos: DemoFile, names: Sequence[str], frame_stack: int = 1, chunk: int = 1,
-                      cache: FeatureCache | None = None, shifted: bool = False) -> DemoTensors:
-    """The demos ``names`` as :class:`DemoTensors`: cached features when ``cache`` is given, else images;
+                      cache: FeatureCache | None = None, shifted: bool = False, obs_keys: ObsKeys | None = None
+                      ) -> DemoTensors:
+    """The demos ``names`` as :class:`DemoTensors`: cached features when ``cache`` is given, else the images
+    ``obs/<obs_keys.image>``; proprio from ``obs_keys.proprio`` (default :class:`ObsKeys`: ``image``, ``proprio``);
     ``shifted``: also the cache's shifted copies (training data; ValueError if the cache has none)."""
     if not names:
         raise ValueError(f"no demos to load from {demos.path}")
@@ -82,11 +87,11 @@ def load_demo_tensors(demos: DemoFile, names: Sequence[str], frame_stack: int = 
         raise ValueError(f"shifted feature copies asked for, but {getattr(cache, 'path', 'no cache')} holds none")
     parts: dict[str, list[torch.Tensor]] = {}
     copies: dict[str, list[torch.Tensor]] = {}
+    keys = obs_keys or ObsKeys()
+    demos.require_obs_keys(keys, proprio=True, purpose="policy training")
     proprio, actions, lengths, instructions = [], [], [], []
     for name in names:
         episode = demos.episode(name)
-        if "proprio" not in episode["obs"]:
-            raise KeyError(f"{demos.path}: {name} has no obs/proprio (obs keys: {sorted(episode['obs'])})")
         T = len(episode["actions"])
         if cache is not None:
             feats = cache.features(name, dtype=torch.float16)
@@ -102,10 +107,10 @@ def load_demo_tensors(demos: DemoFile, names: Sequence[str], frame_stack: int = 
                 if moved.global_token is not None:
                     copies.setdefault("global_token", []).append(moved.global_token)
         else:
-            frame = {"image": torch.from_numpy(np.ascontiguousarray(episode["obs"]["image"]))}
+            frame = {"image": torch.from_numpy(np.ascontiguousarray(episode["obs"][keys.image]))}
         for key, value in frame.items():
             parts.setdefault(key, []).append(value)
-        proprio.append(torch.from_numpy(episode["obs"]["proprio"]).float())
+        proprio.append(torch.from_numpy(keys.proprio_of(episode["obs"])).float())
         actions.append(torch.from_numpy(episode["actions"]).float())
         lengths.append(T)
         instructions.append(episode["attrs"]["ep_meta"].get("instruction"))

@@ -6,8 +6,13 @@ Usage (one env or a vector env)::
     policy = load_policy("runs/policies/push_demos_mae_mlp_n10_s0.pt")
     env = envs.registration.make_env(policy.task, **policy.env_kwargs)
     policy.reset(num_envs=1)
-    action = policy.act(obs)            # obs: image uint8 (H, W, 3), proprio (P,) → float32 (4,) in [-1, 1]
-    actions = policy.act(batched_obs)   # image (B, H, W, 3), proprio (B, P) → (B, 4); policy.reset_env(i) on autoreset
+    action = policy.act(obs)            # obs: image uint8 (H, W, 3), proprio (P,) → float32 (A,) in [-1, 1]
+    actions = policy.act(batched_obs)   # image (B, H, W, 3), proprio (B, P) → (B, A); policy.reset_env(i) on autoreset
+
+``A`` = :attr:`Policy.action_dim`, the training file's action dimension (4 for robrep's tasks). The obs keys read
+are those the policy was trained on (:attr:`Policy.obs_keys`, the checkpoint's ``obs_keys``): ``image`` and
+``proprio`` for robrep's files, e.g. ``agentview_image`` and ``robot0_eef_pos`` + ``robot0_gripper_qpos``
+(concatenated) for a policy trained on a robomimic dataset.
 
 Per env the policy keeps the last ``frame_stack`` frame vectors (the first frame is repeated after a
 reset, as in training) and the last ``chunk`` action chunks for temporal ensembling.
@@ -39,6 +44,7 @@ from robrep.encoders.spec import EncoderSpec
 from policies.chunking import TemporalEnsembler
 from policies.finetune import encoder_from_identity
 from policies.model import BCModel, build_model, check_chunk_execution
+from robrep.data.obs_keys import ObsKeys
 from robrep.encoders.base import Encoder, per_image_texts
 from robrep.precision import autocast
 
@@ -56,6 +62,7 @@ class Policy:
         self.model = model.to(self.device).eval()
         self.encoder = None if encoder is None else encoder.freeze()
         self.meta = dict(meta)
+        self.obs_keys = ObsKeys.from_cfg(self.meta.get("obs_keys"))  # older checkpoints: the defaults
         config = self.meta["policy_config"]
         mode = config.get("chunk_execution", "ensemble") if chunk_execution is None else chunk_execution
         self.chunk_execution = check_chunk_execution(mode, model.frame_stack)
@@ -80,6 +87,11 @@ class Policy:
     def env_kwargs(self) -> dict[str, Any]:
         """Env constructor kwargs the demos were recorded with (``image_size``, ...)."""
         return dict(self.meta["env_kwargs"])
+
+    @property
+    def action_dim(self) -> int:
+        """``A``: the size of each action (the training demos' ``actions.shape[-1]``)."""
+        return self.model.action_dim
 
     @property
     def num_envs(self) -> int:
@@ -133,28 +145,31 @@ class Policy:
 
     @torch.no_grad()
     def act(self, obs: Mapping[str, Any]) -> np.ndarray:
-        """``obs["image"]`` uint8 ``(B, H, W, 3)`` and ``obs["proprio"]`` ``(B, P)`` (finite) → float32 actions
-        ``(B, 4)`` clipped to [-1, 1]; un-batched ``(H, W, 3)``/``(P,)`` → ``(4,)``. Optional ``obs["instruction"]`` (str or one
-        per env) for language-conditioned encoders. Other keys are ignored. One batched encoder call: on every env
+        """``obs[image]`` uint8 ``(B, H, W, 3)`` and ``obs[proprio keys]`` ``(B, P_i)`` (concatenated to ``(B, P)``,
+        finite) → float32 actions ``(B, A)`` clipped to [-1, 1]; un-batched ``(H, W, 3)``/``(P_i,)`` → ``(A,)``. The
+        keys are :attr:`obs_keys` (``image``, ``proprio`` unless trained otherwise). Optional ``obs["instruction"]``
+        (str or one per env) for language-conditioned encoders. Other keys are ignored. One batched encoder call: on every env
         (``ensemble``), or (``open_loop``) only on the envs whose chunk is used up or that were reset — the others
         execute their chunk's next action without an encoder call."""
-        missing = [k for k in ("image", "proprio") if k not in obs]
+        keys = self.obs_keys
+        missing = keys.missing(obs)
         if missing:
-            raise KeyError(f"Policy.act needs obs{missing} (uint8 images and proprio (TCP xyz + finger opening)); "
-                           f"got keys {sorted(obs)}")
-        images, proprio = np.asarray(obs["image"]), np.asarray(obs["proprio"], dtype=np.float32)
+            raise KeyError(f"Policy.act needs obs{missing} (the policy was trained on the image {keys.image!r} and the "
+                           f"proprio {list(keys.proprio)}); got keys {sorted(obs)}")
+        images, proprio = keys.image_of(obs), keys.proprio_of(obs)
         single = images.ndim == 3
         if single:
             images, proprio = images[None], proprio[None]
         if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-            raise ValueError(f"obs['image'] must be uint8 (B, H, W, 3) or (H, W, 3), got {images.dtype} "
-                             f"{np.asarray(obs['image']).shape}")
+            raise ValueError(f"obs[{keys.image!r}] must be uint8 (B, H, W, 3) or (H, W, 3), got {images.dtype} "
+                             f"{np.asarray(obs[keys.image]).shape}")
         b = len(images)
         if proprio.shape != (b, self.model.proprio_dim):
-            raise ValueError(f"obs['proprio'] must be ({b}, {self.model.proprio_dim}), got {proprio.shape}")
+            raise ValueError(f"obs proprio {list(keys.proprio)} must be ({b}, {self.model.proprio_dim}) together, "
+                             f"got {proprio.shape}")
         if not np.isfinite(proprio).all():
             bad = sorted({int(i) for i in np.nonzero(~np.isfinite(proprio))[0]})
-            raise ValueError(f"obs['proprio'] is not finite for env(s) {bad}: {proprio[bad].tolist()}")
+            raise ValueError(f"obs proprio {list(keys.proprio)} is not finite for env(s) {bad}: {proprio[bad].tolist()}")
         if b != self.num_envs:
             if self._stack is None and self._chunks is None and self._fresh.all():
                 self.reset(b)  # first act after reset(): adopt the batch size

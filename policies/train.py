@@ -29,6 +29,7 @@ from policies.datasets import DemoTensors, load_demo_tensors
 from policies.model import ENCODER_TRUNKS, BCModel, build_model, check_policy_config, resolve_train_precision
 from robrep.data.demo_file import DemoFile, subset_key
 from robrep.data.feature_cache import FeatureCache, compute_features, file_hash
+from robrep.data.obs_keys import ObsKeys
 from robrep.data.sources import resolve_dataset
 from robrep.encoders.base import Encoder
 from robrep.precision import autocast
@@ -194,14 +195,15 @@ def fit(model: BCModel, train: DemoTensors, valid: DemoTensors | None, cfg: Trai
 
 def policy_feature_cache(policy_cfg: Mapping[str, Any], encoder: Encoder, dataset: str | os.PathLike,
                          cache_dir: str | os.PathLike, label: str, batch_size: int = 64, use_language: bool = True,
-                         progress: bool = False) -> Path:
-    """The feature cache a ``trunk: features`` policy trains on: ``dataset`` through the frozen ``encoder``,
-    with the policy's ``feature_shifts`` shifted copies (±``feature_shift_pad`` px) when it asks for them."""
+                         progress: bool = False, obs_keys: ObsKeys | None = None) -> Path:
+    """The feature cache a ``trunk: features`` policy trains on: ``dataset``'s ``obs_keys.image`` frames through the
+    frozen ``encoder``, with the policy's ``feature_shifts`` shifted copies (±``feature_shift_pad`` px) when it asks
+    for them."""
     with torch.inference_mode():
         return compute_features(encoder, dataset, cache_dir, encoder_name=label, batch_size=batch_size,
                                 use_language=use_language, progress=progress,
                                 shifts=int(policy_cfg.get("feature_shifts", 0)),
-                                shift_pad=int(policy_cfg.get("feature_shift_pad", 4)))
+                                shift_pad=int(policy_cfg.get("feature_shift_pad", 4)), obs_keys=obs_keys)
 
 
 def shared_instruction(instructions: list[str | None]) -> str | None:
@@ -225,6 +227,7 @@ def train_policy(
     progress: bool = False,
     log: Callable[[str], None] | None = None,
     tensorboard: str | os.PathLike | None = None,
+    obs_keys: ObsKeys | None = None,
 ) -> dict[str, Any]:
     """Train the policy ``policy_cfg`` (a resolved ``configs/policy/*.yaml``) on ``train_n{n}_seed{seed}``
     of ``dataset``, early-stopped on its ``valid`` demos, and write the checkpoint to ``out``.
@@ -234,6 +237,9 @@ def train_policy(
     ``trunk: finetune`` builds ``encoder`` trainable and fine-tunes its last ``finetune.blocks`` blocks on the
     demo images (no cache; ``use_language`` does not apply).
     ``dataset`` is a demo file or ``lerobot:<dir>`` (:func:`robrep.data.sources.resolve_dataset`).
+    ``obs_keys`` (default :class:`ObsKeys`: ``obs/image``, ``obs/proprio``) names the file's image and proprio keys;
+    the head's action dimension is the file's (``actions (T, A)``, any ``A``); both are recorded in the checkpoint
+    (``obs_keys``, ``shape_meta.action_dim``).
     ``config`` (the command's resolved config) is stored as is. ``tensorboard``: a directory for TensorBoard scalars
     of the loop (:func:`fit`); None = none. Raises
     :class:`robrep.data.demo_file.DemoFileError` when the subset does not exist (e.g. ``n`` larger than the
@@ -250,9 +256,9 @@ def train_policy(
     if kind in ENCODER_TRUNKS and encoder is None:
         raise ValueError(f"policy {policy_cfg.get('name')!r} ({kind}) is built on a pretrained encoder: "
                          "pass an encoder spec")
+    obs_keys = obs_keys or ObsKeys()
     with DemoFile(dataset) as demos:
-        demos.require_obs("image", *(["proprio"] if policy_cfg.get("use_proprio", True) else []),
-                          purpose=f"policy {policy_cfg.get('name')!r}")
+        demos.require_obs_keys(obs_keys, proprio=True, purpose=f"policy {policy_cfg.get('name')!r}")
         filter_key = subset_key(n, seed)
         train_names = demos.subset(n, seed)
         valid_names = demos.demo_names("valid") if "valid" in demos.filter_keys else []
@@ -261,7 +267,7 @@ def train_policy(
         if kind == "features":
             enc = encoder.load(device)
             cache_file = policy_feature_cache(policy_cfg, enc, dataset, cache_dir, encoder.label, feature_batch_size,
-                                              use_language, progress)
+                                              use_language, progress, obs_keys)
             cache = FeatureCache(cache_file, enc)
             enc_record = {**encoder.to_dict(), "identity": enc.identity(), "use_language": bool(use_language),
                           "cache": str(cache_file)}
@@ -271,8 +277,9 @@ def train_policy(
             enc_record = {**encoder.to_dict(), "identity": trainable.identity(), "use_language": False,
                           "finetuned_blocks": int(policy_cfg["finetune"]["blocks"])}
         try:
-            train = load_demo_tensors(demos, train_names, stack, chunk, cache, shifted=bool(cache and cache.shifts))
-            valid = load_demo_tensors(demos, valid_names, stack, chunk, cache) if valid_names else None
+            train = load_demo_tensors(demos, train_names, stack, chunk, cache, shifted=bool(cache and cache.shifts),
+                                      obs_keys=obs_keys)
+            valid = load_demo_tensors(demos, valid_names, stack, chunk, cache, obs_keys=obs_keys) if valid_names else None
         finally:
             if cache is not None:
                 cache.close()
@@ -318,6 +325,7 @@ def train_policy(
         "env_kwargs": dict(env_args.get("env_kwargs", {})),
         "env_args": json.loads(json.dumps(env_args)),
         "instruction": shared_instruction(train.instructions),
+        "obs_keys": obs_keys.to_dict(),
         "dataset": {"path": str(dataset), "hash": file_hash(dataset), "filter_key": filter_key,
                     "train_demos": train_names, "valid_demos": valid_names},
         "n": int(n),

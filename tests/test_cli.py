@@ -99,7 +99,7 @@ def test_command_help_lists_only_the_groups_it_uses(capsys):
     assert main(["train", "--help"]) == 0
     out = capsys.readouterr().out
     groups = {line.split("=")[0].strip() for line in out.splitlines() if line.startswith("  ") and " = " in line}
-    assert groups == {"encoder", "policy", "task"}
+    assert groups == {"encoder", "obs_keys", "policy", "task"}
     assert main(["sweep", "--help"]) == 0
     out = capsys.readouterr().out
     assert "  launcher = joblib" in out and "  arm =" not in out and "ablation" not in out

@@ -1,4 +1,5 @@
-"""``robrep features``: encode every frame of a demo file once into the float16 feature cache."""
+"""``robrep features``: encode every frame of a demo file once into the float16 feature cache (the frames are
+``obs/<obs_keys.image>``: ``image`` in robrep's files, e.g. ``obs_keys.image=agentview_image`` for robomimic's)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import torch
 from omegaconf import DictConfig
 
 from robrep.data.feature_cache import FeatureCache, compute_features
+from robrep.data.obs_keys import ObsKeys
 from robrep.encoders.spec import EncoderSpec
 
 log = logging.getLogger(__name__)
@@ -20,7 +22,8 @@ def run(cfg: DictConfig) -> None:
     start = time.perf_counter()
     with torch.inference_mode():
         path = compute_features(encoder, cfg.dataset, cfg.cache_dir, encoder_name=spec.label,
-                                batch_size=cfg.batch_size, use_language=cfg.use_language, progress=cfg.progress)
+                                batch_size=cfg.batch_size, use_language=cfg.use_language, progress=cfg.progress,
+                                obs_keys=ObsKeys.from_cfg(cfg))
     with FeatureCache(path, encoder) as cache:
         first = cache.features(cache.demo_names[0])
         log.info(f"features of {len(cache.demo_names)} demos -> {path} ({time.perf_counter() - start:.1f} s); "

@@ -3,7 +3,8 @@
 ``policy=mlp|gmm`` trains a head on the frozen ``encoder``'s cached features; ``policy=cnn`` trains a CNN
 from scratch on the demo images (the encoder group is ignored); ``policy=finetune`` fine-tunes the last
 blocks of the same ``encoder`` with the head on the demo images. Prints the data used, the losses and the
-checkpoint path.
+checkpoint path. ``obs_keys.image=`` / ``obs_keys.proprio=[...]`` (or ``obs_keys=robomimic``) read a file robrep
+did not write (:mod:`robrep.data.obs_keys`); the head's action size is the file's.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from robrep.data.obs_keys import ObsKeys
 from robrep.encoders.spec import EncoderSpec
 from policies.model import ENCODER_TRUNKS
 from policies.train import train_policy
@@ -42,7 +44,7 @@ def run(cfg: DictConfig) -> None:
                                cache_dir=cfg.cache_dir, use_language=cfg.use_language,
                                feature_batch_size=cfg.feature_batch_size, device=cfg.device,
                                config=OmegaConf.to_container(cfg, resolve=True), progress=cfg.progress, log=log.info,
-                               tensorboard=tensorboard)
+                               tensorboard=tensorboard, obs_keys=ObsKeys.from_cfg(cfg))
     t = summary["train"]
     log.info(f"trained {policy_cfg['name']} on N={cfg.n} demos ({summary['frames']} frames, seed {cfg.seed}): "
              f"{t['steps']} steps in {t['seconds']:.1f} s, best step {t['best_step']}, train loss {t['train_loss']:.4f}, "

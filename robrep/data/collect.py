@@ -40,7 +40,8 @@ def rollout_episode(env, policy_fn: Callable[[dict[str, np.ndarray]], np.ndarray
     Calls ``policy_fn.reset()`` first if it has one (scripted experts do). Returns, with ``T`` steps:
     ``obs`` ``{key: (T, ...)}`` (observation before each action), ``actions`` float32 ``(T, 4)``,
     ``rewards`` float32 ``(T,)``, ``dones`` uint8 ``(T,)`` (1 at the last step), ``states``
-    float64 ``(T, S)`` (sim state before each action), ``success`` (bool, ``info["success"]`` at
+    float64 ``(T, S)`` (sim state before each action), ``final_obs`` ``{key: (...)}`` (the observation after
+    the last action: the last row of a demo file's ``next_obs``), ``success`` (bool, ``info["success"]`` at
     the last step), ``seed`` and ``ep_meta`` (``env.unwrapped.episode_meta``).
     """
     base = env.unwrapped
@@ -68,6 +69,7 @@ def rollout_episode(env, policy_fn: Callable[[dict[str, np.ndarray]], np.ndarray
         "rewards": np.asarray(rewards, dtype=np.float32),
         "dones": dones,
         "states": np.stack(states),
+        "final_obs": {k: np.asarray(v) for k, v in obs.items()},
         "success": bool(info.get("success", False)),
         "seed": int(seed),
         "ep_meta": ep_meta,
@@ -174,7 +176,7 @@ def collect_demos(
                 ep = rollout_episode(env, expert, seed)
                 if ep["success"]:
                     writer.add_episode(ep["obs"], ep["actions"], ep["rewards"], ep["dones"], ep["states"],
-                                       seed=seed, ep_meta=ep["ep_meta"])
+                                       seed=seed, ep_meta=ep["ep_meta"], final_obs=ep["final_obs"])
                     frames += len(ep["actions"])
                     failpoint("collect.demo")
                     bar.update(1)

@@ -7,11 +7,12 @@ Layout of a cache file::
     features/demo_i/shifted_tokens        float16 (C, T, N, D)  (only with ``shifts = C > 0``)
     features/demo_i/shifted_global_token  float16 (C, T, D)
     attrs: key, encoder (JSON identity: family, config, weights_hash), encoder_name,
-           dataset_hash, dataset_path, grid (h, w), preprocessing (JSON), shifts, shift_pad, complete
+           dataset_hash, dataset_path, image_key, grid (h, w), preprocessing (JSON), shifts, shift_pad, complete
 
-The file name holds the key = hash(encoder weights hash, preprocessing, dataset content hash[, shifts]),
-so a changed checkpoint, preprocessing, dataset or number of shifted copies gives a new file; nothing is
-invalidated by age. Opening a cache with an encoder whose identity differs from the recorded one is an error.
+The frames are the demos' ``obs/<image_key>`` (``obs_keys.image``, :class:`robrep.data.obs_keys.ObsKeys`; robrep's
+files: ``image``). The file name holds the key = hash(encoder weights hash, preprocessing, dataset content
+hash[, shifts][, image key unless ``image``]), so a changed checkpoint, preprocessing, dataset, number of shifted
+copies or camera gives a new file; nothing is invalidated by age. Opening a cache with an encoder whose identity differs from the recorded one is an error.
 
 Shifted copies (augmentation for frozen features, as DrQ's random shift for a CNN): copy ``c`` of frame
 ``t`` encodes the image translated by a whole-pixel offset in [-shift_pad, shift_pad]² (border replicated),
@@ -34,6 +35,7 @@ from tqdm import tqdm
 
 from robrep.data.augment import shift_images
 from robrep.data.demo_file import DemoFile
+from robrep.data.obs_keys import ObsKeys
 from robrep.data.sources import resolve_dataset
 from robrep.encoders.base import Encoder, SpatialFeatures
 
@@ -55,10 +57,13 @@ def preprocessing_of(encoder: Encoder, use_language: bool) -> dict[str, Any]:
             "dtype": str(encoder.dtype), **({} if encoder.precision == "float32" else {"precision": encoder.precision})}
 
 
-def cache_key(encoder: Encoder, dataset_hash: str, use_language: bool, shifts: int = 0, shift_pad: int = 4) -> str:
+def cache_key(encoder: Encoder, dataset_hash: str, use_language: bool, shifts: int = 0, shift_pad: int = 4,
+              image_key: str = "image") -> str:
     parts: list[Any] = [encoder.weights_hash(), preprocessing_of(encoder, use_language), dataset_hash]
     if shifts:  # caches without shifted copies keep their old keys
         parts.append({"shifts": int(shifts), "shift_pad": int(shift_pad)})
+    if image_key != "image":  # robrep's own image key keeps the old keys
+        parts.append({"image_key": str(image_key)})
     payload = json.dumps(parts, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
@@ -77,19 +82,23 @@ def compute_features(
     progress: bool = True,
     shifts: int = 0,
     shift_pad: int = 4,
+    obs_keys: ObsKeys | None = None,
 ) -> Path:
-    """Encode every frame of ``dataset`` with the frozen ``encoder`` once (and, with ``shifts = C > 0``, C
-    randomly shifted copies of it, ±``shift_pad`` px); returns the cache path (reused as is when a complete
-    cache with the same key exists). Language-conditioned encoders get each demo's instruction when
-    ``use_language``. ``dataset`` is a demo file or ``lerobot:<dir>`` (:func:`robrep.data.sources.resolve_dataset`)."""
+    """Encode every frame ``obs/<obs_keys.image>`` (default ``image``) of ``dataset`` with the frozen ``encoder``
+    once (and, with ``shifts = C > 0``, C randomly shifted copies of it, ±``shift_pad`` px); returns the cache path
+    (reused as is when a complete cache with the same key exists). Language-conditioned encoders get each demo's
+    instruction when ``use_language``. A demo file without that image key raises
+    :class:`robrep.data.demo_file.DemoFileError` naming the keys it has.
+    ``dataset`` is a demo file or ``lerobot:<dir>`` (:func:`robrep.data.sources.resolve_dataset`)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1 (images per encoder call), got {batch_size}")
     if shifts < 0 or shift_pad < 0:
         raise ValueError(f"shifts and shift_pad must be >= 0, got {shifts}, {shift_pad}")
     encoder_name = encoder_name or encoder.family
     dataset = resolve_dataset(dataset)
+    image_key = (obs_keys or ObsKeys()).image
     dataset_hash = file_hash(dataset)
-    key = cache_key(encoder, dataset_hash, use_language, shifts, shift_pad)
+    key = cache_key(encoder, dataset_hash, use_language, shifts, shift_pad, image_key)
     out = cache_path(cache_dir, dataset, encoder_name, key)
     if out.exists():
         try:
@@ -102,7 +111,7 @@ def compute_features(
     start = time.perf_counter()
     try:
         with DemoFile(dataset) as demos, h5py.File(tmp, "w") as f:
-            demos.require_obs("image", purpose=f"encoding with {encoder_name}")
+            demos.require_obs_keys(obs_keys or ObsKeys(), proprio=False, purpose=f"encoding with {encoder_name}")
             names = demos.demo_names()
             group = f.create_group("features")
             for name in tqdm(names, disable=not progress, desc=f"features {encoder_name}", unit="demo"):
@@ -110,7 +119,7 @@ def compute_features(
                 if use_language:
                     meta = episode["attrs"].get("ep_meta", "{}")
                     encoder.language = (json.loads(meta) if isinstance(meta, str) else meta).get("instruction")
-                images = episode["obs"]["image"]
+                images = episode["obs"][image_key]
                 g = group.create_group(name)
                 views = [images] + [shift_images(images, shift_pad, np.random.default_rng([c, int(name.rsplit("_", 1)[-1])]))
                                     for c in range(shifts)]
@@ -120,7 +129,7 @@ def compute_features(
             f.attrs.update({
                 "key": key, "encoder": json.dumps(encoder.identity(), sort_keys=True, default=str),
                 "encoder_name": encoder_name, "dataset_hash": dataset_hash, "dataset_path": str(dataset),
-                "grid": list(encoder.grid_size),
+                "image_key": image_key, "grid": list(encoder.grid_size),
                 "preprocessing": json.dumps(preprocessing_of(encoder, use_language), sort_keys=True),
                 "shifts": int(shifts), "shift_pad": int(shift_pad),
                 "seconds": time.perf_counter() - start, "complete": True,

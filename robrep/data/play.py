@@ -249,7 +249,8 @@ def collect_play_task(
     env = make_env(task, image_size=image_size, visuals=visuals)
     frames = successes = 0
     try:
-        with DemoWriter(out_path, env.unwrapped.env_args(), valid_fraction=valid_fraction) as writer:
+        # no next_obs: the corpus is read frame by frame, and a second copy of every image would double it
+        with DemoWriter(out_path, env.unwrapped.env_args(), valid_fraction=valid_fraction, next_obs=False) as writer:
             for k in range(episodes):
                 if should_stop is not None and should_stop():
                     raise PlayInterrupted(f"stopped while collecting {task} (episode {k} of {episodes})")

@@ -11,8 +11,9 @@ The policy interface (``policies.Policy`` implements it)::
     policy.env_kwargs: dict
     policy.reset(num_envs=1)              # clear every env's frame stack / action chunks
     policy.reset_env(i)                   # clear env i's state after its episode ended
-    policy.act(obs) -> float32 (B, 4)     # obs: image uint8 (B, H, W, 3), proprio (B, P), state (B, D),
-                                          #      instruction str array (B,)
+    policy.act(obs) -> float32 (B, A)     # obs: image uint8 (B, H, W, 3), proprio (B, P), state (B, D),
+                                          #      instruction str array (B,); A = the env's action size (4)
+    policy.action_dim, policy.obs_keys (optional)  # checked against the env before the first step
     policy.demo_seeds (optional)          # seeds of its training demos, checked disjoint from eval seeds
     policy.start_episode(i, seed) (optional)  # env i was just reset with seed (e.g. a planner fetches its goal)
 """
@@ -158,8 +159,8 @@ def recorded_demo_seeds(policy: Any) -> list[int] | None:
 
 def policy_demo_seeds(policy: Any) -> list[int] | None:
     """Seeds to check disjoint from the evaluation seeds: those the policy records (:func:`recorded_demo_seeds`),
-    else every demo seed of its training file (``policy.meta["dataset"]["path"]``) if that file is still there,
-    else ``None``."""
+    else every demo seed of its training file (``policy.meta["dataset"]["path"]``) if that file is still there and
+    robrep wrote it, else ``None``."""
     seeds = recorded_demo_seeds(policy)
     meta = getattr(policy, "meta", None)
     path = ((meta or {}).get("dataset") or {}).get("path") if isinstance(meta, Mapping) else None
@@ -167,8 +168,32 @@ def policy_demo_seeds(policy: Any) -> list[int] | None:
         from robrep.data.demo_file import DemoFile
 
         with DemoFile(path) as demos:
-            seeds = demos.demo_seeds
+            seeds = demos.demo_seeds if demos.written_by_robrep else None  # a foreign file's demos have no seeds
     return seeds
+
+
+def check_policy_env(policy: Any, env: Any) -> None:
+    """Refuse, before any step, a policy the env cannot run: ``policy.action_dim`` (if it has one) must be the
+    env's action size and the obs keys it reads (``policy.obs_keys``, :class:`robrep.data.obs_keys.ObsKeys`) must
+    be in the env's observations. A policy trained on a file robrep did not write (robomimic's 7-D actions,
+    ``agentview_image``, ...) fails here with a ``ValueError`` saying so instead of a shape error mid-rollout."""
+    space = getattr(env, "action_space", None)
+    env_dim = int(space.shape[-1]) if getattr(space, "shape", None) else None
+    want = getattr(policy, "action_dim", None)
+    origin = ""
+    meta = getattr(policy, "meta", None)
+    if isinstance(meta, Mapping):
+        origin = f" ({(meta.get('dataset') or {}).get('path', 'its demo file')})"
+    if want is not None and env_dim is not None and int(want) != env_dim:
+        raise ValueError(f"the policy predicts {want}-D actions (the actions of its training demos{origin}) but the "
+                         f"{policy.task!r} env takes {env_dim}-D actions: closed-loop evaluation needs a policy trained "
+                         f"on demos of this env; a policy trained on another file (e.g. a robomimic dataset) is for "
+                         f"offline use only")
+    keys = getattr(policy, "obs_keys", None)
+    spaces = getattr(getattr(env, "observation_space", None), "spaces", None)
+    if keys is not None and spaces is not None and (missing := keys.missing(spaces)):
+        raise ValueError(f"the policy reads obs {missing} (trained with obs_keys {keys.to_dict()}{origin}) but the "
+                         f"{policy.task!r} env observes {sorted(spaces)}")
 
 
 def _batch(obs: list[dict[str, np.ndarray]], instructions: list[str]) -> dict[str, np.ndarray]:
@@ -217,7 +242,20 @@ def evaluate(policy: EvalPolicy, episodes: int, seed_start: int = 0, num_envs: i
     n = min(num_envs, episodes)
 
     start = time.perf_counter()
-    envs = [make_env(policy.task, **kwargs) for _ in range(n)]
+    try:
+        envs = [make_env(policy.task, **kwargs)]
+    except KeyError as exc:  # e.g. a policy trained on a robomimic file: its env_args name a robosuite env
+        raise ValueError(f"cannot build the policy's env {policy.task!r}: {exc.args[0]}. Closed-loop evaluation "
+                         "needs a robrep env; a policy trained on a file robrep did not write is for offline "
+                         "use only") from exc
+    envs += [make_env(policy.task, **kwargs) for _ in range(n - 1)]
+    try:
+        check_policy_env(policy, envs[0])
+    except BaseException:
+        for env in envs:
+            env.close()
+        raise
+    action_dim = int(envs[0].action_space.shape[-1])
     slot_episode = [-1] * n  # episode index running in each env; -1 = idle
     obs: list[dict[str, np.ndarray]] = [{}] * n
     instructions, lengths, succeeded = [""] * n, [0] * n, [False] * n
@@ -247,8 +285,9 @@ def evaluate(policy: EvalPolicy, episodes: int, seed_start: int = 0, num_envs: i
             actions = np.asarray(policy.act(_batch(obs, instructions)), dtype=np.float32)
             policy_s += time.perf_counter() - t
             failpoint("eval.step")
-            if actions.shape != (n, 4):
-                raise ValueError(f"policy.act returned shape {actions.shape} for {n} observations, expected ({n}, 4)")
+            if actions.shape != (n, action_dim):
+                raise ValueError(f"policy.act returned shape {actions.shape} for {n} observations, "
+                                 f"expected ({n}, {action_dim})")
             for i, ep in enumerate(slot_episode):
                 if ep < 0:
                     continue

@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from policies.model import ENCODER_TRUNKS, resolve_train_precision
 from robrep import results
 from robrep.config import compose
+from robrep.data.obs_keys import ObsKeys
 from robrep.data.sources import resolve_dataset
 from robrep.encoders.spec import EncoderSpec
 from robrep.precision import resolve_precision
@@ -41,7 +42,8 @@ log = logging.getLogger(__name__)
 class CellSpec:
     """A sweep cell, fully resolved. ``policy`` is the resolved ``configs/policy`` node of the arm; ``encoder`` is
     ``None`` for end-to-end arms (CNN); ``eval_visuals`` ``None`` evaluates in the demos' visual setting;
-    ``config`` is the resolved cell config stored in the policy checkpoint (provenance only)."""
+    ``config`` is the resolved cell config stored in the policy checkpoint (provenance only); ``obs_keys`` the
+    dataset's image and proprio keys (:class:`robrep.data.obs_keys.ObsKeys`; robrep's files: the defaults)."""
 
     arm: str
     n: int
@@ -66,6 +68,7 @@ class CellSpec:
     command: str = ""
     config: dict[str, Any] = field(default_factory=dict)
     tensorboard: str | None = None     # TensorBoard scalars of the training (robrep.tb); not part of the policy key
+    obs_keys: ObsKeys = ObsKeys()
 
     def __post_init__(self) -> None:
         """Refuse degenerate settings before anything is trained (one message naming every bad value)."""
@@ -98,7 +101,7 @@ class CellSpec:
         config, N, seed and language use. A trained policy is reused only under the same key, so a policy trained
         on other data, weights or settings is never picked up by a cell that did not make it. The default
         ``chunk_execution: ensemble`` is left out of the config hashed, so keys made before that option existed
-        still hold."""
+        still hold; so are the default ``obs_keys``."""
         encoder = None
         if self.encoder is not None:
             e = self.encoder
@@ -109,6 +112,8 @@ class CellSpec:
         policy = {k: v for k, v in self.policy.items() if (k, v) != ("chunk_execution", "ensemble")}
         payload = {"dataset": _content_hash(self.dataset), "encoder": encoder, "policy": policy, "n": self.n,
                    "seed": self.seed, "use_language": self.use_language}
+        if not self.obs_keys.is_default:
+            payload["obs_keys"] = self.obs_keys.to_dict()
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     @property
@@ -154,6 +159,7 @@ class CellSpec:
             videos=int(cfg.get("videos", 0)), cache_dir=str(cfg.cache_dir), use_language=bool(cfg.use_language),
             feature_batch_size=int(cfg.feature_batch_size), threads=int(cfg.get("threads", 1)), device=str(cfg.device),
             progress=bool(cfg.progress), command=f"{results.command_line()} [cell {name}]",
+            obs_keys=ObsKeys.from_cfg(cfg if "obs_keys" in cfg else arm_cfg),
             config={**OmegaConf.to_container(cfg, resolve=True), "arm": str(arm_cfg.arm), "n": n, "seed": seed,
                     "policy": policy, "encoder": OmegaConf.to_container(arm_cfg.encoder, resolve=True),
                     "weights": arm_cfg.get("weights")},
@@ -193,7 +199,8 @@ def cell_features(spec: CellSpec, threads: int | None = None) -> Path | None:
         return None
     with thread_limit(threads or spec.threads):
         return policy_feature_cache(spec.policy, spec.encoder.load(spec.device), spec.dataset, spec.cache_dir,
-                                    spec.encoder.label, spec.feature_batch_size, spec.use_language, spec.progress)
+                                    spec.encoder.label, spec.feature_batch_size, spec.use_language, spec.progress,
+                                    spec.obs_keys)
 
 
 def ensure_policy(spec: CellSpec) -> Path:
@@ -207,7 +214,7 @@ def ensure_policy(spec: CellSpec) -> Path:
             train_policy(spec.policy, spec.dataset, spec.n, spec.seed, path, encoder=spec.encoder,
                          cache_dir=spec.cache_dir, use_language=spec.use_language,
                          feature_batch_size=spec.feature_batch_size, device=spec.device, config=spec.config,
-                         progress=spec.progress, tensorboard=spec.tensorboard)
+                         progress=spec.progress, tensorboard=spec.tensorboard, obs_keys=spec.obs_keys)
     return path
 
 
