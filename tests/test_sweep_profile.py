@@ -1,0 +1,27 @@
+"""benchmarks/sweep_profile.py: the measured profile of a sweep directory adds up what its records say."""
+
+from __future__ import annotations
+
+import json
+
+from benchmarks import sweep_profile
+from robrep import results
+
+
+def test_profile_splits_each_cell_into_train_policy_and_env_and_sums_runs(tmp_path):
+    sweep = tmp_path / "sw"
+    (sweep / "cells").mkdir(parents=True)
+    cells = [("mae", 10.0, 30.0, 20.0), ("mae", 14.0, 40.0, 25.0), ("cnn", 50.0, 10.0, 2.0)]
+    for i, (arm, train, evals, policy) in enumerate(cells):
+        (sweep / "cells" / f"{arm}_n10_s{i}.json").write_text(json.dumps(
+            {"arm": arm, "train_seconds": train, "eval_seconds": evals, "policy_s": policy, "policy_key": f"k{i}"}))
+    results.write_csv([{"started_utc": "x", "wall_min": 1.5}, {"started_utc": "y", "wall_min": 2.25}],
+                      sweep / "runs.csv")
+    rows = sweep_profile.profile(sweep, tmp_path / "no_cache", tmp_path / "no_policies")
+    got = {(r["arm"], r["phase"]): (r["items"], r["seconds"]) for r in rows}
+    assert got[("mae", "train")] == (2, 24.0) and got[("mae", "eval_policy")] == (2, 45.0)
+    assert got[("mae", "eval_env")] == (2, 25.0) and got[("cnn", "eval_env")] == (1, 8.0)
+    assert abs(sum(r["share"] for r in rows) - 1.0) < 1e-3
+    assert {r["runs_wall_min"] for r in rows} == {3.75}
+    totals = {t["phase"]: t["seconds"] for t in sweep_profile.phase_totals(rows)}
+    assert totals == {"train": 74.0, "eval_policy": 47.0, "eval_env": 33.0}
