@@ -148,8 +148,12 @@ def main(argv: list[str] | None = None) -> int:
             ckpt = make_policy(family, demos, root)
         formats = [("torchscript", ".ts", None), ("onnx", ".onnx", None)] + ([("onnx", ".int8.onnx", "int8")]
                                                                           if args.int8 else [])
-        files = {("onnx_int8" if q else fmt): export_policy(load_policy(ckpt), root / f"{family}{ext}", fmt, check,
-                                                            quantize=q) for fmt, ext, q in formats}
+        files = {}
+        for fmt, ext, q in formats:
+            p = load_policy(ckpt)  # a language-conditioned policy: its recorded instruction baked into the file
+            files["onnx_int8" if q else fmt] = export_policy(p, root / f"{family}{ext}", fmt, check, quantize=q,
+                                                             instruction=p.meta.get("instruction") if p.uses_language
+                                                             else None)
         load_s, call_s = load_seconds(ckpt)
         for threads in args.threads:
             torch.set_num_threads(threads)
