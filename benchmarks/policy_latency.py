@@ -1,14 +1,20 @@
 """Per-frame latency a roboticist can quote: one 96 × 96 frame (batch 1) through a policy — encoder, readout and head —
 in eager PyTorch, TorchScript and ONNX Runtime, on one and two threads, per encoder family; and ``load_policy`` time
-in a fresh interpreter (imports included).
+in a fresh interpreter (imports included, and the call alone).
 
-``python -m benchmarks.policy_latency [--families mae dift voltron clip cnn] [--frames 200] [--commit | --out PATH]``
+``python -m benchmarks.policy_latency [--families mae dift voltron clip cnn] [--policies FAMILY=PATH ...]
+[--frames 200] [--int8] [--commit | --out PATH]``
 
 Each family's policy is trained for a few steps on a small push demo file (timing does not depend on the weights
-of the head); the encoder loads ``weights/<family>_full.pt`` where present. Eager runs at the precision the policy
-was trained with (``auto``: bfloat16 on CPUs that compute it natively); the exported files run float32. Reports
-p50 / p99 milliseconds per frame over ``--frames`` calls after 10 warm-up calls, and the speed-up of each exported
-runtime over eager at the same thread count. Run on an idle CPU: it measures ratios in one run.
+of the head) unless ``--policies`` names a checkpoint for it; the encoder loads ``weights/<family>_full.pt`` where
+present. Runtimes: ``eager`` (``Policy.act`` under ``torch.inference_mode`` at the precision the policy was trained
+with — ``auto``: bfloat16 on CPUs that compute it natively), ``eager_float32`` (the same in float32), ``torchscript``
+and ``onnx`` (the exported files, float32; ``robrep export``'s defaults) and, with ``--int8``, ``onnx_int8`` (the
+opt-in lossy ``quantize=int8`` file). Reports p50 / p99 milliseconds per frame over ``--frames`` calls after 10
+warm-up calls — the runtimes interleaved in 5 rounds so that load drifting during the run hits all alike — and the
+speed-up of each runtime over ``eager`` and over ``eager_float32`` at the same thread count. The output names the
+CPU, its vector flags and its load average before and after: run on an idle CPU (a busy one inflates absolute
+times and, with two threads, penalises runtimes that spin-wait); on a busy one only the ratios mean something.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -28,27 +35,63 @@ from robrep import results
 
 NAME = "policy_latency"
 COMMITTED = "results/policy_latency.csv"
+ROUNDS = 5
 
 
-def percentiles(fn, frames: int) -> tuple[float, float]:
-    """p50 and p99 milliseconds of ``fn()`` over ``frames`` calls after 10 warm-up calls."""
-    for _ in range(10):
-        fn()
-    times = []
-    for _ in range(frames):
-        t = time.perf_counter()
-        fn()
-        times.append(1000 * (time.perf_counter() - t))
-    return float(np.percentile(times, 50)), float(np.percentile(times, 99))
+def percentiles(fns: dict[str, Callable[[], Any]], frames: int) -> dict[str, tuple[float, float]]:
+    """p50 and p99 milliseconds of each ``fn()`` over ``frames`` calls after 10 warm-up calls, the functions
+    interleaved in :data:`ROUNDS` rounds (each round times every function in turn)."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for fn in fns.values():
+        for _ in range(10):
+            fn()
+    per_round = max(1, frames // ROUNDS)
+    for _ in range(ROUNDS):
+        for name, fn in fns.items():
+            for _ in range(per_round):
+                t = time.perf_counter()
+                fn()
+                times[name].append(1000 * (time.perf_counter() - t))
+    return {name: (float(np.percentile(v, 50)), float(np.percentile(v, 99))) for name, v in times.items()}
 
 
-def load_seconds(checkpoint: Path) -> float:
-    """Wall seconds of ``from policies.policy import load_policy; load_policy(path)`` in a fresh interpreter."""
-    code = ("import time; t = time.perf_counter(); from policies.policy import load_policy; "
-            f"load_policy({str(checkpoint)!r}); print(time.perf_counter() - t)")
+def load_seconds(checkpoint: Path) -> tuple[float, float]:
+    """Wall seconds of ``from policies.policy import load_policy; load_policy(path)`` in a fresh interpreter, and
+    of the ``load_policy`` call alone (after the import)."""
+    code = ("import time; t = time.perf_counter(); from policies.policy import load_policy; c = time.perf_counter(); "
+            f"load_policy({str(checkpoint)!r}); e = time.perf_counter(); print(e - t, e - c)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
-    return float(out.stdout.strip().splitlines()[-1])
+    total, call = out.stdout.strip().splitlines()[-1].split()
+    return float(total), float(call)
+
+
+def cpu_description() -> list[str]:
+    """Comment lines naming the CPU, its vector / matrix flags, the core count and the load average now."""
+    model, flags = "unknown CPU", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+            if model != "unknown CPU" and flags:
+                break
+    except OSError:
+        pass
+    wanted = sorted(f for f in flags if f.startswith(("avx", "amx", "fma")) or f in ("sse4_2", "f16c"))
+    return [f"{model}, {os.cpu_count()} logical cores; flags: {' '.join(wanted) or 'unknown'}", load_line()]
+
+
+def load_line() -> str:
+    """The 1 / 5 / 15-minute load average and whether the CPU looks idle (1-minute load below 0.3)."""
+    try:
+        one, five, fifteen = os.getloadavg()
+    except OSError:
+        return "load average unknown"
+    idle = "idle" if one < 0.3 else "NOT idle: absolute times are inflated, compare ratios only"
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} ({idle})"
 
 
 def make_policy(family: str, demos: Path, root: Path) -> Path:
@@ -73,49 +116,83 @@ def make_policy(family: str, demos: Path, root: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--families", nargs="+", default=["mae", "dift", "voltron", "clip", "cnn"])
+    parser.add_argument("--policies", nargs="*", default=[], metavar="FAMILY=PATH",
+                        help="use these policy checkpoints instead of training a small one for the family")
     parser.add_argument("--frames", type=int, default=200)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--int8", action="store_true", help="also time the opt-in lossy quantize=int8 ONNX file")
     add_output_args(parser, NAME, COMMITTED)
     args = parser.parse_args(argv)
+    given = dict(p.split("=", 1) for p in args.policies)
 
     from policies.export import Runner, export_policy
     from policies.policy import load_policy
     from robrep.data.collect import collect_demos
 
+    header = cpu_description()
+    for line in header:
+        print(line, flush=True)
     root = Path("runs/benchmarks/policy_latency")
     root.mkdir(parents=True, exist_ok=True)
     demos = root / "push_demos.hdf5"
-    if not demos.exists():
-        collect_demos("push", 6, demos, image_size=96, subset_sizes=(5,), subset_seeds=(0,), progress=False)
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (1, 96, 96, 3), dtype=np.uint8)
-    proprio = np.zeros((1, 4), np.float32)
+    check = rng.integers(0, 256, (8, 96, 96, 3), dtype=np.uint8)
     rows = []
     for family in args.families:
-        ckpt = make_policy(family, demos, root)
-        files = {fmt: export_policy(load_policy(ckpt), root / f"{family}{ext}", fmt)
-                 for fmt, ext in (("torchscript", ".ts"), ("onnx", ".onnx"))}
-        load_s = load_seconds(ckpt)
+        if family in given:
+            ckpt = Path(given[family])
+        else:
+            if not demos.exists():
+                collect_demos("push", 6, demos, image_size=96, subset_sizes=(5,), subset_seeds=(0,), progress=False)
+            ckpt = make_policy(family, demos, root)
+        formats = [("torchscript", ".ts", None), ("onnx", ".onnx", None)] + ([("onnx", ".int8.onnx", "int8")]
+                                                                          if args.int8 else [])
+        files = {}
+        for fmt, ext, q in formats:
+            p = load_policy(ckpt)  # a language-conditioned policy: its recorded instruction baked into the file
+            files["onnx_int8" if q else fmt] = export_policy(p, root / f"{family}{ext}", fmt, check, quantize=q,
+                                                             instruction=p.meta.get("instruction") if p.uses_language
+                                                             else None)
+        load_s, call_s = load_seconds(ckpt)
         for threads in args.threads:
             torch.set_num_threads(threads)
-            policy = load_policy(ckpt)
-            policy.reset(1)
-            eager = percentiles(lambda: (policy.reset_env(0), policy.act({"image": image, "proprio": proprio})),
-                                args.frames)
-            runtimes = {"eager": eager}
-            for fmt, report in files.items():
-                run = Runner(report["path"], threads=threads)
-                runtimes[fmt] = percentiles(lambda: run(image, proprio), args.frames)
-            for runtime, (p50, p99) in runtimes.items():
+            policy, policy32 = load_policy(ckpt), load_policy(ckpt)
+            if policy32.encoder is not None:
+                policy32.encoder.set_precision("float32")
+            policy32.meta["policy_config"] = {**policy32.meta["policy_config"],
+                                              "train": {**policy32.meta["policy_config"]["train"],
+                                                        "precision": "float32"}}
+            proprio = np.zeros((1, policy.model.proprio_dim), np.float32)
+
+            def eager(p=None) -> Callable[[], Any]:
+                def step() -> None:
+                    with torch.inference_mode():
+                        p.reset_env(0)
+                        p.act({"image": image, "proprio": proprio})
+                p.reset(1)
+                return step
+
+            fns = {"eager": eager(policy), "eager_float32": eager(policy32)}
+            for name, report in files.items():
+                fns[name] = (lambda run=Runner(report["path"], threads=threads): run(image, proprio))
+            timed = percentiles(fns, args.frames)
+            precision = {"eager": policy.meta["policy_config"]["train"].get("precision", "float32"),
+                         "eager_float32": "float32", "onnx_int8": "int8 weights (lossy)"}
+            for runtime, (p50, p99) in timed.items():
                 rows.append({"family": family, "runtime": runtime, "threads": threads,
-                             "precision": policy.meta["policy_config"]["train"]["precision"] if runtime == "eager"
-                             else "float32", "p50_ms": round(p50, 2), "p99_ms": round(p99, 2),
-                             "speedup_p50": round(eager[0] / p50, 2),
-                             "max_abs_diff": "" if runtime == "eager" else f"{files[runtime]['max_abs_diff']:.1e}",
-                             "load_policy_s": round(load_s, 2)})
+                             "precision": precision.get(runtime, "float32"), "p50_ms": round(p50, 2),
+                             "p99_ms": round(p99, 2), "speedup_p50": round(timed["eager"][0] / p50, 2),
+                             "speedup_p50_vs_float32": round(timed["eager_float32"][0] / p50, 2),
+                             "max_abs_diff": f"{files[runtime]['max_abs_diff']:.1e}" if runtime in files else "",
+                             "load_policy_s": round(load_s, 2), "load_policy_call_s": round(call_s, 2)})
                 print(" ".join(f"{k}={v}" for k, v in rows[-1].items()), flush=True)
+    after = load_line()
+    print(f"after: {after}")
     path = results.write_csv(rows, output_path(args, NAME, COMMITTED),
-                             comments=[command(NAME, argv), f"{os.cpu_count()}-core CPU; batch 1, 96 x 96 frames"])
+                             comments=[command(NAME, argv), *header, f"after the run: {after}",
+                                       "batch 1, 96 x 96 frames; speedup_p50 = eager p50 / this p50 at the same "
+                                       "threads; load_policy_s: fresh interpreter incl. imports, OMP_NUM_THREADS=1"])
     print(f"wrote {path}")
     return 0
 

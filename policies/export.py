@@ -9,6 +9,13 @@ graphs compute in float32 whatever precision the policy was trained at.
 
 An exported encoder maps uint8 images to tokens ``(B, N, D)`` (and the global token where the family has one).
 
+Speed (``benchmarks/policy_latency.py``): the default ONNX file is float32 from the TorchScript-based exporter,
+run with onnxruntime's default (full) graph optimisation — lossless. On this project's small ViTs the matrix
+multiplies are most of the time, so neither the dynamo-based exporter nor onnxruntime's transformer fusions
+(``onnxruntime.transformers.optimizer``) made it faster. ``quantize="int8"`` (opt-in, ONNX only) quantizes the
+MatMul / Gemm weights to int8 per tensor with activations quantized on the fly (``quantize_dynamic``): faster on
+CPUs with int8 dot-product instructions, but lossy — the report gives its action difference on the check frames.
+
 Language-conditioned policies are exported with their instruction fixed at export time (the text embedding is a
 constant of the file): an instruction per episode needs the PyTorch policy.
 """
@@ -28,6 +35,7 @@ from policies.policy import Policy
 from robrep.encoders.base import Encoder
 
 FORMATS = ("torchscript", "onnx")
+QUANTIZE = ("int8",)  # opt-in, lossy: ONNX weight quantization (never the default)
 
 
 class ExportablePolicy(nn.Module):
@@ -110,6 +118,16 @@ def export_module(module: nn.Module, inputs: tuple[torch.Tensor, ...], path: str
     return path
 
 
+def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Write ``src`` (a float32 ONNX file) with int8 MatMul / Gemm weights (per-tensor, symmetric) and activations
+    quantized at run time (onnxruntime ``quantize_dynamic``) to ``dst``. Lossy: check the result against PyTorch."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(src), str(dst), op_types_to_quantize=["MatMul", "Gemm"], per_channel=False,
+                     weight_type=QuantType.QInt8)
+    return Path(dst)
+
+
 class Runner:
     """Run an exported file: ``Runner(path)(image, proprio) → numpy outputs``."""
 
@@ -138,22 +156,35 @@ class Runner:
 
 
 def export_policy(policy: Policy, path: str | os.PathLike, fmt: str, frames: np.ndarray | None = None,
-                  instruction: str | None = None) -> dict[str, Any]:
+                  instruction: str | None = None, quantize: str | None = None) -> dict[str, Any]:
     """Export ``policy`` (float32) to ``path`` and check the file against the PyTorch network on ``frames``
-    (uint8 ``(B, H, W, 3)``; random when None) with zero proprio. Returns the path, the largest absolute
-    difference of the actions, and seconds to export."""
+    (uint8 ``(B, H, W, 3)``; random when None) with zero proprio. ``quantize="int8"`` (ONNX only, opt-in, lossy)
+    writes the int8 file of :func:`quantize_int8` instead; the float32 graph is checked too. Returns the path, the
+    largest absolute difference of the actions (``max_abs_diff``: of the written file; ``max_abs_diff_float32``:
+    of the float32 graph), the quantization (``None`` | ``"int8"``), and seconds to export."""
+    if quantize is not None and (quantize not in QUANTIZE or fmt != "onnx"):
+        raise ValueError(f"quantize must be None or one of {QUANTIZE} with format onnx, got {quantize!r} ({fmt})")
     if policy.encoder is not None:
         policy.encoder.set_precision("float32")
     module = ExportablePolicy(policy, instruction).eval()
     inputs = example_inputs(policy, frames=frames)
+    path = Path(path)
+    float_path = path.with_name(f".{path.stem}.float32{path.suffix}") if quantize else path
     t = time.perf_counter()
-    out = export_module(module, inputs, path, fmt, ["image", "proprio"], ["actions"])
-    seconds = time.perf_counter() - t
+    out = export_module(module, inputs, float_path, fmt, ["image", "proprio"], ["actions"])
     with torch.no_grad():
         expected = module(*inputs).numpy()
-    got = Runner(out)(*(x.numpy() for x in inputs))
-    return {"path": str(out), "format": fmt, "max_abs_diff": float(np.abs(got - expected).max()),
-            "frames": int(inputs[0].shape[0]), "export_seconds": round(seconds, 2)}
+    arrays = tuple(x.numpy() for x in inputs)
+    diff32 = float(np.abs(Runner(out)(*arrays) - expected).max())
+    if quantize:
+        try:
+            out = quantize_int8(float_path, path)
+        finally:
+            float_path.unlink(missing_ok=True)
+    seconds = time.perf_counter() - t
+    diff = float(np.abs(Runner(out)(*arrays) - expected).max()) if quantize else diff32
+    return {"path": str(out), "format": fmt, "quantize": quantize, "max_abs_diff": diff,
+            "max_abs_diff_float32": diff32, "frames": int(inputs[0].shape[0]), "export_seconds": round(seconds, 2)}
 
 
 def export_encoder(encoder: Encoder, path: str | os.PathLike, fmt: str, frames: np.ndarray) -> dict[str, Any]:

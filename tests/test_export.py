@@ -84,3 +84,27 @@ def test_robrep_export_command(setup, tmp_path, capsys):
     assert main(["export", "encoder=mae", "weights=null", *(f"encoder.arch.{k}={v}" for k, v in ARCH.items()),
                  "task.image_size=32", f"out={enc_out}", "check_frames=3"]) == 0
     assert "tokens (B, N, D)" in capsys.readouterr().out and enc_out.stat().st_size > 1000
+
+
+def test_the_default_onnx_file_is_lossless_and_int8_is_opt_in(setup, tmp_path):
+    """``format=onnx`` writes the float32 graph (no quantized operator), matching PyTorch within the bound on real
+    frames; ``quantize="int8"`` — asked for only — writes int8 MatMul weights and reports its (larger) difference
+    truthfully; int8 is refused for TorchScript."""
+    import onnx
+
+    policies, images, proprio, _ = setup
+    policy = load_policy(policies["mlp"])
+    default = export_policy(policy, tmp_path / "p.onnx", "onnx", images)
+    ops = {n.op_type for n in onnx.load(default["path"]).graph.node}
+    assert default["quantize"] is None and default["max_abs_diff"] < 1e-4
+    assert not ops & {"DynamicQuantizeLinear", "MatMulInteger", "DynamicQuantizeMatMul"}
+    int8 = export_policy(load_policy(policies["mlp"]), tmp_path / "q.onnx", "onnx", images, quantize="int8")
+    int8_ops = {n.op_type for n in onnx.load(int8["path"]).graph.node}
+    assert int8["quantize"] == "int8" and int8_ops & {"DynamicQuantizeLinear", "MatMulInteger", "DynamicQuantizeMatMul"}
+    assert int8["max_abs_diff_float32"] < 1e-4 and sorted(p.name for p in tmp_path.iterdir()) == ["p.onnx", "q.onnx"]
+    policy.reset(6)
+    expected = policy.act({"image": images, "proprio": np.zeros_like(proprio)})
+    got = Runner(int8["path"])(images, np.zeros_like(proprio))[:, 0]
+    assert np.isclose(np.abs(got - expected).max(), int8["max_abs_diff"], atol=1e-4)
+    with pytest.raises(ValueError, match="quantize"):
+        export_policy(policy, tmp_path / "p.ts", "torchscript", images, quantize="int8")

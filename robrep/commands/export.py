@@ -20,6 +20,9 @@ SUFFIX = {"onnx": ".onnx", "torchscript": ".ts"}
 def run(cfg: DictConfig) -> None:
     if cfg.format not in SUFFIX:
         raise ValueError(f"format must be one of {sorted(SUFFIX)}, got {cfg.format!r}")
+    quantize = cfg.get("quantize")
+    if quantize and not cfg.checkpoint:
+        raise ValueError("quantize= applies to a policy export (checkpoint=...), not to an encoder alone")
     seed = eval_seeds(1, 0, "dev")[0]  # development layouts: never a demo, never a reported test layout
     if cfg.checkpoint:
         from policies.policy import load_policy
@@ -29,7 +32,7 @@ def run(cfg: DictConfig) -> None:
         frames = expert_frames(policy.task, 1, seed, image_size=size,
                                visuals=policy.env_kwargs.get("visuals", "clean"))[: int(cfg.check_frames)]
         out = Path(cfg.out or Path(cfg.checkpoint).with_suffix(SUFFIX[cfg.format]))
-        report = export_policy(policy, out, cfg.format, frames, cfg.instruction)
+        report = export_policy(policy, out, cfg.format, frames, cfg.instruction, quantize or None)
         what = "policy: uint8 image (B, H, W, 3) + proprio (B, P) -> actions (B, k, A)"
     else:
         from robrep.encoders.spec import EncoderSpec
@@ -41,3 +44,7 @@ def run(cfg: DictConfig) -> None:
         what = "encoder: uint8 image (B, H, W, 3) -> tokens (B, N, D)"
     log.info(f"wrote {report['path']} ({what}); on {report['frames']} real frames the file and PyTorch (float32) "
              f"differ by at most {report['max_abs_diff']:.2e}")
+    if report.get("quantize"):
+        log.warning(f"quantize={report['quantize']} is lossy: its actions differ from PyTorch by up to "
+                    f"{report['max_abs_diff']:.2e} on these frames (the float32 graph: "
+                    f"{report['max_abs_diff_float32']:.2e}); evaluate the quantized file before deploying it")

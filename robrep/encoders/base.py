@@ -10,11 +10,12 @@ the family has one, a global token ``(B, D)``.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import io
 import json
 from dataclasses import dataclass
-from typing import Any, ClassVar, ContextManager, Sequence
+from typing import Any, ClassVar, ContextManager, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -190,6 +191,26 @@ class Encoder(nn.Module):
         """(N, D) of ``tokens`` for one image, without running the network."""
         h, w = self.grid_size
         return h * w, self.feature_dim
+
+
+_WEIGHTS_FOLLOW: contextvars.ContextVar[bool] = contextvars.ContextVar("robrep_weights_follow", default=False)
+
+
+@contextlib.contextmanager
+def weights_follow() -> Iterator[None]:
+    """Within: every encoder built is about to receive a complete state dict (a checkpoint's, loaded strictly),
+    so a family may skip its random initialisation — the values would be overwritten. Random-init encoders
+    are never built inside it; the previous state is restored on exit."""
+    token = _WEIGHTS_FOLLOW.set(True)
+    try:
+        yield
+    finally:
+        _WEIGHTS_FOLLOW.reset(token)
+
+
+def weights_follow_active() -> bool:
+    """Whether the encoder being built gets its weights from a state dict next (:func:`weights_follow`)."""
+    return _WEIGHTS_FOLLOW.get()
 
 
 def per_image_texts(texts: Sequence[str] | str | np.ndarray, batch: int) -> list[str]:

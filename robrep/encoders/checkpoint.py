@@ -8,7 +8,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from robrep.encoders.base import Encoder, content_hash
+from robrep.encoders.base import Encoder, content_hash, weights_follow
 from robrep.encoders.registry import family_class
 from robrep.torch_io import load_checked, save_atomic
 
@@ -78,9 +78,12 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> Encoder:
-    """Rebuild the encoder saved at ``path`` (not yet frozen or cast)."""
+    """Rebuild the encoder saved at ``path`` (not yet frozen or cast). The module is built without its random
+    initialisation where the family can skip it (:func:`~robrep.encoders.base.weights_follow`): the strict
+    state-dict load below sets every parameter and persistent buffer."""
     payload = read_checkpoint(path)
-    encoder = family_class(payload["family"])(**payload["config"])
+    with weights_follow():
+        encoder = family_class(payload["family"])(**payload["config"])
     load_state_dict_checked(encoder, payload["state_dict"], str(path))
     encoder.checkpoint_meta = payload["meta"]
     return encoder.to(device)

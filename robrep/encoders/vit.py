@@ -7,7 +7,7 @@ from typing import Any, Sequence
 import timm
 import torch
 
-from robrep.encoders.base import IMAGENET_MEAN, IMAGENET_STD, Encoder, SpatialFeatures
+from robrep.encoders.base import IMAGENET_MEAN, IMAGENET_STD, Encoder, SpatialFeatures, weights_follow_active
 
 
 class ViTEncoder(Encoder):
@@ -19,6 +19,8 @@ class ViTEncoder(Encoder):
     ``forward_intermediates(norm=True)``; the global token is the class token when ``class_token`` is true.
     ``feature_layer`` is a feature-time choice (:meth:`configure`, like DIFT's up block): pretraining always
     runs every block, and it enters ``config`` (hence the weights hash) only when set.
+    Built to receive a checkpoint's weights (:func:`~robrep.encoders.base.weights_follow`), timm's weight
+    initialisation is skipped (``weight_init="skip"``, not recorded in ``config``): the state dict overwrites it.
     """
 
     has_global_token = True
@@ -41,8 +43,11 @@ class ViTEncoder(Encoder):
         super().__init__(input_size, mean, std)
         overrides = {k: v for k, v in dict(patch_size=patch_size, embed_dim=embed_dim, depth=depth,
                                            num_heads=num_heads).items() if v is not None}
+        build = dict(timm_kwargs)
+        if weights_follow_active():
+            build.setdefault("weight_init", "skip")
         self.vit = timm.create_model(timm_model, pretrained=False, num_classes=0, global_pool="",
-                                     img_size=input_size, class_token=class_token, **overrides, **timm_kwargs)
+                                     img_size=input_size, class_token=class_token, **overrides, **build)
         self.config = dict(timm_model=timm_model, input_size=input_size, patch_size=patch_size, embed_dim=embed_dim,
                            depth=depth, num_heads=num_heads, class_token=class_token, mean=list(mean), std=list(std),
                            **timm_kwargs)
