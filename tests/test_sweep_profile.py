@@ -25,3 +25,16 @@ def test_profile_splits_each_cell_into_train_policy_and_env_and_sums_runs(tmp_pa
     assert {r["runs_wall_min"] for r in rows} == {3.75}
     totals = {t["phase"]: t["seconds"] for t in sweep_profile.phase_totals(rows)}
     assert totals == {"train": 74.0, "eval_policy": 47.0, "eval_env": 33.0}
+
+
+def test_budget_replay_flags_a_cap_that_binds_and_not_one_that_stops_early():
+    from benchmarks.budget_pilot import replay
+
+    falling = [{"step": s, "valid_mse": 1.0 / s} for s in range(10, 1001, 10)]  # still improving at every point
+    r = replay(falling, frames=640, batch_size=64, epochs=20, evals=20, patience=5, min_steps=1)
+    assert r["budget_steps"] == 200 and r["cap_bound"] and r["stopped"] == "budget" and r["best_step"] == 200
+    flat = [{"step": s, "valid_mse": max(1.0 / s, 0.01)} for s in range(10, 1001, 10)]  # best at step 100
+    r = replay(flat, frames=640, batch_size=64, epochs=100, evals=20, patience=5, min_steps=1)
+    assert r["budget_steps"] == 1000 and r["stopped"] == "early" and not r["cap_bound"] and r["best_step"] == 100
+    r = replay(flat, frames=64, batch_size=64, epochs=1, evals=20, patience=5, min_steps=500)  # the floor rules
+    assert r["budget_steps"] == 500
