@@ -58,7 +58,7 @@ def cache_seconds(cache_dir: Path, dataset_hashes: set[str]) -> dict[str, float]
 
 def tuning_seconds(policy_dir: Path, used_keys: set[str]) -> dict[str, tuple[int, float]]:
     """``{arm: (trainings, seconds)}`` of policies in ``policy_dir`` that no cell record names (``<cell>_<key>.pt``)."""
-    import torch
+    from policies.checkpoint import read_policy_checkpoint
 
     out: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
     for path in sorted(policy_dir.glob("*.pt")):
@@ -66,9 +66,8 @@ def tuning_seconds(policy_dir: Path, used_keys: set[str]) -> dict[str, tuple[int
         if key in used_keys:
             continue
         arm = path.stem.split("_n", 1)[0]
-        ck = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         out[arm][0] += 1
-        out[arm][1] += float(ck["train"]["seconds"])
+        out[arm][1] += float(read_policy_checkpoint(path)["train"]["seconds"])  # hash-checked, no pickle
     return {a: (int(v[0]), v[1]) for a, v in out.items()}
 
 

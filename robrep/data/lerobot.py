@@ -419,11 +419,10 @@ def _write_jsonl(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
 
 
 def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    """Full sha256 hex digest of a file's bytes (the project's :func:`robrep.data.feature_cache.file_hash`)."""
+    from robrep.data.feature_cache import file_hash
+
+    return file_hash(path, digits=64)
 
 
 # ----------------------------------------------------------------------------------------------- reading
