@@ -37,16 +37,8 @@ from robrep.data.augment import shift_images
 from robrep.data.demo_file import DemoFile
 from robrep.data.obs_keys import ObsKeys
 from robrep.data.sources import resolve_dataset
+from robrep.digest import file_hash
 from robrep.encoders.base import Encoder, SpatialFeatures
-
-
-def file_hash(path: str | os.PathLike, chunk: int = 1 << 22, digits: int = 16) -> str:
-    """sha256 of a file's bytes: its first ``digits`` hex characters (64 = the whole digest)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()[:digits]
 
 
 def preprocessing_of(encoder: Encoder, use_language: bool) -> dict[str, Any]:

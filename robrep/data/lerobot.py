@@ -419,8 +419,8 @@ def _write_jsonl(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
 
 
 def _file_sha256(path: Path) -> str:
-    """Full sha256 hex digest of a file's bytes (the project's :func:`robrep.data.feature_cache.file_hash`)."""
-    from robrep.data.feature_cache import file_hash
+    """Full sha256 hex digest of a file's bytes (the project's :func:`robrep.digest.file_hash`)."""
+    from robrep.digest import file_hash
 
     return file_hash(path, digits=64)
 

@@ -36,7 +36,7 @@ LEGACY_SHA256 = frozenset({
 
 def _known_legacy(path) -> bool:
     """Whether ``path`` is byte for byte one of the committed legacy checkpoints (:data:`LEGACY_SHA256`)."""
-    from robrep.data.feature_cache import file_hash
+    from robrep.digest import file_hash
 
     return file_hash(path, digits=64) in LEGACY_SHA256
 

@@ -178,7 +178,7 @@ def _content_hash(path: str | Path) -> str:
 
 @functools.lru_cache(maxsize=64)
 def _hash_file(path: str, size: int, mtime_ns: int) -> str:
-    from robrep.data.feature_cache import file_hash
+    from robrep.digest import file_hash
 
     return file_hash(path)
 
