@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import statistics
 
 from benchmarks._output import add_output_args, command, output_path
 from robrep import results
@@ -42,7 +43,7 @@ def pilot_cells(arms: list[str] | None, demos: list[int], epochs: float, every: 
     base = compose("sweep", ["task=push"])
     evals = max(1, int(round(epochs / every)))
     overrides = [*list(base.arm_overrides), f"policy.train.epochs={epochs}", f"policy.train.evals={evals}",
-                 f"policy.train.patience={evals + 1}", "policy.train.steps=1000000",
+                 f"policy.train.patience={evals + 1}", "policy.train.steps=1000000", "policy.train.min_delta=0.0",
                  f"policy.train.lr={sorted(base.tune.grid.lr)[len(base.tune.grid.lr) // 2]}",
                  f"policy.train.weight_decay={base.tune.grid.weight_decay[0]}"]
     extra = ["arm_overrides=[" + ",".join(f"'{o}'" for o in overrides) + "]", f"demos=[{','.join(map(str, demos))}]",
@@ -56,13 +57,16 @@ def pilot_cells(arms: list[str] | None, demos: list[int], epochs: float, every: 
 
 
 def replay(history: list[dict], frames: int, batch_size: int, epochs: float, evals: int, patience: int,
-           min_steps: int) -> dict:
+           min_steps: int, min_delta: float = 0.0) -> dict:
     """The sweep's rule with a budget of ``epochs`` replayed on a recorded ``history`` (``step``, ``valid_mse``): at
-    each of its evaluation steps the recorded point at or just after that step stands in for it."""
+    each of its evaluation steps the recorded point at or just after that step stands in for it. Progress and
+    ``cap_bound`` are :func:`policies.train.made_progress` and ``fit``'s definitions."""
+    from policies.train import made_progress
+
     budget = max(int(min_steps), math.ceil(epochs * frames / batch_size))
     every = math.ceil(budget / evals)
     steps = [h["step"] for h in history]
-    best, best_step, stale, stopped, last = math.inf, 0, 0, "budget", 0
+    best, best_step, reference, progress_step, stale, stopped, last = math.inf, 0, math.inf, 0, 0, "budget", 0
     for s in range(every, budget + every, every):
         s = min(s, budget)
         j = next((i for i, t in enumerate(steps) if t >= s), None)
@@ -70,7 +74,9 @@ def replay(history: list[dict], frames: int, batch_size: int, epochs: float, eva
             raise ValueError(f"the recorded curve ends at step {steps[-1]}, before the budget's step {s}")
         v, last = float(history[j]["valid_mse"]), s
         if v < best:
-            best, best_step, stale = v, s, 0
+            best, best_step = v, s
+        if made_progress(v, reference, min_delta):
+            reference, progress_step, stale = v, s, 0
         else:
             stale += 1
             if stale >= patience:
@@ -78,9 +84,16 @@ def replay(history: list[dict], frames: int, batch_size: int, epochs: float, eva
                 break
         if s >= budget:
             break
-    cap_bound = stopped == "budget" and best_step > last - patience * every
-    return {"budget_steps": budget, "stopped": stopped, "best_step": best_step, "rule_valid_mse": best,
-            "cap_bound": cap_bound}
+    cap_bound = stopped == "budget" and progress_step > last - patience * every
+    return {"budget_steps": budget, "stopped": stopped, "best_step": best_step, "steps_run": last,
+            "rule_valid_mse": best, "cap_bound": cap_bound}
+
+
+def evaluation_noise(history: list[dict], after_step: int) -> float:
+    """The largest relative change of the valid MSE between consecutive recorded points after ``after_step``: how
+    far the running minimum can fall by evaluation noise alone once a run has plateaued (``min_delta``'s scale)."""
+    values = [float(h["valid_mse"]) for h in history if h["step"] > after_step]
+    return max((abs(b / a - 1.0) for a, b in zip(values, values[1:])), default=float("nan"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=float, default=120.0, help="length of each recorded run, in epochs")
     parser.add_argument("--every", type=float, default=2.5, help="epochs between recorded valid-MSE points")
     parser.add_argument("--candidates", default=",".join(map(str, DEFAULT_CANDIDATES)))
+    parser.add_argument("--min-deltas", default=None,
+                        help="comma-separated relative min_delta values replayed (default: the committed rule's)")
     parser.add_argument("--jobs", type=int, default=2)
     add_output_args(parser, NAME, COMMITTED)
     args = parser.parse_args(argv)
@@ -115,35 +130,52 @@ def main(argv: list[str] | None = None) -> int:
     from robrep.config import compose
 
     rule_train = dict(compose("cell", ["arm=mae"]).policy.train)  # the committed rule's evals / patience / min_steps
+    deltas = args.min_deltas.split(",") if args.min_deltas else [rule_train.get("min_delta", 0.0)]
     rows, curves = [], []
+    rows_frames: dict[tuple[str, int], int] = {}
     for cell, out in zip(cells, outcomes):
         train = read_policy_checkpoint(out.value)["train"]
         history = train["history"]
-        frames = int(train["frames"])
+        frames = rows_frames[cell.arm, cell.n] = int(train["frames"])
         curve_best = min(float(h["valid_mse"]) for h in history)
         for h in history:
             curves.append({"arm": cell.arm, "n": cell.n, "step": h["step"],
                            "epoch": round(h["step"] * cell.policy["train"]["batch_size"] / frames, 3),
                            "train_loss": round(float(h["train_loss"]), 6), "valid_mse": round(float(h["valid_mse"]), 6)})
-        for e in (float(x) for x in args.candidates.split(",")):
+        for e, delta in ((float(x), float(d)) for x in args.candidates.split(",") for d in deltas):
             r = replay(history, frames, int(cell.policy["train"]["batch_size"]), e, int(rule_train["evals"]),
-                       int(rule_train["patience"]), int(rule_train["min_steps"]))
-            rows.append({"arm": cell.arm, "n": cell.n, "epochs": e, **r, "rule_valid_mse": round(r["rule_valid_mse"], 6),
+                       int(rule_train["patience"]), int(rule_train["min_steps"]), delta)
+            rows.append({"arm": cell.arm, "n": cell.n, "epochs": e, "min_delta": delta, **r,
+                         "rule_valid_mse": round(r["rule_valid_mse"], 6),
                          "run_best_valid_mse": round(curve_best, 6),
                          "gap": round(r["rule_valid_mse"] / curve_best - 1.0, 4), "frames": frames,
                          "lr": cell.policy["train"]["lr"], "seed": cell.seed})
-    for e in dict.fromkeys(r["epochs"] for r in rows):
-        sel = [r for r in rows if r["epochs"] == e]
+    smallest = min(c.n for c in cells)  # the smallest N plateaus inside the recorded run (its budget is the floor)
+    noise = [{"arm": c.arm, "n": c.n, "after_epoch": args.epochs / 2,
+              "max_rel_change": round(evaluation_noise(read_policy_checkpoint(o.value)["train"]["history"],
+                                                       int(args.epochs / 2 * rows_frames[c.arm, c.n] / c.policy["train"]["batch_size"])), 4)}
+             for c, o in zip(cells, outcomes) if c.n == smallest]
+    levels = sorted(r["max_rel_change"] for r in noise)
+    median_noise = statistics.median(levels)
+    print(f"evaluation noise at N={smallest} (largest consecutive relative change of the valid MSE after epoch "
+          f"{args.epochs / 2:g}): median over arms {median_noise:.3f}, range {levels[0]:.3f}-{levels[-1]:.3f}")
+    rules = list(dict.fromkeys((r["min_delta"], r["epochs"]) for r in rows))
+    for delta, e in rules:
+        sel = [r for r in rows if (r["min_delta"], r["epochs"]) == (delta, e)]
         bound = [f"{r['arm']}@{r['n']}" for r in sel if r["cap_bound"]]
-        print(f"E={e:g} epochs: cap-bound {len(bound)}/{len(sel)} (arm@N: {', '.join(bound) or 'none'}); "
-              f"largest gap to the run's best valid MSE {max(r['gap'] for r in sel):.3f}")
-    ok = [e for e in dict.fromkeys(r["epochs"] for r in rows)
-          if not any(r["cap_bound"] for r in rows if r["epochs"] == e)]
-    print(f"smallest budget with no binding cap: {ok[0]:g} epochs" if ok else "every candidate budget binds somewhere")
+        print(f"min_delta={delta:g} E={e:g} epochs: cap-bound {len(bound)}/{len(sel)} (arm@N: {', '.join(bound) or 'none'}); "
+              f"steps run {sum(r['steps_run'] for r in sel)}; largest gap to the run's best valid MSE "
+              f"{max(r['gap'] for r in sel):.3f}, mean {sum(r['gap'] for r in sel) / len(sel):.3f}")
+    for delta in dict.fromkeys(d for d, _ in rules):
+        ok = [e for d, e in rules if d == delta and not any(r["cap_bound"] for r in rows
+                                                            if (r["min_delta"], r["epochs"]) == (d, e))]
+        print(f"min_delta={delta:g}: " + (f"smallest budget with no binding cap: {ok[0]:g} epochs" if ok
+                                          else "every candidate budget binds somewhere"))
     out = output_path(args, NAME, COMMITTED)
     notes = [command(NAME, argv), "valid demos only (seed = the tuning seed); see benchmarks/budget_pilot.py"]
     results.write_csv(rows, out, comments=notes)
     results.write_csv(curves, out.with_name(out.stem + "_curves.csv"), comments=notes)
+    results.write_csv(noise, out.with_name(out.stem + "_noise.csv"), comments=notes)
     print(f"wrote {out} and {out.with_name(out.stem + '_curves.csv')}")
     return 0
 

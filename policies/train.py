@@ -36,6 +36,10 @@ from robrep.precision import autocast
 from robrep.tb import NullWriter, ScalarWriter, scalar_writer
 
 
+#: Learning-rate schedules over the step budget (TrainConfig.schedule).
+SCHEDULES = ("constant", "cosine")
+
+
 @dataclass
 class TrainConfig:
     """Optimisation settings (``train:`` in ``configs/policy/*.yaml``).
@@ -48,10 +52,16 @@ class TrainConfig:
 
     steps: int = 2000             # gradient steps at most (early stopping may end sooner); with epochs: the ceiling
     batch_size: int = 64          # frames per step (sampled with replacement)
-    lr: float = 1e-3              # AdamW learning rate
+    lr: float = 1e-3              # AdamW learning rate (the peak, with a schedule)
+    schedule: str = "constant"    # constant | cosine: lr follows a half cosine from `lr` to 0 over the step budget
+                                  # (torch CosineAnnealingLR, stepped every step; early stopping may end it sooner)
     weight_decay: float = 1e-4    # AdamW decoupled weight decay
     eval_every: int = 100         # steps between validation evaluations (unless `evals` is set)
-    patience: int = 10            # evaluations without a lower valid MSE before stopping
+    patience: int = 10            # evaluations without progress (see min_delta) before stopping
+    min_delta: float = 0.0        # progress = a valid MSE below (1 - min_delta) x the last progress point's (relative;
+                                  # Lightning's EarlyStopping min_delta, made scale-free); the kept weights are still
+                                  # the lowest valid MSE. > 0 stops a run whose running minimum only creeps down by
+                                  # evaluation noise, and cap_bound then means real progress was cut off
     epochs: float | None = None   # budget in passes over the training frames (None: `steps`)
     min_steps: int = 1            # with epochs: the budget's floor (small N)
     evals: int | None = None      # validation points over the budget (None: every `eval_every` steps)
@@ -66,8 +76,10 @@ class TrainConfig:
         bad += [f"lr={self.lr!r}" for _ in [0] if not self.lr > 0]
         bad += [f"epochs={self.epochs!r}" for _ in [0] if self.epochs is not None and not self.epochs > 0]
         bad += [f"evals={self.evals!r}" for _ in [0] if self.evals is not None and int(self.evals) < 1]
+        bad += [f"min_delta={self.min_delta!r}" for _ in [0] if not 0.0 <= float(self.min_delta) < 1.0]
+        bad += [f"schedule={self.schedule!r} (constant | cosine)" for _ in [0] if self.schedule not in SCHEDULES]
         if bad:
-            raise ValueError(f"policy.train: {', '.join(bad)} (each must be >= 1; lr, epochs > 0)")
+            raise ValueError(f"policy.train: {', '.join(bad)} (each must be >= 1; lr, epochs > 0; 0 <= min_delta < 1)")
 
     def budget(self, frames: int) -> tuple[int, int, bool]:
         """``(max_steps, eval_every, ceiling_decides)`` for ``frames`` training frames (see the class docstring)."""
@@ -96,8 +108,10 @@ class FitResult:
     max_steps: int = 0            # the step budget (TrainConfig.budget)
     eval_every: int = 0
     stopped: str = ""             # "early" (patience ran out) | "budget" (max_steps reached)
-    cap_bound: bool = False       # the budget ended training while valid MSE still improved (best among the last
-                                  # `patience` evaluations): more steps could have helped
+    cap_bound: bool = False       # the budget ended training while valid MSE still made progress (a progress point,
+                                  # see TrainConfig.min_delta, among the last `patience` evaluations): more steps
+                                  # could have helped
+    progress_step: int = 0        # the step of the last progress point (= best_step when min_delta is 0)
 
 
 def to_device(frames: Mapping[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
@@ -147,7 +161,10 @@ def fit(model: BCModel, train: DemoTensors, valid: DemoTensors | None, cfg: Trai
     device = next(model.parameters()).device
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(param_groups(model, cfg.lr), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max_steps) if cfg.schedule == "cosine"
+                 else None)
     best_score, best_state, best_step, best_loss = math.inf, copy.deepcopy(model.state_dict()), 0, math.nan
+    progress_score, progress_step = math.inf, 0  # early stopping's reference (min_delta)
     history: list[dict[str, float]] = []
     window: list[float] = []
     stale, step, stopped = 0, 0, "budget"
@@ -163,6 +180,8 @@ def fit(model: BCModel, train: DemoTensors, valid: DemoTensors | None, cfg: Trai
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
         window.append(loss.detach().item())
         if step % eval_every and step != max_steps:
             continue
@@ -179,7 +198,9 @@ def fit(model: BCModel, train: DemoTensors, valid: DemoTensors | None, cfg: Trai
         bar.set_postfix(loss=f"{train_loss:.4f}", valid_mse=f"{valid_mse:.4f}")
         score = valid_mse if valid is not None else -step  # no valid demos: keep the last weights
         if score < best_score:
-            best_score, best_state, best_step, best_loss, stale = score, copy.deepcopy(model.state_dict()), step, train_loss, 0
+            best_score, best_state, best_step, best_loss = score, copy.deepcopy(model.state_dict()), step, train_loss
+        if made_progress(score, progress_score, cfg.min_delta):
+            progress_score, progress_step, stale = score, step, 0
         else:
             stale += 1
             if stale >= cfg.patience:
@@ -188,9 +209,17 @@ def fit(model: BCModel, train: DemoTensors, valid: DemoTensors | None, cfg: Trai
     model.load_state_dict(best_state)
     valid_mse = evaluate_mse(model, valid, cfg.eval_batch_size, cfg.precision) if valid is not None else math.nan
     train_mse = evaluate_mse(model, train, cfg.eval_batch_size, cfg.precision)
-    cap_bound = stopped == "budget" and best_step > max_steps - cfg.patience * eval_every
+    cap_bound = stopped == "budget" and progress_step > max_steps - cfg.patience * eval_every
     return FitResult(step, best_step, best_loss, valid_mse, train_mse, time.perf_counter() - start, history,
-                     max_steps=max_steps, eval_every=eval_every, stopped=stopped, cap_bound=cap_bound)
+                     max_steps=max_steps, eval_every=eval_every, stopped=stopped, cap_bound=cap_bound,
+                     progress_step=progress_step)
+
+
+def made_progress(score: float, reference: float, min_delta: float) -> bool:
+    """Early stopping's test: ``score`` (valid MSE) is below ``(1 - min_delta) × reference`` (the last progress
+    point's score; ``inf`` before the first evaluation). The one definition :func:`fit` and the budget pilot's
+    replay (benchmarks/budget_pilot.py) share."""
+    return score < reference * (1.0 - float(min_delta)) if math.isfinite(reference) else score < reference
 
 
 def policy_feature_cache(policy_cfg: Mapping[str, Any], encoder: Encoder, dataset: str | os.PathLike,

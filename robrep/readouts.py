@@ -140,7 +140,8 @@ class SpatialSoftmaxReadout(Readout):
         self.output_dim = 2 * num_keypoints
 
     def forward(self, features: SpatialFeatures) -> torch.Tensor:
-        heat = self.proj(features.as_map()).flatten(2)  # (B, K, N)
+        # the 1x1 conv as one matmul over the token rows (B, N, D) @ (D, K): the same map, no (B, D, h, w) copy
+        heat = F.linear(features.tokens, self.proj.weight.flatten(1), self.proj.bias).transpose(1, 2)  # (B, K, N)
         attn = F.softmax(heat / self.log_temperature.exp(), dim=-1)
         return (attn @ self.coords.to(attn.dtype)).flatten(1)  # (B, K*2)
 

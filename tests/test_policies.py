@@ -730,3 +730,52 @@ def test_fit_reports_budget_stop_and_binding_cap(tiny_data):
     long = run(steps=20_000, eval_every=10, patience=2, lr=0.5)  # a far too large step size stops improving
     assert long.stopped == "early" and not long.cap_bound and long.steps < 20_000
     assert [h["step"] for h in long.history][:2] == [10, 20]
+
+
+def test_min_delta_counts_only_real_progress(tiny_data):
+    """With min_delta, evaluations that lower the valid MSE by less than the fraction do not reset patience (the
+    run stops sooner) but the lowest-MSE weights are still the ones kept; cap_bound follows the progress points."""
+    from policies.train import made_progress
+
+    assert made_progress(0.97, 1.0, 0.02) and not made_progress(0.99, 1.0, 0.02) and made_progress(5.0, math.inf, 0.5)
+    data, meta = tiny_data
+
+    def run(**train):
+        torch.manual_seed(0)
+        model = build_model(policy_cfg(head_kwargs={"hidden": 64, "layers": 1, "dropout": 0.0}), meta)
+        model.set_statistics(data.proprio, data.actions, 1e-2)
+        return fit(model, data, data, TrainConfig(batch_size=32, steps=3000, eval_every=10, patience=3, lr=1e-3,
+                                                  **train), torch.Generator().manual_seed(0))
+
+    plain, strict = run(), run(min_delta=0.3)
+    assert strict.steps < plain.steps
+    scores = [h["valid_mse"] for h in strict.history]
+    assert strict.best_step == strict.history[scores.index(min(scores))]["step"]
+    assert strict.progress_step <= strict.best_step
+    with pytest.raises(ValueError, match="min_delta"):
+        TrainConfig(min_delta=1.0)
+
+
+def test_cosine_schedule_anneals_the_lr_to_zero_over_the_budget(tiny_data):
+    """schedule: cosine = lr(t) = lr/2 (1 + cos(pi t / budget)), read back from the lr the loop reports."""
+    data, meta = tiny_data
+
+    class Scalars:
+        def __init__(self):
+            self.lr = {}
+
+        def add_scalar(self, tag, value, step):
+            if tag == "train/lr":
+                self.lr[step] = value
+
+    torch.manual_seed(0)
+    model = build_model(policy_cfg(head_kwargs={"hidden": 32, "layers": 1, "dropout": 0.0}), meta)
+    model.set_statistics(data.proprio, data.actions, 1e-2)
+    scalars = Scalars()
+    cfg = TrainConfig(batch_size=16, steps=40, eval_every=10, patience=100, lr=2e-3, schedule="cosine")
+    fit(model, data, data, cfg, torch.Generator().manual_seed(0), scalars=scalars)
+    expected = {t: 1e-3 * (1 + math.cos(math.pi * t / 40)) for t in (10, 20, 30, 40)}
+    assert scalars.lr.keys() == expected.keys()
+    assert all(abs(scalars.lr[t] - expected[t]) < 1e-9 for t in expected)
+    with pytest.raises(ValueError, match="schedule"):
+        TrainConfig(schedule="step")

@@ -38,3 +38,16 @@ def test_budget_replay_flags_a_cap_that_binds_and_not_one_that_stops_early():
     assert r["budget_steps"] == 1000 and r["stopped"] == "early" and not r["cap_bound"] and r["best_step"] == 100
     r = replay(flat, frames=64, batch_size=64, epochs=1, evals=20, patience=5, min_steps=500)  # the floor rules
     assert r["budget_steps"] == 500
+
+
+def test_replay_with_min_delta_stops_a_curve_that_only_creeps_down():
+    """A valid MSE that falls 0.5 % per evaluation binds the cap under min_delta 0 but stops early under 2 %."""
+    from benchmarks.budget_pilot import replay
+
+    creeping = [{"step": s, "valid_mse": 0.995 ** (s // 10)} for s in range(10, 2001, 10)]
+    plain = replay(creeping, frames=640, batch_size=64, epochs=100, evals=20, patience=5, min_steps=1)
+    assert plain["cap_bound"] and plain["stopped"] == "budget"
+    strict = replay(creeping, frames=640, batch_size=64, epochs=100, evals=20, patience=5, min_steps=1, min_delta=0.2)
+    assert strict["stopped"] == "early" and not strict["cap_bound"] and strict["steps_run"] < 1000
+    # the kept weights are still the lowest valid MSE seen, not the last progress point
+    assert strict["best_step"] == strict["steps_run"]

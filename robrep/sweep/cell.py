@@ -101,7 +101,7 @@ class CellSpec:
         config, N, seed and language use. A trained policy is reused only under the same key, so a policy trained
         on other data, weights or settings is never picked up by a cell that did not make it. The default
         ``chunk_execution: ensemble`` is left out of the config hashed, so keys made before that option existed
-        still hold; so are the default ``obs_keys``."""
+        still hold; so are ``train.min_delta: 0``, ``train.schedule: constant`` and the default ``obs_keys``."""
         encoder = None
         if self.encoder is not None:
             e = self.encoder
@@ -110,6 +110,9 @@ class CellSpec:
                        "weights": _content_hash(weights) if weights and Path(weights).is_file() else weights,
                        "init_seed": e.init_seed if e.weights is None else None}
         policy = {k: v for k, v in self.policy.items() if (k, v) != ("chunk_execution", "ensemble")}
+        if "train" in policy:  # options at their defaults of old are left out: keys made before them still hold
+            policy["train"] = {k: v for k, v in policy["train"].items()
+                               if (k, v) not in (("min_delta", 0.0), ("min_delta", 0), ("schedule", "constant"))}
         payload = {"dataset": _content_hash(self.dataset), "encoder": encoder, "policy": policy, "n": self.n,
                    "seed": self.seed, "use_language": self.use_language}
         if not self.obs_keys.is_default:
