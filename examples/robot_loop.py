@@ -218,7 +218,10 @@ class OnnxController:
         self.reset()
 
     def reset(self) -> None:
-        self.history: list[np.ndarray] = []  # ensemble: the last k chunks (k, A), newest last
+        from policies.chunking import TemporalEnsembler  # NumPy only: the ONNX path never imports torch
+
+        k, a = (int(d) for d in self.session.get_outputs()[0].shape[1:])
+        self.ensembler = TemporalEnsembler(k, a, self.decay)  # ensemble: Policy.act's averaging, one env
         self.queue: list[np.ndarray] = []    # open_loop: the actions left in the current chunk
 
     def predict(self, image: np.ndarray, proprio: np.ndarray) -> np.ndarray:
@@ -231,14 +234,7 @@ class OnnxController:
             if not self.queue:
                 self.queue = list(self.predict(image, proprio))
             return np.clip(self.queue.pop(0), -1.0, 1.0).astype(np.float32)
-        chunk = self.predict(image, proprio)
-        k = len(chunk)
-        self.history = (self.history + [chunk])[-k:]
-        n = len(self.history)
-        # the prediction for now made j steps ago is history[-1 - j][j]; rank 0 = the oldest one
-        preds = np.stack([self.history[-1 - j][j] for j in range(n)])     # (n, A), newest first
-        weights = np.exp(-self.decay * (n - 1 - np.arange(n)))[:, None]   # (n, 1)
-        return np.clip((weights * preds).sum(0) / weights.sum(), -1.0, 1.0).astype(np.float32)
+        return np.clip(self.ensembler(self.predict(image, proprio)[None])[0], -1.0, 1.0)
 
 
 # ---------------------------------------------------------------------------------------------------- sinks

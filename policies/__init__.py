@@ -7,22 +7,23 @@ last blocks fine-tuned end to end), ``heads`` (MLP / Gaussian-mixture),
 and the demo file), ``train`` (the loop and :func:`train_policy`), ``checkpoint`` (one file per policy),
 ``chunking`` (ACT temporal ensembling), ``policy`` (:class:`Policy`, :func:`load_policy`).
 
-Loading a policy never imports its training code: ``train_policy`` is imported from ``policies.train`` on first
-use of the name.
+Loading a policy never imports its training code: every public name is imported from its module on first use
+of the name (``train_policy`` from ``policies.train``).
 """
 
+import importlib
 from typing import Any
 
-from policies.checkpoint import PolicyCheckpointError
-from policies.policy import Policy, load_policy
-from robrep.encoders.spec import EncoderSpec
+#: Public names → the module that defines them, imported on first use (PEP 562): ``import policies.chunking``
+#: stays torch-free, and loading a policy never imports the training code.
+_EXPORTS = {"EncoderSpec": "robrep.encoders.spec", "Policy": "policies.policy",
+            "PolicyCheckpointError": "policies.checkpoint", "load_policy": "policies.policy",
+            "train_policy": "policies.train"}
 
-__all__ = ["EncoderSpec", "Policy", "PolicyCheckpointError", "load_policy", "train_policy"]
+__all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
-    if name == "train_policy":
-        from policies.train import train_policy
-
-        return train_policy
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'policies' has no attribute {name!r}")

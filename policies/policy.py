@@ -186,7 +186,7 @@ class Policy:
             rolled = torch.cat([self._stack[:, 1:], vec[:, None]], dim=1)
             self._stack = torch.where(fresh[:, None, None], vec[:, None].expand_as(rolled), rolled)
         self._fresh[:] = False
-        actions = self.ensembler(self.model.predict(self._stack)).numpy().astype(np.float32)
+        actions = self.ensembler(self.model.predict(self._stack))
         actions = np.clip(actions, -1.0, 1.0)  # the action space (the envs clip the same way)
         return actions[0] if single else actions
 

@@ -167,3 +167,16 @@ def test_onnx_on_a_folder_and_a_video(cnn, frames_dir, tmp_path, capsys):
     report = loop.main(["--policy", str(cnn[0]), "--source", f"video:{video}", "--rate-hz", "1000",
                         "--steps", "10", "--log", str(tmp_path / "video.csv")])
     assert len(report.rows) == 4 and np.abs(np.stack(report.actions)).max() <= 1.0
+
+
+def test_the_onnx_controller_runs_without_torch(cnn):
+    """A deployed controller needs onnxruntime and NumPy only: acting (ensemble included) never imports torch."""
+    import subprocess
+
+    code = ("import sys, numpy as np; sys.path.insert(0, sys.argv[1]); import robot_loop; "
+            "c = robot_loop.OnnxController(sys.argv[2]); c.reset(); "
+            "a = [c.act(np.zeros((32, 32, 3), np.uint8), np.zeros(4, np.float32)) for _ in range(4)]; "
+            "print(np.stack(a).shape, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(ROOT / "examples"), str(cnn[1])], cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["(4,", "4)", "False"]
