@@ -1,6 +1,7 @@
 """Per-frame latency a roboticist can quote: one 96 × 96 frame (batch 1) through a policy — encoder, readout and head —
 in eager PyTorch, TorchScript and ONNX Runtime, on one and two threads, per encoder family; and ``load_policy`` time
-in a fresh interpreter (imports included, and the call alone).
+in a fresh interpreter (imports included, ``import torch`` alone, and the call alone), and the exported ONNX
+file's load with onnxruntime alone (the deployed route: no torch).
 
 ``python -m benchmarks.policy_latency [--families mae dift voltron clip cnn] [--policies FAMILY=PATH ...]
 [--frames 200] [--int8] [--commit | --out PATH]``
@@ -55,15 +56,26 @@ def percentiles(fns: dict[str, Callable[[], Any]], frames: int) -> dict[str, tup
     return {name: (float(np.percentile(v, 50)), float(np.percentile(v, 99))) for name, v in times.items()}
 
 
-def load_seconds(checkpoint: Path) -> tuple[float, float]:
-    """Wall seconds of ``from policies.policy import load_policy; load_policy(path)`` in a fresh interpreter, and
-    of the ``load_policy`` call alone (after the import)."""
-    code = ("import time; t = time.perf_counter(); from policies.policy import load_policy; c = time.perf_counter(); "
-            f"load_policy({str(checkpoint)!r}); e = time.perf_counter(); print(e - t, e - c)")
+def load_seconds(checkpoint: Path) -> tuple[float, float, float]:
+    """In a fresh interpreter: wall seconds of ``import torch; from policies.policy import load_policy;
+    load_policy(path)``, of the ``load_policy`` call alone (after the import), and of ``import torch`` alone."""
+    code = ("import time; t = time.perf_counter(); import torch; i = time.perf_counter(); "
+            "from policies.policy import load_policy; c = time.perf_counter(); "
+            f"load_policy({str(checkpoint)!r}); e = time.perf_counter(); print(e - t, e - c, i - t)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
-    total, call = out.stdout.strip().splitlines()[-1].split()
-    return float(total), float(call)
+    total, call, torch_import = out.stdout.strip().splitlines()[-1].split()
+    return float(total), float(call), float(torch_import)
+
+
+def onnx_load_seconds(path: Path) -> float:
+    """Wall seconds, in a fresh interpreter, of ``import onnxruntime`` and opening the exported file: the load of a
+    deployed policy (no torch)."""
+    code = ("import time; t = time.perf_counter(); import onnxruntime as ort; "
+            f"ort.InferenceSession({str(path)!r}, providers=['CPUExecutionProvider']); print(time.perf_counter() - t)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return float(out.stdout.strip().splitlines()[-1])
 
 
 def cpu_description() -> list[str]:
@@ -154,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
             files["onnx_int8" if q else fmt] = export_policy(p, root / f"{family}{ext}", fmt, check, quantize=q,
                                                              instruction=p.meta.get("instruction") if p.uses_language
                                                              else None)
-        load_s, call_s = load_seconds(ckpt)
+        load_s, call_s, torch_s = load_seconds(ckpt)
+        onnx_load_s = onnx_load_seconds(files["onnx"]["path"])
         for threads in args.threads:
             torch.set_num_threads(threads)
             policy, policy32 = load_policy(ckpt), load_policy(ckpt)
@@ -185,14 +198,17 @@ def main(argv: list[str] | None = None) -> int:
                              "p99_ms": round(p99, 2), "speedup_p50": round(timed["eager"][0] / p50, 2),
                              "speedup_p50_vs_float32": round(timed["eager_float32"][0] / p50, 2),
                              "max_abs_diff": f"{files[runtime]['max_abs_diff']:.1e}" if runtime in files else "",
-                             "load_policy_s": round(load_s, 2), "load_policy_call_s": round(call_s, 2)})
+                             "load_policy_s": round(load_s, 2), "load_policy_call_s": round(call_s, 2),
+                             "torch_import_s": round(torch_s, 2), "onnx_load_s": round(onnx_load_s, 2)})
                 print(" ".join(f"{k}={v}" for k, v in rows[-1].items()), flush=True)
     after = load_line()
     print(f"after: {after}")
     path = results.write_csv(rows, output_path(args, NAME, COMMITTED),
                              comments=[command(NAME, argv), *header, f"after the run: {after}",
                                        "batch 1, 96 x 96 frames; speedup_p50 = eager p50 / this p50 at the same "
-                                       "threads; load_policy_s: fresh interpreter incl. imports, OMP_NUM_THREADS=1"])
+                                       "threads; load_policy_s: fresh interpreter incl. imports (torch_import_s of it: import torch alone), "
+                                       "OMP_NUM_THREADS=1; onnx_load_s: fresh interpreter, import onnxruntime + open "
+                                       "the exported file (no torch)"])
     print(f"wrote {path}")
     return 0
 
