@@ -81,3 +81,14 @@ def test_costs_block_and_check(tmp_path, capsys):
     assert "| test-cpu | yes | 3.0 min, 4.5 GB | 12.2 min | 20.0 min |" in readme.read_text()
     report.main(["--root", str(tmp_path), "--check"])
     assert "stale" in capsys.readouterr().out
+
+
+def test_budget_pilot_rows_are_aggregated_per_rule(tmp_path):
+    rows = [{"arm": a, "n": "10", "epochs": "20", "min_delta": "0.05", "steps_run": "100", "budget_steps": "200",
+             "cap_bound": str(a == "cnn"), "gap": g} for a, g in (("cnn", "0.1"), ("mae", "0.3"))]
+    (agg,) = report._budget_rows(rows)
+    assert agg == {"min_delta": "0.05", "epochs": "20", "runs": "2", "cap_bound": "1", "steps_run": "200",
+                   "mean_gap": "0.200", "max_gap": "0.300", "bound": "cnn@10"}
+    path = write_csv(rows, tmp_path / "budget_pilot.csv", comments=["python -m benchmarks.budget_pilot --x"])
+    text = "\n".join(report.budget_section(tmp_path, path))
+    assert "| 0.05 | 20 | 2 | 1 | 200 | 0.200 | 0.300 | cnn@10 |" in text and "budget_pilot --x" in text
