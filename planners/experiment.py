@@ -353,6 +353,21 @@ def run_search_rung(cfg: DictConfig) -> dict[str, Any]:
     return row
 
 
+def world_model_key(cfg: DictConfig, weights_hash: str) -> str:
+    """Content key (12 hex) of the world model a plan config trains: the encoder's weights and everything that
+    shapes the model — latent map, dynamics, proprio use, both training configs, the data's task, visuals, demo and
+    play counts — so a default model path is reused only by a config that would train the same model."""
+    import hashlib
+    import json
+
+    parts = {"weights": weights_hash, "dynamics": OmegaConf.to_container(cfg.dynamics, resolve=True),
+             "use_proprio": bool(cfg.use_proprio), "train": OmegaConf.to_container(cfg.train, resolve=True),
+             "progress_model": OmegaConf.to_container(cfg.progress_model, resolve=True), "task": cfg.task.name,
+             "visuals": cfg.task.get("visuals"), "num_demos": int(cfg.num_demos),
+             "play_episodes": int(cfg.play_episodes), "seed": int(cfg.seed)}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
 def run_plan(cfg: DictConfig) -> dict[str, Any]:
     """The planning experiment of a composed ``configs/plan.yaml``; returns the plan.csv row (or, for
     ``ladder=true rungs=[a]``, rung (a)'s ladder row: :func:`run_search_rung`)."""
@@ -366,7 +381,7 @@ def run_plan(cfg: DictConfig) -> dict[str, Any]:
         demos, play = ensure_data(cfg)
         name = spec.label if cfg.weights else f"{spec.label}_random"  # random init (weights=null): its own row
         label = f"{cfg.task.name}_{name}_{cfg.dynamics.name}"
-        model_path = Path(cfg.model or f"runs/plan/{label}_{encoder.weights_hash()[:8]}.pt")
+        model_path = Path(cfg.model or f"runs/plan/{label}_{world_model_key(cfg, encoder.weights_hash())}.pt")
         if cfg.retrain or not model_path.exists():
             log.info(f"training the {cfg.dynamics.name} world model on {demos} + {play} -> {model_path}")
             train_world_model(cfg, spec, encoder, [demos, play], model_path)

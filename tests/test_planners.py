@@ -455,3 +455,18 @@ def test_history_windows_and_a_second_order_system_needs_them():
         errs[hist] = horizon_errors(model, data, 3)[-1]["mse"]
         assert model.rollout(*data.window(torch.tensor([3]), 3)[:2]).shape == (1, 3, 1)
     assert errs[2] < 0.2 * errs[1]
+
+
+def test_the_default_world_model_path_changes_with_what_shapes_the_model():
+    """A model trained without proprio (or with another latent, dynamics or training config) is never reused by a
+    config that asks for another one."""
+    from planners.experiment import world_model_key
+    from robrep.config import compose
+
+    base = compose("plan", ["task=reach"])
+    key = world_model_key(base, "abc")
+    assert key == world_model_key(compose("plan", ["task=reach"]), "abc")
+    for override in ("use_proprio=true", "dynamics.latent.grid=4", "train.steps=10", "play_episodes=3",
+                     "dynamics=token_transformer"):
+        assert world_model_key(compose("plan", ["task=reach", override]), "abc") != key, override
+    assert world_model_key(base, "abd") != key
