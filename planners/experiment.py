@@ -137,7 +137,7 @@ def goal_costs(ep, latent: LatentMap, progress) -> dict[str, np.ndarray]:
         tok = ep.tokens.float()
         tok = (tok - tok.mean((0, 1))) / tok.std((0, 1)).clamp_min(1e-6)
         prop = (ep.proprio - latent.proprio_mean) / latent.proprio_std
-        d_lat = ((z - z[goal_of]) ** 2).flatten(1).mean(1)
+        d_lat = latent.distance(z, z[goal_of])  # the planner's distance (proprio channels averaged apart)
         d_tok = ((tok - tok[goal_of]) ** 2).mean((1, 2))
         d_prop = ((prop - prop[goal_of]) ** 2).mean(1)
         out = {"latent": d_lat, "tokens": d_tok, "tokens+proprio": d_tok + d_prop, "progress": progress(z)}
@@ -319,7 +319,8 @@ def planner_settings(cfg: DictConfig) -> tuple[CEMConfig, dict[str, Any], dict[s
     kwargs = {"running_weight": float(plan_cfg.pop("running_weight", 0.1)),
               "action_repeat": int(plan_cfg.pop("action_repeat", 1)), "seed": int(cfg.seed),
               "cost": str(plan_cfg.pop("cost", "goal")), "subgoal_ahead": int(plan_cfg.pop("subgoal_ahead", 0)),
-              "approach_weight": float(plan_cfg.pop("approach_weight", 0.5))}
+              "approach_weight": float(plan_cfg.pop("approach_weight", 0.5)),
+              "proprio_weight": float(plan_cfg.pop("proprio_weight", 1.0))}
     plan_cfg.pop("name", None)
     env_kwargs = {"image_size": cfg.task.image_size, "visuals": str(cfg.task.visuals)}
     return CEMConfig(**plan_cfg), kwargs, env_kwargs, str(cfg.get("eval_split", "dev"))
@@ -399,7 +400,7 @@ def run_plan(cfg: DictConfig) -> dict[str, Any]:
         write_diagnostics(out, label, name, cfg, record, prec)
         cem, kw, env_kwargs, split = planner_settings(cfg)
         repeat, cost_kind = kw["action_repeat"], kw["cost"]
-        latent_kw = _pick(kw, "action_repeat", "running_weight", "seed", "subgoal_ahead")
+        latent_kw = _pick(kw, "action_repeat", "running_weight", "seed", "subgoal_ahead", "proprio_weight")
         plan_cfg = OmegaConf.to_container(cfg.planner, resolve=True)
         seen = trained_seeds([demos, play])
 

@@ -84,6 +84,22 @@ class LatentMap(nn.Module):
         """``tokens (B, N, D)``, ``proprio (B, P)`` → latents ``(B, *self.shape)``."""
         return self.map_cells(self.cells(tokens), proprio)
 
+    def distance(self, z: torch.Tensor, goal: torch.Tensor, proprio_weight: float = 1.0) -> torch.Tensor:
+        """Squared distance of latents ``z (..., *S)`` to ``goal`` (broadcastable) → ``(...)``: the mean over the
+        image channels, plus — when the latent holds proprio — ``proprio_weight`` × the mean over the proprio
+        channels. Each part is averaged on its own, so the handful of proprio channels is not drowned by the image's
+        (``grid² · dim`` of them); ``proprio_weight`` 0 is the image alone."""
+        d = (z - goal) ** 2
+        n = len(self.shape)
+        if not self.use_proprio:
+            return d.flatten(-n).mean(-1)
+        if self.kind == "pooled":
+            cut = self.grid * self.grid * self.dim
+            image, proprio = d[..., :cut], d[..., cut:]
+        else:
+            image, proprio = d[..., :-1, :], d[..., -1, : self.proprio_dim]
+        return image.flatten(-n).mean(-1) + float(proprio_weight) * proprio.mean(-1)
+
     def map_cells(self, cells: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
         """Pooled ``cells (B, grid², D)``, ``proprio (B, P)`` → latents ``(B, *self.shape)``."""
         if not bool(self.fitted):

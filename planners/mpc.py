@@ -69,12 +69,14 @@ COSTS = ("goal", "progress", "goal+progress")
 
 def goal_cost(dynamics: LatentDynamics, z: torch.Tensor, goal: torch.Tensor | None, actions: torch.Tensor,
               running_weight: float = 0.1, repeat: int = 1, progress: torch.nn.Module | None = None,
-              kind: str = "goal") -> torch.Tensor:
+              kind: str = "goal", latent: LatentMap | None = None, proprio_weight: float = 1.0) -> torch.Tensor:
     """Candidates ``actions (B, K, H, A)`` (macro-actions, each held ``repeat`` model steps) from latents
     ``z (B, *S)`` → costs ``(B, K)``: every candidate of every env rolled out in one batched call of
     ``dynamics.rollout`` over ``H · repeat`` steps and scored after each macro-action by ``kind`` (:data:`COSTS`):
     the mean squared distance to ``goal (B, *S)`` and/or ``progress``'s normalised steps-to-go; terminal value plus
-    ``running_weight`` times the mean over the horizon."""
+    ``running_weight`` times the mean over the horizon. With ``latent``, the goal distance is
+    :meth:`LatentMap.distance` (image and proprio channels averaged apart, proprio × ``proprio_weight``); without,
+    the mean over every channel."""
     if kind not in COSTS:
         raise ValueError(f"planner cost must be one of {COSTS}, got {kind!r}")
     b, k, h, a = actions.shape
@@ -87,7 +89,9 @@ def goal_cost(dynamics: LatentDynamics, z: torch.Tensor, goal: torch.Tensor | No
     pred = dynamics.rollout(start, steps)[:, r // skip - 1 :: r // skip]  # (B·K, H, *S) after each macro-action
     dist = torch.zeros(b * k, h, device=z.device)
     if "goal" in kind:
-        dist = dist + ((pred - goal.repeat_interleave(k, dim=0)[:, None]) ** 2).flatten(2).mean(-1)  # (B·K, H)
+        target = goal.repeat_interleave(k, dim=0)[:, None]
+        dist = dist + (latent.distance(pred, target, proprio_weight) if latent is not None
+                       else ((pred - target) ** 2).flatten(2).mean(-1))  # (B·K, H)
     if "progress" in kind:
         if progress is None:
             raise ValueError("planner cost 'progress' needs a progress model (trained with the world model)")
@@ -186,8 +190,10 @@ class LatentPlanner(MPCPlanner):
     def __init__(self, encoder: Encoder, latent: LatentMap, dynamics: LatentDynamics | None, cem: CEMConfig, task: str,
                  env_kwargs: Mapping[str, Any] | None = None, running_weight: float = 0.1,
                  use_language: bool = False, seed: int = 0, action_repeat: int = 1,
-                 progress: torch.nn.Module | None = None, cost: str = "goal", subgoal_ahead: int = 0) -> None:
+                 progress: torch.nn.Module | None = None, cost: str = "goal", subgoal_ahead: int = 0,
+                 proprio_weight: float = 1.0) -> None:
         super().__init__(cem, task, env_kwargs, action_repeat, running_weight, seed, encoder.device)
+        self.proprio_weight = float(proprio_weight)
         if cost not in COSTS or ("progress" in cost and progress is None):
             raise ValueError(f"planner cost must be one of {COSTS} (progress ones need a progress model), got {cost!r}")
         self.progress, self.cost_kind = (progress.eval() if progress is not None else None), cost
@@ -240,7 +246,7 @@ class LatentPlanner(MPCPlanner):
         if self.subgoal_ahead <= 0:
             return self.goals[i]
         traj = self.trajectories[i]
-        nearest = int(((traj - z[None]) ** 2).flatten(1).mean(1).argmin())
+        nearest = int(self.latent.distance(traj, z[None], self.proprio_weight).argmin())
         return traj[min(nearest + self.subgoal_ahead, len(traj) - 1)]
 
     def prepare(self, obs: Mapping[str, np.ndarray], envs: list[int]) -> None:
@@ -278,7 +284,8 @@ class LatentPlanner(MPCPlanner):
         """:func:`goal_cost` of ``actions (B, K, H, A)`` from ``z (B, *S)`` towards ``goal (B, *S)`` with this
         planner's transition model, running weight and action repeat → ``(B, K)``."""
         return goal_cost(self.dynamics, z, goal, actions, self.running_weight, self.action_repeat,
-                         getattr(self, "progress", None), getattr(self, "cost_kind", "goal"))
+                         getattr(self, "progress", None), getattr(self, "cost_kind", "goal"),
+                         getattr(self, "latent", None), getattr(self, "proprio_weight", 1.0))
 
     def close(self) -> None:
         if self._goal_env is not None:

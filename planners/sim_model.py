@@ -145,9 +145,9 @@ class SimLatentPlanner(LatentPlanner):
     def __init__(self, encoder: Encoder, latent: LatentMap, cem: CEMConfig, task: str,
                  env_kwargs: Mapping[str, Any] | None = None, running_weight: float = 0.1,
                  use_language: bool = False, seed: int = 0, action_repeat: int = 1,
-                 encode_batch: int = 256, subgoal_ahead: int = 0) -> None:
+                 encode_batch: int = 256, subgoal_ahead: int = 0, proprio_weight: float = 1.0) -> None:
         super().__init__(encoder, latent, None, cem, task, env_kwargs, running_weight, use_language, seed,
-                         action_repeat, subgoal_ahead=subgoal_ahead)
+                         action_repeat, subgoal_ahead=subgoal_ahead, proprio_weight=proprio_weight)
         self._z0: dict[int, torch.Tensor] = {}
         self.env_kwargs = {**self.env_kwargs, "observe_sim_state": True}
         self.sim = SimulatorModel(task, self.env_kwargs, action_repeat)
@@ -178,7 +178,8 @@ class SimLatentPlanner(LatentPlanner):
             z = torch.cat([self.encode(flat[s:s + self.encode_batch], proprio[s:s + self.encode_batch],
                                        [self._texts[i]] * len(flat[s:s + self.encode_batch]))
                            for s in range(0, len(flat), self.encode_batch)]).reshape(k, h, -1)
-            dist = ((z - self.current_goal(i, self._z0.get(i)).reshape(1, 1, -1)) ** 2).mean(-1)  # (K, H)
+            dist = self.latent.distance(z, self.current_goal(i, self._z0.get(i)).reshape(1, 1, -1),
+                                        self.proprio_weight)  # (K, H)
             out[j] = dist[:, -1] + self.running_weight * dist.mean(1)
         return out
 

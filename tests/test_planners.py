@@ -421,6 +421,7 @@ def test_frameskip_transitions_span_r_env_steps_and_match_repeated_single_steps(
 def test_subgoals_follow_the_expert_trajectory_from_the_nearest_frame():
     planner = LatentPlanner.__new__(LatentPlanner)
     planner.subgoal_ahead, planner.goals = 2, {0: torch.tensor([9.0])}
+    planner.latent, planner.proprio_weight = LatentMap("pooled", 1, (1, 1), 0, grid=1, dim=1, use_proprio=False), 1.0
     planner.trajectories = {0: torch.arange(10.0)[:, None]}  # expert latents 0, 1, ..., 9
     assert float(planner.current_goal(0, torch.tensor([3.2]))) == 5.0  # nearest frame 3, two steps ahead
     assert float(planner.current_goal(0, torch.tensor([8.9]))) == 9.0  # past the end: the goal itself
@@ -470,3 +471,19 @@ def test_the_default_world_model_path_changes_with_what_shapes_the_model():
                      "dynamics=token_transformer"):
         assert world_model_key(compose("plan", ["task=reach", override]), "abc") != key, override
     assert world_model_key(base, "abd") != key
+
+
+def test_latent_distance_averages_image_and_proprio_apart():
+    from planners.latent import LatentMap
+
+    pooled = LatentMap("pooled", feature_dim=8, grid_in=(4, 4), proprio_dim=2, grid=2, dim=3, use_proprio=True)
+    z, goal = torch.zeros(5, 14), torch.zeros(14)
+    z[:, :12], z[:, 12:] = 1.0, 2.0  # every image channel off by 1, every proprio channel by 2
+    torch.testing.assert_close(pooled.distance(z, goal), torch.full((5,), 1.0 + 4.0))
+    torch.testing.assert_close(pooled.distance(z, goal, proprio_weight=0.0), torch.ones(5))
+    tokens = LatentMap("tokens", feature_dim=8, grid_in=(4, 4), proprio_dim=2, grid=2, dim=3, use_proprio=True)
+    t = torch.zeros(3, 7, 5, 3)
+    t[..., :4, :], t[..., 4, :2] = 1.0, 2.0  # the proprio token's padding (last channel) is ignored
+    torch.testing.assert_close(tokens.distance(t, torch.zeros(5, 3), 0.5), torch.full((3, 7), 1.0 + 0.5 * 4.0))
+    plain = LatentMap("pooled", feature_dim=8, grid_in=(4, 4), proprio_dim=2, grid=2, dim=3, use_proprio=False)
+    torch.testing.assert_close(plain.distance(torch.ones(2, 12), torch.zeros(12)), torch.ones(2))
