@@ -176,6 +176,10 @@ class MetaWorldEnv(gym.Env):
         else:
             self._mw.np_random = self.np_random  # layouts follow the reset seed
             self._raw, _ = self._mw.reset()
+            # Meta-World's reset leaves body and site positions of the new layout uncomputed on several tasks
+            # (push-v3, reach-v3, pick-place-v3): without this the first frame shows the previous layout's
+            # kinematics, and set_sim_state(get_sim_state()) would not reproduce it
+            mujoco.mj_forward(self.model, self.data)
             self._evaluate()
         self.episode_meta.setdefault("instruction", INSTRUCTIONS.get(self.mw_task, self.mw_task[:-3].replace("-", " ")))
         self.episode_meta["seed"] = seed
