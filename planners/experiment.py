@@ -320,7 +320,8 @@ def planner_settings(cfg: DictConfig) -> tuple[CEMConfig, dict[str, Any], dict[s
               "action_repeat": int(plan_cfg.pop("action_repeat", 1)), "seed": int(cfg.seed),
               "cost": str(plan_cfg.pop("cost", "goal")), "subgoal_ahead": int(plan_cfg.pop("subgoal_ahead", 0)),
               "approach_weight": float(plan_cfg.pop("approach_weight", 0.5)),
-              "proprio_weight": float(plan_cfg.pop("proprio_weight", 1.0))}
+              "proprio_weight": float(plan_cfg.pop("proprio_weight", 1.0)),
+              "goal_settle": int(plan_cfg.pop("goal_settle", 0))}
     plan_cfg.pop("name", None)
     env_kwargs = {"image_size": cfg.task.image_size, "visuals": str(cfg.task.visuals)}
     return CEMConfig(**plan_cfg), kwargs, env_kwargs, str(cfg.get("eval_split", "dev"))
@@ -400,7 +401,8 @@ def run_plan(cfg: DictConfig) -> dict[str, Any]:
         write_diagnostics(out, label, name, cfg, record, prec)
         cem, kw, env_kwargs, split = planner_settings(cfg)
         repeat, cost_kind = kw["action_repeat"], kw["cost"]
-        latent_kw = _pick(kw, "action_repeat", "running_weight", "seed", "subgoal_ahead", "proprio_weight")
+        latent_kw = _pick(kw, "action_repeat", "running_weight", "seed", "subgoal_ahead", "proprio_weight",
+                          "goal_settle")
         plan_cfg = OmegaConf.to_container(cfg.planner, resolve=True)
         seen = trained_seeds([demos, play])
 

@@ -34,22 +34,26 @@ from planners.latent import LatentMap
 from robrep.encoders.base import Encoder
 
 
-def expert_trajectory(env, seed: int, max_steps: int | None = None) -> tuple[list[dict[str, np.ndarray]], bool]:
-    """Reset ``env`` with ``seed`` and run the scripted expert until success or the time limit; returns every
-    observation from the reset on (``image`` uint8 ``(H, W, 3)``, ``proprio``, …, plus ``instruction``: the
-    episode's, a str) and whether the expert succeeded."""
+def expert_trajectory(env, seed: int, max_steps: int | None = None, settle: int = 0
+                      ) -> tuple[list[dict[str, np.ndarray]], bool]:
+    """Reset ``env`` with ``seed`` and run the scripted expert until success (then ``settle`` more expert steps, so
+    the last frame lies inside the success region rather than on its edge; ``env`` must not terminate on success
+    then) or the time limit; returns every observation from the reset on (``image`` uint8 ``(H, W, 3)``,
+    ``proprio``, …, plus ``instruction``: the episode's, a str) and whether the expert succeeded."""
     obs, info = env.reset(seed=int(seed))
     instruction = str(info.get("instruction", ""))
     expert = make_expert(env)
     limit = int(max_steps or getattr(env.spec, "max_episode_steps", None) or 200)
     success = bool(info.get("success", False))
-    frames = [{**obs, "instruction": instruction}]
+    frames, after = [{**obs, "instruction": instruction}], 0
     for _ in range(limit):
         if success:
-            break
+            if after >= int(settle):
+                break
+            after += 1
         obs, _, terminated, truncated, info = env.step(expert(obs))
         frames.append({**obs, "instruction": instruction})
-        success = bool(info.get("success", False))
+        success = success or bool(info.get("success", False))
         if terminated or truncated:
             break
     return frames, success
@@ -191,9 +195,9 @@ class LatentPlanner(MPCPlanner):
                  env_kwargs: Mapping[str, Any] | None = None, running_weight: float = 0.1,
                  use_language: bool = False, seed: int = 0, action_repeat: int = 1,
                  progress: torch.nn.Module | None = None, cost: str = "goal", subgoal_ahead: int = 0,
-                 proprio_weight: float = 1.0) -> None:
+                 proprio_weight: float = 1.0, goal_settle: int = 0) -> None:
         super().__init__(cem, task, env_kwargs, action_repeat, running_weight, seed, encoder.device)
-        self.proprio_weight = float(proprio_weight)
+        self.proprio_weight, self.goal_settle = float(proprio_weight), int(goal_settle)
         if cost not in COSTS or ("progress" in cost and progress is None):
             raise ValueError(f"planner cost must be one of {COSTS} (progress ones need a progress model), got {cost!r}")
         self.progress, self.cost_kind = (progress.eval() if progress is not None else None), cost
@@ -228,8 +232,8 @@ class LatentPlanner(MPCPlanner):
         """Env ``i`` was reset with ``seed``: encode that episode's goal image (with ``subgoal_ahead``, the whole
         expert trajectory of that seed: its subgoals)."""
         if self._goal_env is None:
-            self._goal_env = make_env(self.task, **self.env_kwargs)
-        frames, ok = expert_trajectory(self._goal_env, seed)
+            self._goal_env = make_env(self.task, **{**self.env_kwargs, "terminate_on_success": False})
+        frames, ok = expert_trajectory(self._goal_env, seed, settle=getattr(self, "goal_settle", 0))
         if self.subgoal_ahead > 0:
             self.trajectories[i] = self.encode(np.stack([f["image"] for f in frames]),
                                                np.stack([f["proprio"] for f in frames]),

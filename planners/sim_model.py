@@ -145,9 +145,11 @@ class SimLatentPlanner(LatentPlanner):
     def __init__(self, encoder: Encoder, latent: LatentMap, cem: CEMConfig, task: str,
                  env_kwargs: Mapping[str, Any] | None = None, running_weight: float = 0.1,
                  use_language: bool = False, seed: int = 0, action_repeat: int = 1,
-                 encode_batch: int = 256, subgoal_ahead: int = 0, proprio_weight: float = 1.0) -> None:
+                 encode_batch: int = 256, subgoal_ahead: int = 0, proprio_weight: float = 1.0,
+                 goal_settle: int = 0) -> None:
         super().__init__(encoder, latent, None, cem, task, env_kwargs, running_weight, use_language, seed,
-                         action_repeat, subgoal_ahead=subgoal_ahead, proprio_weight=proprio_weight)
+                         action_repeat, subgoal_ahead=subgoal_ahead, proprio_weight=proprio_weight,
+                         goal_settle=goal_settle)
         self._z0: dict[int, torch.Tensor] = {}
         self.env_kwargs = {**self.env_kwargs, "observe_sim_state": True}
         self.sim = SimulatorModel(task, self.env_kwargs, action_repeat)

@@ -487,3 +487,19 @@ def test_latent_distance_averages_image_and_proprio_apart():
     torch.testing.assert_close(tokens.distance(t, torch.zeros(5, 3), 0.5), torch.full((3, 7), 1.0 + 0.5 * 4.0))
     plain = LatentMap("pooled", feature_dim=8, grid_in=(4, 4), proprio_dim=2, grid=2, dim=3, use_proprio=False)
     torch.testing.assert_close(plain.distance(torch.ones(2, 12), torch.zeros(12)), torch.ones(2))
+
+
+def test_goal_settle_takes_the_goal_frame_inside_the_success_region():
+    from envs.registration import make_env
+    from planners.mpc import expert_trajectory
+
+    env = make_env("reach", image_size=32, terminate_on_success=False)
+    try:
+        first, ok = expert_trajectory(env, seed=5)
+        settled, ok2 = expert_trajectory(env, seed=5, settle=4)
+        assert ok and ok2 and len(settled) == len(first) + 4
+        goal = env.unwrapped.body_pos("goal")
+        gap = lambda frames: float(np.linalg.norm(frames[-1]["proprio"][:3] - goal))  # noqa: E731
+        assert gap(settled) < gap(first) < 0.03  # the first success is on the edge; settling moves inside
+    finally:
+        env.close()
