@@ -91,7 +91,8 @@ def train_world_model(cfg: DictConfig, spec, encoder, files: list[Path], out: Pa
     torch.manual_seed(int(cfg.seed))  # ---- seeding: model init and minibatches
     model = build_dynamics(dyn["name"], latent.shape, 4 * skip, frameskip=skip, history=hist, **dyn.get("kwargs", {}))
     tcfg = DynamicsTrainConfig(**OmegaConf.to_container(cfg.train, resolve=True))
-    fit = fit_dynamics(model, train, valid, tcfg, torch.Generator().manual_seed(int(cfg.seed)), progress=cfg.progress)
+    fit = fit_dynamics(model, train, valid, tcfg, torch.Generator().manual_seed(int(cfg.seed)), progress=cfg.progress,
+                       distance=latent.distance if tcfg.part_loss else None)
     errors = horizon_errors(model, valid, int(cfg.diagnostics_horizon))
     bound_rows, estimates = bound_table(model, valid, int(cfg.diagnostics_horizon))
     record = {"fit": fit, "horizon_errors": errors, "error_bound": {"rows": bound_rows, "estimates": estimates},

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from typing import Callable
 from dataclasses import dataclass
 
 import torch
@@ -33,28 +34,37 @@ class DynamicsTrainConfig:
     horizon: int = 4            # rollout-loss horizon (steps predicted open loop per window)
     eval_every: int = 250
     grad_clip: float = 1.0
+    part_loss: bool = False     # true: the planner's distance (LatentMap.distance: image and proprio channels
+                                # averaged apart) instead of the mean over every channel
 
 
-def rollout_loss(model: LatentDynamics, data: Transitions, idx: torch.Tensor, horizon: int) -> torch.Tensor:
-    """Masked mean squared error of the ``horizon``-step open-loop rollouts from frames ``idx``."""
+#: ``distance(pred, target) -> (B, H)`` for latents ``(B, H, *S)``; ``None``: the mean squared error over channels.
+Distance = Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None
+
+
+def rollout_loss(model: LatentDynamics, data: Transitions, idx: torch.Tensor, horizon: int,
+                 distance: Distance = None) -> torch.Tensor:
+    """Masked mean squared error (or ``distance``) of the ``horizon``-step open-loop rollouts from frames ``idx``."""
     z0, actions, target, mask = data.window(idx, horizon)
     pred = model.rollout(z0, actions)  # (B, H, *S)
-    err = ((pred - target) ** 2).flatten(2).mean(-1)  # (B, H)
+    err = distance(pred, target) if distance is not None else ((pred - target) ** 2).flatten(2).mean(-1)  # (B, H)
     return (err * mask).sum() / mask.sum().clamp_min(1)
 
 
 @torch.no_grad()
-def eval_loss(model: LatentDynamics, data: Transitions, horizon: int, batch: int = 1024) -> float:
+def eval_loss(model: LatentDynamics, data: Transitions, horizon: int, batch: int = 1024,
+              distance: Distance = None) -> float:
     model.eval()
     starts = data.starts(1)
-    losses = [float(rollout_loss(model, data, starts[i: i + batch], horizon)) * len(starts[i: i + batch])
+    losses = [float(rollout_loss(model, data, starts[i: i + batch], horizon, distance)) * len(starts[i: i + batch])
               for i in range(0, len(starts), batch)]
     return sum(losses) / max(len(starts), 1)
 
 
 def fit_dynamics(model: LatentDynamics, train: Transitions, valid: Transitions | None, cfg: DynamicsTrainConfig,
-                 generator: torch.Generator, progress: bool = False) -> dict:
-    """Train ``model`` in place (best valid weights kept); returns ``{"history", "best_step", "seconds", ...}``."""
+                 generator: torch.Generator, progress: bool = False, distance: Distance = None) -> dict:
+    """Train ``model`` in place (best valid weights kept); returns ``{"history", "best_step", "seconds", ...}``.
+    ``distance`` (with ``cfg.part_loss``: the latent map's) replaces the per-channel mean squared error."""
     start = time.perf_counter()
     starts = train.starts(1)
     if len(starts) == 0:
@@ -65,7 +75,7 @@ def fit_dynamics(model: LatentDynamics, train: Transitions, valid: Transitions |
     for step in tqdm(range(1, cfg.steps + 1), disable=not progress, desc="dynamics", unit="step"):
         model.train()
         idx = starts[torch.randint(len(starts), (cfg.batch_size,), generator=generator)]
-        loss = rollout_loss(model, train, idx, cfg.horizon)
+        loss = rollout_loss(model, train, idx, cfg.horizon, distance)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
@@ -75,7 +85,7 @@ def fit_dynamics(model: LatentDynamics, train: Transitions, valid: Transitions |
         window.append(float(loss.detach()))
         if step % cfg.eval_every and step != cfg.steps:
             continue
-        valid_loss = eval_loss(model, valid, cfg.horizon) if valid is not None else -step
+        valid_loss = eval_loss(model, valid, cfg.horizon, distance=distance) if valid is not None else -step
         history.append({"step": step, "train_loss": sum(window) / len(window), "valid_loss": valid_loss})
         window = []
         if valid_loss < best:

@@ -503,3 +503,22 @@ def test_goal_settle_takes_the_goal_frame_inside_the_success_region():
         assert gap(settled) < gap(first) < 0.03  # the first success is on the edge; settling moves inside
     finally:
         env.close()
+
+
+def test_rollout_loss_takes_the_planners_distance():
+    """part_loss: the rollout loss is the latent map's distance (image and proprio averaged apart), so a model is
+    trained on what the planner scores."""
+    from planners.fit import rollout_loss
+
+    latent = LatentMap("pooled", 3, (1, 1), 4, grid=1, dim=2, use_proprio=True)
+    cells = linear_episodes(4)
+    latent.fit(cells.cells, cells.proprio + torch.randn(cells.proprio.shape))
+    data = Transitions.from_cells(cells, latent)
+    model, idx = PooledMLP(latent.shape, 4, hidden=8), torch.tensor([0, 3, 5])
+    z0, actions, target, mask = data.window(idx, 2)
+    with torch.no_grad():
+        pred = model.rollout(z0, actions)
+        expected = (latent.distance(pred, target) * mask).sum() / mask.sum()
+        plain = (((pred - target) ** 2).flatten(2).mean(-1) * mask).sum() / mask.sum()
+        torch.testing.assert_close(rollout_loss(model, data, idx, 2, latent.distance), expected)
+        torch.testing.assert_close(rollout_loss(model, data, idx, 2), plain)
