@@ -132,11 +132,16 @@ def main(argv: list[str] | None = None) -> int:
     rule_train = dict(compose("cell", ["arm=mae"]).policy.train)  # the committed rule's evals / patience / min_steps
     deltas = args.min_deltas.split(",") if args.min_deltas else [rule_train.get("min_delta", 0.0)]
     rows, curves = [], []
-    rows_frames: dict[tuple[str, int], int] = {}
+    smallest = min(c.n for c in cells)  # the smallest N plateaus inside the recorded run (its budget is the floor)
+    noise = []
     for cell, out in zip(cells, outcomes):
         train = read_policy_checkpoint(out.value)["train"]
         history = train["history"]
-        frames = rows_frames[cell.arm, cell.n] = int(train["frames"])
+        frames = int(train["frames"])
+        if cell.n == smallest:
+            half = int(args.epochs / 2 * frames / cell.policy["train"]["batch_size"])
+            noise.append({"arm": cell.arm, "n": cell.n, "after_epoch": args.epochs / 2,
+                          "max_rel_change": round(evaluation_noise(history, half), 4)})
         curve_best = min(float(h["valid_mse"]) for h in history)
         for h in history:
             curves.append({"arm": cell.arm, "n": cell.n, "step": h["step"],
@@ -150,11 +155,6 @@ def main(argv: list[str] | None = None) -> int:
                          "run_best_valid_mse": round(curve_best, 6),
                          "gap": round(r["rule_valid_mse"] / curve_best - 1.0, 4), "frames": frames,
                          "lr": cell.policy["train"]["lr"], "seed": cell.seed})
-    smallest = min(c.n for c in cells)  # the smallest N plateaus inside the recorded run (its budget is the floor)
-    noise = [{"arm": c.arm, "n": c.n, "after_epoch": args.epochs / 2,
-              "max_rel_change": round(evaluation_noise(read_policy_checkpoint(o.value)["train"]["history"],
-                                                       int(args.epochs / 2 * rows_frames[c.arm, c.n] / c.policy["train"]["batch_size"])), 4)}
-             for c, o in zip(cells, outcomes) if c.n == smallest]
     levels = sorted(r["max_rel_change"] for r in noise)
     median_noise = statistics.median(levels)
     print(f"evaluation noise at N={smallest} (largest consecutive relative change of the valid MSE after epoch "

@@ -179,9 +179,8 @@ class SimLatentPlanner(LatentPlanner):
             flat, proprio = frames.reshape(k * h, *frames.shape[2:]), states.reshape(k * h, -1)[:, :4]
             z = torch.cat([self.encode(flat[s:s + self.encode_batch], proprio[s:s + self.encode_batch],
                                        [self._texts[i]] * len(flat[s:s + self.encode_batch]))
-                           for s in range(0, len(flat), self.encode_batch)]).reshape(k, h, -1)
-            dist = self.latent.distance(z, self.current_goal(i, self._z0.get(i)).reshape(1, 1, -1),
-                                        self.proprio_weight)  # (K, H)
+                           for s in range(0, len(flat), self.encode_batch)]).reshape(k, h, *self.latent.shape)
+            dist = self.latent.distance(z, self.current_goal(i, self._z0.get(i)), self.proprio_weight)  # (K, H)
             out[j] = dist[:, -1] + self.running_weight * dist.mean(1)
         return out
 

@@ -219,7 +219,7 @@ def made_progress(score: float, reference: float, min_delta: float) -> bool:
     """Early stopping's test: ``score`` (valid MSE) is below ``(1 - min_delta) × reference`` (the last progress
     point's score; ``inf`` before the first evaluation). The one definition :func:`fit` and the budget pilot's
     replay (benchmarks/budget_pilot.py) share."""
-    return score < reference * (1.0 - float(min_delta)) if math.isfinite(reference) else score < reference
+    return score < reference * (1.0 - float(min_delta))  # inf × (1 − min_delta) stays inf: any first score counts
 
 
 def policy_feature_cache(policy_cfg: Mapping[str, Any], encoder: Encoder, dataset: str | os.PathLike,
