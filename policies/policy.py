@@ -190,6 +190,15 @@ class Policy:
         actions = np.clip(actions, -1.0, 1.0)  # the action space (the envs clip the same way)
         return actions[0] if single else actions
 
+    def observation_needed(self) -> np.ndarray:
+        """Which envs' observation images the next :meth:`act` will encode, bool ``(E,)``: with ``open_loop`` only the
+        envs whose chunk is used up or that were reset (the others' images are validated but not read, so an
+        evaluation loop may skip rendering them: ``envs.tabletop.TabletopEnv.skip_next_images``); every env with
+        ``ensemble``."""
+        if self.chunk_execution != "open_loop" or self._chunks is None:
+            return np.ones(self.num_envs, dtype=bool)
+        return self._fresh | (self._next >= self.model.chunk)
+
     def _frame_vectors(self, images: np.ndarray, proprio: np.ndarray, texts: Sequence[str] | None) -> torch.Tensor:
         """uint8 ``(M, H, W, 3)`` + proprio ``(M, P)`` → per-frame vectors float32 ``(M, frame_dim)``: one batched
         encoder (or image trunk) call at the training precision, counted in :attr:`encoded_frames`."""

@@ -439,6 +439,34 @@ def test_open_loop_reset_env_re_encodes_that_env_only(chunk3, demos):
         policy.act(bad)
 
 
+def test_open_loop_evaluation_skips_only_unread_images(chunk3, monkeypatch):
+    """Under open-loop chunks, evaluate renders an env's image only when the next act encodes it: the same
+    episodes (success, length) and the same encoded frames as rendering every step, with fewer renders."""
+    from envs.tabletop import TabletopEnv
+    from robrep.eval.rollouts import evaluate
+
+    renders = []
+    render = TabletopEnv.render_camera
+    monkeypatch.setattr(TabletopEnv, "render_camera", lambda self, cam: renders.append(cam) or render(self, cam))
+    runs = {}
+    for skip in (False, True):
+        policy = load_policy(chunk3[0])
+        calls = recording(policy)
+        renders.clear()
+        # 4 episodes on 2 envs end together: no env idles (an idle env's padding image is stale when skipped)
+        result = evaluate(policy, episodes=4, num_envs=2, max_steps=8, progress=False, skip_unread_images=skip)
+        runs[skip] = (result, [c.copy() for c in calls], len(renders), policy.encoded_frames)
+    (full, full_calls, full_renders, full_encoded), (lazy, lazy_calls, lazy_renders, lazy_encoded) = runs[False], runs[True]
+    assert [(r.seed, r.success, r.length) for r in lazy.records] == [(r.seed, r.success, r.length) for r in full.records]
+    assert lazy_encoded == full_encoded and len(lazy_calls) == len(full_calls)
+    for a, b in zip(lazy_calls, full_calls):
+        np.testing.assert_array_equal(a, b)  # the encoder saw the very same pixels
+    # 4 episodes of 8 steps: 4 resets + 32 steps render when every step renders; with chunk 3 only the steps
+    # before an encode render (steps 3 and 6 of each episode), plus the resets
+    assert [r.length for r in full.records] == [8] * 4
+    assert full_renders == 4 + 32 and lazy_renders == 4 + 4 * 2
+
+
 def test_ensemble_execution_is_the_default_and_unchanged(demos, encoder_ckpt, cache_dir, tmp_path):
     cfg = policy_cfg(chunk=3, train={"steps": 20, "eval_every": 10})
     assert cfg.pop("chunk_execution") == "ensemble"  # a config from before the option: no key

@@ -204,7 +204,7 @@ def _batch(obs: list[dict[str, np.ndarray]], instructions: list[str]) -> dict[st
 
 def evaluate(policy: EvalPolicy, episodes: int, seed_start: int = 0, num_envs: int = 8, max_steps: int | None = None,
              video_episodes: int = 0, progress: bool = True, env_kwargs: Mapping[str, Any] | None = None,
-             demo_seeds: Iterable[int] | None = None, split: str = "dev") -> EvalResult:
+             demo_seeds: Iterable[int] | None = None, split: str = "dev", skip_unread_images: bool = True) -> EvalResult:
     """Roll ``policy`` out for ``episodes`` episodes on the seeds ``robrep.seeds.eval_seeds(episodes, seed_start,
     split)`` (``split``: ``dev`` development layouts, default; ``test`` the held-back test layouts).
 
@@ -221,6 +221,11 @@ def evaluate(policy: EvalPolicy, episodes: int, seed_start: int = 0, num_envs: i
         env_kwargs: overrides of ``policy.env_kwargs``.
         demo_seeds: the policy's training demo seeds, checked disjoint from the evaluation seeds
             (default: :func:`recorded_demo_seeds`).
+        skip_unread_images: where the policy says which observations its next ``act`` reads
+            (``policy.observation_needed()``, bool ``(num_envs,)``, e.g. open-loop action chunks) and the env can skip
+            rendering (``skip_next_images()``), envs whose next image is not read do not render it. Results are
+            identical either way (the skipped images are never read; an idle env at the end pads with an older image,
+            its actions discarded); only the time differs.
 
     An episode ends on termination (success) or truncation (time limit, ``max_steps``); it counts as a
     success if the env reported ``info["success"]`` at any step. Results are reproducible for a fixed
@@ -263,6 +268,8 @@ def evaluate(policy: EvalPolicy, episodes: int, seed_start: int = 0, num_envs: i
     frames: dict[int, list[np.ndarray]] = {}
     next_episode, policy_s = 0, 0.0
     start_episode = getattr(policy, "start_episode", None)
+    observation_needed = getattr(policy, "observation_needed", None) if skip_unread_images else None
+    skippers = [getattr(env.unwrapped, "skip_next_images", None) for env in envs]
 
     def begin(i: int) -> None:
         nonlocal next_episode
@@ -288,9 +295,12 @@ def evaluate(policy: EvalPolicy, episodes: int, seed_start: int = 0, num_envs: i
             if actions.shape != (n, action_dim):
                 raise ValueError(f"policy.act returned shape {actions.shape} for {n} observations, "
                                  f"expected ({n}, {action_dim})")
+            needed = None if observation_needed is None else observation_needed()
             for i, ep in enumerate(slot_episode):
                 if ep < 0:
                     continue
+                if needed is not None and not needed[i] and skippers[i] is not None and ep not in frames:
+                    skippers[i]()  # the next act does not read this env's image
                 o, _, terminated, truncated, info = envs[i].step(actions[i])
                 obs[i], lengths[i] = o, lengths[i] + 1
                 succeeded[i] = succeeded[i] or bool(info.get("success", False))
