@@ -304,12 +304,44 @@ def ladder_row(cfg: DictConfig, rung: str, encoder: str, result, planner, split:
 
 
 def write_ladder(path: Path, rows: list[dict[str, Any]]) -> Path:
-    """Add ``rows`` to the ladder table at ``path``, replacing rows with the same :data:`LADDER_KEY`."""
+    """Add ``rows`` to the ladder table at ``path``, replacing rows with the same :data:`LADDER_KEY`; redraw
+    ``ladder_<task>.png`` beside it for each task in ``rows`` (:func:`plot_ladder`)."""
     keys = {tuple(str(r[k]) for k in LADDER_KEY) for r in rows}
     old = [r for r in (results.read_csv(path) if path.exists() else [])
            if tuple(str(r.get(k, "")) for k in LADDER_KEY) not in keys]
-    return results.write_csv(old + rows, path, comments=["one row per (task, encoder, rung, planner settings): "
-                                                         "`robrep plan ladder=true` (rung a is encoder-free: '-')"])
+    out = results.write_csv(old + rows, path, comments=["one row per (task, encoder, rung, planner settings): "
+                                                        "`robrep plan ladder=true` (rung a is encoder-free: '-')"])
+    table = results.read_csv(out)
+    for task in dict.fromkeys(str(r["task"]) for r in rows):
+        plot_ladder([r for r in table if r["task"] == task], path.parent / f"ladder_{task}.png")
+    return out
+
+
+def plot_ladder(rows: list[dict[str, Any]], path: Path) -> Path:
+    """Success (Wilson 95 % bars) per ladder row of one task: one point per (rung, encoder), grouped by rung, labelled
+    with the row's split, episodes and horizon × action repeat; test-split rows solid, dev rows hollow."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = sorted(rows, key=lambda r: (str(r["rung"]), str(r["encoder"]), str(r["eval_split"])))
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.55 * len(rows) + 1.5), 3.8))
+    for x, r in enumerate(rows):
+        p, lo, hi = (float(r[k]) for k in ("success_rate", "ci_low", "ci_high"))
+        color = f"C{'abc'.index(str(r['rung']))}"
+        ax.errorbar([x], [p], yerr=[[p - lo], [hi - p]], fmt="o", color=color, capsize=3,
+                    markerfacecolor=color if r["eval_split"] == "test" else "white")
+    ax.set_xticks(range(len(rows)), [f"({r['rung']}) {r['encoder']}\n{r['eval_split']} n={r['episodes']}\n"
+                                     f"H{r['horizon']}×{r['action_repeat']}" for r in rows], fontsize=6)
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_ylabel("success (Wilson 95 %)")
+    task = rows[0]["task"] if rows else ""
+    ax.set_title(f"{task}: planning ladder\n(a) simulator + privileged cost · (b) simulator + latent cost · "
+                 "(c) imagination", fontsize=7)
+    ax.set_xlim(-0.6, len(rows) - 0.4)
+    ax.grid(alpha=0.3, axis="y")
+    return results.save_figure(fig, path, suffixes=(".png",), dpi=120)[0]
 
 
 def planner_settings(cfg: DictConfig) -> tuple[CEMConfig, dict[str, Any], dict[str, Any], str]:

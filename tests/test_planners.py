@@ -326,6 +326,7 @@ def test_robrep_plan_ladder_runs_every_rung_on_the_same_layouts(tmp_path, monkey
     assert {r["eval_split"] for r in rows} == {"test"} and all(int(r["episodes"]) == 2 for r in rows)
     assert all(float(r["ms_per_plan"]) >= float(r["ms_per_action"]) > 0 for r in rows)
     assert int(rows[0]["successes"]) == 2  # the search alone, with the simulator and the privileged cost
+    assert (tmp_path / "out/ladder_reach.png").stat().st_size > 1000  # the ladder's plot, drawn with its table
     (plan,) = read_csv("out/plan.csv")
     assert plan["action_repeat"] == "3" and plan["eval_split"] == "test"
     assert main(args + ["rungs=[a]"]) == 0  # a re-run replaces its rows only
