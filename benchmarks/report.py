@@ -333,7 +333,45 @@ def planner_section(res: Path, plan: Path) -> list[str]:
         out.append(f"{t}: no encoder succeeded in any episode." if num(b["success_rate"]) == 0 else
                    f"{t}: best {b['encoder']} {rate(b)}; its interval "
                    f"{'is above every other' if sep else 'overlaps at least one other'}.")
-    return out + tail(res, list((res / "plan").glob("*.png")), [plan, *errs])
+    extra = ladder_tables(res / "plan")
+    return out + extra[0] + tail(res, list((res / "plan").glob("*.png")), [plan, *errs, *extra[1]])
+
+
+def ladder_tables(plan_dir: Path) -> tuple[list[str], list[Path]]:
+    """The planning ladder (``ladder.csv``), the costs' rank correlation with steps-to-go and the open-loop error
+    beside DESIGN.md's bound, as tables (markdown lines) and the CSVs they read."""
+    out, used = [], []
+    ladder = plan_dir / "ladder.csv"
+    if ladder.exists():
+        rows = sorted(read_csv(ladder), key=lambda r: (r["task"], r["eval_split"], r["rung"], r["encoder"]))
+        out += ["### The planning ladder (`robrep plan ladder=true`)",
+                "The same CEM/MPC on the same layouts with (a) the simulator as the model and the privileged state as "
+                "the cost, (b) the simulator as the model and the latent of rendered frames as the cost, (c) the "
+                "learned transition model and the latent cost. `dev` rows are development layouts (settings chosen "
+                "there), `test` rows the reported layouts; success with its Wilson 95 % interval.",
+                table(["task", "rung", "encoder", "split", "episodes", "success", "mean length", "H × repeat",
+                       "samples / elites / iters", "cost", "ms/action", "ms/plan"],
+                      [[r["task"], r["rung"], r["encoder"], r["eval_split"], r["episodes"], rate(r),
+                        fx(r["mean_length"], 1), f"{r['horizon']} × {r['action_repeat']}",
+                        f"{r['samples']} / {r['elites']} / {r['iterations']}", r["cost"], fx(r["ms_per_action"], 1),
+                        fx(r["ms_per_plan"], 1)] for r in rows])]
+        used.append(ladder)
+    for mono in sorted(plan_dir.glob("*_cost_monotonicity.csv")):
+        task = mono.name.split("_cost_monotonicity")[0]
+        out += [f"### {task}: do the costs follow steps-to-go? (Spearman ρ on held-out expert episodes)",
+                table(["world model", "cost", "episodes", "mean ρ", "s.e.", "share of episodes with ρ > 0"],
+                      [[r["run"], r["cost"], r["episodes"], fx(r["spearman_mean"], 3), fx(r["spearman_se"], 3),
+                        fx(r["share_positive"], 2)] for r in read_csv(mono)])]
+        used.append(mono)
+    for bound in sorted(plan_dir.glob("*_open_loop_vs_bound.csv")):
+        task = bound.name.split("_open_loop_vs_bound")[0]
+        rows = [r for r in read_csv(bound) if int(r["h"]) in (1, 5, 10, 15)]
+        out += [f"### {task}: open-loop error norm against DESIGN.md's bound (δ = p95 one-step error, empirical L)",
+                table(["world model", "h", "windows", "mean error", "p95 error", "bound"],
+                      [[r["run"], r["h"], r["windows"], fx(r["error_mean"], 2), fx(r["error_p95"], 2),
+                        fx(r["bound"], 1)] for r in rows])]
+        used += [bound, *sorted(plan_dir.glob("*.bound.csv"))]
+    return out, used
 
 
 def _cost_reading(rows: list[dict]) -> str:

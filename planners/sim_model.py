@@ -71,16 +71,17 @@ class SimulatorModel:
     def state_spec(self, i: int) -> list[tuple[str, int]]:
         return self._envs[i].state_spec
 
-    def rollout(self, i: int, sim_state: np.ndarray, macro: np.ndarray, render: bool = False
-                ) -> tuple[np.ndarray, np.ndarray | None]:
+    def rollout(self, i: int, sim_state: np.ndarray, macro: np.ndarray, render: bool = False,
+                last_only: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
         """Roll every candidate ``macro (K, H, A)`` out from ``sim_state`` in env ``i``'s copy, each macro-action held
         ``action_repeat`` steps. Returns the privileged states after each macro-action ``(K, H, D)`` and, with
-        ``render``, the front-camera frames there, uint8 ``(K, H, h, w, 3)``."""
+        ``render``, the front-camera frames there, uint8 ``(K, H, h, w, 3)`` (``last_only``: after the last
+        macro-action only, ``(K, 1, h, w, 3)``)."""
         env = self._envs[i]
         k, h, _ = macro.shape
         steps = repeat_actions(macro, self.action_repeat)  # (K, H·r, A)
         states = np.empty((k, h, len(env.privileged_state())), np.float32)
-        frames = np.empty((k, h, env.image_size, env.image_size, 3), np.uint8) if render else None
+        frames = np.empty((k, 1 if last_only else h, env.image_size, env.image_size, 3), np.uint8) if render else None
         for c in range(k):
             env.set_sim_state(sim_state)
             for t in range(h * self.action_repeat):
@@ -88,8 +89,8 @@ class SimulatorModel:
                 if (t + 1) % self.action_repeat == 0:
                     j = t // self.action_repeat
                     states[c, j] = env.privileged_state()
-                    if frames is not None:
-                        frames[c, j] = env.render_camera("front")
+                    if frames is not None and (not last_only or j == h - 1):
+                        frames[c, 0 if last_only else j] = env.render_camera("front")
         return states, frames
 
     def close(self) -> None:
@@ -140,7 +141,8 @@ class SimStatePlanner(MPCPlanner):
 
 class SimLatentPlanner(LatentPlanner):
     """Rung (b): the simulator as the model, the encoder latent of its rendered frames as the cost (towards the
-    expert's final frame, as rung c): imagination with a perfect transition model."""
+    expert's final frame, as rung c): imagination with a perfect transition model. With ``running_weight=0`` only
+    each candidate's last frame is rendered and encoded (the cost reads nothing else): H times fewer encoder calls."""
 
     def __init__(self, encoder: Encoder, latent: LatentMap, cem: CEMConfig, task: str,
                  env_kwargs: Mapping[str, Any] | None = None, running_weight: float = 0.1,
@@ -173,8 +175,11 @@ class SimLatentPlanner(LatentPlanner):
     def cost(self, envs: list[int], actions: torch.Tensor) -> torch.Tensor:
         macro = actions.cpu().numpy()
         out = torch.empty(actions.shape[:2])
+        last_only = self.running_weight == 0
         for j, i in enumerate(envs):
-            states, frames = self.sim.rollout(i, self._start[i], macro[j], render=True)
+            states, frames = self.sim.rollout(i, self._start[i], macro[j], render=True, last_only=last_only)
+            if last_only:
+                states = states[:, -1:]
             k, h = frames.shape[:2]
             flat, proprio = frames.reshape(k * h, *frames.shape[2:]), states.reshape(k * h, -1)[:, :4]
             z = torch.cat([self.encode(flat[s:s + self.encode_batch], proprio[s:s + self.encode_batch],

@@ -295,6 +295,10 @@ def test_simulator_model_rollouts_replay_env_step_exactly():
                 o, *_ = env.step(a)
             np.testing.assert_array_equal(o["state"], states[k, h])
             np.testing.assert_array_equal(o["image"], frames[k, h])
+    last_states, last = model.rollout(0, obs["sim_state"], macro, render=True, last_only=True)  # rung (b), no running cost
+    np.testing.assert_array_equal(last_states, states)
+    assert last.shape == (3, 1, 32, 32, 3)
+    np.testing.assert_array_equal(last[:, 0], frames[:, -1])
     env.close()
     model.close()
 
