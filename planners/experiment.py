@@ -284,7 +284,8 @@ def plot_monotonicity(series: dict[str, list[dict]], path: Path, title: str) -> 
 RUNGS = {"a": ("simulator", "privileged state"), "b": ("simulator", "latent of rendered frames"),
          "c": ("learned transition model", "latent")}
 LADDER_KEY = ("task", "encoder", "rung", "eval_split", "episodes", "horizon", "action_repeat", "samples", "elites",
-              "iterations", "cost", "approach_weight", "subgoal_ahead")
+              "iterations", "cost", "approach_weight", "subgoal_ahead", "use_proprio", "proprio_weight", "goal_settle",
+              "running_weight")
 
 
 def ladder_row(cfg: DictConfig, rung: str, encoder: str, result, planner, split: str, repeat: int) -> dict[str, Any]:
@@ -299,6 +300,10 @@ def ladder_row(cfg: DictConfig, rung: str, encoder: str, result, planner, split:
             "cost": "privileged" if rung == "a" else str(cfg.planner.cost),
             "approach_weight": float(cfg.planner.approach_weight) if rung == "a" else "",
             "subgoal_ahead": int(cfg.planner.subgoal_ahead) if rung != "a" else "",
+            "use_proprio": bool(cfg.use_proprio) if rung != "a" else "",
+            "proprio_weight": float(cfg.planner.proprio_weight) if rung != "a" and cfg.use_proprio else "",
+            "goal_settle": int(cfg.planner.goal_settle) if rung != "a" else "",
+            "running_weight": float(cfg.planner.running_weight),
             "ms_per_action": round(planner.ms_per_action, 2),
             "ms_per_plan": round(planner.ms_per_plan, 2), "command": results.command_line()}
 
