@@ -314,7 +314,8 @@ def write_ladder(path: Path, rows: list[dict[str, Any]]) -> Path:
     keys = {tuple(str(r[k]) for k in LADDER_KEY) for r in rows}
     old = [r for r in (results.read_csv(path) if path.exists() else [])
            if tuple(str(r.get(k, "")) for k in LADDER_KEY) not in keys]
-    out = results.write_csv(old + rows, path, comments=["one row per (task, encoder, rung, planner settings): "
+    columns = list(dict.fromkeys(k for r in rows + old for k in r))  # rows from before a column existed: blank
+    out = results.write_csv([{k: r.get(k, "") for k in columns} for r in old + rows], path, comments=["one row per (task, encoder, rung, planner settings): "
                                                         "`robrep plan ladder=true` (rung a is encoder-free: '-')"])
     table = results.read_csv(out)
     for task in dict.fromkeys(str(r["task"]) for r in rows):

@@ -16,7 +16,7 @@ from planners.dynamics import LatentDynamics, PooledMLP, TokenPredictor, build_d
 from planners.latent import LatentMap
 from planners.mpc import LatentPlanner
 from planners.fit import DynamicsTrainConfig, fit_dynamics, horizon_errors
-from robrep.results import read_csv
+from robrep.results import read_csv, write_csv
 
 
 def quadratic(target: torch.Tensor):
@@ -527,3 +527,20 @@ def test_rollout_loss_takes_the_planners_distance():
         plain = (((pred - target) ** 2).flatten(2).mean(-1) * mask).sum() / mask.sum()
         torch.testing.assert_close(rollout_loss(model, data, idx, 2, latent.distance), expected)
         torch.testing.assert_close(rollout_loss(model, data, idx, 2), plain)
+
+
+def test_ladder_table_keeps_rows_written_before_a_column_existed(tmp_path):
+    from planners.experiment import LADDER_KEY, write_ladder
+
+    base = {"task": "reach", "encoder": "mae", "rung": "c", "model": "m", "scored_by": "s", "eval_split": "dev",
+            "episodes": 2, "successes": 1, "success_rate": 0.5, "ci_low": 0.1, "ci_high": 0.9, "mean_length": 5.0,
+            "horizon": 3, "action_repeat": 1, "samples": 8, "elites": 2, "iterations": 1, "cost": "goal",
+            "approach_weight": "", "subgoal_ahead": 0, "ms_per_action": 1.0, "ms_per_plan": 1.0, "command": "x"}
+    old = {k: v for k, v in base.items()}
+    write_csv([old], tmp_path / "ladder.csv")  # a table from before use_proprio ... running_weight were columns
+    new = {**base, "use_proprio": True, "proprio_weight": 10.0, "goal_settle": 5, "running_weight": 0.1}
+    assert set(LADDER_KEY) <= set(new)
+    write_ladder(tmp_path / "ladder.csv", [new])
+    rows = read_csv(tmp_path / "ladder.csv")
+    assert len(rows) == 2 and rows[0]["goal_settle"] == "" and rows[1]["goal_settle"] == "5"
+    assert (tmp_path / "ladder_reach.png").exists()
