@@ -22,19 +22,21 @@ from robrep.data.feature_cache import FeatureCache
 
 @dataclass
 class EpisodeCells:
-    """Episodes laid end to end: ``cells (F, g², D)``, ``proprio (F, P)``, ``actions (F, A)``, ``lengths``."""
+    """Episodes laid end to end: ``cells (F, g², D)``, ``proprio (F, P)``, ``actions (F, A)``, ``lengths``, and the
+    privileged ``state (F, D_s)`` where every episode recorded it (training labels only: a reward model's targets)."""
 
     cells: torch.Tensor
     proprio: torch.Tensor
     actions: torch.Tensor
     lengths: list[int]
+    state: torch.Tensor | None = None
 
 
 def load_cells(demo_path: str, cache: FeatureCache, names: Sequence[str], latent: LatentMap) -> EpisodeCells:
     """The episodes ``names`` of ``demo_path`` with their cached features pooled by ``latent.cells``."""
     if not names:
         raise ValueError(f"no episodes to load from {demo_path}")
-    cells, proprio, actions, lengths = [], [], [], []
+    cells, proprio, actions, lengths, state = [], [], [], [], []
     with DemoFile(demo_path) as demos:
         for name in names:
             ep = demos.episode(name)
@@ -46,12 +48,17 @@ def load_cells(demo_path: str, cache: FeatureCache, names: Sequence[str], latent
             proprio.append(torch.from_numpy(ep["obs"]["proprio"]).float())
             actions.append(torch.from_numpy(ep["actions"]).float())
             lengths.append(len(tokens))
-    return EpisodeCells(torch.cat(cells), torch.cat(proprio), torch.cat(actions), lengths)
+            if "state" in ep["obs"]:
+                state.append(torch.from_numpy(np.asarray(ep["obs"]["state"])).float())
+    return EpisodeCells(torch.cat(cells), torch.cat(proprio), torch.cat(actions), lengths,
+                        torch.cat(state) if len(state) == len(names) else None)
 
 
 def concat(parts: Sequence[EpisodeCells]) -> EpisodeCells:
+    states = [p.state for p in parts]
     return EpisodeCells(torch.cat([p.cells for p in parts]), torch.cat([p.proprio for p in parts]),
-                        torch.cat([p.actions for p in parts]), [n for p in parts for n in p.lengths])
+                        torch.cat([p.actions for p in parts]), [n for p in parts for n in p.lengths],
+                        torch.cat(states) if all(s is not None for s in states) else None)
 
 
 @dataclass

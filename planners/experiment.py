@@ -112,18 +112,46 @@ def train_world_model(cfg: DictConfig, spec, encoder, files: list[Path], out: Pa
         held_out = load_tokens(str(demo_path), cache, split["valid"]) if split["valid"] else None
     with torch.no_grad():
         z = {k: latent.map_cells(c.cells, c.proprio) for k, c in demo.items()}
-    togo = {k: torch.from_numpy(steps_to_go(c.lengths)).float() for k, c in demo.items()}
+    target = str(cfg.progress_model.get("target", "steps_to_go"))
+    if target == "steps_to_go":
+        labels = {k: torch.from_numpy(steps_to_go(c.lengths)).float() for k, c in demo.items()}
+    elif target == "task_cost":  # every frame of demos and play, labelled by the privileged cost (training only)
+        with torch.no_grad():
+            z = {k: latent.map_cells(c.cells, c.proprio) for k, c in (("train", train_cells), ("valid", valid_cells))
+                 if len(c.lengths)}
+        labels = {k: task_cost_labels(cfg.task.name, c) for k, c in (("train", train_cells), ("valid", valid_cells))
+                  if len(c.lengths)}
+    else:
+        raise ValueError(f"progress_model.target must be steps_to_go or task_cost, got {target!r}")
     progress = ProgressModel(latent.shape, scale=float(cfg.progress_model.scale))
     pcfg = ProgressTrainConfig(**{k: v for k, v in OmegaConf.to_container(cfg.progress_model, resolve=True).items()
-                                  if k != "scale"})
-    pfit = fit_progress(progress, z["train"], togo["train"], z.get("valid"), togo.get("valid"), pcfg,
+                                  if k not in ("scale", "target")})
+    pfit = fit_progress(progress, z["train"], labels["train"], z.get("valid"), labels.get("valid"), pcfg,
                         torch.Generator().manual_seed(int(cfg.seed)))
+    pfit["target"] = target
     monotonicity = []
     if held_out is not None:
         monotonicity = cost_monotonicity(goal_costs(held_out, latent, progress), held_out.lengths)
     save_progress_model(progress, wm_hash, {"fit": pfit, "monotonicity": monotonicity,
                                             "command": results.command_line()}, progress_path(out))
     return out
+
+
+def task_cost_labels(task: str, cells) -> torch.Tensor:
+    """The ladder's rung (a) cost (:func:`planners.sim_model.privileged_cost`, metres) of every frame of ``cells``
+    (:class:`planners.data.EpisodeCells` with privileged ``state``): the target of a reward model that learns to
+    read, from the latent alone, what rung (a) reads from the simulator."""
+    from envs.registration import make_env
+    from planners.sim_model import privileged_cost
+
+    if cells.state is None:
+        raise ValueError("progress_model.target=task_cost needs obs/state in every demo and play file")
+    env = make_env(task)
+    try:
+        spec = env.unwrapped.state_spec
+    finally:
+        env.close()
+    return torch.from_numpy(privileged_cost(task, spec, cells.state.numpy())).float()
 
 
 def goal_costs(ep, latent: LatentMap, progress) -> dict[str, np.ndarray]:
@@ -288,6 +316,12 @@ LADDER_KEY = ("task", "encoder", "rung", "eval_split", "episodes", "horizon", "a
               "running_weight")
 
 
+def cost_label(cfg: DictConfig) -> str:
+    """``planner.cost``, with the reward model's target where it is not steps-to-go (``progress[task_cost]``)."""
+    cost, target = str(cfg.planner.cost), str(cfg.progress_model.get("target", "steps_to_go"))
+    return cost.replace("progress", f"progress[{target}]") if "progress" in cost and target != "steps_to_go" else cost
+
+
 def ladder_row(cfg: DictConfig, rung: str, encoder: str, result, planner, split: str, repeat: int) -> dict[str, Any]:
     """One row of ``ladder.csv``: a rung's success (Wilson 95 %) on the shared layouts and its planning cost."""
     model, cost = RUNGS[rung]
@@ -297,7 +331,7 @@ def ladder_row(cfg: DictConfig, rung: str, encoder: str, result, planner, split:
             "ci_high": round(result.ci[1], 4), "mean_length": round(result.mean_length, 2),
             "horizon": int(cfg.planner.horizon), "action_repeat": repeat, "samples": int(cfg.planner.samples),
             "elites": int(cfg.planner.elites), "iterations": int(cfg.planner.iterations),
-            "cost": "privileged" if rung == "a" else str(cfg.planner.cost),
+            "cost": "privileged" if rung == "a" else cost_label(cfg),
             "approach_weight": float(cfg.planner.approach_weight) if rung == "a" else "",
             "subgoal_ahead": int(cfg.planner.subgoal_ahead) if rung != "a" else "",
             "use_proprio": bool(cfg.use_proprio) if rung != "a" else "",
@@ -462,7 +496,8 @@ def run_plan(cfg: DictConfig) -> dict[str, Any]:
                                            **_pick(kw, "action_repeat", "running_weight", "approach_weight", "seed"))
                            if rung == "a" else
                            SimLatentPlanner(encoder, latent, cem, cfg.task.name, env_kwargs,
-                                            use_language=bool(cfg.use_language), **latent_kw))
+                                            use_language=bool(cfg.use_language), progress=progress, cost=cost_kind,
+                                            **latent_kw))
                 res = run_rung(planner)
                 ladder_rows.append(ladder_row(cfg, rung, "-" if rung == "a" else name, res, planner, split, repeat))
                 log.info(f"rung ({rung}): {res.format()}")

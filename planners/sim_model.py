@@ -148,10 +148,10 @@ class SimLatentPlanner(LatentPlanner):
                  env_kwargs: Mapping[str, Any] | None = None, running_weight: float = 0.1,
                  use_language: bool = False, seed: int = 0, action_repeat: int = 1,
                  encode_batch: int = 256, subgoal_ahead: int = 0, proprio_weight: float = 1.0,
-                 goal_settle: int = 0) -> None:
+                 goal_settle: int = 0, progress: torch.nn.Module | None = None, cost: str = "goal") -> None:
         super().__init__(encoder, latent, None, cem, task, env_kwargs, running_weight, use_language, seed,
-                         action_repeat, subgoal_ahead=subgoal_ahead, proprio_weight=proprio_weight,
-                         goal_settle=goal_settle)
+                         action_repeat, progress=progress, cost=cost, subgoal_ahead=subgoal_ahead,
+                         proprio_weight=proprio_weight, goal_settle=goal_settle)
         self._z0: dict[int, torch.Tensor] = {}
         self.env_kwargs = {**self.env_kwargs, "observe_sim_state": True}
         self.sim = SimulatorModel(task, self.env_kwargs, action_repeat)
@@ -185,8 +185,12 @@ class SimLatentPlanner(LatentPlanner):
             z = torch.cat([self.encode(flat[s:s + self.encode_batch], proprio[s:s + self.encode_batch],
                                        [self._texts[i]] * len(flat[s:s + self.encode_batch]))
                            for s in range(0, len(flat), self.encode_batch)]).reshape(k, h, *self.latent.shape)
-            dist = self.latent.distance(z, self.current_goal(i, self._z0.get(i)), self.proprio_weight)  # (K, H)
-            out[j] = dist[:, -1] + self.running_weight * dist.mean(1)
+            dist = torch.zeros(k, h)
+            if "goal" in self.cost_kind:
+                dist = dist + self.latent.distance(z, self.current_goal(i, self._z0.get(i)), self.proprio_weight)
+            if "progress" in self.cost_kind:  # the reward model on the true future latents
+                dist = dist + self.progress.normalised(z.flatten(0, 1)).reshape(k, h)
+            out[j] = dist[:, -1] + self.running_weight * dist.mean(1)  # (K,)
         return out
 
     def close(self) -> None:

@@ -340,6 +340,11 @@ def test_robrep_plan_ladder_runs_every_rung_on_the_same_layouts(tmp_path, monkey
     assert (tmp_path / "out/reach_open_loop_vs_bound.png").stat().st_size > 1000
     assert main(args + ["rungs=[c]", "planner.cost=progress"]) == 0  # the learned steps-to-go as the cost
     assert read_csv("out/plan.csv")[0]["cost"] == "progress"
+    # a reward model that reads rung (a)'s privileged cost from the latent, on rungs (b) and (c)
+    assert main(args + ["rungs=[b,c]", "planner.cost=progress", "progress_model.target=task_cost",
+                        "progress_model.scale=0.1", "planner.running_weight=0"]) == 0
+    learned = [r for r in read_csv("out/ladder.csv") if r["cost"] == "progress[task_cost]"]
+    assert [r["rung"] for r in learned] == ["b", "c"] and all(r["running_weight"] == "0.0" for r in learned)
     # a DINO-WM-style model: one step per held macro-action (frameskip 3) reading the last two latents
     assert main(args + ["rungs=[c]", "dynamics.frameskip=3", "dynamics.history=2", "model=runs/plan/hist.pt"]) == 0
     assert read_csv("out/plan.csv")[0]["action_repeat"] == "3"
