@@ -114,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
               f"image {np.mean([r['image_distance'] for r in vals]):.4f} (mean over layouts)")
     path = output_path(args, NAME, f"results/plan/{args.task}_goal_confound.csv")
     write_csv(rows, path, comments=[command(NAME, argv), f"world model {Path(args.model).name}: encoder "
-                                    f"{spec.name} weights {spec.weights}; proprio_weight {args.proprio_weight}"])
+                                    f"{spec.name} weights {spec.weights}; proprio_weight {args.proprio_weight}; "
+                                    f"trained by: {payload['record']['command']}"])
     print(f"wrote {path}")
     return 0
 

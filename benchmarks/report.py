@@ -371,6 +371,22 @@ def ladder_tables(plan_dir: Path) -> tuple[list[str], list[Path]]:
                       [[r["run"], r["h"], r["windows"], fx(r["error_mean"], 2), fx(r["error_p95"], 2),
                         fx(r["bound"], 1)] for r in rows])]
         used += [bound, *sorted(plan_dir.glob("*.bound.csv"))]
+    for conf in sorted(plan_dir.glob("*_goal_confound.csv")):
+        task, rows = conf.name.split("_goal_confound")[0], read_csv(conf)
+        seeds = sorted({r["seed"] for r in rows})
+        by = {(r["seed"], r["scene"]): r for r in rows}
+        near = {k: sum(num(by[(s, "block_at_goal")][k]) < num(by[(s, "gripper_at_goal")][k]) for s in seeds)
+                for k in ("planner_distance", "image_distance")}
+        out += [f"### {task}: does the goal-image cost see the block? (`benchmarks/goal_confound.py`)",
+                "Latent distance to the expert's goal frame of four rendered scenes per layout, mean over "
+                f"{len(seeds)} layouts; the block moved to its goal pose is nearer the goal than the gripper moved "
+                f"to its goal pose on {near['planner_distance']}/{len(seeds)} layouts (planner distance) and "
+                f"{near['image_distance']}/{len(seeds)} (image part alone).",
+                table(["scene", "planner distance", "image part"],
+                      [[sc, fx(sum(num(by[(s, sc)]["planner_distance"]) for s in seeds) / len(seeds), 3),
+                        fx(sum(num(by[(s, sc)]["image_distance"]) for s in seeds) / len(seeds), 3)]
+                       for sc in ("start", "gripper_at_goal", "block_at_goal", "goal")])]
+        used.append(conf)
     return out, used
 
 
