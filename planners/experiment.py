@@ -373,7 +373,10 @@ def plot_ladder(rows: list[dict[str, Any]], path: Path) -> Path:
         ax.errorbar([x], [p], yerr=[[p - lo], [hi - p]], fmt="o", color=color, capsize=3,
                     markerfacecolor=color if r["eval_split"] == "test" else "white")
     ax.set_xticks(range(len(rows)), [f"({r['rung']}) {r['encoder']}\n{r['eval_split']} n={r['episodes']}\n"
-                                     f"H{r['horizon']}×{r['action_repeat']}" for r in rows], fontsize=6)
+                                     f"H{r['horizon']}×{r['action_repeat']}"
+                                     + ("" if r["rung"] == "a" else f"\n{r['cost']}"
+                                        + (f" sg{r['subgoal_ahead']}" if str(r.get("subgoal_ahead", "0")) not in
+                                           ("", "0") else "")) for r in rows], fontsize=5)
     ax.set_ylim(-0.03, 1.03)
     ax.set_ylabel("success (Wilson 95 %)")
     task = rows[0]["task"] if rows else ""
