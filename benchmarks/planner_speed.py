@@ -16,6 +16,7 @@ runs/benchmarks/planner_speed/planner_speed.csv (``--commit``: the reference res
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -53,9 +54,8 @@ def main(argv: list[str] | None = None) -> None:
     plan_cfg = OmegaConf.to_container(plan_cfg)
     running = plan_cfg.pop("running_weight")
     repeat = int(plan_cfg.pop("action_repeat", 1))
-    for key in ("name", "cost", "approach_weight"):
-        plan_cfg.pop(key, None)
-    cem_cfg = CEMConfig(**plan_cfg)
+    fields = {f.name for f in dataclasses.fields(CEMConfig)}
+    cem_cfg = CEMConfig(**{k: v for k, v in plan_cfg.items() if k in fields})  # the MPC's own keys are not CEM's
     rows = []
     for name in args.encoders:
         weights = Path("weights") / f"{name}_full.pt"
