@@ -37,11 +37,15 @@ SCENES = ("start", "gripper_at_goal", "block_at_goal", "goal")
 
 def scenes(env, seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``{scene: (image uint8 (H, W, 3), proprio (4,))}`` of one push layout (see the module docstring)."""
+    import mujoco
+
     from planners.mpc import expert_trajectory
 
     u = env.unwrapped
     frames, _ = expert_trajectory(env, seed)
     goal_state = frames[-1]["sim_state"].copy()
+    u.set_sim_state(goal_state)
+    goal_q = u.data.qpos.copy()
     env.reset(seed=seed)
     start_state = u.get_sim_state().copy()
     hand = np.concatenate([u._hand_qpos, u._finger_qpos])
@@ -51,12 +55,7 @@ def scenes(env, seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     def render(qpos_from_goal: np.ndarray | None, base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         u.set_sim_state(base)
         if qpos_from_goal is not None:
-            u.set_sim_state(goal_state)
-            goal_q = u.data.qpos.copy()
-            u.set_sim_state(base)
             u.data.qpos[qpos_from_goal] = goal_q[qpos_from_goal]
-        import mujoco
-
         mujoco.mj_forward(u.model, u.data)
         return u.render_camera("front"), u.privileged_state()[:4].copy()
 

@@ -385,7 +385,7 @@ def ladder_tables(plan_dir: Path) -> tuple[list[str], list[Path]]:
                 table(["scene", "planner distance", "image part"],
                       [[sc, fx(sum(num(by[(s, sc)]["planner_distance"]) for s in seeds) / len(seeds), 3),
                         fx(sum(num(by[(s, sc)]["image_distance"]) for s in seeds) / len(seeds), 3)]
-                       for sc in ("start", "gripper_at_goal", "block_at_goal", "goal")])]
+                       for sc in dict.fromkeys(r["scene"] for r in rows)])]
         used.append(conf)
     return out, used
 

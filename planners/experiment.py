@@ -104,25 +104,23 @@ def train_world_model(cfg: DictConfig, spec, encoder, files: list[Path], out: Pa
     save_world_model(latent, model, encoder_record, record, out)
     wm_hash = load_world_model(out)[2]["hash"]
 
-    # ---- progress model and cost diagnostics: expert demos only (steps-to-go are known there)
+    # ---- progress model (trained on its target's frames) and the cost diagnostics (held-out expert demos)
+    target = str(cfg.progress_model.get("target", "steps_to_go"))
+    if target not in ("steps_to_go", "task_cost"):
+        raise ValueError(f"progress_model.target must be steps_to_go or task_cost, got {target!r}")
     demo_path = files[0]
     cache_file, split = caches[demo_path]
     with FeatureCache(cache_file, encoder) as cache:
-        demo = {k: load_cells(str(demo_path), cache, names, latent) for k, names in split.items() if names}
         held_out = load_tokens(str(demo_path), cache, split["valid"]) if split["valid"] else None
-    with torch.no_grad():
-        z = {k: latent.map_cells(c.cells, c.proprio) for k, c in demo.items()}
-    target = str(cfg.progress_model.get("target", "steps_to_go"))
+        if target == "steps_to_go":  # expert demos only: steps-to-go are known there
+            sources = {k: load_cells(str(demo_path), cache, names, latent) for k, names in split.items() if names}
     if target == "steps_to_go":
-        labels = {k: torch.from_numpy(steps_to_go(c.lengths)).float() for k, c in demo.items()}
-    elif target == "task_cost":  # every frame of demos and play, labelled by the privileged cost (training only)
-        with torch.no_grad():
-            z = {k: latent.map_cells(c.cells, c.proprio) for k, c in (("train", train_cells), ("valid", valid_cells))
-                 if len(c.lengths)}
-        labels = {k: task_cost_labels(cfg.task.name, c) for k, c in (("train", train_cells), ("valid", valid_cells))
-                  if len(c.lengths)}
-    else:
-        raise ValueError(f"progress_model.target must be steps_to_go or task_cost, got {target!r}")
+        labels = {k: torch.from_numpy(steps_to_go(c.lengths)).float() for k, c in sources.items()}
+    else:  # task_cost: every frame of demos and play, labelled by the privileged cost (training only)
+        sources = {k: c for k, c in (("train", train_cells), ("valid", valid_cells)) if len(c.lengths)}
+        labels = task_cost_labels(cfg.task.name, sources)
+    with torch.no_grad():
+        z = {k: latent.map_cells(c.cells, c.proprio) for k, c in sources.items()}
     progress = ProgressModel(latent.shape, scale=float(cfg.progress_model.scale))
     pcfg = ProgressTrainConfig(**{k: v for k, v in OmegaConf.to_container(cfg.progress_model, resolve=True).items()
                                   if k not in ("scale", "target")})
@@ -137,21 +135,21 @@ def train_world_model(cfg: DictConfig, spec, encoder, files: list[Path], out: Pa
     return out
 
 
-def task_cost_labels(task: str, cells) -> torch.Tensor:
-    """The ladder's rung (a) cost (:func:`planners.sim_model.privileged_cost`, metres) of every frame of ``cells``
-    (:class:`planners.data.EpisodeCells` with privileged ``state``): the target of a reward model that learns to
-    read, from the latent alone, what rung (a) reads from the simulator."""
+def task_cost_labels(task: str, parts: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The ladder's rung (a) cost (:func:`planners.sim_model.privileged_cost`, metres) of every frame of each
+    :class:`planners.data.EpisodeCells` in ``parts`` (with privileged ``state``), ``{key: (F,)}``: the target of a
+    reward model that learns to read, from the latent alone, what rung (a) reads from the simulator."""
     from envs.registration import make_env
     from planners.sim_model import privileged_cost
 
-    if cells.state is None:
+    if any(c.state is None for c in parts.values()):
         raise ValueError("progress_model.target=task_cost needs obs/state in every demo and play file")
     env = make_env(task)
     try:
         spec = env.unwrapped.state_spec
     finally:
         env.close()
-    return torch.from_numpy(privileged_cost(task, spec, cells.state.numpy())).float()
+    return {k: torch.from_numpy(privileged_cost(task, spec, c.state.numpy())).float() for k, c in parts.items()}
 
 
 def goal_costs(ep, latent: LatentMap, progress) -> dict[str, np.ndarray]:
@@ -349,11 +347,11 @@ def write_ladder(path: Path, rows: list[dict[str, Any]]) -> Path:
     old = [r for r in (results.read_csv(path) if path.exists() else [])
            if tuple(str(r.get(k, "")) for k in LADDER_KEY) not in keys]
     columns = list(dict.fromkeys(k for r in rows + old for k in r))  # rows from before a column existed: blank
-    out = results.write_csv([{k: r.get(k, "") for k in columns} for r in old + rows], path, comments=["one row per (task, encoder, rung, planner settings): "
-                                                        "`robrep plan ladder=true` (rung a is encoder-free: '-')"])
-    table = results.read_csv(out)
+    table = [{k: r.get(k, "") for k in columns} for r in old + rows]
+    out = results.write_csv(table, path, comments=["one row per (task, encoder, rung, planner settings): "
+                                                   "`robrep plan ladder=true` (rung a is encoder-free: '-')"])
     for task in dict.fromkeys(str(r["task"]) for r in rows):
-        plot_ladder([r for r in table if r["task"] == task], path.parent / f"ladder_{task}.png")
+        plot_ladder([r for r in table if str(r["task"]) == task], path.parent / f"ladder_{task}.png")
     return out
 
 

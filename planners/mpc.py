@@ -91,16 +91,28 @@ def goal_cost(dynamics: LatentDynamics, z: torch.Tensor, goal: torch.Tensor | No
     # each macro-action is held r env steps = r / skip model steps, each taking the action `skip` times over
     steps = actions.reshape(b * k, h, a).repeat_interleave(r // skip, dim=1).repeat(1, 1, skip)  # (B·K, H·r/s, s·A)
     pred = dynamics.rollout(start, steps)[:, r // skip - 1 :: r // skip]  # (B·K, H, *S) after each macro-action
-    dist = torch.zeros(b * k, h, device=z.device)
+    target = goal.repeat_interleave(k, dim=0)[:, None] if "goal" in kind else None
+    return score_latents(pred, target, kind, running_weight, progress, latent, proprio_weight).reshape(b, k)
+
+
+def score_latents(pred: torch.Tensor, goal: torch.Tensor | None, kind: str, running_weight: float = 0.1,
+                  progress: torch.nn.Module | None = None, latent: LatentMap | None = None,
+                  proprio_weight: float = 1.0) -> torch.Tensor:
+    """Cost ``(N,)`` of ``N`` candidate futures given as latents ``pred (N, H, *S)`` after each macro-action (imagined
+    by a transition model, or encoded from the simulator's frames): per step, by ``kind`` (:data:`COSTS`), the
+    squared distance to ``goal`` (broadcastable to ``pred``; :meth:`LatentMap.distance` with ``latent``, else the
+    mean over every channel) and/or ``progress``'s normalised prediction; then the terminal value plus
+    ``running_weight`` times the mean over the horizon."""
+    n, h = pred.shape[:2]
+    dist = torch.zeros(n, h, device=pred.device)
     if "goal" in kind:
-        target = goal.repeat_interleave(k, dim=0)[:, None]
-        dist = dist + (latent.distance(pred, target, proprio_weight) if latent is not None
-                       else ((pred - target) ** 2).flatten(2).mean(-1))  # (B·K, H)
+        dist = dist + (latent.distance(pred, goal, proprio_weight) if latent is not None
+                       else ((pred - goal) ** 2).flatten(2).mean(-1))  # (N, H)
     if "progress" in kind:
         if progress is None:
             raise ValueError("planner cost 'progress' needs a progress model (trained with the world model)")
-        dist = dist + progress.normalised(pred.flatten(0, 1)).reshape(b * k, h)
-    return (dist[:, -1] + running_weight * dist.mean(1)).reshape(b, k)
+        dist = dist + progress.normalised(pred.flatten(0, 1)).reshape(n, h)
+    return dist[:, -1] + running_weight * dist.mean(1)
 
 
 def repeat_actions(macro: np.ndarray, repeat: int) -> np.ndarray:

@@ -25,7 +25,7 @@ import torch
 from envs.registration import make_env
 from planners.cem import CEMConfig
 from planners.latent import LatentMap
-from planners.mpc import LatentPlanner, MPCPlanner, repeat_actions
+from planners.mpc import LatentPlanner, MPCPlanner, repeat_actions, score_latents
 from robrep.encoders.base import Encoder
 
 #: Tasks with a privileged cost (:func:`privileged_cost`).
@@ -185,12 +185,9 @@ class SimLatentPlanner(LatentPlanner):
             z = torch.cat([self.encode(flat[s:s + self.encode_batch], proprio[s:s + self.encode_batch],
                                        [self._texts[i]] * len(flat[s:s + self.encode_batch]))
                            for s in range(0, len(flat), self.encode_batch)]).reshape(k, h, *self.latent.shape)
-            dist = torch.zeros(k, h)
-            if "goal" in self.cost_kind:
-                dist = dist + self.latent.distance(z, self.current_goal(i, self._z0.get(i)), self.proprio_weight)
-            if "progress" in self.cost_kind:  # the reward model on the true future latents
-                dist = dist + self.progress.normalised(z.flatten(0, 1)).reshape(k, h)
-            out[j] = dist[:, -1] + self.running_weight * dist.mean(1)  # (K,)
+            goal = self.current_goal(i, self._z0.get(i)) if "goal" in self.cost_kind else None
+            out[j] = score_latents(z, goal, self.cost_kind, self.running_weight, self.progress, self.latent,
+                                   self.proprio_weight)  # (K,): as rung (c) scores its imagined latents
         return out
 
     def close(self) -> None:
