@@ -322,3 +322,15 @@ def test_a_record_made_with_other_settings_is_stale_and_runs_again(reach_file, t
     assert "1 records were made with other settings (policy key differs) and run again: cnn_n4_s0" in capsys.readouterr().out
     second = json.loads((tmp_path / "out/cells/cnn_n4_s0.json").read_text())
     assert second["policy_key"] != first["policy_key"] and second["steps"] == 6
+
+
+def test_full_sweep_pointer_names_the_n_done_and_the_wall_time(tmp_path):
+    from robrep import results
+    from robrep.sweep.quickstart import full_sweep_pointer
+
+    assert "not found" in full_sweep_pointer(tmp_path / "none")
+    results.write_csv([{"wall_min": 30.0}, {"wall_min": 60.0}], tmp_path / "runs.csv")
+    assert "no finished cell yet" in full_sweep_pointer(tmp_path)
+    results.write_csv([{"arm": "mae", "n": 50}, {"arm": "cnn", "n": 10}], tmp_path / "summary.csv")
+    line = full_sweep_pointer(tmp_path)
+    assert "N = 10, 50 so far" in line and "1.5 h of wall time over 2 invocation(s)" in line

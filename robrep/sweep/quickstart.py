@@ -31,15 +31,18 @@ def verdict(paired: Sequence[Mapping[str, Any]], summary: Sequence[Mapping[str, 
 
 
 def full_sweep_pointer(full_sweep_dir: str | Path) -> str:
-    """Where the committed full sweep is and what it cost (summed from its runs.csv), or how to run it."""
-    runs = Path(full_sweep_dir) / "runs.csv"
+    """Where the committed full sweep is, which N it covers so far and what it cost (summed from its runs.csv),
+    or how to run it."""
+    runs, summary = Path(full_sweep_dir) / "runs.csv", Path(full_sweep_dir) / "summary.csv"
     if not runs.exists():
         return f"full sweep: not found at {full_sweep_dir}; run `robrep sweep` (every arm × N ∈ {{10,50,100,500}} × seeds)"
     rows = results.read_csv(runs)
     wall = sum(float(r["wall_min"]) for r in rows)
-    return (f"full sweep: {full_sweep_dir}/ (summary.csv, paired.csv, success_vs_n.png; results/REPORT.md), "
-            f"{wall / 60:.1f} h of wall time over {len(rows)} invocation(s) on the machine that made it; "
-            f"rerun or extend with `robrep sweep` (resumable)")
+    ns = sorted({int(r["n"]) for r in results.read_csv(summary)}) if summary.exists() else []
+    covers = f"N = {', '.join(map(str, ns))} so far" if ns else "no finished cell yet"
+    return (f"full sweep: {full_sweep_dir}/ ({covers}; summary.csv, paired.csv, auc.csv, success_vs_n.png; "
+            f"results/REPORT.md), {wall / 60:.1f} h of wall time over {len(rows)} invocation(s) on the machine that "
+            f"made it; rerun or extend with `robrep sweep` (resumable)")
 
 
 def run_quickstart(cfg: DictConfig) -> str:
