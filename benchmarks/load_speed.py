@@ -2,9 +2,11 @@
 
 ``python -m benchmarks.load_speed CHECKPOINT [--repeats 5] [--pythonpath DIR] [--commit | --out PATH]``
 
-Each repeat starts a new Python process (so no module is cached), times ``from policies import load_policy;
-load_policy(CHECKPOINT)`` and records which heavy libraries that pulled in (diffusers, pretraining code, training
-code). ``--pythonpath`` puts another checkout first (e.g. a worktree of an older commit, for a before/after ratio
+Each repeat starts a new Python process (so no module is cached), times ``import torch`` (which any PyTorch robot
+process already pays), then ``from policies import load_policy; load_policy(CHECKPOINT)``, and splits the second
+into its third-party part — timm, which imports torchvision, whose ``ops`` import ``torch._dynamo`` — and the rest
+(robrep's modules, the checkpoint read, building the model). It records which heavy libraries the load pulled in
+(diffusers, pretraining code, training code). ``--pythonpath`` puts another checkout first (e.g. a worktree of an older commit, for a before/after ratio
 in one run on an idle CPU). Prints the median and writes one row per (checkout, repeat).
 """
 
@@ -22,18 +24,28 @@ from benchmarks._output import add_output_args, command, output_path
 from robrep import results
 
 NAME = "load_speed"
-PROBE = ("import json, sys, time; t = time.perf_counter(); from policies import load_policy; load_policy(sys.argv[1]); "
-         "s = time.perf_counter() - t; heavy = ('diffusers', 'robrep.pretrain', 'policies.train', 'transformers'); "
-         "print(json.dumps({'seconds': s, 'modules': len(sys.modules), "
-         "'heavy': sorted({h for h in heavy for m in sys.modules if m == h or m.startswith(h + '.')})}))")
+PROBE = """
+import json, sys, time
+t0 = time.perf_counter(); import torch
+t1 = time.perf_counter(); from policies import load_policy; policy = load_policy(sys.argv[1])
+t2 = time.perf_counter()
+heavy = ('diffusers', 'robrep.pretrain', 'policies.train', 'transformers')
+print(json.dumps({'torch_s': t1 - t0, 'seconds': t2 - t1, 'modules': len(sys.modules), 'timm': 'timm' in sys.modules,
+                  'dynamo': 'torch._dynamo' in sys.modules,
+                  'heavy': sorted({h for h in heavy for m in sys.modules if m == h or m.startswith(h + '.')})}))
+"""
+#: The third-party share of a ViT policy's load: timm after torch (timm → torchvision.ops → torch._dynamo).
+TIMM_PROBE = ("import json, time, torch; t = time.perf_counter(); import timm; "
+              "print(json.dumps({'seconds': time.perf_counter() - t}))")
 
 
-def measure(checkpoint: str, pythonpath: str | None) -> dict:
+def measure(checkpoint: str | None, pythonpath: str | None, probe: str = PROBE) -> dict:
     env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
     # run from a neutral folder: the current directory would come before PYTHONPATH in the import path
-    out = subprocess.run([sys.executable, "-c", PROBE, os.path.abspath(checkpoint)], env=env, capture_output=True,
+    args = [os.path.abspath(checkpoint)] if checkpoint else []
+    out = subprocess.run([sys.executable, "-c", probe, *args], env=env, capture_output=True,
                          text=True, check=True, cwd=tempfile.gettempdir())
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -50,12 +62,18 @@ def main(argv: list[str] | None = None) -> None:
     for r in range(args.repeats):  # interleaved, so load drifts hit every checkout alike
         for path in [None, *args.pythonpath]:
             m = measure(args.checkpoint, path)
+            timm_s = measure(None, path, TIMM_PROBE)["seconds"] if m.get("timm") else 0.0
             rows.append({"checkout": path or "this", "repeat": r, "seconds": round(m["seconds"], 3),
+                         "torch_import_s": round(m.get("torch_s", float("nan")), 3), "timm_import_s": round(timm_s, 3),
+                         "rest_s": round(m["seconds"] - timm_s, 3), "dynamo_imported": bool(m.get("dynamo")),
                          "modules": m["modules"], "heavy_imports": " ".join(m["heavy"]) or "none"})
     for path in ["this", *args.pythonpath]:
         mine = [x for x in rows if x["checkout"] == path]
-        print(f"{path}: load_policy median {statistics.median(x['seconds'] for x in mine):.2f} s over "
-              f"{len(mine)} fresh processes, {mine[0]['modules']} modules, heavy imports: {mine[0]['heavy_imports']}")
+        med = {k: statistics.median(x[k] for x in mine) for k in ("seconds", "torch_import_s", "timm_import_s", "rest_s")}
+        print(f"{path}: load_policy median {med['seconds']:.2f} s after `import torch` ({med['torch_import_s']:.2f} s) "
+              f"over {len(mine)} fresh processes: timm {med['timm_import_s']:.2f} s (torch._dynamo imported: "
+              f"{mine[0]['dynamo_imported']}), the rest {med['rest_s']:.2f} s; {mine[0]['modules']} modules, heavy "
+              f"imports: {mine[0]['heavy_imports']}")
     out = results.write_csv(rows, output_path(args, NAME, "results/load_speed.csv"),
                             comments=[command(NAME, argv), f"checkpoint {args.checkpoint}; fresh process per repeat"])
     print(f"wrote {out}")
