@@ -387,6 +387,16 @@ def ladder_tables(plan_dir: Path) -> tuple[list[str], list[Path]]:
                         fx(sum(num(by[(s, sc)]["image_distance"]) for s in seeds) / len(seeds), 3)]
                        for sc in dict.fromkeys(r["scene"] for r in rows)])]
         used.append(conf)
+    for loc in sorted(plan_dir.glob("*_latent_localisation.csv")):
+        task, rows = loc.name.split("_latent_localisation")[0], read_csv(loc)
+        out += [f"### {task}: where things are, read from the latent (`benchmarks/latent_localisation.py`)",
+                "An MLP probe from the image part of the latent to each object's xy, fitted on the world model's "
+                "training frames (demos and play), error on its valid frames; a latent cost can place the block only "
+                "as precisely as the latent holds it.",
+                table(["encoder", "latent", "dim", "quantity", "RMSE (cm)", "spread (cm)", "success tolerance (cm)"],
+                      [[r["encoder"], r["latent"], r["latent_dim"], r["quantity"], fx(r["rmse_cm"], 2),
+                        fx(r["spread_cm"], 2), fx(r["tolerance_cm"], 1)] for r in rows])]
+        used.append(loc)
     return out, used
 
 

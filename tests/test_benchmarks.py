@@ -7,12 +7,13 @@ import importlib
 from pathlib import Path
 
 import pytest
+import torch
 
 from benchmarks import _output
 
 BENCHMARKS = ("camera_framing", "costs", "load_speed", "dift_sweep", "encoder_speed", "env_speed", "planner_speed", "precision_speed",
               "policy_latency", "pretrain_ablation", "probe_gate", "sweep_choices", "sweep_cost", "sweep_profile", "budget_pilot",
-              "transfer_protocols", "goal_confound")
+              "transfer_protocols", "goal_confound", "latent_localisation")
 #: Generators of committed docs from committed CSVs (not measurements): they rewrite their own file, with --check.
 DOC_GENERATORS = ("report",)
 FOLDER = Path(__file__).resolve().parent.parent / "benchmarks"
@@ -85,3 +86,13 @@ def test_probe_gate_reproduces_the_committed_gate_table():
         row = gate_row(ref["encoder"], ref["task"], ref["budget"],
                        read_probe_csv(folder / f"{ref['task']}_{ref['encoder']}.csv"))
         assert {k: str(v) for k, v in row.items() if k in ref} == {k: v for k, v in ref.items() if k in row}
+
+
+def test_localisation_probe_reads_a_position_a_latent_holds_and_not_one_it_lacks():
+    from benchmarks.latent_localisation import probe_rmse
+
+    gen = torch.Generator().manual_seed(0)
+    y = torch.rand(2000, 2, generator=gen) * 0.2                      # two positions, metres
+    z = torch.cat([y[:, :1] * 10, torch.randn(2000, 7, generator=gen)], 1)  # holds the first, not the second
+    rmse = probe_rmse(z[:1500], y[:1500], z[1500:], y[1500:], steps=400)
+    assert rmse[0] < 0.01 < 0.05 < rmse[1]  # ~the spread (0.2 / sqrt(12) = 0.058) where nothing is held
