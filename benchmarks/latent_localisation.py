@@ -10,7 +10,8 @@ its :class:`planners.latent.LatentMap` (``grid`` × ``grid`` cells × ``dim`` pr
 image part only: proprio would hand the gripper over) and with the same map refitted at each of ``--grids`` (the
 same ``dim``), and fits one MLP probe per latent (2 × 256, AdamW 1e-3, batch 256, ``--steps`` steps, seed 0) from
 the latent to the privileged block, gripper and goal xy (metres). Reported: the root-mean-square error on the valid
-frames per quantity in cm (xy pooled), against the task's success tolerance, and the spread of each quantity (the
+frames per quantity in cm (xy pooled, and x — across the image — and y — depth, away from the front camera —
+apart), against the task's success tolerance, and the spread of each quantity (the
 error of predicting its mean). Writes runs/benchmarks/latent_localisation/ (``--commit``:
 results/plan/<task>_latent_localisation.csv).
 """
@@ -122,10 +123,12 @@ def main(argv: list[str] | None = None) -> int:
             xy = slice(2 * j, 2 * j + 2)
             rows.append({"task": task, "encoder": spec.label, "latent": name, "latent_dim": int(z_train.shape[1]),
                          "quantity": q.removesuffix("_pos"), "rmse_cm": round(100 * float(np.sqrt((rmse[xy] ** 2).mean())), 2),
+                         "rmse_x_cm": round(100 * float(rmse[2 * j]), 2), "rmse_y_cm": round(100 * float(rmse[2 * j + 1]), 2),
                          "spread_cm": round(100 * float(np.sqrt((spread[xy] ** 2).mean())), 2),
                          "tolerance_cm": round(100 * tolerance, 1), "train_frames": len(z_train),
                          "valid_frames": len(z_valid)})
-            print(f"{spec.label} {name}: {q} xy RMSE {rows[-1]['rmse_cm']:.2f} cm (spread {rows[-1]['spread_cm']:.2f} "
+            print(f"{spec.label} {name}: {q} xy RMSE {rows[-1]['rmse_cm']:.2f} cm (x {rows[-1]['rmse_x_cm']:.2f}, y "
+                  f"{rows[-1]['rmse_y_cm']:.2f}; spread {rows[-1]['spread_cm']:.2f} "
                   f"cm; success tolerance {rows[-1]['tolerance_cm']:.1f} cm)")
     path = output_path(args, NAME, f"results/plan/{task}_latent_localisation.csv")
     write_csv(rows, path, comments=[command(NAME, argv), f"world model {Path(args.model).name}; its files "
