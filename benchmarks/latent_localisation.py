@@ -1,7 +1,7 @@
 """How precisely does a planner latent say where things are? (issue 21: can a latent cost plan push at all?)
 
-    python -m benchmarks.latent_localisation --model runs/plan/<task>_<encoder>_pooled_mlp_<key>.pt
-        [--grids 3 6] [--steps 3000] [--commit | --out PATH]
+    python -m benchmarks.latent_localisation --model runs/plan/<task>_<encoder>_pooled_mlp_<key>.pt [MODEL ...]
+        [--task push] [--grids 6] [--steps 3000] [--commit | --out PATH]
 
 A latent cost — a goal image's latent distance or a learned reward — can steer the block to the goal only if the
 latent holds the block's position to well within the task's success tolerance (push: 4 cm). This reads the world
@@ -54,17 +54,8 @@ def probe_rmse(z_train: torch.Tensor, y_train: torch.Tensor, z_valid: torch.Tens
     return ((pred - y_valid) ** 2).mean(0).sqrt().numpy()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="a world-model checkpoint written by `robrep plan`")
-    parser.add_argument("--grids", type=int, nargs="+", default=[6], help="finer pooling grids to compare")
-    parser.add_argument("--steps", type=int, default=3000)
-    parser.add_argument("--cache-dir", default="cache/features")
-    add_output_args(parser, NAME, "results/plan/<task>_latent_localisation.csv")
-    args = parser.parse_args(argv)
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    torch.set_num_threads(1)
-
+def localise(model: str, task: str, grids: list[int], steps: int, cache_dir: str) -> tuple[list[dict], str]:
+    """The rows of one world model (its latent and each of ``grids``, every quantity) and a note naming it."""
     from envs.registration import make_env
     from envs.state import split_state
     from planners.data import concat, load_cells
@@ -74,23 +65,23 @@ def main(argv: list[str] | None = None) -> int:
     from robrep.data.feature_cache import FeatureCache, compute_features
     from robrep.encoders.spec import EncoderSpec
 
-    latent, _, payload = load_world_model(args.model)
+    latent, _, payload = load_world_model(model)
     enc, record = payload["encoder"], payload["record"]
-    task = Path(args.model).name.split("_")[0]
     spec = EncoderSpec(**{k: enc[k] for k in ("name", "weights", "arch", "init_seed", "weights_resolved")},
                        precision=enc.get("precision", "float32"))
     encoder = spec.load("cpu")
+    label = spec.label if spec.weights else f"{spec.label}_random"  # the sweep's name of a random-init arm
     env = make_env(task)
     state_spec, tolerance = env.unwrapped.state_spec, float(getattr(env.unwrapped, "goal_tolerance", float("nan")))
     env.close()
 
     base = {**latent.config(), "use_proprio": False}
     maps = {f"planner latent ({latent.grid}x{latent.grid}x{latent.dim})": LatentMap(**base)}
-    maps.update({f"{g}x{g}x{latent.dim}": LatentMap(**{**base, "grid": g}) for g in args.grids if g != latent.grid})
+    maps.update({f"{g}x{g}x{latent.dim}": LatentMap(**{**base, "grid": g}) for g in grids if g != latent.grid})
     parts: dict[str, dict[str, list]] = {name: {"train": [], "valid": []} for name in maps}
     for path in record["files"]:
         with torch.inference_mode():
-            cache_file = compute_features(encoder, path, args.cache_dir, encoder_name=spec.label,
+            cache_file = compute_features(encoder, path, cache_dir, encoder_name=spec.label,
                                           use_language=bool(enc.get("use_language")), progress=False)
         with DemoFile(path) as f:
             valid = f.demo_names("valid")
@@ -104,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, m in maps.items():
         train, valid = concat(parts[name]["train"]), concat(parts[name]["valid"])
         if train.state is None or valid.state is None:
-            raise SystemExit(f"{args.model}'s files lack obs/state: no privileged positions to probe")
+            raise SystemExit(f"{model}'s files lack obs/state: no privileged positions to probe")
         if name.startswith("planner latent"):
             m.load_state_dict({k: v for k, v in payload["latent_state"].items() if k in m.state_dict()})
         else:
@@ -117,22 +108,44 @@ def main(argv: list[str] | None = None) -> int:
         with torch.no_grad():
             z_train, z_valid = m.map_cells(train.cells, train.proprio), m.map_cells(valid.cells, valid.proprio)
         y_train, y_valid = targets(train), targets(valid)
-        rmse = probe_rmse(z_train, y_train, z_valid, y_valid, args.steps)
+        rmse = probe_rmse(z_train, y_train, z_valid, y_valid, steps)
         spread = y_valid.std(0).numpy()
         for j, q in enumerate(QUANTITIES):
             xy = slice(2 * j, 2 * j + 2)
-            rows.append({"task": task, "encoder": spec.label, "latent": name, "latent_dim": int(z_train.shape[1]),
+            rows.append({"task": task, "encoder": label, "latent": name, "latent_dim": int(z_train.shape[1]),
                          "quantity": q.removesuffix("_pos"), "rmse_cm": round(100 * float(np.sqrt((rmse[xy] ** 2).mean())), 2),
                          "rmse_x_cm": round(100 * float(rmse[2 * j]), 2), "rmse_y_cm": round(100 * float(rmse[2 * j + 1]), 2),
                          "spread_cm": round(100 * float(np.sqrt((spread[xy] ** 2).mean())), 2),
                          "tolerance_cm": round(100 * tolerance, 1), "train_frames": len(z_train),
                          "valid_frames": len(z_valid)})
-            print(f"{spec.label} {name}: {q} xy RMSE {rows[-1]['rmse_cm']:.2f} cm (x {rows[-1]['rmse_x_cm']:.2f}, y "
+            print(f"{label} {name}: {q} xy RMSE {rows[-1]['rmse_cm']:.2f} cm (x {rows[-1]['rmse_x_cm']:.2f}, y "
                   f"{rows[-1]['rmse_y_cm']:.2f}; spread {rows[-1]['spread_cm']:.2f} "
                   f"cm; success tolerance {rows[-1]['tolerance_cm']:.1f} cm)")
-    path = output_path(args, NAME, f"results/plan/{task}_latent_localisation.csv")
-    write_csv(rows, path, comments=[command(NAME, argv), f"world model {Path(args.model).name}; its files "
-                                    f"{', '.join(record['files'])}; trained by: {record['command']}"])
+    return rows, (f"world model {Path(model).name}: encoder {label} weights {spec.weights}; its files "
+                  f"{', '.join(record['files'])}; trained by: {record['command']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, nargs="+",
+                        help="world-model checkpoints written by `robrep plan` (one task; e.g. an encoder and its "
+                             "random init)")
+    parser.add_argument("--task", default="push", help="the world models' task (one with a block and a goal)")
+    parser.add_argument("--grids", type=int, nargs="+", default=[6], help="finer pooling grids to compare")
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--cache-dir", default="cache/features")
+    add_output_args(parser, NAME, "results/plan/<task>_latent_localisation.csv")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    torch.set_num_threads(1)
+
+    rows, notes = [], []
+    for model in args.model:
+        model_rows, note = localise(model, args.task, args.grids, args.steps, args.cache_dir)
+        rows += model_rows
+        notes.append(note)
+    path = output_path(args, NAME, f"results/plan/{args.task}_latent_localisation.csv")
+    write_csv(rows, path, comments=[command(NAME, argv), *notes])
     print(f"wrote {path}")
     return 0
 
