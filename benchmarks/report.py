@@ -393,10 +393,11 @@ def ladder_tables(plan_dir: Path) -> tuple[list[str], list[Path]]:
                 "An MLP probe from the image part of the latent to each object's xy, fitted on the world model's "
                 "training frames (demos and play), error on its valid frames; a latent cost can place the block only "
                 "as precisely as the latent holds it.",
-                table(["encoder", "latent", "dim", "quantity", "RMSE (cm)", "x (cm)", "y, depth (cm)", "spread (cm)",
+                table(["encoder", "latent", "dim", "quantity", "RMSE (cm)", "x (cm)", "y, depth (cm)", "median (cm)", "p90 (cm)", "spread (cm)",
                        "success tolerance (cm)"],
                       [[r["encoder"], r["latent"], r["latent_dim"], r["quantity"], fx(r["rmse_cm"], 2),
-                        fx(r.get("rmse_x_cm"), 2), fx(r.get("rmse_y_cm"), 2),
+                        fx(r.get("rmse_x_cm"), 2), fx(r.get("rmse_y_cm"), 2), fx(r.get("median_cm"), 2),
+                        fx(r.get("p90_cm"), 2),
                         fx(r["spread_cm"], 2), fx(r["tolerance_cm"], 1)] for r in rows])]
         used.append(loc)
     return out, used
