@@ -350,10 +350,11 @@ def ladder_tables(plan_dir: Path) -> tuple[list[str], list[Path]]:
                 "learned transition model and the latent cost. `dev` rows are development layouts (settings chosen "
                 "there), `test` rows the reported layouts; success with its Wilson 95 % interval.",
                 table(["task", "rung", "encoder", "split", "episodes", "success", "mean length", "H × repeat",
-                       "samples / elites / iters", "cost", "ms/action", "ms/plan"],
+                       "samples / elites / iters", "cost", "world model (c)", "ms/action", "ms/plan"],
                       [[r["task"], r["rung"], r["encoder"], r["eval_split"], r["episodes"], rate(r),
                         fx(r["mean_length"], 1), f"{r['horizon']} × {r['action_repeat']}",
-                        f"{r['samples']} / {r['elites']} / {r['iterations']}", r["cost"], fx(r["ms_per_action"], 1),
+                        f"{r['samples']} / {r['elites']} / {r['iterations']}", r["cost"], r.get("world_model", ""),
+                        fx(r["ms_per_action"], 1),
                         fx(r["ms_per_plan"], 1)] for r in rows])]
         used.append(ladder)
     for mono in sorted(plan_dir.glob("*_cost_monotonicity.csv")):

@@ -311,7 +311,15 @@ RUNGS = {"a": ("simulator", "privileged state"), "b": ("simulator", "latent of r
          "c": ("learned transition model", "latent")}
 LADDER_KEY = ("task", "encoder", "rung", "eval_split", "episodes", "horizon", "action_repeat", "samples", "elites",
               "iterations", "cost", "approach_weight", "subgoal_ahead", "use_proprio", "proprio_weight", "goal_settle",
-              "running_weight")
+              "running_weight", "world_model")
+
+
+def world_model_label(cfg: DictConfig) -> str:
+    """Rung (c)'s transition model in one cell: dynamics name, frameskip, its kwargs and training steps
+    (``pooled_mlp ×5 hidden=256 layers=2, 3000 steps``)."""
+    dyn = OmegaConf.to_container(cfg.dynamics, resolve=True)
+    kwargs = " ".join(f"{k}={v}" for k, v in sorted(dict(dyn.get("kwargs") or {}).items()))
+    return f"{dyn['name']} ×{int(dyn.get('frameskip', 1))} {kwargs}, {int(cfg.train.steps)} steps"
 
 
 def cost_label(cfg: DictConfig) -> str:
@@ -336,6 +344,7 @@ def ladder_row(cfg: DictConfig, rung: str, encoder: str, result, planner, split:
             "proprio_weight": float(cfg.planner.proprio_weight) if rung != "a" and cfg.use_proprio else "",
             "goal_settle": int(cfg.planner.goal_settle) if rung != "a" else "",
             "running_weight": float(cfg.planner.running_weight),
+            "world_model": world_model_label(cfg) if rung == "c" else "",
             "ms_per_action": round(planner.ms_per_action, 2),
             "ms_per_plan": round(planner.ms_per_plan, 2), "command": results.command_line()}
 
@@ -353,6 +362,20 @@ def write_ladder(path: Path, rows: list[dict[str, Any]]) -> Path:
     for task in dict.fromkeys(str(r["task"]) for r in rows):
         plot_ladder([r for r in table if str(r["task"]) == task], path.parent / f"ladder_{task}.png")
     return out
+
+
+#: The default rung-(c) transition model (``configs/dynamics/pooled_mlp.yaml``, ``train.steps``) without the frameskip:
+#: the ladder plot names a row's world model only when it is another.
+DEFAULT_WORLD_MODEL = ("pooled_mlp", "hidden=256 layers=2, 3000 steps")
+
+
+def _world_model_note(row: dict[str, Any]) -> str:
+    """``"\n<world model>"`` for a plot label when ``row``'s transition model is not the default, else ``""``."""
+    wm = str(row.get("world_model") or "")
+    name, _, rest = wm.partition(" ×")
+    if not wm or (name == DEFAULT_WORLD_MODEL[0] and rest.partition(" ")[2] == DEFAULT_WORLD_MODEL[1]):
+        return ""
+    return "\n" + name + " " + rest.partition(" ")[2].replace(" steps", "")
 
 
 def plot_ladder(rows: list[dict[str, Any]], path: Path) -> Path:
@@ -374,7 +397,8 @@ def plot_ladder(rows: list[dict[str, Any]], path: Path) -> Path:
                                      f"H{r['horizon']}×{r['action_repeat']}"
                                      + ("" if r["rung"] == "a" else f"\n{r['cost']}"
                                         + (f" sg{r['subgoal_ahead']}" if str(r.get("subgoal_ahead", "0")) not in
-                                           ("", "0") else "")) for r in rows], fontsize=5)
+                                           ("", "0") else "")
+                                        + _world_model_note(r)) for r in rows], fontsize=5)
     ax.set_ylim(-0.03, 1.03)
     ax.set_ylabel("success (Wilson 95 %)")
     task = rows[0]["task"] if rows else ""

@@ -543,9 +543,26 @@ def test_ladder_table_keeps_rows_written_before_a_column_existed(tmp_path):
             "approach_weight": "", "subgoal_ahead": 0, "ms_per_action": 1.0, "ms_per_plan": 1.0, "command": "x"}
     old = {k: v for k, v in base.items()}
     write_csv([old], tmp_path / "ladder.csv")  # a table from before use_proprio ... running_weight were columns
-    new = {**base, "use_proprio": True, "proprio_weight": 10.0, "goal_settle": 5, "running_weight": 0.1}
+    new = {**base, "use_proprio": True, "proprio_weight": 10.0, "goal_settle": 5, "running_weight": 0.1,
+           "world_model": "pooled_mlp ×1 hidden=256 layers=2, 3000 steps"}
     assert set(LADDER_KEY) <= set(new)
     write_ladder(tmp_path / "ladder.csv", [new])
     rows = read_csv(tmp_path / "ladder.csv")
     assert len(rows) == 2 and rows[0]["goal_settle"] == "" and rows[1]["goal_settle"] == "5"
     assert (tmp_path / "ladder_reach.png").exists()
+    # another transition model on the same settings is another row; the same one again replaces its row
+    other = {**new, "world_model": "token_transformer ×1 depth=2 heads=4 width=64, 3000 steps", "successes": 2}
+    write_ladder(tmp_path / "ladder.csv", [other, {**new, "successes": 0}])
+    rows = read_csv(tmp_path / "ladder.csv")
+    assert len(rows) == 3 and sorted(r["successes"] for r in rows[1:]) == ["0", "2"]
+
+
+def test_world_model_label_names_the_transition_model_and_its_training():
+    from planners.experiment import _world_model_note, world_model_label
+    from robrep.config import compose
+
+    label = world_model_label(compose("plan", ["dynamics.frameskip=5", "train.steps=100"]))
+    assert label == "pooled_mlp ×5 hidden=256 layers=2, 100 steps"
+    assert _world_model_note({"world_model": "pooled_mlp ×5 hidden=256 layers=2, 3000 steps"}) == ""
+    assert "token_transformer" in _world_model_note({"world_model": world_model_label(
+        compose("plan", ["dynamics=token_transformer"]))})
