@@ -69,18 +69,19 @@ def tail(res: Path, pngs: list[Path], csvs: list[Path]) -> list[str]:
 
 
 SWEEPS = {  # sweep directory: (title, what it measures)
-    "push": ("Full data-efficiency sweep: push (`robrep sweep task=push`)",
-             "Every arm at several demo counts N and training seeds: frozen encoders (full-budget weights, default "
-             "readout, MLP head) against end-to-end arms trained from scratch on the same demos, all evaluated on the "
-             "same held-out layouts and compared episode by episode. `*_shift` heads train on seeded translated "
-             "feature copies (the frozen counterpart of the CNN's random shift). From-scratch arms train a fixed "
-             "number of steps whatever N is: at the largest N they are step-limited rather than data-limited."),
     "push_fair2": ("The benchmark: push under one training rule (`robrep sweep task=push`)",
                    "The default arms — four families, CLIP's patch tokens, each family at random initialisation, the "
                    "from-scratch CNN — under one training rule (the budget and early-stopping threshold chosen by the "
                    "budget pilot on valid demos), equal tuning on valid demos and equal shift augmentation, five "
                    "training seeds, evaluated on the 100 test layouts (README: the benchmark's rules). Run N by N, "
                    "smallest first; while it runs, the N present are the N finished."),
+    "push": ("The earlier push sweep, before one training rule (superseded by the benchmark above)",
+             "Every arm at several demo counts N and training seeds: frozen encoders (full-budget weights, default "
+             "readout, MLP head) against end-to-end arms trained from scratch on the same demos, all evaluated on the "
+             "same held-out layouts and compared episode by episode. `*_shift` heads train on seeded translated "
+             "feature copies (the frozen counterpart of the CNN's random shift). From-scratch arms train a fixed "
+             "number of steps whatever N is: at the largest N they are step-limited rather than data-limited, so its "
+             "comparisons are not encoder effects (issue 20); kept as the record of what the benchmark replaced."),
     "push_fair": ("The benchmark's first run, stopped (the 20-epoch rule)",
                   "The default arms under the 20-epoch rule, stopped because that budget bound in most tuning runs."),
     "push_quick": ("Main job: the quick sweep (`robrep quickstart`)",
