@@ -315,11 +315,13 @@ LADDER_KEY = ("task", "encoder", "rung", "eval_split", "episodes", "horizon", "a
 
 
 def world_model_label(cfg: DictConfig) -> str:
-    """Rung (c)'s transition model in one cell: dynamics name, frameskip, its kwargs and training steps
-    (``pooled_mlp ×5 hidden=256 layers=2, 3000 steps``)."""
+    """Rung (c)'s transition model in one cell: dynamics name, frameskip, its kwargs, its latent (grid × grid cells ×
+    principal components) and training steps (``pooled_mlp ×5 hidden=256 layers=2, 3x3x16, 3000 steps``)."""
     dyn = OmegaConf.to_container(cfg.dynamics, resolve=True)
     kwargs = " ".join(f"{k}={v}" for k, v in sorted(dict(dyn.get("kwargs") or {}).items()))
-    return f"{dyn['name']} ×{int(dyn.get('frameskip', 1))} {kwargs}, {int(cfg.train.steps)} steps"
+    lat = dyn.get("latent") or {}
+    grid = f"{lat.get('grid')}x{lat.get('grid')}x{lat.get('dim')}"
+    return f"{dyn['name']} ×{int(dyn.get('frameskip', 1))} {kwargs}, {grid}, {int(cfg.train.steps)} steps"
 
 
 def cost_label(cfg: DictConfig) -> str:
@@ -366,7 +368,7 @@ def write_ladder(path: Path, rows: list[dict[str, Any]]) -> Path:
 
 #: The default rung-(c) transition model (``configs/dynamics/pooled_mlp.yaml``, ``train.steps``) without the frameskip:
 #: the ladder plot names a row's world model only when it is another.
-DEFAULT_WORLD_MODEL = ("pooled_mlp", "hidden=256 layers=2, 3000 steps")
+DEFAULT_WORLD_MODEL = ("pooled_mlp", "hidden=256 layers=2, 3x3x16, 3000 steps")
 
 
 def _world_model_note(row: dict[str, Any]) -> str:

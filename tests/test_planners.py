@@ -562,7 +562,8 @@ def test_world_model_label_names_the_transition_model_and_its_training():
     from robrep.config import compose
 
     label = world_model_label(compose("plan", ["dynamics.frameskip=5", "train.steps=100"]))
-    assert label == "pooled_mlp ×5 hidden=256 layers=2, 100 steps"
-    assert _world_model_note({"world_model": "pooled_mlp ×5 hidden=256 layers=2, 3000 steps"}) == ""
+    assert label == "pooled_mlp ×5 hidden=256 layers=2, 3x3x16, 100 steps"
+    assert _world_model_note({"world_model": "pooled_mlp ×5 hidden=256 layers=2, 3x3x16, 3000 steps"}) == ""
+    assert "6x6x16" in _world_model_note({"world_model": world_model_label(compose("plan", ["dynamics.latent.grid=6"]))})
     assert "token_transformer" in _world_model_note({"world_model": world_model_label(
         compose("plan", ["dynamics=token_transformer"]))})
