@@ -82,8 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 
     latent, _, payload = load_world_model(args.model)
     enc = payload["encoder"]
-    spec = EncoderSpec(**{k: enc[k] for k in ("name", "weights", "arch", "init_seed", "weights_resolved")},
-                       precision=enc.get("precision", "float32"))
+    spec = EncoderSpec.from_record(enc)
     encoder = spec.load("cpu")
     if encoder.weights_hash() != enc["identity"]["weights_hash"]:
         raise SystemExit(f"{spec.weights} is not the encoder {args.model} was trained on")

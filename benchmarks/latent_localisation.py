@@ -11,8 +11,8 @@ image part only: proprio would hand the gripper over) and with the same map refi
 same ``dim``), and fits one MLP probe per latent (2 × 256, AdamW 1e-3, batch 256, ``--steps`` steps, seed 0) from
 the latent to the privileged block, gripper and goal xy (metres). Reported: the root-mean-square error on the valid
 frames per quantity in cm (xy pooled, and x — across the image — and y — depth, away from the front camera —
-apart; the median and 90th percentile of the xy error's length), against the task's success tolerance, and the spread of each quantity (the
-error of predicting its mean). Writes runs/benchmarks/latent_localisation/ (``--commit``:
+apart; the median and 90th percentile of the xy error's length), against the task's success tolerance, and the
+spread of each quantity (the error of predicting its mean). Writes runs/benchmarks/latent_localisation/ (``--commit``:
 results/plan/<task>_latent_localisation.csv).
 """
 
@@ -53,29 +53,21 @@ def probe(z_train: torch.Tensor, y_train: torch.Tensor, z_valid: torch.Tensor, s
         return net(z_valid) * sd + mu
 
 
-def probe_rmse(z_train: torch.Tensor, y_train: torch.Tensor, z_valid: torch.Tensor, y_valid: torch.Tensor,
-               steps: int, seed: int = 0) -> np.ndarray:
-    """:func:`probe`'s valid RMSE per column ``(Q,)`` in ``y``'s units."""
-    return ((probe(z_train, y_train, z_valid, steps, seed) - y_valid) ** 2).mean(0).sqrt().numpy()
-
-
 def localise(model: str, task: str, grids: list[int], steps: int, cache_dir: str) -> tuple[list[dict], str]:
     """The rows of one world model (its latent and each of ``grids``, every quantity) and a note naming it."""
     from envs.registration import make_env
     from envs.state import split_state
-    from planners.data import concat, load_cells
+    from planners.data import concat, load_cells, valid_split
     from planners.latent import LatentMap
     from planners.world_model import load_world_model
-    from robrep.data.demo_file import DemoFile
     from robrep.data.feature_cache import FeatureCache, compute_features
     from robrep.encoders.spec import EncoderSpec
 
     latent, _, payload = load_world_model(model)
     enc, record = payload["encoder"], payload["record"]
-    spec = EncoderSpec(**{k: enc[k] for k in ("name", "weights", "arch", "init_seed", "weights_resolved")},
-                       precision=enc.get("precision", "float32"))
+    spec = EncoderSpec.from_record(enc)
     encoder = spec.load("cpu")
-    label = spec.label if spec.weights else f"{spec.label}_random"  # the sweep's name of a random-init arm
+    label = spec.run_label
     env = make_env(task)
     state_spec, tolerance = env.unwrapped.state_spec, float(getattr(env.unwrapped, "goal_tolerance", float("nan")))
     env.close()
@@ -88,9 +80,7 @@ def localise(model: str, task: str, grids: list[int], steps: int, cache_dir: str
         with torch.inference_mode():
             cache_file = compute_features(encoder, path, cache_dir, encoder_name=spec.label,
                                           use_language=bool(enc.get("use_language")), progress=False)
-        with DemoFile(path) as f:
-            valid = f.demo_names("valid")
-            split = {"valid": valid, "train": [n for n in f.demo_names() if n not in set(valid)]}
+        split = valid_split(path)
         with FeatureCache(cache_file, encoder) as cache:
             for name, m in maps.items():
                 for key, names in split.items():
@@ -119,8 +109,10 @@ def localise(model: str, task: str, grids: list[int], steps: int, cache_dir: str
         for j, q in enumerate(QUANTITIES):
             xy = slice(2 * j, 2 * j + 2)
             rows.append({"task": task, "encoder": label, "latent": name, "latent_dim": int(z_train.shape[1]),
-                         "quantity": q.removesuffix("_pos"), "rmse_cm": round(100 * float(np.sqrt((rmse[xy] ** 2).mean())), 2),
-                         "rmse_x_cm": round(100 * float(rmse[2 * j]), 2), "rmse_y_cm": round(100 * float(rmse[2 * j + 1]), 2),
+                         "quantity": q.removesuffix("_pos"),
+                         "rmse_cm": round(100 * float(np.sqrt((rmse[xy] ** 2).mean())), 2),
+                         "rmse_x_cm": round(100 * float(rmse[2 * j]), 2),
+                         "rmse_y_cm": round(100 * float(rmse[2 * j + 1]), 2),
                          "median_cm": round(100 * float(err[:, xy].norm(dim=1).median()), 2),
                          "p90_cm": round(100 * float(err[:, xy].norm(dim=1).quantile(0.9)), 2),
                          "spread_cm": round(100 * float(np.sqrt((spread[xy] ** 2).mean())), 2),

@@ -6,8 +6,8 @@ Each repeat starts a new Python process (so no module is cached), times ``import
 process already pays), then ``from policies import load_policy; load_policy(CHECKPOINT)``, and splits the second
 into its third-party part — timm, which imports torchvision, whose ``ops`` import ``torch._dynamo`` — and the rest
 (robrep's modules, the checkpoint read, building the model). It records which heavy libraries the load pulled in
-(diffusers, pretraining code, training code). ``--pythonpath`` puts another checkout first (e.g. a worktree of an older commit, for a before/after ratio
-in one run on an idle CPU). Prints the median and writes one row per (checkout, repeat).
+(diffusers, pretraining code, training code). ``--pythonpath`` puts another checkout first (e.g. a worktree of an
+older commit, for a before/after ratio in one run on an idle CPU). Prints the median and writes one row per (checkout, repeat).
 """
 
 from __future__ import annotations

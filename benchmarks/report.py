@@ -355,8 +355,7 @@ def ladder_tables(plan_dir: Path) -> tuple[list[str], list[Path]]:
                       [[r["task"], r["rung"], r["encoder"], r["eval_split"], r["episodes"], rate(r),
                         fx(r["mean_length"], 1), f"{r['horizon']} × {r['action_repeat']}",
                         f"{r['samples']} / {r['elites']} / {r['iterations']}", r["cost"], r.get("world_model", ""),
-                        fx(r["ms_per_action"], 1),
-                        fx(r["ms_per_plan"], 1)] for r in rows])]
+                        fx(r["ms_per_action"], 1), fx(r["ms_per_plan"], 1)] for r in rows])]
         used.append(ladder)
     for mono in sorted(plan_dir.glob("*_cost_monotonicity.csv")):
         task = mono.name.split("_cost_monotonicity")[0]
@@ -395,12 +394,12 @@ def ladder_tables(plan_dir: Path) -> tuple[list[str], list[Path]]:
                 "An MLP probe from the image part of the latent to each object's xy, fitted on the world model's "
                 "training frames (demos and play), error on its valid frames; a latent cost can place the block only "
                 "as precisely as the latent holds it.",
-                table(["encoder", "latent", "dim", "quantity", "RMSE (cm)", "x (cm)", "y, depth (cm)", "median (cm)", "p90 (cm)", "spread (cm)",
-                       "success tolerance (cm)"],
-                      [[r["encoder"], r["latent"], r["latent_dim"], r["quantity"], fx(r["rmse_cm"], 2),
-                        fx(r.get("rmse_x_cm"), 2), fx(r.get("rmse_y_cm"), 2), fx(r.get("median_cm"), 2),
-                        fx(r.get("p90_cm"), 2),
-                        fx(r["spread_cm"], 2), fx(r["tolerance_cm"], 1)] for r in rows])]
+                table(["encoder", "latent", "dim", "quantity", "RMSE (cm)", "x (cm)", "y, depth (cm)", "median (cm)",
+                       "p90 (cm)", "spread (cm)", "success tolerance (cm)"],
+                      [[r["encoder"], r["latent"], r["latent_dim"], r["quantity"],
+                        *(fx(r.get(k), 2) for k in ("rmse_cm", "rmse_x_cm", "rmse_y_cm", "median_cm", "p90_cm",
+                                                    "spread_cm")),
+                        fx(r["tolerance_cm"], 1)] for r in rows])]
         used.append(loc)
     return out, used
 

@@ -10,6 +10,7 @@ H-step windows: ``obs[t]`` is observed before ``actions[t]``, so a window from f
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -30,6 +31,14 @@ class EpisodeCells:
     actions: torch.Tensor
     lengths: list[int]
     state: torch.Tensor | None = None
+
+
+def valid_split(demo_path: str | Path) -> dict[str, list[str]]:
+    """``{"valid": the file's mask/valid episodes, "train": every other episode}``: the world model's split of a demo
+    or play file (its transition model and reward train on ``train``; diagnostics read ``valid``)."""
+    with DemoFile(demo_path) as f:
+        valid = f.demo_names("valid")
+        return {"valid": valid, "train": [n for n in f.demo_names() if n not in set(valid)]}
 
 
 def load_cells(demo_path: str, cache: FeatureCache, names: Sequence[str], latent: LatentMap) -> EpisodeCells:

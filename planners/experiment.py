@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from planners.cem import CEMConfig
 from planners.world_model import (load_progress_model, load_world_model, progress_path, save_progress_model,
                                   save_world_model)
-from planners.data import Transitions, concat, load_cells, load_tokens
+from planners.data import Transitions, concat, load_cells, load_tokens, valid_split
 from planners.diagnostics import bound_table, cost_monotonicity, steps_to_go
 from planners.dynamics import build_dynamics
 from planners.latent import LatentMap
@@ -75,9 +75,7 @@ def train_world_model(cfg: DictConfig, spec, encoder, files: list[Path], out: Pa
         with torch.inference_mode():
             cache_file = compute_features(encoder, path, cfg.cache_dir, encoder_name=spec.label,
                                           use_language=cfg.use_language, progress=cfg.progress)
-        with DemoFile(path) as f:
-            split = {"valid": f.demo_names("valid")}
-            split["train"] = [n for n in f.demo_names() if n not in set(split["valid"])]
+        split = valid_split(path)
         caches[path] = (cache_file, split)
         with FeatureCache(cache_file, encoder) as cache:
             for key, names in split.items():
@@ -317,11 +315,14 @@ LADDER_KEY = ("task", "encoder", "rung", "eval_split", "episodes", "horizon", "a
 def world_model_label(cfg: DictConfig) -> str:
     """Rung (c)'s transition model in one cell: dynamics name, frameskip, its kwargs, its latent (grid × grid cells ×
     principal components) and training steps (``pooled_mlp ×5 hidden=256 layers=2, 3x3x16, 3000 steps``)."""
-    dyn = OmegaConf.to_container(cfg.dynamics, resolve=True)
+    return _world_model_label(OmegaConf.to_container(cfg.dynamics, resolve=True), int(cfg.train.steps))
+
+
+def _world_model_label(dyn: dict[str, Any], steps: int) -> str:
     kwargs = " ".join(f"{k}={v}" for k, v in sorted(dict(dyn.get("kwargs") or {}).items()))
     lat = dyn.get("latent") or {}
     grid = f"{lat.get('grid')}x{lat.get('grid')}x{lat.get('dim')}"
-    return f"{dyn['name']} ×{int(dyn.get('frameskip', 1))} {kwargs}, {grid}, {int(cfg.train.steps)} steps"
+    return f"{dyn['name']} ×{int(dyn.get('frameskip', 1))} {kwargs}, {grid}, {steps} steps"
 
 
 def cost_label(cfg: DictConfig) -> str:
@@ -366,18 +367,30 @@ def write_ladder(path: Path, rows: list[dict[str, Any]]) -> Path:
     return out
 
 
-#: The default rung-(c) transition model (``configs/dynamics/pooled_mlp.yaml``, ``train.steps``) without the frameskip:
-#: the ladder plot names a row's world model only when it is another.
-DEFAULT_WORLD_MODEL = ("pooled_mlp", "hidden=256 layers=2, 3x3x16, 3000 steps")
+def _without_frameskip(label: str) -> str:
+    """A :func:`world_model_label` without its ``×<frameskip>`` (the plot shows H × repeat already)."""
+    name, _, rest = label.partition(" ×")
+    return f"{name} {rest.partition(' ')[2]}"
 
 
-def _world_model_note(row: dict[str, Any]) -> str:
-    """``"\n<world model>"`` for a plot label when ``row``'s transition model is not the default, else ``""``."""
+def _default_world_model() -> str:
+    """:func:`world_model_label` of ``configs/plan.yaml``'s defaults (its ``dynamics`` default and ``train.steps``),
+    read from the config files, frameskip dropped."""
+    from robrep.config import config_dir
+
+    plan = OmegaConf.load(Path(config_dir()) / "plan.yaml")
+    dynamics = next(d["dynamics"] for d in OmegaConf.to_container(plan.defaults)
+                    if isinstance(d, dict) and "dynamics" in d)
+    dyn = OmegaConf.to_container(OmegaConf.load(Path(config_dir()) / "dynamics" / f"{dynamics}.yaml"))
+    return _without_frameskip(_world_model_label(dyn, int(plan.train.steps)))
+
+
+def _world_model_note(row: dict[str, Any], default: str) -> str:
+    """``"\n<world model>"`` for a plot label when ``row``'s transition model is not ``default``, else ``""``."""
     wm = str(row.get("world_model") or "")
-    name, _, rest = wm.partition(" ×")
-    if not wm or (name == DEFAULT_WORLD_MODEL[0] and rest.partition(" ")[2] == DEFAULT_WORLD_MODEL[1]):
+    if not wm or _without_frameskip(wm) == default:
         return ""
-    return "\n" + name + " " + rest.partition(" ")[2].replace(" steps", "")
+    return "\n" + _without_frameskip(wm).replace(" steps", "")
 
 
 def plot_ladder(rows: list[dict[str, Any]], path: Path) -> Path:
@@ -389,6 +402,7 @@ def plot_ladder(rows: list[dict[str, Any]], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     rows = sorted(rows, key=lambda r: (str(r["rung"]), str(r["encoder"]), str(r["eval_split"])))
+    default = _default_world_model()
     fig, ax = plt.subplots(figsize=(max(4.0, 0.55 * len(rows) + 1.5), 3.8))
     for x, r in enumerate(rows):
         p, lo, hi = (float(r[k]) for k in ("success_rate", "ci_low", "ci_high"))
@@ -400,7 +414,7 @@ def plot_ladder(rows: list[dict[str, Any]], path: Path) -> Path:
                                      + ("" if r["rung"] == "a" else f"\n{r['cost']}"
                                         + (f" sg{r['subgoal_ahead']}" if str(r.get("subgoal_ahead", "0")) not in
                                            ("", "0") else "")
-                                        + _world_model_note(r)) for r in rows], fontsize=5)
+                                        + _world_model_note(r, default)) for r in rows], fontsize=5)
     ax.set_ylim(-0.03, 1.03)
     ax.set_ylabel("success (Wilson 95 %)")
     task = rows[0]["task"] if rows else ""
@@ -481,7 +495,7 @@ def run_plan(cfg: DictConfig) -> dict[str, Any]:
         spec = EncoderSpec.from_cfg(cfg, precision=resolve_precision(cfg.encoder_precision, cfg.device))
         encoder = spec.load(cfg.device)
         demos, play = ensure_data(cfg)
-        name = spec.label if cfg.weights else f"{spec.label}_random"  # random init (weights=null): its own row
+        name = spec.run_label  # random init (weights=null): its own row
         label = f"{cfg.task.name}_{name}_{cfg.dynamics.name}"
         model_path = Path(cfg.model or f"runs/plan/{label}_{world_model_key(cfg, encoder.weights_hash())}.pt")
         if cfg.retrain or not model_path.exists():

@@ -242,9 +242,7 @@ def load_policy(path: str | os.PathLike, device: str = "cpu", chunk_execution: s
     model.requires_grad_(False)
     encoder = None
     if record is not None and not finetuned:
-        spec = EncoderSpec(**{k: record[k] for k in ("name", "weights", "arch", "init_seed", "weights_resolved")},
-                           precision=record.get("precision", "float32"))
-        encoder = spec.load(device)
+        encoder = EncoderSpec.from_record(record).load(device)
         expected, found = record["identity"]["weights_hash"], encoder.weights_hash()
         if found != expected:
             raise PolicyCheckpointError(

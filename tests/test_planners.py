@@ -558,12 +558,15 @@ def test_ladder_table_keeps_rows_written_before_a_column_existed(tmp_path):
 
 
 def test_world_model_label_names_the_transition_model_and_its_training():
-    from planners.experiment import _world_model_note, world_model_label
+    from planners.experiment import _default_world_model, _world_model_note, world_model_label
     from robrep.config import compose
 
     label = world_model_label(compose("plan", ["dynamics.frameskip=5", "train.steps=100"]))
     assert label == "pooled_mlp ×5 hidden=256 layers=2, 3x3x16, 100 steps"
-    assert _world_model_note({"world_model": "pooled_mlp ×5 hidden=256 layers=2, 3x3x16, 3000 steps"}) == ""
-    assert "6x6x16" in _world_model_note({"world_model": world_model_label(compose("plan", ["dynamics.latent.grid=6"]))})
+    default = _default_world_model()  # from the config files: what `robrep plan` trains when nothing is overridden
+    assert default == "pooled_mlp hidden=256 layers=2, 3x3x16, 3000 steps"
+    assert _world_model_note({"world_model": "pooled_mlp ×5 hidden=256 layers=2, 3x3x16, 3000 steps"}, default) == ""
+    assert "6x6x16" in _world_model_note({"world_model": world_model_label(compose("plan", ["dynamics.latent.grid=6"]))},
+                                         default)
     assert "token_transformer" in _world_model_note({"world_model": world_model_label(
-        compose("plan", ["dynamics=token_transformer"]))})
+        compose("plan", ["dynamics=token_transformer"]))}, default)

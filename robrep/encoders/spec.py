@@ -2,14 +2,14 @@
 
 Every command and library function that needs "the encoder of this config" builds it through
 :meth:`EncoderSpec.from_cfg` and :meth:`EncoderSpec.load`; policy checkpoints, feature caches and world models
-record :meth:`EncoderSpec.to_dict`.
+record :meth:`EncoderSpec.to_dict`, and :meth:`EncoderSpec.from_record` rebuilds the spec from that record.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 
@@ -49,6 +49,11 @@ class EncoderSpec:
         """Short name for file names: the registry name, or a checkpoint's stem."""
         return Path(self.name).stem
 
+    @property
+    def run_label(self) -> str:
+        """:attr:`label`, with ``_random`` for random init (``weights=None``): the sweep's arm name of a control."""
+        return self.label if self.weights else f"{self.label}_random"
+
     def load(self, device: str | torch.device = "cpu", frozen: bool = True) -> Encoder:
         """The frozen encoder (random init is reproducible: a forked RNG seeded with ``init_seed``);
         ``frozen=False``: the same weights, trainable (a fresh module, for fine-tuning)."""
@@ -66,6 +71,13 @@ class EncoderSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> "EncoderSpec":
+        """The spec a checkpoint recorded (a policy's or world model's ``encoder`` entry: :meth:`to_dict` plus
+        whatever else it stored beside it); ``precision`` defaults to float32 for records from before it existed."""
+        return cls(**{k: record[k] for k in ("name", "weights", "arch", "init_seed", "weights_resolved")},
+                   precision=record.get("precision", "float32"))
 
     @classmethod
     def from_cfg(cls, cfg: Any, precision: str | None = None) -> "EncoderSpec":
