@@ -401,6 +401,22 @@ def ladder_tables(plan_dir: Path) -> tuple[list[str], list[Path]]:
                                                     "spread_cm")),
                         fx(r["tolerance_cm"], 1)] for r in rows])]
         used.append(loc)
+    for exp in sorted(plan_dir.glob("*_exploitation.csv")):
+        task, rows = exp.name.split("_exploitation")[0], read_csv(exp)
+        out += [f"### {task}: does the planner exploit its world model? (`benchmarks/plan_exploitation.py`)",
+                "Rung (c) with the learned task-cost reward on development layouts: at each replanning, the cost the "
+                "planner imagines at the end of the plan it chose, against the reward read from the real latent and the "
+                "privileged cost once those env steps were executed (cm; gains are the cost at planning minus the cost "
+                "after). An imagined gain the real latents do not show is the transition model's; one they show but "
+                "the true cost does not is the reward's. Risk: the ensemble's pessimism (mean + risk × spread).",
+                table(["encoder", "world model", "risk", "episodes", "successes", "plans", "true cost at plan",
+                       "imagined after", "true after", "imagined gain", "real-latent gain", "true gain",
+                       "Spearman (imagined, true)"],
+                      [[r["encoder"], r["world_model"], r["risk"], r["episodes"], r["successes"], r["compared_plans"],
+                        fx(r["true_cost_at_plan_cm"], 1), fx(r["imagined_cost_cm"], 1), fx(r["true_cost_after_cm"], 1),
+                        fx(r["imagined_gain_cm"], 1), fx(r["real_latent_gain_cm"], 1), fx(r["true_gain_cm"], 1),
+                        fx(r["spearman_imagined_true"], 2)] for r in rows])]
+        used.append(exp)
     return out, used
 
 

@@ -7,6 +7,8 @@ of start latents ``(B, *S)`` through action sequences ``(B, H, A)`` in H batched
 * :class:`PooledMLP` — latent ``(B, L)``: MLP on ``[z, a]``.
 * :class:`TokenPredictor` — latent ``(B, T, d)`` tokens (DINO-WM-style): the action is embedded and added to
   every token, a small transformer (timm blocks) with learned token positions predicts the change of every token.
+* :class:`Ensemble` — ``M`` independently initialised members of one of those (PETS-style): their mean is the
+  prediction, their spread (:meth:`Ensemble.rollout_members`) tells the planner where the model is guessing.
 """
 
 from __future__ import annotations
@@ -114,12 +116,40 @@ class TokenPredictor(LatentDynamics):
         return frames[:, -1] + self.out(self.norm(x))
 
 
+class Ensemble(LatentDynamics):
+    """``M`` members of one architecture, each initialised on its own: ``forward`` / :meth:`rollout` give the
+    members' mean; :meth:`rollout_members` gives every member's own open-loop rollout ``(M, B, H, *S)``, whose
+    spread grows where the training data did not pin the dynamics down. Trained with one loss per member on the
+    same minibatch (:func:`planners.fit.rollout_loss`); the members differ by their initialisation only."""
+
+    def __init__(self, members: list[LatentDynamics]) -> None:
+        super().__init__()
+        if len(members) < 2:
+            raise ValueError(f"an ensemble needs at least 2 members, got {len(members)}")
+        self.members = nn.ModuleList(members)
+        self.name, self.history = members[0].name, members[0].history
+        self.config = {**members[0].config, "ensemble": len(members)}
+
+    def forward(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(z, a) for m in self.members]).mean(0)
+
+    def rollout_members(self, z0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Every member rolled out on its own: ``z0 (B, *S)``, ``actions (B, H, A)`` → ``(M, B, H, *S)``."""
+        return torch.stack([m.rollout(z0, actions) for m in self.members])
+
+    def rollout(self, z0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """The members' mean rollout ``(B, H, *S)`` (each member feeds back its own predictions)."""
+        return self.rollout_members(z0, actions).mean(0)
+
+
 DYNAMICS = {cls.name: cls for cls in (PooledMLP, TokenPredictor)}
 
 
 def build_dynamics(name: str, latent_shape: tuple[int, ...], action_dim: int, frameskip: int = 1,
-                   **kwargs: Any) -> LatentDynamics:
-    """The transition model ``name`` (``pooled_mlp`` | ``token_transformer``) for latents of ``latent_shape``.
+                   ensemble: int = 1, **kwargs: Any) -> LatentDynamics:
+    """The transition model ``name`` (``pooled_mlp`` | ``token_transformer``) for latents of ``latent_shape``;
+    with ``ensemble`` M > 1, an :class:`Ensemble` of M of them (initialised one after the other from the global
+    torch generator).
 
     ``frameskip`` r: one model step spans r env steps; its action is the r env actions concatenated, so the model
     takes ``action_dim`` = r × the env's action width (the caller passes the product)."""
@@ -127,8 +157,13 @@ def build_dynamics(name: str, latent_shape: tuple[int, ...], action_dim: int, fr
         raise KeyError(f"unknown dynamics model {name!r}; known: {sorted(DYNAMICS)}")
     if int(frameskip) < 1 or action_dim % int(frameskip):
         raise ValueError(f"frameskip must be >= 1 and divide action_dim ({action_dim}), got {frameskip}")
-    model = DYNAMICS[name](tuple(latent_shape), action_dim, **kwargs)
-    model.frameskip = int(frameskip)
-    model.config.setdefault("history", int(getattr(model, "history", 1)))
-    model.config["frameskip"] = int(frameskip)
+    if int(ensemble) < 1:
+        raise ValueError(f"ensemble must be >= 1, got {ensemble}")
+    members = [DYNAMICS[name](tuple(latent_shape), action_dim, **kwargs) for _ in range(int(ensemble))]
+    for m in members:
+        m.config.setdefault("history", int(getattr(m, "history", 1)))
+    model = members[0] if len(members) == 1 else Ensemble(members)
+    for m in [model, *members]:
+        m.frameskip = int(frameskip)
+        m.config["frameskip"] = int(frameskip)
     return model

@@ -87,7 +87,8 @@ def train_world_model(cfg: DictConfig, spec, encoder, files: list[Path], out: Pa
     train = Transitions.from_cells(train_cells, latent, skip, hist)
     valid = Transitions.from_cells(valid_cells, latent, skip, hist)
     torch.manual_seed(int(cfg.seed))  # ---- seeding: model init and minibatches
-    model = build_dynamics(dyn["name"], latent.shape, 4 * skip, frameskip=skip, history=hist, **dyn.get("kwargs", {}))
+    model = build_dynamics(dyn["name"], latent.shape, 4 * skip, frameskip=skip, history=hist,
+                           ensemble=int(dyn.get("ensemble", 1)), **dyn.get("kwargs", {}))
     tcfg = DynamicsTrainConfig(**OmegaConf.to_container(cfg.train, resolve=True))
     fit = fit_dynamics(model, train, valid, tcfg, torch.Generator().manual_seed(int(cfg.seed)), progress=cfg.progress,
                        distance=latent.distance if tcfg.part_loss else None)
@@ -309,7 +310,7 @@ RUNGS = {"a": ("simulator", "privileged state"), "b": ("simulator", "latent of r
          "c": ("learned transition model", "latent")}
 LADDER_KEY = ("task", "encoder", "rung", "eval_split", "episodes", "horizon", "action_repeat", "samples", "elites",
               "iterations", "cost", "approach_weight", "subgoal_ahead", "use_proprio", "proprio_weight", "goal_settle",
-              "running_weight", "world_model")
+              "running_weight", "world_model", "risk")
 
 
 def world_model_label(cfg: DictConfig) -> str:
@@ -322,7 +323,9 @@ def _world_model_label(dyn: dict[str, Any], steps: int) -> str:
     kwargs = " ".join(f"{k}={v}" for k, v in sorted(dict(dyn.get("kwargs") or {}).items()))
     lat = dyn.get("latent") or {}
     grid = f"{lat.get('grid')}x{lat.get('grid')}x{lat.get('dim')}"
-    return f"{dyn['name']} ×{int(dyn.get('frameskip', 1))} {kwargs}, {grid}, {steps} steps"
+    members = int(dyn.get("ensemble", 1))
+    ensemble = f", ensemble of {members}" if members > 1 else ""
+    return f"{dyn['name']} ×{int(dyn.get('frameskip', 1))} {kwargs}, {grid}, {steps} steps{ensemble}"
 
 
 def cost_label(cfg: DictConfig) -> str:
@@ -348,6 +351,7 @@ def ladder_row(cfg: DictConfig, rung: str, encoder: str, result, planner, split:
             "goal_settle": int(cfg.planner.goal_settle) if rung != "a" else "",
             "running_weight": float(cfg.planner.running_weight),
             "world_model": world_model_label(cfg) if rung == "c" else "",
+            "risk": float(cfg.planner.get("risk", 0.0)) if rung == "c" and int(cfg.dynamics.get("ensemble", 1)) > 1 else "",
             "ms_per_action": round(planner.ms_per_action, 2),
             "ms_per_plan": round(planner.ms_per_plan, 2), "command": results.command_line()}
 
@@ -386,11 +390,15 @@ def _default_world_model() -> str:
 
 
 def _world_model_note(row: dict[str, Any], default: str) -> str:
-    """``"\n<world model>"`` for a plot label when ``row``'s transition model is not ``default``, else ``""``."""
+    """``"\n<world model>"`` for a plot label when ``row``'s transition model is not ``default`` (only what differs
+    when it extends the default, e.g. ``ensemble of 5 risk 3.0``; else its parts one per line), else ``""``."""
     wm = str(row.get("world_model") or "")
     if not wm or _without_frameskip(wm) == default:
         return ""
-    return "\n" + _without_frameskip(wm).replace(" steps", "")
+    short, base = _without_frameskip(wm).replace(" steps", ""), default.replace(" steps", "")
+    note = short[len(base):].lstrip(", ") if short.startswith(base) else short.replace(", ", "\n")
+    risk = str(row.get("risk") or "")
+    return "\n" + note.replace("ensemble of ", "ens ") + (f"\nrisk {risk}" if risk else "")
 
 
 def plot_ladder(rows: list[dict[str, Any]], path: Path) -> Path:
@@ -403,7 +411,7 @@ def plot_ladder(rows: list[dict[str, Any]], path: Path) -> Path:
 
     rows = sorted(rows, key=lambda r: (str(r["rung"]), str(r["encoder"]), str(r["eval_split"])))
     default = _default_world_model()
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.55 * len(rows) + 1.5), 3.8))
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.75 * len(rows) + 1.5), 3.8))
     for x, r in enumerate(rows):
         p, lo, hi = (float(r[k]) for k in ("success_rate", "ci_low", "ci_high"))
         color = f"C{'abc'.index(str(r['rung']))}"
@@ -435,7 +443,7 @@ def planner_settings(cfg: DictConfig) -> tuple[CEMConfig, dict[str, Any], dict[s
               "cost": str(plan_cfg.pop("cost", "goal")), "subgoal_ahead": int(plan_cfg.pop("subgoal_ahead", 0)),
               "approach_weight": float(plan_cfg.pop("approach_weight", 0.5)),
               "proprio_weight": float(plan_cfg.pop("proprio_weight", 1.0)),
-              "goal_settle": int(plan_cfg.pop("goal_settle", 0))}
+              "goal_settle": int(plan_cfg.pop("goal_settle", 0)), "risk": float(plan_cfg.pop("risk", 0.0))}
     plan_cfg.pop("name", None)
     env_kwargs = {"image_size": cfg.task.image_size, "visuals": str(cfg.task.visuals)}
     return CEMConfig(**plan_cfg), kwargs, env_kwargs, str(cfg.get("eval_split", "dev"))
@@ -476,7 +484,10 @@ def world_model_key(cfg: DictConfig, weights_hash: str) -> str:
     import hashlib
     import json
 
-    parts = {"weights": weights_hash, "dynamics": OmegaConf.to_container(cfg.dynamics, resolve=True),
+    dynamics = OmegaConf.to_container(cfg.dynamics, resolve=True)
+    if int(dynamics.get("ensemble", 1)) == 1:  # a single model keys as before ensembles existed
+        dynamics.pop("ensemble", None)
+    parts = {"weights": weights_hash, "dynamics": dynamics,
              "use_proprio": bool(cfg.use_proprio), "train": OmegaConf.to_container(cfg.train, resolve=True),
              "progress_model": OmegaConf.to_container(cfg.progress_model, resolve=True), "task": cfg.task.name,
              "visuals": cfg.task.get("visuals"), "num_demos": int(cfg.num_demos),
@@ -543,7 +554,8 @@ def run_plan(cfg: DictConfig) -> dict[str, Any]:
                 ladder_rows.append(ladder_row(cfg, rung, "-" if rung == "a" else name, res, planner, split, repeat))
                 log.info(f"rung ({rung}): {res.format()}")
         planner = LatentPlanner(encoder, latent, dynamics, cem, cfg.task.name, env_kwargs,
-                                use_language=bool(cfg.use_language), progress=progress, cost=cost_kind, **latent_kw)
+                                use_language=bool(cfg.use_language), progress=progress, cost=cost_kind, risk=kw["risk"],
+                                **latent_kw)
         result = run_rung(planner, int(cfg.videos))  # only rung (c)'s videos are written
         if cfg.get("ladder") and "c" in [str(r) for r in cfg.rungs]:
             ladder_rows.append(ladder_row(cfg, "c", name, result, planner, split, repeat))

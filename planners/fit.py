@@ -44,11 +44,16 @@ Distance = Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None
 
 def rollout_loss(model: LatentDynamics, data: Transitions, idx: torch.Tensor, horizon: int,
                  distance: Distance = None) -> torch.Tensor:
-    """Masked mean squared error (or ``distance``) of the ``horizon``-step open-loop rollouts from frames ``idx``."""
+    """Masked mean squared error (or ``distance``) of the ``horizon``-step open-loop rollouts from frames ``idx``
+    (an :class:`~planners.dynamics.Ensemble`: the mean of its members' errors, each rolling out on its own)."""
     z0, actions, target, mask = data.window(idx, horizon)
-    pred = model.rollout(z0, actions)  # (B, H, *S)
-    err = distance(pred, target) if distance is not None else ((pred - target) ** 2).flatten(2).mean(-1)  # (B, H)
-    return (err * mask).sum() / mask.sum().clamp_min(1)
+    members = getattr(model, "members", None)  # an Ensemble: each member's own loss (averaged), not the mean's
+    preds = [m.rollout(z0, actions) for m in members] if members is not None else [model.rollout(z0, actions)]
+    loss = 0.0
+    for pred in preds:  # (B, H, *S)
+        err = distance(pred, target) if distance is not None else ((pred - target) ** 2).flatten(2).mean(-1)  # (B, H)
+        loss = loss + (err * mask).sum() / mask.sum().clamp_min(1)
+    return loss / len(preds)
 
 
 @torch.no_grad()

@@ -73,14 +73,19 @@ COSTS = ("goal", "progress", "goal+progress")
 
 def goal_cost(dynamics: LatentDynamics, z: torch.Tensor, goal: torch.Tensor | None, actions: torch.Tensor,
               running_weight: float = 0.1, repeat: int = 1, progress: torch.nn.Module | None = None,
-              kind: str = "goal", latent: LatentMap | None = None, proprio_weight: float = 1.0) -> torch.Tensor:
+              kind: str = "goal", latent: LatentMap | None = None, proprio_weight: float = 1.0,
+              risk: float = 0.0) -> torch.Tensor:
     """Candidates ``actions (B, K, H, A)`` (macro-actions, each held ``repeat`` model steps) from latents
     ``z (B, *S)`` → costs ``(B, K)``: every candidate of every env rolled out in one batched call of
     ``dynamics.rollout`` over ``H · repeat`` steps and scored after each macro-action by ``kind`` (:data:`COSTS`):
     the mean squared distance to ``goal (B, *S)`` and/or ``progress``'s normalised steps-to-go; terminal value plus
     ``running_weight`` times the mean over the horizon. With ``latent``, the goal distance is
     :meth:`LatentMap.distance` (image and proprio channels averaged apart, proprio × ``proprio_weight``); without,
-    the mean over every channel."""
+    the mean over every channel.
+
+    An :class:`~planners.dynamics.Ensemble` scores each member's own rollout and returns the members' mean cost
+    plus ``risk`` times their standard deviation (pessimism where the members disagree: the candidates whose
+    imagined success rests on one member's guess lose against those every member agrees on)."""
     if kind not in COSTS:
         raise ValueError(f"planner cost must be one of {COSTS}, got {kind!r}")
     b, k, h, a = actions.shape
@@ -90,8 +95,15 @@ def goal_cost(dynamics: LatentDynamics, z: torch.Tensor, goal: torch.Tensor | No
         raise ValueError(f"action_repeat {r} must be a multiple of the transition model's frameskip {skip}")
     # each macro-action is held r env steps = r / skip model steps, each taking the action `skip` times over
     steps = actions.reshape(b * k, h, a).repeat_interleave(r // skip, dim=1).repeat(1, 1, skip)  # (B·K, H·r/s, s·A)
-    pred = dynamics.rollout(start, steps)[:, r // skip - 1 :: r // skip]  # (B·K, H, *S) after each macro-action
     target = goal.repeat_interleave(k, dim=0)[:, None] if "goal" in kind else None
+    if hasattr(dynamics, "rollout_members"):
+        preds = dynamics.rollout_members(start, steps)[:, :, r // skip - 1 :: r // skip]  # (M, B·K, H, *S)
+        costs = torch.stack([score_latents(p, target, kind, running_weight, progress, latent, proprio_weight)
+                             for p in preds])  # (M, B·K)
+        return (costs.mean(0) + float(risk) * costs.std(0)).reshape(b, k)
+    if risk:
+        raise ValueError("planner risk > 0 needs an ensemble transition model (dynamics.ensemble > 1)")
+    pred = dynamics.rollout(start, steps)[:, r // skip - 1 :: r // skip]  # (B·K, H, *S) after each macro-action
     return score_latents(pred, target, kind, running_weight, progress, latent, proprio_weight).reshape(b, k)
 
 
@@ -207,9 +219,9 @@ class LatentPlanner(MPCPlanner):
                  env_kwargs: Mapping[str, Any] | None = None, running_weight: float = 0.1,
                  use_language: bool = False, seed: int = 0, action_repeat: int = 1,
                  progress: torch.nn.Module | None = None, cost: str = "goal", subgoal_ahead: int = 0,
-                 proprio_weight: float = 1.0, goal_settle: int = 0) -> None:
+                 proprio_weight: float = 1.0, goal_settle: int = 0, risk: float = 0.0) -> None:
         super().__init__(cem, task, env_kwargs, action_repeat, running_weight, seed, encoder.device)
-        self.proprio_weight, self.goal_settle = float(proprio_weight), int(goal_settle)
+        self.proprio_weight, self.goal_settle, self.risk = float(proprio_weight), int(goal_settle), float(risk)
         if cost not in COSTS or ("progress" in cost and progress is None):
             raise ValueError(f"planner cost must be one of {COSTS} (progress ones need a progress model), got {cost!r}")
         self.progress, self.cost_kind = (progress.eval() if progress is not None else None), cost
@@ -301,7 +313,7 @@ class LatentPlanner(MPCPlanner):
         planner's transition model, running weight and action repeat → ``(B, K)``."""
         return goal_cost(self.dynamics, z, goal, actions, self.running_weight, self.action_repeat,
                          getattr(self, "progress", None), getattr(self, "cost_kind", "goal"),
-                         getattr(self, "latent", None), getattr(self, "proprio_weight", 1.0))
+                         getattr(self, "latent", None), getattr(self, "proprio_weight", 1.0), getattr(self, "risk", 0.0))
 
     def close(self) -> None:
         if self._goal_env is not None:

@@ -544,7 +544,7 @@ def test_ladder_table_keeps_rows_written_before_a_column_existed(tmp_path):
     old = {k: v for k, v in base.items()}
     write_csv([old], tmp_path / "ladder.csv")  # a table from before use_proprio ... running_weight were columns
     new = {**base, "use_proprio": True, "proprio_weight": 10.0, "goal_settle": 5, "running_weight": 0.1,
-           "world_model": "pooled_mlp ×1 hidden=256 layers=2, 3000 steps"}
+           "world_model": "pooled_mlp ×1 hidden=256 layers=2, 3000 steps", "risk": ""}
     assert set(LADDER_KEY) <= set(new)
     write_ladder(tmp_path / "ladder.csv", [new])
     rows = read_csv(tmp_path / "ladder.csv")
@@ -570,3 +570,41 @@ def test_world_model_label_names_the_transition_model_and_its_training():
                                          default)
     assert "token_transformer" in _world_model_note({"world_model": world_model_label(
         compose("plan", ["dynamics=token_transformer"]))}, default)
+
+
+def test_an_ensemble_trains_each_member_round_trips_and_its_spread_is_priced_by_risk(tmp_path):
+    """Ensemble members are initialised apart and each learns the system; the checkpoint rebuilds the ensemble;
+    with ``risk`` > 0 the cost adds the members' disagreement, and a single model refuses ``risk``."""
+    from planners.dynamics import Ensemble
+    from planners.mpc import goal_cost
+
+    latent = LatentMap("pooled", 3, (1, 1), 4, grid=1, dim=2, use_proprio=False)
+    train_cells, valid_cells = linear_episodes(60), linear_episodes(10, seed=1)
+    latent.fit(train_cells.cells, train_cells.proprio)
+    train, valid = Transitions.from_cells(train_cells, latent), Transitions.from_cells(valid_cells, latent)
+    torch.manual_seed(0)
+    model = build_dynamics("pooled_mlp", latent.shape, 4, ensemble=3, hidden=32)
+    assert isinstance(model, Ensemble) and len(model.members) == 3 and model.config["ensemble"] == 3
+    z0, acts = torch.randn(5, 2), torch.rand(5, 4, 4)
+    assert model.rollout_members(z0, acts).shape == (3, 5, 4, 2)
+    fit_dynamics(model, train, valid, DynamicsTrainConfig(steps=400, batch_size=128, lr=3e-3, horizon=3, eval_every=100),
+                 torch.Generator().manual_seed(0))
+    members = model.rollout_members(z0, acts)
+    assert not torch.allclose(members[0], members[1])  # initialised apart, still not identical
+    torch.testing.assert_close(model.rollout(z0, acts), members.mean(0))
+    for m in model.members:  # every member learnt the system (not just their mean)
+        assert horizon_errors(m, valid, 3)[0]["mse"] < 0.2 * horizon_errors(m, valid, 3)[0]["copy_mse"]
+
+    enc = {"name": "mae", "identity": {"family": "mae", "config": {}, "weights_hash": "abc"}}
+    _, again, _ = load_world_model(save_world_model(latent, model, enc, {}, tmp_path / "wm.pt"), "abc")
+    assert isinstance(again, Ensemble)
+    torch.testing.assert_close(again.rollout_members(z0, acts), members)
+
+    goal, cands = torch.zeros(2, 2), torch.rand(2, 6, 3, 4) * 2 - 1
+    calm = goal_cost(model, z0[:2], goal, cands, running_weight=0.0)
+    costs = torch.stack([goal_cost(m, z0[:2], goal, cands, running_weight=0.0) for m in model.members])
+    torch.testing.assert_close(calm, costs.mean(0))
+    torch.testing.assert_close(goal_cost(model, z0[:2], goal, cands, running_weight=0.0, risk=2.0),
+                               costs.mean(0) + 2.0 * costs.std(0))
+    with pytest.raises(ValueError, match="needs an ensemble"):
+        goal_cost(model.members[0], z0[:2], goal, cands, risk=1.0)
