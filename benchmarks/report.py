@@ -357,6 +357,16 @@ def ladder_tables(plan_dir: Path) -> tuple[list[str], list[Path]]:
                         f"{r['samples']} / {r['elites']} / {r['iterations']}", r["cost"], r.get("world_model", ""),
                         fx(r["ms_per_action"], 1), fx(r["ms_per_plan"], 1)] for r in rows])]
         used.append(ladder)
+    for bc in sorted(plan_dir.glob("*_bc_beside_planner.csv")):
+        task, rows = bc.name.split("_bc_beside_planner")[0], read_csv(bc)
+        out += [f"### {task}: behaviour cloning on the planner's test layouts (`benchmarks/bc_beside_planner.py`)",
+                f"BC policies of `{rows[0]['sweep']}` at N = {rows[0]['n']} demos, scored on the planner's "
+                f"{rows[0]['episodes_per_seed']} test layouts ({rows[0]['layouts']}) only: pooled over training seeds "
+                "(Wilson 95 %) and the mean over seeds (seed-level t interval).",
+                table(["arm", "N", "training seeds", "success (pooled)", "seed mean"],
+                      [[r["arm"], r["n"], r["train_seeds"], rate(r),
+                        rate(r, "seed_mean", "seed_ci_low", "seed_ci_high")] for r in rows])]
+        used.append(bc)
     for mono in sorted(plan_dir.glob("*_cost_monotonicity.csv")):
         task = mono.name.split("_cost_monotonicity")[0]
         out += [f"### {task}: do the costs follow steps-to-go? (Spearman ρ on held-out expert episodes)",

@@ -13,7 +13,7 @@ from benchmarks import _output
 
 BENCHMARKS = ("camera_framing", "costs", "load_speed", "dift_sweep", "encoder_speed", "env_speed", "planner_speed", "precision_speed",
               "policy_latency", "pretrain_ablation", "probe_gate", "sweep_choices", "sweep_cost", "sweep_profile", "budget_pilot",
-              "transfer_protocols", "goal_confound", "latent_localisation", "plan_exploitation")
+              "transfer_protocols", "goal_confound", "latent_localisation", "plan_exploitation", "bc_beside_planner")
 #: Generators of committed docs from committed CSVs (not measurements): they rewrite their own file, with --check.
 DOC_GENERATORS = ("report",)
 FOLDER = Path(__file__).resolve().parent.parent / "benchmarks"
@@ -96,3 +96,24 @@ def test_localisation_probe_reads_a_position_a_latent_holds_and_not_one_it_lacks
     z = torch.cat([y[:, :1] * 10, torch.randn(2000, 7, generator=gen)], 1)  # holds the first, not the second
     rmse = ((probe(z[:1500], y[:1500], z[1500:], steps=400) - y[1500:]) ** 2).mean(0).sqrt()
     assert rmse[0] < 0.01 < 0.05 < rmse[1]  # ~the spread (0.2 / sqrt(12) = 0.058) where nothing is held
+
+
+def test_bc_beside_planner_scores_only_the_planners_layouts(tmp_path):
+    """Cells evaluated on 6 test layouts, the planner's first 4: only those count, per arm and seed."""
+    import json
+
+    from benchmarks.bc_beside_planner import bc_rows
+    from robrep.seeds import eval_seeds
+
+    seeds = eval_seeds(6, 0, "test")
+    (tmp_path / "cells").mkdir()
+    for arm, seed, success in [("mae", 0, [1, 1, 0, 0, 1, 1]), ("mae", 1, [1, 0, 0, 0, 0, 0]),
+                               ("cnn", 0, [0, 0, 0, 1, 1, 1]), ("cnn", 1, [0, 0, 0, 0, 1, 1])]:
+        cell = {"task": "push", "arm": arm, "n": 100, "seed": seed, "eval_split": "test", "episode_seeds": seeds,
+                "episode_success": [bool(s) for s in success]}
+        (tmp_path / "cells" / f"{arm}_n100_s{seed}.json").write_text(json.dumps(cell))
+    rows = {r["arm"]: r for r in bc_rows(tmp_path, 100, 4)}
+    assert rows["mae"]["successes"] == 3 and rows["mae"]["episodes"] == 8 and rows["mae"]["seed_mean"] == 0.375
+    assert rows["cnn"]["successes"] == 1 and rows["cnn"]["train_seeds"] == 2
+    with pytest.raises(ValueError, match="not evaluated"):
+        bc_rows(tmp_path, 100, 7)
