@@ -315,8 +315,13 @@ LADDER_KEY = ("task", "encoder", "rung", "eval_split", "episodes", "horizon", "a
 
 def world_model_label(cfg: DictConfig) -> str:
     """Rung (c)'s transition model in one cell: dynamics name, frameskip, its kwargs, its latent (grid × grid cells ×
-    principal components) and training steps (``pooled_mlp ×5 hidden=256 layers=2, 3x3x16, 3000 steps``)."""
-    return _world_model_label(OmegaConf.to_container(cfg.dynamics, resolve=True), int(cfg.train.steps))
+    principal components) and training steps (``pooled_mlp ×5 hidden=256 layers=2, 3x3x16, 3000 steps``), and
+    its on-policy rounds (``aggregate``) when it has some."""
+    label = _world_model_label(OmegaConf.to_container(cfg.dynamics, resolve=True), int(cfg.train.steps))
+    rounds = int(cfg.get("aggregate", {}).get("rounds", 0))
+    if rounds > 0:
+        label += f", {rounds} planner rounds × {int(cfg.aggregate.episodes)} episodes"
+    return label
 
 
 def _world_model_label(dyn: dict[str, Any], steps: int) -> str:
@@ -495,6 +500,57 @@ def world_model_key(cfg: DictConfig, weights_hash: str) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+def latent_planner(cfg: DictConfig, encoder, model_path: Path) -> Any:
+    """Rung (c)'s :class:`planners.mpc.LatentPlanner` of a plan config with the world model (and its reward model,
+    when it has one) at ``model_path``."""
+    latent, dynamics, payload = load_world_model(model_path, encoder.weights_hash())
+    progress = None
+    if progress_path(model_path).exists():
+        progress = load_progress_model(progress_path(model_path), payload["hash"])[0]
+    cem, kw, env_kwargs, _ = planner_settings(cfg)
+    return LatentPlanner(encoder, latent, dynamics, cem, cfg.task.name, env_kwargs,
+                         use_language=bool(cfg.use_language), progress=progress, cost=kw["cost"], risk=kw["risk"],
+                         **_pick(kw, "action_repeat", "running_weight", "seed", "subgoal_ahead", "proprio_weight",
+                                 "goal_settle"))
+
+
+def aggregate_rounds(cfg: DictConfig, spec, encoder, files: list[Path], model_path: Path) -> Path:
+    """``aggregate.rounds`` rounds of on-policy data (:mod:`planners.aggregate`): each runs rung (c)'s planner with
+    the current world model for ``aggregate.episodes`` episodes on planner-play seeds, adds them to the training
+    files and trains the world model (and its reward model) again on all of them; returns the last model's path
+    (``model_path`` itself with no rounds). Files and models are named after the base model and a hash of the planner
+    settings and episodes (they shape the data), beside it, and are reused when present (``retrain`` retrains)."""
+    import hashlib
+    import json
+
+    from planners.aggregate import PLANNER_PLAY_SEEDS, collect_planner_play
+
+    rounds, episodes = int(cfg.get("aggregate", {}).get("rounds", 0)), int(cfg.get("aggregate", {}).get("episodes", 0))
+    if rounds <= 0:
+        return model_path
+    _, _, env_kwargs, _ = planner_settings(cfg)
+    tag = hashlib.sha256(json.dumps({"planner": OmegaConf.to_container(cfg.planner, resolve=True),
+                                     "episodes": episodes}, sort_keys=True).encode()).hexdigest()[:8]
+    base, files = model_path, list(files)
+    for r in range(1, rounds + 1):
+        data = base.with_name(f"{base.stem}.planner_play{r}_{tag}.hdf5")
+        if not data.exists():
+            planner = latent_planner(cfg, encoder, model_path)
+            try:
+                info = collect_planner_play(planner, cfg.task.name, episodes, data,
+                                            PLANNER_PLAY_SEEDS.start + (r - 1) * episodes, env_kwargs)
+            finally:
+                planner.close()
+            log.info(f"round {r}: {info['episodes']} planner episodes ({info['successes']} successes, "
+                     f"{info['frames']} frames, {info['seconds']:.0f} s) -> {data}")
+        files.append(data)
+        nxt = base.with_name(f"{base.stem}.agg{r}_{tag}.pt")
+        if cfg.retrain or not nxt.exists():
+            train_world_model(cfg, spec, encoder, files, nxt)
+        model_path = nxt
+    return model_path
+
+
 def run_plan(cfg: DictConfig) -> dict[str, Any]:
     """The planning experiment of a composed ``configs/plan.yaml``; returns the plan.csv row (or, for
     ``ladder=true rungs=[a]``, rung (a)'s ladder row: :func:`run_search_rung`)."""
@@ -512,6 +568,7 @@ def run_plan(cfg: DictConfig) -> dict[str, Any]:
         if cfg.retrain or not model_path.exists():
             log.info(f"training the {cfg.dynamics.name} world model on {demos} + {play} -> {model_path}")
             train_world_model(cfg, spec, encoder, [demos, play], model_path)
+        model_path = aggregate_rounds(cfg, spec, encoder, [demos, play], model_path)
         latent, dynamics, payload = load_world_model(model_path, encoder.weights_hash())
         record = payload["record"]
         out = Path(cfg.out_dir)

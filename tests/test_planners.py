@@ -608,3 +608,25 @@ def test_an_ensemble_trains_each_member_round_trips_and_its_spread_is_priced_by_
                                costs.mean(0) + 2.0 * costs.std(0))
     with pytest.raises(ValueError, match="needs an ensemble"):
         goal_cost(model.members[0], z0[:2], goal, cands, risk=1.0)
+
+
+def test_on_policy_rounds_add_the_planners_own_episodes_to_the_world_models_data(tmp_path, monkeypatch):
+    """``aggregate.rounds=1``: the planner's episodes (planner-play seeds, with states) are written, the world model
+    is trained again on demos + play + them, and the plan runs with that model (named in its row)."""
+    from planners.aggregate import PLANNER_PLAY_SEEDS
+    from robrep.cli import main
+    from robrep.data.demo_file import DemoFile
+    from robrep.seeds import PLAY_SEEDS
+
+    monkeypatch.chdir(tmp_path)
+    assert main([*TINY_PLAN, "aggregate.rounds=1", "aggregate.episodes=2", "ladder=true", "rungs=[c]"]) == 0
+    (data,) = sorted((tmp_path / "runs/plan").glob("*.planner_play1_*.hdf5"))
+    with DemoFile(data) as f:
+        seeds = f.demo_seeds
+        assert len(seeds) == 2 and f.required_keys is not None
+    assert seeds == [PLANNER_PLAY_SEEDS.start, PLANNER_PLAY_SEEDS.start + 1] and seeds[0] in PLAY_SEEDS
+    (model,) = [p for p in (tmp_path / "runs/plan").glob("*.agg1_*.pt") if not p.name.endswith(".progress.pt")]
+    record = load_world_model(model)[2]["record"]
+    assert len(record["files"]) == 3 and (tmp_path / record["files"][-1]).resolve() == data.resolve()
+    (row,) = read_csv("out/ladder.csv")
+    assert row["world_model"].endswith("1 planner rounds × 2 episodes")
