@@ -356,7 +356,8 @@ def ladder_row(cfg: DictConfig, rung: str, encoder: str, result, planner, split:
             "goal_settle": int(cfg.planner.goal_settle) if rung != "a" else "",
             "running_weight": float(cfg.planner.running_weight),
             "world_model": world_model_label(cfg) if rung == "c" else "",
-            "risk": float(cfg.planner.get("risk", 0.0)) if rung == "c" and int(cfg.dynamics.get("ensemble", 1)) > 1 else "",
+            "risk": (float(cfg.planner.get("risk", 0.0))
+                     if rung == "c" and int(cfg.dynamics.get("ensemble", 1)) > 1 else ""),
             "ms_per_action": round(planner.ms_per_action, 2),
             "ms_per_plan": round(planner.ms_per_plan, 2), "command": results.command_line()}
 
@@ -500,13 +501,20 @@ def world_model_key(cfg: DictConfig, weights_hash: str) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def latent_planner(cfg: DictConfig, encoder, model_path: Path) -> Any:
-    """Rung (c)'s :class:`planners.mpc.LatentPlanner` of a plan config with the world model (and its reward model,
-    when it has one) at ``model_path``."""
-    latent, dynamics, payload = load_world_model(model_path, encoder.weights_hash())
-    progress = None
+def load_plan_models(model_path: Path, weights_hash: str) -> tuple[LatentMap, Any, dict, Any, dict | None]:
+    """``(latent map, transition model, world-model payload, reward model or None, its record or None)`` of the world
+    model at ``model_path`` (refused when built on other encoder weights) and the reward model beside it, if any."""
+    latent, dynamics, payload = load_world_model(model_path, weights_hash)
+    progress, precord = None, None
     if progress_path(model_path).exists():
-        progress = load_progress_model(progress_path(model_path), payload["hash"])[0]
+        progress, ppayload = load_progress_model(progress_path(model_path), payload["hash"])
+        precord = ppayload["record"]
+    return latent, dynamics, payload, progress, precord
+
+
+def latent_planner(cfg: DictConfig, encoder, latent: LatentMap, dynamics, progress) -> LatentPlanner:
+    """Rung (c)'s :class:`planners.mpc.LatentPlanner` of a plan config with a loaded world model (latent map,
+    transition model) and reward model (or None)."""
     cem, kw, env_kwargs, _ = planner_settings(cfg)
     return LatentPlanner(encoder, latent, dynamics, cem, cfg.task.name, env_kwargs,
                          use_language=bool(cfg.use_language), progress=progress, cost=kw["cost"], risk=kw["risk"],
@@ -535,7 +543,8 @@ def aggregate_rounds(cfg: DictConfig, spec, encoder, files: list[Path], model_pa
     for r in range(1, rounds + 1):
         data = base.with_name(f"{base.stem}.planner_play{r}_{tag}.hdf5")
         if not data.exists():
-            planner = latent_planner(cfg, encoder, model_path)
+            latent, dynamics, _, progress, _ = load_plan_models(model_path, encoder.weights_hash())
+            planner = latent_planner(cfg, encoder, latent, dynamics, progress)
             try:
                 info = collect_planner_play(planner, cfg.task.name, episodes, data,
                                             PLANNER_PLAY_SEEDS.start + (r - 1) * episodes, env_kwargs)
@@ -569,17 +578,13 @@ def run_plan(cfg: DictConfig) -> dict[str, Any]:
             log.info(f"training the {cfg.dynamics.name} world model on {demos} + {play} -> {model_path}")
             train_world_model(cfg, spec, encoder, [demos, play], model_path)
         model_path = aggregate_rounds(cfg, spec, encoder, [demos, play], model_path)
-        latent, dynamics, payload = load_world_model(model_path, encoder.weights_hash())
+        latent, dynamics, payload, progress, prec = load_plan_models(model_path, encoder.weights_hash())
         record = payload["record"]
         out = Path(cfg.out_dir)
         errors = record["horizon_errors"]
         results.write_csv(errors, out / f"{label}_horizon.csv", comments=[record["command"]])
         plot_horizon({name: errors}, out / f"{label}_horizon.png",
                      f"{cfg.task.name} / {name} / {cfg.dynamics.name}: open-loop error (held-out episodes)")
-        progress, prec = None, None
-        if progress_path(model_path).exists():
-            progress, ppayload = load_progress_model(progress_path(model_path), payload["hash"])
-            prec = ppayload["record"]
         write_diagnostics(out, label, name, cfg, record, prec)
         cem, kw, env_kwargs, split = planner_settings(cfg)
         repeat, cost_kind = kw["action_repeat"], kw["cost"]
@@ -610,9 +615,7 @@ def run_plan(cfg: DictConfig) -> dict[str, Any]:
                 res = run_rung(planner)
                 ladder_rows.append(ladder_row(cfg, rung, "-" if rung == "a" else name, res, planner, split, repeat))
                 log.info(f"rung ({rung}): {res.format()}")
-        planner = LatentPlanner(encoder, latent, dynamics, cem, cfg.task.name, env_kwargs,
-                                use_language=bool(cfg.use_language), progress=progress, cost=cost_kind, risk=kw["risk"],
-                                **latent_kw)
+        planner = latent_planner(cfg, encoder, latent, dynamics, progress)
         result = run_rung(planner, int(cfg.videos))  # only rung (c)'s videos are written
         if cfg.get("ladder") and "c" in [str(r) for r in cfg.rungs]:
             ladder_rows.append(ladder_row(cfg, "c", name, result, planner, split, repeat))
