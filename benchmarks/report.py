@@ -526,6 +526,10 @@ SIMPLE = [  # one table per CSV: title, what it measures; optional columns, row 
               "conv-trunk training-step time, in both precisions.",
          reading=lambda rows: f"bfloat16 faster: {listing([r['name'] for r in rows if num(r['speedup']) > 1])}; "
                               f"slower: {listing([r['name'] for r in rows if num(r['speedup']) < 1])}."),
+    dict(csv="train_step.csv", title="Training-step levers (`python -m benchmarks.train_step`)",
+         what="One BC training step (gather, forward, backward, clipping, AdamW) of the CNN and of a frozen-feature "
+              "head on one thread, before and after each lever, measured in one run.",
+         reading=lambda rows: "; ".join(f"{r['arm']} {r['lever']}: x{r['ratio']}" for r in rows) + "."),
     dict(csv="env_speed.csv", title="Environment speed (`python -m benchmarks.env_speed`)",
          what="Steps per second with random and expert actions, and expert success, per task and visual setting."),
 ]

@@ -40,10 +40,11 @@ class RandomShift(nn.Module):
         padded = F.pad(x, (self.pad,) * 4, mode="replicate")
         dy = torch.randint(0, 2 * self.pad + 1, (b,), device=x.device)
         dx = torch.randint(0, 2 * self.pad + 1, (b,), device=x.device)
-        rows = (dy[:, None] + torch.arange(h, device=x.device))[:, :, None]  # (B, H, 1)
-        cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, :]  # (B, 1, W)
-        batch = torch.arange(b, device=x.device)[:, None, None]
-        return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)  # (B, C, H, W)
+        # one window slice per sample: the same crops as a gather over (B, H, W) index grids (the earlier form),
+        # 5.5 against 9.4 ms for 64 frames at 96 px on one core; within noise of the whole CNN step
+        # (benchmarks/train_step.py)
+        crops = [padded[i, :, top:top + h, left:left + w] for i, (top, left) in enumerate(zip(dy.tolist(), dx.tolist()))]
+        return torch.stack(crops)  # (B, C, H, W)
 
 
 def image_batch(images: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:

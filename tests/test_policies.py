@@ -164,6 +164,20 @@ def test_random_shift_keeps_shape_and_shifts():
     assert torch.equal(RandomShift(pad=0).train()(x), x)
 
 
+def test_random_shift_draws_the_crops_of_the_index_gather():
+    """The window slices give exactly the crops of the earlier (B, H, W) index gather for the same draws, so
+    policies trained before and after the change are the same."""
+    x = torch.rand(8, 3, 12, 10)
+    torch.manual_seed(3)
+    y = RandomShift(pad=2).train()(x)
+    torch.manual_seed(3)
+    dy, dx = torch.randint(0, 5, (8,)), torch.randint(0, 5, (8,))
+    padded = torch.nn.functional.pad(x, (2,) * 4, mode="replicate").permute(0, 2, 3, 1)
+    rows = (dy[:, None] + torch.arange(12))[:, :, None]
+    cols = (dx[:, None] + torch.arange(10))[:, None, :]
+    assert torch.equal(y, padded[torch.arange(8)[:, None, None], rows, cols].permute(0, 3, 1, 2))
+
+
 # ---------------------------------------------------------------------------------------------- readouts
 FEATURE_META = {"action_dim": 4, "proprio_dim": 4, "feature_dim": 8, "grid": [6, 6], "has_global_token": True}
 
