@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="another checkout to time as well (repeatable); this one is always timed")
     add_output_args(parser, NAME, "results/load_speed.csv")
     args = parser.parse_args(argv)
-    rows = []
+    rows, load = [], os.getloadavg()
     for r in range(args.repeats):  # interleaved, so load drifts hit every checkout alike
         for path in [None, *args.pythonpath]:
             m = measure(args.checkpoint, path)
@@ -75,7 +75,9 @@ def main(argv: list[str] | None = None) -> None:
               f"{mine[0]['dynamo_imported']}), the rest {med['rest_s']:.2f} s; {mine[0]['modules']} modules, heavy "
               f"imports: {mine[0]['heavy_imports']}")
     out = results.write_csv(rows, output_path(args, NAME, "results/load_speed.csv"),
-                            comments=[command(NAME, argv), f"checkpoint {args.checkpoint}; fresh process per repeat"])
+                            comments=[command(NAME, argv), f"checkpoint {args.checkpoint}; fresh process per repeat",
+                                      "load average before / after: " + " ".join(f"{x:.2f}" for x in load) + " / " +
+                                      " ".join(f"{x:.2f}" for x in os.getloadavg()) + " (1, 5, 15 min)"])
     print(f"wrote {out}")
 
 

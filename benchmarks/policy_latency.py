@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -37,6 +38,7 @@ from robrep import results
 NAME = "policy_latency"
 COMMITTED = "results/policy_latency.csv"
 ROUNDS = 5
+LOAD_REPEATS = 3  # fresh interpreters per family for the load times (their median)
 
 
 def percentiles(fns: dict[str, Callable[[], Any]], frames: int) -> dict[str, tuple[float, float]]:
@@ -150,14 +152,19 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (1, 96, 96, 3), dtype=np.uint8)
     check = rng.integers(0, 256, (8, 96, 96, 3), dtype=np.uint8)
-    rows = []
+    rows, checkpoints = [], {}
     for family in args.families:
         if family in given:
-            ckpt = Path(given[family])
+            checkpoints[family] = Path(given[family])
         else:
             if not demos.exists():
                 collect_demos("push", 6, demos, image_size=96, subset_sizes=(5,), subset_seeds=(0,), progress=False)
-            ckpt = make_policy(family, demos, root)
+            checkpoints[family] = make_policy(family, demos, root)
+    # load times first, median of LOAD_REPEATS fresh interpreters, before this process starts any runtime's threads
+    # (onnxruntime's and OpenMP's spin-waiting threads slowed a child's load from 1.4 to 2.5 s on this 2-core CPU)
+    loads = {family: [statistics.median(v) for v in zip(*(load_seconds(ckpt) for _ in range(LOAD_REPEATS)))]
+             for family, ckpt in checkpoints.items()}
+    for family, ckpt in checkpoints.items():
         formats = [("torchscript", ".ts", None), ("onnx", ".onnx", None)] + ([("onnx", ".int8.onnx", "int8")]
                                                                           if args.int8 else [])
         files = {}
@@ -166,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             files["onnx_int8" if q else fmt] = export_policy(p, root / f"{family}{ext}", fmt, check, quantize=q,
                                                              instruction=p.meta.get("instruction") if p.uses_language
                                                              else None)
-        load_s, call_s, torch_s = load_seconds(ckpt)
+        load_s, call_s, torch_s = loads[family]
         onnx_load_s = onnx_load_seconds(files["onnx"]["path"])
         for threads in args.threads:
             torch.set_num_threads(threads)
@@ -206,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     path = results.write_csv(rows, output_path(args, NAME, COMMITTED),
                              comments=[command(NAME, argv), *header, f"after the run: {after}",
                                        "batch 1, 96 x 96 frames; speedup_p50 = eager p50 / this p50 at the same "
-                                       "threads; load_policy_s: fresh interpreter incl. imports (torch_import_s of it: import torch alone), "
+                                       "threads; load_policy_s: median of 3 fresh interpreters, run before any timing, incl. imports (torch_import_s of it: import torch alone), "
                                        "OMP_NUM_THREADS=1; onnx_load_s: fresh interpreter, import onnxruntime + open "
                                        "the exported file (no torch)"])
     print(f"wrote {path}")
