@@ -48,7 +48,7 @@ def test_pretrain_then_features(encoder, tmp_path):
                     "subset_sizes=[]", "subset_seeds=[]", "progress=false", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     ckpt = tmp_path / "enc.pt"
-    result = robrep("pretrain", f"encoder={encoder}", f"data=[{demos}]", "max_steps=3", "encoder.pretrain.batch_size=4",
+    result = robrep("pretrain", f"encoder={encoder}", f"data=[{demos}]", "steps=3", "encoder.pretrain.batch_size=4",
                     f"out={ckpt}", "progress=false", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert ckpt.exists() and (tmp_path / "enc.loss.csv").exists() and (tmp_path / "enc.loss.png").exists()
@@ -58,6 +58,33 @@ def test_pretrain_then_features(encoder, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "features of 2 demos" in result.stdout
     assert len(list((tmp_path / "cache").glob("*.features.hdf5"))) == 1
+
+
+def test_pretrain_resumes_and_grows_a_budget(tmp_path):
+    """steps=3 then resume=<it> steps=+2: 5 steps in all, FLOPs and both runs recorded; refusals name the fix."""
+    from robrep.encoders.checkpoint import read_checkpoint
+
+    demos = tmp_path / "demos.hdf5"
+    assert robrep("collect", "task=push", "num_demos=2", f"out={demos}", "task.image_size=32", "subset_sizes=[]",
+                  "subset_seeds=[]", "progress=false", cwd=tmp_path).returncode == 0
+    tiny = [f"data=[{demos}]", "encoder.pretrain.batch_size=4", "encoder.arch.input_size=32", "encoder.arch.depth=1",
+            "encoder.arch.embed_dim=32", "encoder.arch.num_heads=2", "progress=false"]
+    first, grown = tmp_path / "a.pt", tmp_path / "b.pt"
+    result = robrep("pretrain", "encoder=mae", "steps=3", f"out={first}", *tiny, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "a.state.pt").exists()
+    result = robrep("pretrain", "encoder=mae", f"resume={first}", "steps=+2", f"out={grown}", *tiny, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    meta = read_checkpoint(grown)["meta"]
+    assert meta["steps"] == 5 and meta["resumed_from"]["steps"] == 3 and len(meta["runs"]) == 2
+    assert meta["flops"] == 5 * meta["flops_per_step"] > 0 and meta["seconds_total"] >= meta["seconds"]
+    result = robrep("pretrain", "encoder=mae", f"resume={grown}", "steps=4", f"out={tmp_path / 'c.pt'}", *tiny,
+                    cwd=tmp_path)
+    assert result.returncode != 0 and "use steps=+N" in result.stderr
+    (tmp_path / "b.state.pt").unlink()
+    result = robrep("pretrain", "encoder=mae", f"resume={grown}", "steps=+1", f"out={tmp_path / 'c.pt'}", *tiny,
+                    cwd=tmp_path)
+    assert result.returncode != 0 and "b.state.pt is missing" in result.stderr
 
 
 def test_collect_writes_robomimic_file(tmp_path):

@@ -254,6 +254,30 @@ def test_time_budgeted_pretraining_is_reproduced_bitwise_by_its_step_counts(fram
     assert not all(torch.equal(weights[k], weights_other[k]) for k in weights)  # the schedule length matters
 
 
+def test_a_resumed_pretraining_run_equals_one_uninterrupted_run(frames):
+    """Stopped at step 6 of a 12-step schedule and resumed from its state, the weights are those of one 12-step run;
+    grown past the schedule's end, a warm-restart segment covers the added steps; FLOPs are counted per step."""
+    def objective():
+        torch.manual_seed(0)
+        return make_objective(build_encoder("mae", **TINY), decoder_dim=64, decoder_depth=1, decoder_heads=2)
+
+    kw = dict(batch_size=8, warmup_steps=2, log_every=1, progress=False, schedule_steps=12)
+    whole = objective()
+    one = pretrain(whole, frames, max_steps=12, **kw)
+    part = objective()
+    first = pretrain(part, frames, max_steps=6, **kw)
+    resumed = objective()  # fresh weights: the state brings them back
+    second = pretrain(resumed, frames, max_steps=12, state=first["state"], **kw)
+    assert second["steps"] == 12 and [r["step"] for r in second["loss_curve"]] == list(range(1, 13))
+    assert all(torch.equal(a, b) for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()))
+    assert one["flops_per_step"] > 0 and second["flops"] == 12 * second["flops_per_step"] == one["flops"]
+    grown = pretrain(resumed, frames, max_steps=16, state=second["state"], **{**kw, "schedule_steps": None})
+    assert grown["steps"] == 16 and [s["start"] for s in grown["schedule"]] == [0, 12]
+    assert grown["schedule"][-1]["end"] == 16 and grown["seconds_total"] > second["seconds_total"]
+    with pytest.raises(ValueError, match="larger step budget"):
+        pretrain(objective(), frames, max_steps=16, state=grown["state"], **kw)
+
+
 def test_pretraining_batches_shift_a_frame_and_its_next_frame_together(frames):
     index = np.arange(0, len(frames), max(1, len(frames) // 6))
     plain = frames.batch(index)

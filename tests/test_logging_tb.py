@@ -71,7 +71,7 @@ def test_robrep_train_logs_to_stdout_and_the_hydra_run_log_and_tensorboard(demos
 def test_robrep_pretrain_tensorboard(demos, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     arch = ["encoder.arch.depth=1", "encoder.arch.embed_dim=32", "encoder.arch.num_heads=2"]
-    assert main(["pretrain", "encoder=mae", f"data=[{demos}]", "max_steps=3", "encoder.pretrain.batch_size=4",
+    assert main(["pretrain", "encoder=mae", f"data=[{demos}]", "steps=3", "encoder.pretrain.batch_size=4",
                  "out=enc.pt", "progress=false", "tensorboard=true", *arch]) == 0
     series = scalars(Path("runs/tb/pretrain/enc"))
     assert [s for s, _ in series["pretrain/loss"]] == [1] and "pretrain/lr" in series

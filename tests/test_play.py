@@ -241,11 +241,11 @@ def test_pretraining_defaults_to_the_play_corpus_minus_excluded_tasks(corpus, tm
     # end to end: three steps on the corpus without push; the checkpoint names its files and how to re-make it
     ckpt = tmp_path / "enc.pt"
     result = robrep("pretrain", "encoder=mae", f"corpus.dir={out}", f"corpus.tasks=[{','.join(TASKS)}]",
-                    "corpus.exclude=[push]", "max_steps=3", "encoder.pretrain.batch_size=4", "encoder.arch.input_size=32",
+                    "corpus.exclude=[push]", "steps=3", "encoder.pretrain.batch_size=4", "encoder.arch.input_size=32",
                     "encoder.arch.depth=1", f"out={ckpt}", "progress=false", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     meta = read_checkpoint(ckpt)["meta"]
     assert list(meta["data"]) == [str(out / "reach.hdf5")]
     assert f"data=[{out / 'reach.hdf5'}]" in meta["reproduce"]
-    missing = robrep("pretrain", "encoder=mae", f"corpus.dir={tmp_path / 'none'}", "max_steps=1", cwd=tmp_path)
+    missing = robrep("pretrain", "encoder=mae", f"corpus.dir={tmp_path / 'none'}", "steps=1", cwd=tmp_path)
     assert missing.returncode != 0 and "robrep collect mode=play" in missing.stderr
