@@ -486,6 +486,49 @@ def budget_section(res: Path, path: Path) -> list[str]:
     return out + tail(res, [], [path, noise])
 
 
+DIAGNOSTIC_COLS = ["encoder", "weights", "choice", "pck2", "pck4", "pck4_ci_low", "pck4_ci_high", "pck8",
+                   "median_error_px", "erank_tokens", "erank_mean", "block_to_goal_r2", "contact_balanced_acc",
+                   "target_acc"]
+
+
+def diagnostics_section(res: Path, csvs: list[Path]) -> list[str]:
+    """The encoders' ground-truth diagnostics (benchmarks/encoder_diagnostics.py), one block per task."""
+    out = ["## Encoder diagnostics from the simulator's ground truth (`python -m benchmarks.encoder_diagnostics`)",
+           "Development-layout frames after a random number of scripted-expert steps (half of them drawn from steps "
+           "where the gripper touches a block), paired across layouts. Correspondence: the centres of the block(s), "
+           "the goal and the gripper's wrist and palm projected into both frames; each visible keypoint of frame A "
+           "matched to the most similar (cosine) pixel of frame B's bilinearly upsampled features; PCK@a = share "
+           "within a px of the true projection (96 px frames; a token covers 8 px), interval: bootstrap over pairs. "
+           "Effective rank (Roy & Vetterli) of all tokens and of the grid means. Ridge probes (5-fold, 4 × 4 pooled "
+           "tokens) of the block-to-goal vector (R²), contact (balanced accuracy, chance 0.5) and the named block "
+           "(push_color, accuracy, chance 1/3). Pixels (RGB as the feature) are the floor."]
+    for path in csvs:
+        task = path.stem.removeprefix("correspondence_")
+        rows = read_csv(path)
+        cols = [c for c in DIAGNOSTIC_COLS if c in rows[0]]
+        default = [r for r in rows if r["group"] == "all" and (r["default"] == "True" or "no_instruction" in r["choice"])]
+        choices = [r for r in rows if r["group"] == "all" and r["weights"] not in ("random", "none")]
+        best = {}
+        for r in choices:
+            if r["encoder"] not in best or num(r["pck4"]) > num(best[r["encoder"]]["pck4"]):
+                best[r["encoder"]] = r
+        out += [f"### {task}: each encoder's default features (group: all keypoints)", csv_table(default, cols),
+                f"### {task}: every feature-time choice (trained weights, all keypoints)",
+                csv_table(choices, ["encoder", "choice", "pck2", "pck4", "pck8", "erank_tokens", "block_to_goal_r2",
+                                    "contact_balanced_acc"]),
+                "Best PCK@4 per encoder: " + "; ".join(f"{e} {r['pck4']} at {r['choice']}" for e, r in best.items()) + "."]
+        corr = path.with_name(f"rank_correlation_{task}.csv")
+        if corr.exists():
+            crow = read_csv(corr)
+            out += [f"### {task}: does a diagnostic rank the encoders as closed-loop success does?",
+                    csv_table(crow, ["diagnostic", "n_arms", "spearman_rho", "ci_low", "ci_high", "p_permutation",
+                                     "p_holm", "resolved", "auc_ns"]),
+                    "Resolved after Holm (p < 0.05): " + listing([r["diagnostic"] for r in crow
+                                                                 if r["resolved"] == "True"]) + "."]
+        out += tail(res, [], [path] + ([corr] if corr.exists() else []))
+    return out
+
+
 SIMPLE = [  # one table per CSV: title, what it measures; optional columns, row filter and generated reading
     dict(csv="sweep_cost.csv", title="Cost of the default sweep (`python -m benchmarks.sweep_cost`)",
          what="A prediction from parts measured on one thread: training steps under the training rule's budget "
@@ -548,7 +591,8 @@ def render_report(root: Path) -> str:
                            (probe_quick_section, sorted(res.glob("probe_*_demos_*.csv"))),
                            (budget_section, res / "budget_pilot.csv"),
                            (gate_section, res), (ablation_section, res / "ablation_mae.csv"),
-                           (planner_section, res / "plan" / "plan.csv")]:
+                           (planner_section, res / "plan" / "plan.csv"),
+                           (diagnostics_section, sorted((res / "diagnostics").glob("correspondence_*.csv")))]:
         if found and (isinstance(found, list) or found.exists()):
             parts += section(res, found)
     for t in SIMPLE:
