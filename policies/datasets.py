@@ -30,7 +30,8 @@ class DemoTensors:
     ``stack (F, S)`` indices of the S stacked frames of each frame (oldest first, the episode's first
     frame repeated before its start); ``chunk (F, k)`` indices of the next k actions (the episode's last
     action repeated after its end, as robomimic's sequence padding); ``instructions`` one per episode;
-    ``shifted`` ``{key: (C, F, ...)}`` the feature cache's C shifted copies of ``frames`` (empty without).
+    ``shifted`` ``{key: (C, F, ...)}`` the feature cache's C shifted copies of ``frames`` (empty without);
+    ``episode_index (F,)`` each frame's episode (index into ``episodes``).
     """
 
     frames: dict[str, torch.Tensor]
@@ -41,6 +42,7 @@ class DemoTensors:
     episodes: list[str]
     instructions: list[str | None]
     shifted: dict[str, torch.Tensor] = field(default_factory=dict)
+    episode_index: torch.Tensor | None = None  # (F,) the index in ``episodes`` of each frame
 
     def __len__(self) -> int:
         return len(self.actions)
@@ -118,4 +120,5 @@ def load_demo_tensors(demos: DemoFile, names: Sequence[str], frame_stack: int = 
     c = cache.shifts if shifted and cache is not None else 0
     shifted_frames = {k: torch.stack([torch.cat(v[i::c]) for i in range(c)]) for k, v in copies.items()}  # (C, F, ...)
     return DemoTensors({k: torch.cat(v) for k, v in parts.items()}, torch.cat(proprio), torch.cat(actions),
-                       stack, chunks, list(names), instructions, shifted_frames)
+                       stack, chunks, list(names), instructions, shifted_frames,
+                       torch.repeat_interleave(torch.arange(len(names)), torch.tensor(lengths)))

@@ -16,8 +16,8 @@ multiplies are most of the time, so neither the dynamo-based exporter nor onnxru
 MatMul / Gemm weights to int8 per tensor with activations quantized on the fly (``quantize_dynamic``): faster on
 CPUs with int8 dot-product instructions, but lossy — the report gives its action difference on the check frames.
 
-Language-conditioned policies are exported with their instruction fixed at export time (the text embedding is a
-constant of the file): an instruction per episode needs the PyTorch policy.
+Language-conditioned policies (a language-conditioned encoder, or ``instruction_input``) are exported with their
+instruction fixed at export time (the text embedding is a constant of the file): an instruction per episode needs the PyTorch policy.
 """
 
 from __future__ import annotations
@@ -56,6 +56,14 @@ class ExportablePolicy(nn.Module):
             with torch.no_grad():  # the instruction's language tokens (1, L, D) and mask (1, L): graph constants
                 self.language = tuple(t.detach() for t in self.encoder.language_tokens([instruction]))
         self.has_global = bool(policy.meta["shape_meta"].get("has_global_token", True))
+        self.register_buffer("instruction", None)  # instruction_input: the baked-in sentence embedding (1, 384)
+        if model.instruction_dim:
+            instruction = instruction or policy.meta.get("instruction")
+            if not instruction:
+                raise ValueError("this policy reads the instruction's embedding: pass instruction=<text> to bake it in")
+            from robrep.encoders.language import embed_sentences
+
+            self.instruction = embed_sentences([instruction]).float()  # a graph constant
 
     def features(self, x: torch.Tensor):
         """Preprocessed ``(B, 3, S, S)`` → the encoder's features (with the baked-in instruction, if any)."""
@@ -73,6 +81,8 @@ class ExportablePolicy(nn.Module):
             frames = {"tokens": feats.tokens.half().float()}  # as cached in training
             if feats.global_token is not None and self.has_global:
                 frames["global_token"] = feats.global_token.half().float()
+        if self.instruction is not None:
+            frames["instruction"] = self.instruction.expand(image.shape[0], -1)
         vec = self.model.frame_vectors(frames, proprio.float())
         return self.model.predict(vec[:, None]).clamp(-1.0, 1.0)
 

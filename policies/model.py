@@ -4,6 +4,7 @@ Shapes (``S`` = ``frame_stack``, ``k`` = ``chunk``, ``A`` = action dim, ``P`` = 
 ``F_d`` = ``frame_dim`` = trunk output + ``P`` if ``use_proprio``)::
 
     frames {key: (B, S, ...)}, proprio (B, S, P) ──stacked_vectors──► (B, S, F_d)
+    (F_d also counts the instruction's sentence embedding ``frames["instruction"]`` with ``instruction_input``)
     (B, S, F_d) ──flatten──► head ──► (B, k·A) normalised ──unnormalise──► actions (B, k, A) in [-1, 1]
 
 Frames are ordered oldest first; at an episode's start the first frame is repeated. The network is
@@ -32,7 +33,8 @@ class BCModel(nn.Module):
     """Trunk + normalisers + head. ``min_std`` floors the fitted standard deviations."""
 
     def __init__(self, trunk: nn.Module, head: str, head_kwargs: Mapping[str, Any], action_dim: int,
-                 proprio_dim: int, frame_stack: int = 1, chunk: int = 1, use_proprio: bool = True) -> None:
+                 proprio_dim: int, frame_stack: int = 1, chunk: int = 1, use_proprio: bool = True,
+                 instruction_dim: int = 0) -> None:
         super().__init__()
         if frame_stack < 1 or chunk < 1:
             raise ValueError(f"frame_stack and chunk must be >= 1, got {frame_stack}, {chunk}")
@@ -41,7 +43,8 @@ class BCModel(nn.Module):
         self.frame_stack, self.chunk, self.use_proprio = int(frame_stack), int(chunk), bool(use_proprio)
         self.action_norm = Normalizer(self.action_dim)
         self.proprio_norm = Normalizer(self.proprio_dim)
-        self.frame_dim = trunk.output_dim + (self.proprio_dim if self.use_proprio else 0)
+        self.instruction_dim = int(instruction_dim)  # > 0: frames carry "instruction" (B, instruction_dim)
+        self.frame_dim = trunk.output_dim + (self.proprio_dim if self.use_proprio else 0) + self.instruction_dim
         self.head = make_head(head, self.frame_stack * self.frame_dim, self.chunk * self.action_dim, **head_kwargs)
 
     def set_statistics(self, proprio: torch.Tensor, actions: torch.Tensor, min_std: float) -> None:
@@ -54,6 +57,8 @@ class BCModel(nn.Module):
         vec = self.trunk(frames)
         if self.use_proprio:
             vec = torch.cat([vec, self.proprio_norm.normalize(proprio.float())], dim=-1)
+        if self.instruction_dim:
+            vec = torch.cat([vec, frames["instruction"].to(vec.dtype)], dim=-1)
         return vec
 
     def stacked_vectors(self, frames: Mapping[str, torch.Tensor], proprio: torch.Tensor) -> torch.Tensor:
@@ -79,7 +84,7 @@ class BCModel(nn.Module):
 #: Keys of a policy config (``configs/policy/*.yaml``); anything else is a typo and an error.
 POLICY_KEYS = frozenset({"name", "trunk", "readout", "readout_kwargs", "token_dropout", "cnn", "finetune", "head",
                          "head_kwargs", "frame_stack", "chunk", "use_proprio", "min_std", "ensemble_decay", "train",
-                         "feature_shifts", "feature_shift_pad", "chunk_execution"})
+                         "feature_shifts", "feature_shift_pad", "chunk_execution", "instruction_input"})
 #: How a policy executes its predicted chunks (``chunk_execution``; :class:`policies.policy.Policy`): ``ensemble``
 #: encodes every step and averages the overlapping chunks (ACT temporal ensembling, the default); ``open_loop``
 #: encodes an env once per chunk and executes the chunk's ``k`` actions without looking (k× fewer encoder calls).
@@ -146,4 +151,5 @@ def build_model(policy_cfg: Mapping[str, Any], shape_meta: Mapping[str, Any], en
     trunk = build_trunk(policy_cfg, shape_meta, encoder)
     return BCModel(trunk, policy_cfg["head"], dict(policy_cfg.get("head_kwargs") or {}),
                    shape_meta["action_dim"], shape_meta["proprio_dim"], frame_stack=policy_cfg.get("frame_stack", 1),
-                   chunk=policy_cfg.get("chunk", 1), use_proprio=policy_cfg.get("use_proprio", True))
+                   chunk=policy_cfg.get("chunk", 1), use_proprio=policy_cfg.get("use_proprio", True),
+                   instruction_dim=int(shape_meta.get("instruction_dim", 0)) if policy_cfg.get("instruction_input") else 0)

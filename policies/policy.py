@@ -103,6 +103,12 @@ class Policy:
         enc = self.meta.get("encoder") or {}
         return self.encoder is not None and bool(enc.get("use_language")) and hasattr(self.encoder, "encode_with_language")
 
+    @property
+    def reads_instruction(self) -> bool:
+        """Whether acting needs the instruction: a language-conditioned encoder, or ``instruction_input`` (its sentence
+        embedding is part of every frame vector)."""
+        return self.uses_language or self.model.instruction_dim > 0
+
     # ------------------------------------------------------------------ state
     def reset(self, num_envs: int = 1) -> None:
         """Clear every env's frame stack and action-chunk history; expect ``num_envs`` envs."""
@@ -123,24 +129,30 @@ class Policy:
 
     # ------------------------------------------------------------------ acting
     def _texts(self, obs: Mapping[str, Any], batch: int) -> list[str] | None:
-        if not self.uses_language:
+        if not self.reads_instruction:
             return None
         texts = obs.get("instruction", self.meta.get("instruction"))
         if texts is None:
-            raise ValueError("this policy's encoder reads the instruction and the training demos had several: "
+            raise ValueError("this policy reads the instruction and the training demos had several: "
                              "pass obs['instruction'] (a string, or one per env)")
         return per_image_texts(texts, batch)
 
     @torch.no_grad()
     def frame_inputs(self, images: np.ndarray, texts: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
         """uint8 ``(B, H, W, 3)`` → the trunk's per-frame inputs: frozen features ``tokens (B, N, D)``
-        (+ ``global_token (B, D)``) rounded through float16 as in the feature cache, or the images."""
+        (+ ``global_token (B, D)``) rounded through float16 as in the feature cache, or the images; with
+        ``instruction_input`` also ``instruction (B, 384)``, the sentence embedding of each frame's text."""
         if self.encoder is None:
-            return {"image": torch.from_numpy(np.ascontiguousarray(images)).to(self.device)}
-        feats = self.encoder.encode_frames(images, texts)
-        out = {"tokens": feats.tokens.half().float()}
-        if feats.global_token is not None and self.meta["shape_meta"].get("has_global_token", True):
-            out["global_token"] = feats.global_token.half().float()
+            out = {"image": torch.from_numpy(np.ascontiguousarray(images)).to(self.device)}
+        else:
+            feats = self.encoder.encode_frames(images, texts if self.uses_language else None)
+            out = {"tokens": feats.tokens.half().float()}
+            if feats.global_token is not None and self.meta["shape_meta"].get("has_global_token", True):
+                out["global_token"] = feats.global_token.half().float()
+        if self.model.instruction_dim:
+            from robrep.encoders.language import embed_sentences
+
+            out["instruction"] = embed_sentences(list(texts)).to(self.device)
         return out
 
     @torch.no_grad()
@@ -148,7 +160,7 @@ class Policy:
         """``obs[image]`` uint8 ``(B, H, W, 3)`` and ``obs[proprio keys]`` ``(B, P_i)`` (concatenated to ``(B, P)``,
         finite) → float32 actions ``(B, A)`` clipped to [-1, 1]; un-batched ``(H, W, 3)``/``(P_i,)`` → ``(A,)``. The
         keys are :attr:`obs_keys` (``image``, ``proprio`` unless trained otherwise). Optional ``obs["instruction"]``
-        (str or one per env) for language-conditioned encoders. Other keys are ignored. One batched encoder call: on every env
+        (str or one per env) for language-conditioned encoders and ``instruction_input`` policies. Other keys are ignored. One batched encoder call: on every env
         (``ensemble``), or (``open_loop``) only on the envs whose chunk is used up or that were reset — the others
         execute their chunk's next action without an encoder call."""
         keys = self.obs_keys

@@ -235,6 +235,20 @@ def policy_feature_cache(policy_cfg: Mapping[str, Any], encoder: Encoder, datase
                                 shift_pad=int(policy_cfg.get("feature_shift_pad", 4)), obs_keys=obs_keys)
 
 
+def attach_instructions(*parts: DemoTensors | None) -> int:
+    """Give every frame of each :class:`DemoTensors` its episode's instruction as a frozen sentence embedding,
+    ``frames["instruction"] (F, 384)`` (:func:`robrep.encoders.language.embed_sentences`, MiniLM), for a policy with
+    ``instruction_input``; returns the embedding width. ValueError names episodes without an instruction."""
+    from robrep.encoders.language import LANGUAGE_DIM, embed_sentences
+
+    for data in (p for p in parts if p is not None):
+        missing = [e for e, t in zip(data.episodes, data.instructions) if not t]
+        if missing:
+            raise ValueError(f"instruction_input needs an instruction per episode; {missing[:3]} have none")
+        data.frames["instruction"] = embed_sentences(list(data.instructions))[data.episode_index]
+    return LANGUAGE_DIM
+
+
 def shared_instruction(instructions: list[str | None]) -> str | None:
     """The instruction if every demo has the same one, else None."""
     unique = set(instructions)
@@ -321,6 +335,8 @@ def train_policy(
         shape_meta["image_size"] = list(train.frames["image"].shape[1:3])
     if trainable is not None:
         shape_meta.update(feature_dim=int(trainable.feature_dim), grid=list(trainable.grid_size))
+    if policy_cfg.get("instruction_input"):
+        shape_meta["instruction_dim"] = attach_instructions(train, valid)
     if log:
         log(f"{len(train_names)} train demos ({len(train)} frames), {len(valid_names)} valid demos "
             f"({0 if valid is None else len(valid)} frames) from {dataset}")

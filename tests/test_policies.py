@@ -822,3 +822,33 @@ def test_cosine_schedule_anneals_the_lr_to_zero_over_the_budget(tiny_data):
     assert all(abs(scalars.lr[t] - expected[t]) < 1e-9 for t in expected)
     with pytest.raises(ValueError, match="schedule"):
         TrainConfig(schedule="step")
+
+
+# ---------------------------------------------------------------------------------------------- instruction input
+def test_instruction_input_policies_read_each_episodes_instruction(encoder_ckpt, cache_dir, tmp_path):
+    """instruction_input: push_color demos (one instruction per episode) → the sentence embedding joins every frame
+    vector in training, acting reads obs['instruction'] (refused without it), the instruction changes the action, and
+    the exported file bakes one instruction in."""
+    demos = tmp_path / "push_color.hdf5"
+    collect_demos("push_color", 6, demos, image_size=32, subset_sizes=(5,), subset_seeds=(0,), progress=False)
+    out = tmp_path / "p.pt"
+    cfg = policy_cfg(instruction_input=True, train={"steps": 30, "eval_every": 10})
+    train_policy(cfg, demos, 5, 0, out, EncoderSpec("mae", str(encoder_ckpt), ARCH), cache_dir=cache_dir)
+    policy = load_policy(out)
+    assert policy.model.instruction_dim == 384 and policy.reads_instruction and not policy.uses_language
+    obs = {"image": np.zeros((2, 32, 32, 3), np.uint8), "proprio": np.zeros((2, 4), np.float32)}
+    with pytest.raises(ValueError, match="pass obs\\['instruction'\\]"):
+        policy.act(obs)
+    policy.reset(2)
+    texts = np.array(["push the red block onto the yellow circle", "push the blue block onto the yellow circle"])
+    actions = policy.act({**obs, "instruction": texts})
+    assert actions.shape == (2, 4) and not np.allclose(actions[0], actions[1])  # same frame, other instruction
+    from policies.export import ExportablePolicy
+
+    with pytest.raises(ValueError, match="instruction=<text>"):
+        ExportablePolicy(policy)
+    module = ExportablePolicy(policy, instruction=str(texts[1]))
+    policy.reset(1)
+    expected = policy.model.predict(policy._frame_vectors(obs["image"][:1], obs["proprio"][:1], [str(texts[1])])[:, None])
+    got = module(torch.from_numpy(obs["image"][:1]), torch.from_numpy(obs["proprio"][:1]))
+    torch.testing.assert_close(got, expected.clamp(-1, 1))

@@ -334,3 +334,19 @@ def test_full_sweep_pointer_names_the_n_done_and_the_wall_time(tmp_path):
     results.write_csv([{"arm": "mae", "n": 50}, {"arm": "cnn", "n": 10}], tmp_path / "summary.csv")
     line = full_sweep_pointer(tmp_path)
     assert "N = 10, 50 so far" in line and "1.5 h of wall time over 2 invocation(s)" in line
+
+
+def test_the_language_preset_pairs_each_language_arm_with_its_language_free_twin():
+    """preset=language on push_color: voltron_nolang withholds the instruction from the encoder (and so from the
+    feature cache key), clip_text adds the instruction's embedding to the policy; the pairs compare each twin."""
+    from robrep.sweep.run import sweep_arms, sweep_cells
+
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        sweep = compose("sweep", overrides=["task=push_color", "preset=language", "seeds=[0]"])
+    assert sweep.name == "push_color_language" and list(sweep.demos) == [10, 50]
+    arms = sweep_arms(sweep)
+    specs = {s.arm: s for s in sweep_cells(sweep, arms, precision="float32") if s.n == 10}
+    assert specs["voltron"].use_language and not specs["voltron_nolang"].use_language
+    assert specs["clip_text"].policy["instruction_input"] and not specs["clip"].policy["instruction_input"]
+    assert ["voltron", "voltron_nolang"] in [list(p) for p in sweep.pairs]
+    assert ["clip_text", "clip"] in [list(p) for p in sweep.pairs]

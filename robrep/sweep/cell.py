@@ -109,7 +109,8 @@ class CellSpec:
             encoder = {"name": e.name, "arch": e.arch, "precision": e.precision,
                        "weights": _content_hash(weights) if weights and Path(weights).is_file() else weights,
                        "init_seed": e.init_seed if e.weights is None else None}
-        policy = {k: v for k, v in self.policy.items() if (k, v) != ("chunk_execution", "ensemble")}
+        policy = {k: v for k, v in self.policy.items()
+                  if (k, v) not in (("chunk_execution", "ensemble"), ("instruction_input", False))}
         if "train" in policy:  # options at their defaults of old are left out: keys made before them still hold
             policy["train"] = {k: v for k, v in policy["train"].items()
                                if (k, v) not in (("min_delta", 0.0), ("min_delta", 0), ("schedule", "constant"))}
@@ -159,7 +160,8 @@ class CellSpec:
             policy=policy, encoder=encoder, episodes=int(cfg.episodes), eval_seed_start=int(cfg.get("eval_seed_start", 0)),
             eval_split=str(cfg.get("eval_split", "dev")),
             eval_visuals=None if eval_visuals is None else str(eval_visuals), num_envs=int(cfg.num_envs),
-            videos=int(cfg.get("videos", 0)), cache_dir=str(cfg.cache_dir), use_language=bool(cfg.use_language),
+            videos=int(cfg.get("videos", 0)), cache_dir=str(cfg.cache_dir),
+            use_language=bool(cfg.use_language) and bool(arm_cfg.get("use_language", True)),  # an arm may withhold it
             feature_batch_size=int(cfg.feature_batch_size), threads=int(cfg.get("threads", 1)), device=str(cfg.device),
             progress=bool(cfg.progress), command=f"{results.command_line()} [cell {name}]",
             obs_keys=ObsKeys.from_cfg(cfg if "obs_keys" in cfg else arm_cfg),
