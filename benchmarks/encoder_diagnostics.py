@@ -21,7 +21,9 @@ expert steps (:func:`robrep.probe.correspondence.keypoint_frames`); frame ``i`` 
   clip_spatial and the random inits of mae, dift, voltron; clip and clip_random read the class token), Spearman's ρ
   between each diagnostic at the arm's default features and the arm's primary metric (``auc.csv``: area under
   success vs log N), a 95 % bootstrap interval over arms, the exact permutation p-value and its Holm correction over
-  the diagnostics (``resolved``: corrected p < 0.05).
+  the diagnostics (``resolved``: corrected p < 0.05);
+- ``choice_tests_<task>.csv``: per encoder, the feature-time choice with the best PCK@4 on half of the pairs against
+  the default on the other half (:func:`choice_tests`): does another layer or DIFT (t, up block) correspond better?
 
 Writes under ``runs/benchmarks/encoder_diagnostics/diagnostics/`` (``--commit``: ``results/diagnostics/``).
 """
@@ -85,8 +87,10 @@ def bootstrap_pck(errors: np.ndarray, pair_of: np.ndarray, pairs: int, alpha: fl
     return float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))
 
 
-def score(tokens: torch.Tensor, grid: tuple[int, int], frames, pairs, resamples: int, rng) -> list[dict]:
-    """Rows per keypoint group (and ``all``) for tokens ``(F, N, D)`` of ``frames``."""
+def score(tokens: torch.Tensor, grid: tuple[int, int], frames, pairs, resamples: int, rng
+          ) -> tuple[list[dict], np.ndarray, np.ndarray]:
+    """Rows per keypoint group (and ``all``) for tokens ``(F, N, D)`` of ``frames``, and per pair the matches within
+    4 px and the keypoints matched ``(P,)`` each (all groups; for :func:`choice_tests`)."""
     per_pair = [pair_errors(tokens, grid, frames, [p]) for p in pairs]
     errors = np.concatenate([e for e, _ in per_pair])
     keypoint = np.concatenate([k for _, k in per_pair])
@@ -108,6 +112,32 @@ def score(tokens: torch.Tensor, grid: tuple[int, int], frames, pairs, resamples:
                      **{f"pck{a}": round(float(np.mean(e <= a)), 4) for a in PCK_THRESHOLDS},
                      "pck4_ci_low": round(lo, 4), "pck4_ci_high": round(hi, 4),
                      "median_error_px": round(float(np.median(e)), 2), **ranks})
+    hits = np.bincount(pair_of, weights=(errors <= 4).astype(float), minlength=len(pairs))
+    return rows, hits, np.bincount(pair_of, minlength=len(pairs)).astype(float)
+
+
+def choice_tests(per_choice: dict[str, list[tuple[str, np.ndarray, np.ndarray]]], resamples: int, rng) -> list[dict]:
+    """Is another feature-time choice better than an encoder's default? Per encoder (``per_choice``: its choices as
+    ``(label, hits, counts)`` per pair, the default first), the choice with the best PCK@4 on the first half of the
+    pairs is compared with the default on the second half (selection and test on different pairs): the difference,
+    a paired bootstrap interval and two-sided p over those pairs, Holm-corrected across encoders."""
+    rows = []
+    for name, entries in per_choice.items():
+        half = len(entries[0][1]) // 2
+        pick = lambda e, part: e[1][part].sum() / max(e[2][part].sum(), 1.0)  # noqa: E731
+        best = max(entries, key=lambda e: pick(e, slice(0, half)))
+        test = slice(half, None)
+        (hd, cd), (hb, cb) = (entries[0][1][test], entries[0][2][test]), (best[1][test], best[2][test])
+        draws = rng.integers(0, len(hd), (resamples, len(hd)))
+        boot = hb[draws].sum(1) / np.maximum(cb[draws].sum(1), 1) - hd[draws].sum(1) / np.maximum(cd[draws].sum(1), 1)
+        same = best is entries[0]
+        rows.append({"encoder": name, "default": entries[0][0], "selected": best[0], "test_pairs": len(hd),
+                     "pck4_default": round(pick(entries[0], test), 4), "pck4_selected": round(pick(best, test), 4),
+                     "diff": round(pick(best, test) - pick(entries[0], test), 4),
+                     "ci_low": round(float(np.percentile(boot, 2.5)), 4), "ci_high": round(float(np.percentile(boot, 97.5)), 4),
+                     "p": 1.0 if same else round(min(1.0, 2 * min(np.mean(boot <= 0), np.mean(boot >= 0))), 4)})
+    for r, p in zip(rows, holm([r["p"] for r in rows])):
+        r["p_holm"], r["resolved"] = round(float(p), 4), bool(p < 0.05)
     return rows
 
 
@@ -175,7 +205,8 @@ def main(argv: list[str] | None = None) -> None:
         size = frames.images.shape[1]
         pixels = torch.from_numpy(frames.images).float().flatten(1, 2)  # (F, H·W, 3): RGB as the feature
         rows = [{"encoder": "pixels", "weights": "none", "choice": "rgb", "default": True, **r}
-                for r in score(pixels, (size, size), frames, pairs, args.bootstrap, rng)]
+                for r in score(pixels, (size, size), frames, pairs, args.bootstrap, rng)[0]]
+        per_choice: dict[str, list[tuple[str, np.ndarray, np.ndarray]]] = {}
         for name in args.encoders:
             for weights in (f"weights/{name}_{args.budget}.pt", None):
                 encoder = encoder_spec(name, weights).load()
@@ -190,7 +221,9 @@ def main(argv: list[str] | None = None) -> None:
                         tokens = encode(encoder, frames, language=language)
                     label = (" ".join(f"{k}={v}" for k, v in choice.items()) or "default") + ("" if language else
                                                                                              " no_instruction")
-                    scored = score(tokens, tuple(encoder.grid_size), frames, pairs, args.bootstrap, rng)
+                    scored, hits, counts = score(tokens, tuple(encoder.grid_size), frames, pairs, args.bootstrap, rng)
+                    if weights is not None and language:
+                        per_choice.setdefault(name, []).append((label, hits, counts))
                     rows += [{"encoder": name, "weights": weights or "random", "choice": label, "default": i == 0,
                               **r} for r in scored]
                     top = scored[0]  # group "all"
@@ -204,6 +237,14 @@ def main(argv: list[str] | None = None) -> None:
                       comments=[cmd, f"{args.task}, {len(frames.images)} dev-layout frames, {len(pairs)} pairs, "
                                      f"{size} px; PCK@a = share of keypoint matches within a px; "
                                      f"{time.perf_counter() - start:.0f} s on {args.threads} thread(s)"])]
+    tests = choice_tests(per_choice, args.bootstrap, rng)
+    for r in tests:
+        print(f"{r['encoder']:<8} {r['selected']} vs default {r['default']}: PCK@4 {r['diff']:+.3f} "
+              f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] on held-out pairs, Holm p {r['p_holm']}")
+    made.append(write_csv(tests, out_dir / f"choice_tests_{args.task}.csv",
+                          comments=[cmd, "best PCK@4 choice selected on the first half of the pairs, tested against "
+                                         "the default on the second half; paired bootstrap over pairs, Holm across "
+                                         "encoders"]))
     auc_csv = Path(args.closed_loop) / "auc.csv"
     if auc_csv.exists():
         corr = rank_correlation(rows, auc_csv, args.bootstrap, rng)

@@ -517,6 +517,14 @@ def diagnostics_section(res: Path, csvs: list[Path]) -> list[str]:
                 csv_table(choices, ["encoder", "choice", "pck2", "pck4", "pck8", "erank_tokens", "block_to_goal_r2",
                                     "contact_balanced_acc"]),
                 "Best PCK@4 per encoder: " + "; ".join(f"{e} {r['pck4']} at {r['choice']}" for e, r in best.items()) + "."]
+        tests = path.with_name(f"choice_tests_{task}.csv")
+        if tests.exists():
+            trows = read_csv(tests)
+            out += [f"### {task}: is another layer or timestep better than the default? (selected on half the pairs, "
+                    "tested on the other half)", csv_table(trows),
+                    "Resolved after Holm (p < 0.05): " + listing([f"{r['encoder']} {r['selected']} "
+                                                                 f"({num(r['diff']):+.3f})" for r in trows
+                                                                 if r["resolved"] == "True"]) + "."]
         corr = path.with_name(f"rank_correlation_{task}.csv")
         if corr.exists():
             crow = read_csv(corr)
@@ -525,7 +533,7 @@ def diagnostics_section(res: Path, csvs: list[Path]) -> list[str]:
                                      "p_holm", "resolved", "auc_ns"]),
                     "Resolved after Holm (p < 0.05): " + listing([r["diagnostic"] for r in crow
                                                                  if r["resolved"] == "True"]) + "."]
-        out += tail(res, [], [path] + ([corr] if corr.exists() else []))
+        out += tail(res, [], [path] + [p for p in (tests, corr) if p.exists()])
     return out
 
 

@@ -80,3 +80,17 @@ def test_rank_correlation_reads_the_primary_metric(tmp_path):
     out = {r["diagnostic"]: r for r in rank_correlation(rows, tmp_path / "auc.csv", 200, np.random.default_rng(0))}
     assert out["pck4"]["spearman_rho"] == 1.0 and out["erank_tokens"]["spearman_rho"] == -1.0
     assert out["pck4"]["n_arms"] == 5 and out["pck4"]["p_permutation"] == pytest.approx(2 / 120, abs=1e-4)  # exact: 2 of the 5! pairings are as extreme
+
+
+def test_choice_tests_select_on_one_half_and_test_on_the_other():
+    from benchmarks.encoder_diagnostics import choice_tests
+
+    pairs = 60
+    counts = np.full(pairs, 4.0)
+    default = ("layer=6", np.full(pairs, 2.0), counts)  # PCK 0.5 everywhere
+    better = ("layer=3", np.full(pairs, 4.0), counts)   # PCK 1.0 everywhere
+    lucky = ("layer=1", np.r_[np.full(30, 4.0), np.full(30, 2.0)], counts)  # best only on the selection half
+    rows = choice_tests({"a": [default, better], "b": [default, lucky]}, 500, np.random.default_rng(0))
+    a, b = rows
+    assert (a["selected"], a["diff"], a["resolved"]) == ("layer=3", 0.5, True)
+    assert b["selected"] == "layer=1" and b["diff"] == 0.0 and not b["resolved"]  # no gain where it was not chosen
