@@ -216,7 +216,8 @@ def main(argv: list[str] | None = None) -> None:
                 for i, (choice, language) in enumerate(choices):
                     if weights is None and i > 0:
                         break  # random init: its default features only
-                    encoder.configure(**choice) if choice else None
+                    if choice:
+                        encoder.configure(**choice)
                     with torch.inference_mode():
                         tokens = encode(encoder, frames, language=language)
                     label = (" ".join(f"{k}={v}" for k, v in choice.items()) or "default") + ("" if language else
