@@ -486,6 +486,38 @@ def budget_section(res: Path, path: Path) -> list[str]:
     return out + tail(res, [], [path, noise])
 
 
+#: Each task's benchmark sweep (``results/sweeps/<dir>``, run under the benchmark's rules), in table order.
+TASK_SWEEPS = {"push": "push_fair2", "push_color": "push_color_fair", "pick_place": "pick_place_fair",
+               "metaworld/push-v3": "mw_push_fair"}
+
+
+def cross_task_section(res: Path, found: list[Path]) -> list[str]:
+    """The primary metric (AUC over log N, with its seed-level interval) of every arm on every task whose benchmark
+    sweep is committed, and per task its N, wall time and the best arm (seed mean) at its smallest and largest N."""
+    sweeps = {t: res / "sweeps" / d for t, d in TASK_SWEEPS.items() if (res / "sweeps" / d / "auc.csv").exists()}
+    auc = {t: {r["arm"]: r for r in read_csv(d / "auc.csv")} for t, d in sweeps.items()}
+    arms = sorted({a for rows in auc.values() for a in rows})
+    fmt = lambda r: f"{num(r['auc']):.3f} [{num(r['auc_ci_low']):.3f}, {num(r['auc_ci_high']):.3f}]"  # noqa: E731
+    table = [{"arm": a, **{t: fmt(auc[t][a]) if a in auc[t] else "" for t in sweeps}} for a in arms]
+    lines = []
+    for t, d in sweeps.items():
+        summary = read_csv(d / "summary.csv")
+        ns = sorted({int(r["n"]) for r in summary})
+        wall = sum(num(r["wall_min"]) for r in read_csv(d / "runs.csv")) if (d / "runs.csv").exists() else math.nan
+        best = []
+        for n in (ns[0], ns[-1]):
+            r = max((r for r in summary if int(r["n"]) == n), key=lambda r: num(r["seed_mean"]))
+            best.append(f"N = {n}: {r['arm']} {100 * num(r['seed_mean']):.0f} % [{100 * num(r['seed_ci_low']):.0f}, "
+                        f"{100 * num(r['seed_ci_high']):.0f}]")
+        lines.append(f"- {t} (`{d.name}`): N = {', '.join(map(str, ns))}; {wall:.0f} min of wall over its runs (runs.csv, interrupted ones included); best "
+                     f"seed mean at {'; at '.join(best)}.")
+    return ["## The question across tasks: the primary metric per task",
+            "Area under success vs log N (the primary metric) per arm and task, mean over training seeds with its "
+            "seed-level 95 % interval, from each task's benchmark sweep (`auc.csv`); a task appears once its sweep is "
+            "committed (" + ", ".join(f"{t}: `{d}`" for t, d in TASK_SWEEPS.items()) + ").",
+            csv_table(table), "\n".join(lines), *tail(res, [], [d / "auc.csv" for d in sweeps.values()])]
+
+
 DIAGNOSTIC_COLS = ["encoder", "weights", "choice", "pck2", "pck4", "pck4_ci_low", "pck4_ci_high", "pck8",
                    "median_error_px", "erank_tokens", "erank_mean", "block_to_goal_r2", "contact_balanced_acc",
                    "target_acc"]
@@ -600,7 +632,9 @@ def render_report(root: Path) -> str:
                            (budget_section, res / "budget_pilot.csv"),
                            (gate_section, res), (ablation_section, res / "ablation_mae.csv"),
                            (planner_section, res / "plan" / "plan.csv"),
-                           (diagnostics_section, sorted((res / "diagnostics").glob("correspondence_*.csv")))]:
+                           (diagnostics_section, sorted((res / "diagnostics").glob("correspondence_*.csv"))),
+                           (cross_task_section, [res / "sweeps" / d / "auc.csv" for d in TASK_SWEEPS.values()
+                                                 if (res / "sweeps" / d / "auc.csv").exists()])]:
         if found and (isinstance(found, list) or found.exists()):
             parts += section(res, found)
     for t in SIMPLE:
