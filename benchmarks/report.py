@@ -74,7 +74,7 @@ SWEEPS = {  # sweep directory: (title, what it measures)
                    "from-scratch CNN — under one training rule (the budget and early-stopping threshold chosen by the "
                    "budget pilot on valid demos), equal tuning on valid demos and equal shift augmentation, five "
                    "training seeds, evaluated on the 100 test layouts (README: the benchmark's rules). Run N by N, "
-                   "smallest first; while it runs, the N present are the N finished."),
+                   "smallest first (runs.csv: one row per stage)."),
     "push": ("The earlier push sweep, before one training rule (superseded by the benchmark above)",
              "Every arm at several demo counts N and training seeds: frozen encoders (full-budget weights, default "
              "readout, MLP head) against end-to-end arms trained from scratch on the same demos, all evaluated on the "
