@@ -351,11 +351,11 @@ def ladder_tables(plan_dir: Path) -> tuple[list[str], list[Path]]:
                 "learned transition model and the latent cost. `dev` rows are development layouts (settings chosen "
                 "there), `test` rows the reported layouts; success with its Wilson 95 % interval.",
                 table(["task", "rung", "encoder", "split", "episodes", "success", "mean length", "H × repeat",
-                       "samples / elites / iters", "cost", "world model (c)", "ms/action", "ms/plan"],
+                       "samples / elites / iters", "cost", "world model (c)", "prior (c)", "ms/action", "ms/plan"],
                       [[r["task"], r["rung"], r["encoder"], r["eval_split"], r["episodes"], rate(r),
                         fx(r["mean_length"], 1), f"{r['horizon']} × {r['action_repeat']}",
                         f"{r['samples']} / {r['elites']} / {r['iterations']}", r["cost"], r.get("world_model", ""),
-                        fx(r["ms_per_action"], 1), fx(r["ms_per_plan"], 1)] for r in rows])]
+                        r.get("prior", ""), fx(r["ms_per_action"], 1), fx(r["ms_per_plan"], 1)] for r in rows])]
         used.append(ladder)
     for bc in sorted(plan_dir.glob("*_bc_beside_planner.csv")):
         task, rows = bc.name.split("_bc_beside_planner")[0], read_csv(bc)
@@ -367,6 +367,31 @@ def ladder_tables(plan_dir: Path) -> tuple[list[str], list[Path]]:
                       [[r["arm"], r["n"], r["train_seeds"], rate(r),
                         rate(r, "seed_mean", "seed_ci_low", "seed_ci_high")] for r in rows])]
         used.append(bc)
+    for pv in sorted(plan_dir.glob("*_prior_dev.csv")) + sorted(plan_dir.glob("*_prior_vs_bc.csv")):
+        task, rows = pv.name.split("_prior_")[0], read_csv(pv)
+        dev = pv.name.endswith("_prior_dev.csv")
+        block = lambda r: (r["settings"], r["arm"], r["n"])  # noqa: E731  one run of the benchmark
+        seeds = {b: [r for r in rows if block(r) == b and r["seed"] != "mean"] for b in map(block, rows)}
+        out += [f"### {task}: imagination on top of a BC policy, "
+                f"{'development layouts (choosing the prior' + chr(39) + 's settings)' if dev else 'test layouts'} "
+                "(`benchmarks/prior_planner.py`)",
+                "Rung (c) with each training seed's BC policy as CEM's prior (`planners/prior.py`: the search starts "
+                "from the policy's action chunk, its macro-actions residuals on it) against the same policy alone on "
+                "the same layouts: success per seed, the mean over seeds, and the paired difference planner − policy "
+                "(seed-level t 95 %, two-sided p). `no prior`: rung (c) with the same world model, cost and search "
+                "but no policy.",
+                table(["prior settings", "arm", "N", "seeds", "split", "layouts", "BC", "planner + prior", "no prior",
+                       "planner − BC", "p"],
+                      [[r["settings"], r["arm"], r["n"], len(seeds[block(r)]), r["split"], r["episodes"],
+                        fx(r["bc_rate"], 2), fx(r["planner_rate"], 2), fx(r.get("no_prior_rate"), 2),
+                        diff(r["diff"], r["ci_low"], r["ci_high"], label=False), fx(r["p_value"], 3)]
+                       for r in rows if r["seed"] == "mean"])]
+        if not dev:
+            out.append(table(["seed", "policy", "BC", "planner + prior", "ms/action", "ms/plan"],
+                             [[r["seed"], r["policy"], f"{r['bc_successes']}/{r['episodes']}",
+                               f"{r['planner_successes']}/{r['episodes']}", fx(r["ms_per_action"], 1),
+                               fx(r["ms_per_plan"], 1)] for r in rows if r["seed"] != "mean"]))
+        used.append(pv)
     for mono in sorted(plan_dir.glob("*_cost_monotonicity.csv")):
         task = mono.name.split("_cost_monotonicity")[0]
         out += [f"### {task}: do the costs follow steps-to-go? (Spearman ρ on held-out expert episodes)",

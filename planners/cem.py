@@ -75,17 +75,25 @@ class CEM:
         self.mean[idx] = torch.cat([m[:, steps:], m[:, -1:].expand(-1, steps, -1)], dim=1)
 
     @torch.no_grad()
-    def plan(self, cost_fn: CostFn, envs: Sequence[int] | None = None) -> torch.Tensor:
+    def plan(self, cost_fn: CostFn, envs: Sequence[int] | None = None, init_mean: torch.Tensor | None = None,
+             init_std: torch.Tensor | None = None) -> torch.Tensor:
         """Optimise the action sequences of the environments ``envs`` (default: all ``B``); returns their mean plans
         ``(b, H, A)`` (clipped), ``b = len(envs)``.
 
         ``cost_fn`` gets all candidates at once, ``(b, K, H, A)``, and returns ``(b, K)`` costs (lower is better).
-        Afterwards the planner holds the plan; call :meth:`shift` after executing its first action(s).
+        ``init_mean`` / ``init_std`` ``(b, H, A)`` replace the first iteration's Gaussian (default: the warm start
+        and ``cfg.init_std``), e.g. a policy prior's proposal (:mod:`planners.prior`); the initial mean is always
+        scored as candidate 0. Afterwards the planner holds the plan; call :meth:`shift` after executing its first
+        action(s).
         """
         c = self.cfg
         rows = slice(None) if envs is None else torch.as_tensor(list(envs), dtype=torch.long)
         mean = self.mean[rows].clone() if c.warm_start else torch.zeros_like(self.mean[rows])
         std = torch.full_like(mean, c.init_std)
+        if init_mean is not None:
+            mean = init_mean.to(mean).expand_as(mean).clone()
+        if init_std is not None:
+            std = init_std.to(std).expand_as(std).clone()
         b, h, a = mean.shape
         for _ in range(c.iterations):
             noise = torch.randn(b, c.samples, h, a, device=self.device, generator=self.generator)

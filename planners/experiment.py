@@ -310,7 +310,7 @@ RUNGS = {"a": ("simulator", "privileged state"), "b": ("simulator", "latent of r
          "c": ("learned transition model", "latent")}
 LADDER_KEY = ("task", "encoder", "rung", "eval_split", "episodes", "horizon", "action_repeat", "samples", "elites",
               "iterations", "cost", "approach_weight", "subgoal_ahead", "use_proprio", "proprio_weight", "goal_settle",
-              "running_weight", "world_model", "risk")
+              "running_weight", "world_model", "risk", "prior")
 
 
 def world_model_label(cfg: DictConfig) -> str:
@@ -358,6 +358,7 @@ def ladder_row(cfg: DictConfig, rung: str, encoder: str, result, planner, split:
             "world_model": world_model_label(cfg) if rung == "c" else "",
             "risk": (float(cfg.planner.get("risk", 0.0))
                      if rung == "c" and int(cfg.dynamics.get("ensemble", 1)) > 1 else ""),
+            "prior": planner.prior.describe() if getattr(planner, "prior", None) is not None else "",
             "ms_per_action": round(planner.ms_per_action, 2),
             "ms_per_plan": round(planner.ms_per_plan, 2), "command": results.command_line()}
 
@@ -409,13 +410,17 @@ def _world_model_note(row: dict[str, Any], default: str) -> str:
 
 def plot_ladder(rows: list[dict[str, Any]], path: Path) -> Path:
     """Success (Wilson 95 % bars) per ladder row of one task: one point per (rung, encoder), grouped by rung, labelled
-    with the row's split, episodes and horizon × action repeat; test-split rows solid, dev rows hollow."""
+    with the row's split, episodes and horizon × action repeat. Only the test-split rows (the reported ones) once the
+    task has any — the development rows that chose their settings stay in the table; before that the dev rows,
+    hollow."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = sorted(rows, key=lambda r: (str(r["rung"]), str(r["encoder"]), str(r["eval_split"])))
+    test = [r for r in rows if r["eval_split"] == "test"]
+    rows = sorted(test or rows, key=lambda r: (str(r["rung"]), str(r.get("prior") or ""), str(r["encoder"]),
+                                               str(r["eval_split"])))
     default = _default_world_model()
     fig, ax = plt.subplots(figsize=(max(4.0, 0.75 * len(rows) + 1.5), 3.8))
     for x, r in enumerate(rows):
@@ -428,7 +433,9 @@ def plot_ladder(rows: list[dict[str, Any]], path: Path) -> Path:
                                      + ("" if r["rung"] == "a" else f"\n{r['cost']}"
                                         + (f" sg{r['subgoal_ahead']}" if str(r.get("subgoal_ahead", "0")) not in
                                            ("", "0") else "")
-                                        + _world_model_note(r, default)) for r in rows], fontsize=5)
+                                        + _world_model_note(r, default))
+                                     + (f"\nprior {str(r['prior']).split('_')[0]}" if r.get("prior") else "")
+                                     for r in rows], fontsize=5)
     ax.set_ylim(-0.03, 1.03)
     ax.set_ylabel("success (Wilson 95 %)")
     task = rows[0]["task"] if rows else ""
@@ -449,10 +456,30 @@ def planner_settings(cfg: DictConfig) -> tuple[CEMConfig, dict[str, Any], dict[s
               "cost": str(plan_cfg.pop("cost", "goal")), "subgoal_ahead": int(plan_cfg.pop("subgoal_ahead", 0)),
               "approach_weight": float(plan_cfg.pop("approach_weight", 0.5)),
               "proprio_weight": float(plan_cfg.pop("proprio_weight", 1.0)),
-              "goal_settle": int(plan_cfg.pop("goal_settle", 0)), "risk": float(plan_cfg.pop("risk", 0.0))}
+              "goal_settle": int(plan_cfg.pop("goal_settle", 0)), "risk": float(plan_cfg.pop("risk", 0.0)),
+              "prior": plan_cfg.pop("prior", None), "prior_std": float(plan_cfg.pop("prior_std", 0.2)),
+              "prior_weight": float(plan_cfg.pop("prior_weight", 0.0))}
     plan_cfg.pop("name", None)
     env_kwargs = {"image_size": cfg.task.image_size, "visuals": str(cfg.task.visuals)}
     return CEMConfig(**plan_cfg), kwargs, env_kwargs, str(cfg.get("eval_split", "dev"))
+
+
+def with_prior(cfg: DictConfig, planner, policy: Any = None):
+    """``planner`` (rung c's) with the policy prior of ``planner.prior`` attached (:class:`planners.prior.PolicyPrior`
+    around ``policy``, that BC policy loaded by the caller: planners do not import policies); none when
+    ``planner.prior`` is null. Returns the planner. The simulator rungs plan without it."""
+    _, kw, env_kwargs, _ = planner_settings(cfg)
+    if not kw["prior"]:
+        return planner
+    if policy is None:
+        raise ValueError(f"planner.prior={kw['prior']} needs that BC policy loaded (policies.load_policy) and passed "
+                         "as run_plan(cfg, prior_policy=...), as `robrep plan` does")
+    from planners.prior import PolicyPrior
+
+    prior = PolicyPrior(policy, kw["prior_std"], kw["prior_weight"], str(kw["prior"]))
+    prior.check_env(str(cfg.task.name), env_kwargs)
+    planner.prior = prior
+    return planner
 
 
 def _pick(kwargs: dict[str, Any], *keys: str) -> dict[str, Any]:
@@ -512,17 +539,20 @@ def load_plan_models(model_path: Path, weights_hash: str) -> tuple[LatentMap, An
     return latent, dynamics, payload, progress, precord
 
 
-def latent_planner(cfg: DictConfig, encoder, latent: LatentMap, dynamics, progress) -> LatentPlanner:
+def latent_planner(cfg: DictConfig, encoder, latent: LatentMap, dynamics, progress, prior_policy: Any = None
+                   ) -> LatentPlanner:
     """Rung (c)'s :class:`planners.mpc.LatentPlanner` of a plan config with a loaded world model (latent map,
-    transition model) and reward model (or None)."""
+    transition model) and reward model (or None), and the BC policy of ``planner.prior`` (or None)."""
     cem, kw, env_kwargs, _ = planner_settings(cfg)
-    return LatentPlanner(encoder, latent, dynamics, cem, cfg.task.name, env_kwargs,
-                         use_language=bool(cfg.use_language), progress=progress, cost=kw["cost"], risk=kw["risk"],
-                         **_pick(kw, "action_repeat", "running_weight", "seed", "subgoal_ahead", "proprio_weight",
-                                 "goal_settle"))
+    return with_prior(cfg, LatentPlanner(encoder, latent, dynamics, cem, cfg.task.name, env_kwargs,
+                                         use_language=bool(cfg.use_language), progress=progress, cost=kw["cost"],
+                                         risk=kw["risk"], **_pick(kw, "action_repeat", "running_weight", "seed",
+                                                                  "subgoal_ahead", "proprio_weight", "goal_settle")),
+                      prior_policy)
 
 
-def aggregate_rounds(cfg: DictConfig, spec, encoder, files: list[Path], model_path: Path) -> Path:
+def aggregate_rounds(cfg: DictConfig, spec, encoder, files: list[Path], model_path: Path,
+                     prior_policy: Any = None) -> Path:
     """``aggregate.rounds`` rounds of on-policy data (:mod:`planners.aggregate`): each runs rung (c)'s planner with
     the current world model for ``aggregate.episodes`` episodes on planner-play seeds, adds them to the training
     files and trains the world model (and its reward model) again on all of them; returns the last model's path
@@ -537,14 +567,17 @@ def aggregate_rounds(cfg: DictConfig, spec, encoder, files: list[Path], model_pa
     if rounds <= 0:
         return model_path
     _, _, env_kwargs, _ = planner_settings(cfg)
-    tag = hashlib.sha256(json.dumps({"planner": OmegaConf.to_container(cfg.planner, resolve=True),
-                                     "episodes": episodes}, sort_keys=True).encode()).hexdigest()[:8]
+    planner = OmegaConf.to_container(cfg.planner, resolve=True)
+    if not planner.get("prior"):  # no prior: the settings (and file names) of before priors existed
+        for key in ("prior", "prior_std", "prior_weight"):
+            planner.pop(key, None)
+    tag = hashlib.sha256(json.dumps({"planner": planner, "episodes": episodes}, sort_keys=True).encode()).hexdigest()[:8]
     base, files = model_path, list(files)
     for r in range(1, rounds + 1):
         data = base.with_name(f"{base.stem}.planner_play{r}_{tag}.hdf5")
         if not data.exists():
             latent, dynamics, _, progress, _ = load_plan_models(model_path, encoder.weights_hash())
-            planner = latent_planner(cfg, encoder, latent, dynamics, progress)
+            planner = latent_planner(cfg, encoder, latent, dynamics, progress, prior_policy)
             try:
                 info = collect_planner_play(planner, cfg.task.name, episodes, data,
                                             PLANNER_PLAY_SEEDS.start + (r - 1) * episodes, env_kwargs)
@@ -560,9 +593,10 @@ def aggregate_rounds(cfg: DictConfig, spec, encoder, files: list[Path], model_pa
     return model_path
 
 
-def run_plan(cfg: DictConfig) -> dict[str, Any]:
+def run_plan(cfg: DictConfig, prior_policy: Any = None) -> dict[str, Any]:
     """The planning experiment of a composed ``configs/plan.yaml``; returns the plan.csv row (or, for
-    ``ladder=true rungs=[a]``, rung (a)'s ladder row: :func:`run_search_rung`)."""
+    ``ladder=true rungs=[a]``, rung (a)'s ladder row: :func:`run_search_rung`). ``prior_policy``: the loaded BC policy
+    that ``planner.prior`` names (rung c then plans around it, :mod:`planners.prior`)."""
 
     if cfg.get("ladder") and {str(r) for r in cfg.rungs} == {"a"}:
         return run_search_rung(cfg)
@@ -577,7 +611,7 @@ def run_plan(cfg: DictConfig) -> dict[str, Any]:
         if cfg.retrain or not model_path.exists():
             log.info(f"training the {cfg.dynamics.name} world model on {demos} + {play} -> {model_path}")
             train_world_model(cfg, spec, encoder, [demos, play], model_path)
-        model_path = aggregate_rounds(cfg, spec, encoder, [demos, play], model_path)
+        model_path = aggregate_rounds(cfg, spec, encoder, [demos, play], model_path, prior_policy)
         latent, dynamics, payload, progress, prec = load_plan_models(model_path, encoder.weights_hash())
         record = payload["record"]
         out = Path(cfg.out_dir)
@@ -615,7 +649,7 @@ def run_plan(cfg: DictConfig) -> dict[str, Any]:
                 res = run_rung(planner)
                 ladder_rows.append(ladder_row(cfg, rung, "-" if rung == "a" else name, res, planner, split, repeat))
                 log.info(f"rung ({rung}): {res.format()}")
-        planner = latent_planner(cfg, encoder, latent, dynamics, progress)
+        planner = latent_planner(cfg, encoder, latent, dynamics, progress, prior_policy)
         result = run_rung(planner, int(cfg.videos))  # only rung (c)'s videos are written
         if cfg.get("ladder") and "c" in [str(r) for r in cfg.rungs]:
             ladder_rows.append(ladder_row(cfg, "c", name, result, planner, split, repeat))

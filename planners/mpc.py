@@ -74,7 +74,7 @@ COSTS = ("goal", "progress", "goal+progress")
 def goal_cost(dynamics: LatentDynamics, z: torch.Tensor, goal: torch.Tensor | None, actions: torch.Tensor,
               running_weight: float = 0.1, repeat: int = 1, progress: torch.nn.Module | None = None,
               kind: str = "goal", latent: LatentMap | None = None, proprio_weight: float = 1.0,
-              risk: float = 0.0) -> torch.Tensor:
+              risk: float = 0.0, offsets: torch.Tensor | None = None) -> torch.Tensor:
     """Candidates ``actions (B, K, H, A)`` (macro-actions, each held ``repeat`` model steps) from latents
     ``z (B, *S)`` → costs ``(B, K)``: every candidate of every env rolled out in one batched call of
     ``dynamics.rollout`` over ``H · repeat`` steps and scored after each macro-action by ``kind`` (:data:`COSTS`):
@@ -82,6 +82,9 @@ def goal_cost(dynamics: LatentDynamics, z: torch.Tensor, goal: torch.Tensor | No
     ``running_weight`` times the mean over the horizon. With ``latent``, the goal distance is
     :meth:`LatentMap.distance` (image and proprio channels averaged apart, proprio × ``proprio_weight``); without,
     the mean over every channel.
+
+    ``offsets (B, H·r, A)`` are added to every candidate's env-step actions (clipped to [-1, 1]): a policy prior's
+    residual parametrisation (:meth:`MPCPlanner._plan`).
 
     An :class:`~planners.dynamics.Ensemble` scores each member's own rollout and returns the members' mean cost
     plus ``risk`` times their standard deviation (pessimism where the members disagree: the candidates whose
@@ -94,7 +97,10 @@ def goal_cost(dynamics: LatentDynamics, z: torch.Tensor, goal: torch.Tensor | No
     if r % skip:
         raise ValueError(f"action_repeat {r} must be a multiple of the transition model's frameskip {skip}")
     # each macro-action is held r env steps = r / skip model steps, each taking the action `skip` times over
-    steps = actions.reshape(b * k, h, a).repeat_interleave(r // skip, dim=1).repeat(1, 1, skip)  # (B·K, H·r/s, s·A)
+    seq = actions.repeat_interleave(r, dim=2)  # (B, K, H·r, A): one action per env step
+    if offsets is not None:  # a policy prior's residual step actions (MPCPlanner._plan), as the env will execute them
+        seq = (seq + offsets[:, None]).clamp(-1.0, 1.0)
+    steps = seq.reshape(b * k, h * r // skip, skip * a)  # (B·K, H·r/s, s·A): s consecutive env steps per model step
     target = goal.repeat_interleave(k, dim=0)[:, None] if "goal" in kind else None
     if hasattr(dynamics, "rollout_members"):
         preds = dynamics.rollout_members(start, steps)[:, :, r // skip - 1 :: r // skip]  # (M, B·K, H, *S)
@@ -140,6 +146,8 @@ class MPCPlanner:
     or that were reset, warm-starting each from its previous plan shifted by one macro-action.
     """
 
+    accepts_prior = False  # whether cost() reads step_offsets (a policy prior's residual step actions)
+
     def __init__(self, cem: CEMConfig, task: str, env_kwargs: Mapping[str, Any] | None = None,
                  action_repeat: int = 1, running_weight: float = 0.1, seed: int = 0,
                  device: str | torch.device = "cpu") -> None:
@@ -150,9 +158,12 @@ class MPCPlanner:
         self.device = torch.device(device)
         self.generator = torch.Generator(device=self.device).manual_seed(int(seed))
         self.cem = CEM(cem, action_dim=4, batch=1, device=self.device, generator=self.generator)
-        self._action = np.zeros((1, 4), np.float32)  # (E, 4) each env's current macro-action
+        self._steps = np.zeros((1, self.action_repeat, 4), np.float32)  # (E, r, 4) env i's current macro-action,
+        #                                                                   one action per env step it is held
         self._left = np.zeros(1, np.int64)           # (E,) env steps it is still held for
         self.plan_seconds, self.planned_actions, self.plan_calls = 0.0, 0, 0
+        self.prior: Any = None  # a planners.prior.PolicyPrior: CEM starts from its proposal (set after construction)
+        self.step_offsets: torch.Tensor | None = None  # with a prior, during a plan call: (b, H·r, A), see _plan
 
     # ------------------------------------------------------------------ subclass hooks
     def prepare(self, obs: Mapping[str, np.ndarray], envs: list[int]) -> None:
@@ -166,7 +177,7 @@ class MPCPlanner:
     # ------------------------------------------------------------------ evaluation-policy interface
     def reset(self, num_envs: int = 1) -> None:
         self.cem.reset(num_envs)
-        self._action = np.zeros((num_envs, 4), np.float32)
+        self._steps = np.zeros((num_envs, self.action_repeat, 4), np.float32)
         self._left = np.zeros(num_envs, np.int64)
 
     def reset_env(self, i: int) -> None:
@@ -186,15 +197,52 @@ class MPCPlanner:
         envs = [i for i in range(b) if self._left[i] <= 0]
         if envs:
             self.prepare(obs, envs)
-            plan = self.cem.plan(lambda actions: self.cost(envs, actions), envs=envs)  # (b', H, A)
+            first = self._plan(obs, envs)  # (b', r, A) the env-step actions of each env's first macro-action
             self.cem.shift(1, envs=envs)
-            self._action[envs] = plan[:, 0].cpu().numpy().astype(np.float32)
+            self._steps[envs] = first.cpu().numpy().astype(np.float32)
             self._left[envs] = self.action_repeat
             self.plan_calls += len(envs)
+        actions = self._steps[np.arange(b), self.action_repeat - self._left]  # (E, A)
         self._left -= 1
         self.plan_seconds += time.perf_counter() - start
         self.planned_actions += b
-        return self._action.copy()
+        return actions.copy()
+
+    def _plan(self, obs: Mapping[str, np.ndarray], envs: list[int]) -> torch.Tensor:
+        """One CEM call for envs ``envs`` → the env-step actions ``(b, r, A)`` of their first macro-actions.
+
+        Without a :attr:`prior` a macro-action is one action held ``r`` steps. With one, CEM starts from the prior's
+        proposal (:class:`planners.prior.PolicyPrior`) and a macro-action is a *residual*: env step ``t`` executes
+        the proposal's own step action plus the macro-action's deviation from the proposal's macro mean
+        (:attr:`step_offsets`, which the cost adds the same way), so the proposal itself executes the policy's
+        chunk step by step; the prior's weight adds its deviation penalty to the cost."""
+        prior, r, h = self.prior, self.action_repeat, self.cem_cfg.horizon
+        if prior is None:
+            self.step_offsets = None
+            plan = self.cem.plan(lambda actions: self.cost(envs, actions), envs=envs)  # (b, H, A)
+            return plan[:, :1].expand(-1, r, -1)
+        if not self.accepts_prior:
+            raise ValueError(f"{type(self).__name__} does not plan with a policy prior (only the latent planner)")
+        steps, macros = prior.propose(obs, envs, r)  # (b, m·r, A), (b, m, A)
+        m = min(macros.shape[1], h)
+        steps, macros = steps[:, : m * r].to(self.device), macros[:, :m].to(self.device)
+        offsets = torch.zeros(len(envs), h * r, macros.shape[-1], device=self.device)
+        offsets[:, : m * r] = steps - macros.repeat_interleave(r, dim=1)
+        self.step_offsets = offsets  # (b, H·r, A): added to every candidate's held macro-actions
+        rows = torch.as_tensor(envs, dtype=torch.long)
+        mean = self.cem.mean[rows].clone() if self.cem_cfg.warm_start else torch.zeros_like(self.cem.mean[rows])
+        mean[:, :m] = macros
+        std = torch.full_like(mean, self.cem_cfg.init_std)
+        std[:, :m] = prior.std
+
+        def cost(actions: torch.Tensor) -> torch.Tensor:  # (b, K, H, A) -> (b, K)
+            c = self.cost(envs, actions)
+            if prior.weight:
+                c = c + prior.weight * ((actions[:, :, :m] - macros[:, None]) ** 2).mean((-2, -1))
+            return c
+
+        plan = self.cem.plan(cost, envs=envs, init_mean=mean, init_std=std)  # (b, H, A)
+        return (plan[:, :1] + offsets[:, :r]).clamp(self.cem_cfg.low, self.cem_cfg.high)
 
     @property
     def ms_per_action(self) -> float:
@@ -214,6 +262,8 @@ class MPCPlanner:
 class LatentPlanner(MPCPlanner):
     """Frozen encoder + :class:`LatentMap` + transition model + :class:`CEM`, acting in ``task``'s envs: the
     ladder's rung (c), full imagination towards the encoded goal image."""
+
+    accepts_prior = True
 
     def __init__(self, encoder: Encoder, latent: LatentMap, dynamics: LatentDynamics | None, cem: CEMConfig, task: str,
                  env_kwargs: Mapping[str, Any] | None = None, running_weight: float = 0.1,
@@ -313,7 +363,8 @@ class LatentPlanner(MPCPlanner):
         planner's transition model, running weight and action repeat → ``(B, K)``."""
         return goal_cost(self.dynamics, z, goal, actions, self.running_weight, self.action_repeat,
                          getattr(self, "progress", None), getattr(self, "cost_kind", "goal"),
-                         getattr(self, "latent", None), getattr(self, "proprio_weight", 1.0), getattr(self, "risk", 0.0))
+                         getattr(self, "latent", None), getattr(self, "proprio_weight", 1.0), getattr(self, "risk", 0.0),
+                         offsets=getattr(self, "step_offsets", None))
 
     def close(self) -> None:
         if self._goal_env is not None:

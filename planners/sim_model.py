@@ -144,6 +144,8 @@ class SimLatentPlanner(LatentPlanner):
     expert's final frame, as rung c): imagination with a perfect transition model. With ``running_weight=0`` only
     each candidate's last frame is rendered and encoded (the cost reads nothing else): H times fewer encoder calls."""
 
+    accepts_prior = False  # its rollouts hold each macro-action; a prior's residual step actions are not simulated
+
     def __init__(self, encoder: Encoder, latent: LatentMap, cem: CEMConfig, task: str,
                  env_kwargs: Mapping[str, Any] | None = None, running_weight: float = 0.1,
                  use_language: bool = False, seed: int = 0, action_repeat: int = 1,

@@ -155,14 +155,9 @@ class Policy:
             out["instruction"] = embed_sentences(list(texts)).to(self.device)
         return out
 
-    @torch.no_grad()
-    def act(self, obs: Mapping[str, Any]) -> np.ndarray:
-        """``obs[image]`` uint8 ``(B, H, W, 3)`` and ``obs[proprio keys]`` ``(B, P_i)`` (concatenated to ``(B, P)``,
-        finite) → float32 actions ``(B, A)`` clipped to [-1, 1]; un-batched ``(H, W, 3)``/``(P_i,)`` → ``(A,)``. The
-        keys are :attr:`obs_keys` (``image``, ``proprio`` unless trained otherwise). Optional ``obs["instruction"]``
-        (str or one per env) for language-conditioned encoders and ``instruction_input`` policies. Other keys are ignored. One batched encoder call: on every env
-        (``ensemble``), or (``open_loop``) only on the envs whose chunk is used up or that were reset — the others
-        execute their chunk's next action without an encoder call."""
+    def _validated(self, obs: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, bool]:
+        """``obs`` → ``(images uint8 (B, H, W, 3), proprio (B, P), single)`` after checking keys, shapes and finiteness
+        (``single``: the obs was un-batched)."""
         keys = self.obs_keys
         missing = keys.missing(obs)
         if missing:
@@ -182,6 +177,30 @@ class Policy:
         if not np.isfinite(proprio).all():
             bad = sorted({int(i) for i in np.nonzero(~np.isfinite(proprio))[0]})
             raise ValueError(f"obs proprio {list(keys.proprio)} is not finite for env(s) {bad}: {proprio[bad].tolist()}")
+        return images, proprio, single
+
+    @torch.no_grad()
+    def predict_chunks(self, obs: Mapping[str, Any]) -> np.ndarray:
+        """Stateless prediction: observations (as :meth:`act`, batched ``B``) → each frame's action chunk, float32
+        ``(B, k, A)`` in [-1, 1], read from that frame alone (needs ``frame_stack`` 1); no per-env state is read or
+        changed. What a planner samples around (:class:`planners.prior.PolicyPrior`)."""
+        if self.model.frame_stack != 1:
+            raise ValueError(f"predict_chunks reads one frame; this policy stacks {self.model.frame_stack}")
+        images, proprio, single = self._validated(obs)
+        vec = self._frame_vectors(images, proprio, self._texts(obs, len(images)))  # (B, frame_dim)
+        chunks = np.clip(self.model.predict(vec[:, None]).detach().to("cpu", torch.float32).numpy(), -1.0, 1.0)
+        return chunks[0] if single else chunks
+
+    @torch.no_grad()
+    def act(self, obs: Mapping[str, Any]) -> np.ndarray:
+        """``obs[image]`` uint8 ``(B, H, W, 3)`` and ``obs[proprio keys]`` ``(B, P_i)`` (concatenated to ``(B, P)``,
+        finite) → float32 actions ``(B, A)`` clipped to [-1, 1]; un-batched ``(H, W, 3)``/``(P_i,)`` → ``(A,)``. The
+        keys are :attr:`obs_keys` (``image``, ``proprio`` unless trained otherwise). Optional ``obs["instruction"]``
+        (str or one per env) for language-conditioned encoders and ``instruction_input`` policies. Other keys are ignored. One batched encoder call: on every env
+        (``ensemble``), or (``open_loop``) only on the envs whose chunk is used up or that were reset — the others
+        execute their chunk's next action without an encoder call."""
+        images, proprio, single = self._validated(obs)
+        b = len(images)
         if b != self.num_envs:
             if self._stack is None and self._chunks is None and self._fresh.all():
                 self.reset(b)  # first act after reset(): adopt the batch size

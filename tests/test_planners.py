@@ -544,7 +544,7 @@ def test_ladder_table_keeps_rows_written_before_a_column_existed(tmp_path):
     old = {k: v for k, v in base.items()}
     write_csv([old], tmp_path / "ladder.csv")  # a table from before use_proprio ... running_weight were columns
     new = {**base, "use_proprio": True, "proprio_weight": 10.0, "goal_settle": 5, "running_weight": 0.1,
-           "world_model": "pooled_mlp ×1 hidden=256 layers=2, 3000 steps", "risk": ""}
+           "world_model": "pooled_mlp ×1 hidden=256 layers=2, 3000 steps", "risk": "", "prior": ""}
     assert set(LADDER_KEY) <= set(new)
     write_ladder(tmp_path / "ladder.csv", [new])
     rows = read_csv(tmp_path / "ladder.csv")
@@ -555,6 +555,9 @@ def test_ladder_table_keeps_rows_written_before_a_column_existed(tmp_path):
     write_ladder(tmp_path / "ladder.csv", [other, {**new, "successes": 0}])
     rows = read_csv(tmp_path / "ladder.csv")
     assert len(rows) == 3 and sorted(r["successes"] for r in rows[1:]) == ["0", "2"]
+    # rung (c) around a BC policy is its own row (column `prior`)
+    write_ladder(tmp_path / "ladder.csv", [{**new, "prior": "mae_n100_s0.pt std=0.1 weight=10", "successes": 2}])
+    assert len(read_csv(tmp_path / "ladder.csv")) == 4
 
 
 def test_world_model_label_names_the_transition_model_and_its_training():
@@ -630,3 +633,109 @@ def test_on_policy_rounds_add_the_planners_own_episodes_to_the_world_models_data
     assert len(record["files"]) == 3 and (tmp_path / record["files"][-1]).resolve() == data.resolve()
     (row,) = read_csv("out/ladder.csv")
     assert row["world_model"].endswith("1 planner rounds × 2 episodes")
+
+
+class FixedChunkPolicy:
+    """A stand-in BC policy whose chunk is the same ramp for every frame: x actions 0.1, 0.2, 0.3, 0.4."""
+
+    def predict_chunks(self, obs):
+        chunk = np.zeros((4, 4), np.float32)
+        chunk[:, 0] = [0.1, 0.2, 0.3, 0.4]
+        return np.repeat(chunk[None], len(obs["proprio"]), axis=0)
+
+
+def test_policy_prior_macro_actions_are_residuals_on_the_policys_chunk():
+    from planners.mpc import MPCPlanner
+    from planners.prior import PolicyPrior, chunk_to_macros, pad_chunks
+
+    ramp = FixedChunkPolicy().predict_chunks({"proprio": np.zeros((1, 4))})
+    assert pad_chunks(ramp, 3)[0, :, 0].tolist() == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.4, 0.4])
+    assert chunk_to_macros(ramp, 3)[0, :, 0].tolist() == pytest.approx([0.2, 0.4])  # (0.1+0.2+0.3)/3, 0.4
+    assert chunk_to_macros(ramp, 5)[0, :, 0].tolist() == pytest.approx([0.28])  # padded with the last action
+
+    class Toy(MPCPlanner):  # the cost: squared distance of the first macro-action's x to `target`
+        accepts_prior, target, seen = True, None, []
+
+        def prepare(self, obs, envs):
+            pass
+
+        def cost(self, envs, actions):
+            Toy.seen.append(self.step_offsets)
+            if self.target is None:
+                return torch.zeros(actions.shape[:2])
+            return (actions[:, :, 0, 0] - self.target) ** 2
+
+    cfg = CEMConfig(horizon=2, samples=64, elites=8, iterations=4, init_std=0.3, min_std=1e-4)
+    planner = Toy(cfg, "reach", action_repeat=5)
+    planner.prior = PolicyPrior(FixedChunkPolicy(), std=1e-3, weight=100.0)
+    planner.reset(2)
+    obs = {"proprio": np.zeros((2, 4), np.float32)}
+    acts = np.stack([planner.act(obs) for _ in range(5)])  # (5 env steps, 2 envs, 4): one macro-action
+    # a cost that cannot tell candidates apart + the deviation penalty: the policy's chunk, step by step
+    np.testing.assert_allclose(acts[:, :, 0], np.array([[0.1, 0.2, 0.3, 0.4, 0.4]] * 2).T, atol=0.01)
+    offsets = Toy.seen[-1]
+    assert offsets.shape == (2, 10, 4)  # (b, H·r, A): the chunk's deviation from its macro mean, zero after it
+    assert offsets[0, :5, 0].tolist() == pytest.approx([-0.18, -0.08, 0.02, 0.12, 0.12], abs=1e-6)
+    assert float(offsets[:, 5:].abs().max()) == 0.0
+    # a cost that wants the macro-action at x = 0.58: the whole chunk shifted by +0.3, its shape kept
+    planner = Toy(cfg, "reach", action_repeat=5)
+    planner.target = 0.58
+    planner.prior = PolicyPrior(FixedChunkPolicy(), std=0.3, weight=0.0)
+    planner.reset(1)
+    acts = np.stack([planner.act({"proprio": np.zeros((1, 4), np.float32)}) for _ in range(5)])
+    np.testing.assert_allclose(acts[:, 0, 0], [0.4, 0.5, 0.6, 0.7, 0.7], atol=0.02)
+
+
+def test_goal_cost_feeds_the_model_the_executed_step_actions():
+    from planners.mpc import goal_cost
+
+    class Recording(PointMass):
+        actions = None
+
+        def rollout(self, z0, actions):
+            Recording.actions = actions.clone()
+            return super().rollout(z0, actions)
+
+    z, goal = torch.zeros(1, 2), torch.tensor([[0.1, 0.0]])
+    macros = torch.zeros(1, 3, 2, 4)  # (B, K, H, A)
+    macros[0, 1, :, 0] = 0.5
+    plain = goal_cost(Recording(), z, goal, macros, 0.0, repeat=2)
+    assert Recording.actions.shape == (3, 4, 4) and Recording.actions[1, :, 0].tolist() == [0.5] * 4
+    zero = goal_cost(Recording(), z, goal, macros, 0.0, repeat=2, offsets=torch.zeros(1, 4, 4))
+    torch.testing.assert_close(plain, zero)
+    offsets = torch.zeros(1, 4, 4)
+    offsets[0, :, 0] = torch.tensor([-0.1, 0.1, 0.6, 0.0])
+    goal_cost(Recording(), z, goal, macros, 0.0, repeat=2, offsets=offsets)
+    assert Recording.actions[1, :, 0].tolist() == pytest.approx([0.4, 0.6, 1.0, 0.5])  # clipped to the action box
+    assert Recording.actions[0, :, 0].tolist() == pytest.approx([-0.1, 0.1, 0.6, 0.0])
+
+
+def test_simulator_rungs_refuse_a_policy_prior():
+    from planners.prior import PolicyPrior
+    from planners.sim_model import SimLatentPlanner
+
+    planner = SimLatentPlanner.__new__(SimLatentPlanner)
+    planner.prior, planner.action_repeat = PolicyPrior(FixedChunkPolicy()), 1
+    planner.cem_cfg = CEMConfig()
+    with pytest.raises(ValueError, match="policy prior"):
+        planner._plan({"proprio": np.zeros((1, 4), np.float32)}, [0])
+
+
+def test_a_named_prior_needs_its_policy_loaded_by_the_caller_and_on_the_planners_task():
+    from planners.experiment import with_prior
+    from planners.prior import PolicyPrior
+    from robrep.config import compose
+
+    cfg = compose("plan", ["task=push", "planner.prior=runs/some_policy.pt", "planner.prior_std=0.1"])
+    planner = type("Stub", (), {"prior": None})()
+    with pytest.raises(ValueError, match="loaded"):
+        with_prior(cfg, planner, None)  # planners never import policies: the caller loads it
+    policy = FixedChunkPolicy()
+    policy.task, policy.env_kwargs = "push", {"image_size": cfg.task.image_size}
+    assert with_prior(cfg, planner, policy).prior.std == 0.1
+    policy.task = "reach"
+    with pytest.raises(ValueError, match="trained on task"):
+        with_prior(cfg, planner, policy)
+    assert with_prior(compose("plan", ["task=push"]), type("Stub", (), {"prior": None})(), policy).prior is None
+    with pytest.raises(ValueError, match="std"):
+        PolicyPrior(policy, std=0.0)

@@ -852,3 +852,21 @@ def test_instruction_input_policies_read_each_episodes_instruction(encoder_ckpt,
     expected = policy.model.predict(policy._frame_vectors(obs["image"][:1], obs["proprio"][:1], [str(texts[1])])[:, None])
     got = module(torch.from_numpy(obs["image"][:1]), torch.from_numpy(obs["proprio"][:1]))
     torch.testing.assert_close(got, expected.clamp(-1, 1))
+
+
+def test_predict_chunks_is_stateless_and_equals_the_chunk_open_loop_acting_executes(chunk3, demos):
+    policy = load_policy(chunk3[0])
+    steps = two_env_steps(demos, 4)
+    policy.reset(2)
+    policy.act(steps[0])  # env state: chunk queued at step 0
+    chunks = policy.predict_chunks(steps[2])  # (B, k, A), from step 2's frames; does not touch that queue
+    assert chunks.shape == (2, 3, 4) and chunks.dtype == np.float32
+    np.testing.assert_allclose(chunks, np.clip(chunks_of(policy, steps[2]["image"], steps[2]["proprio"]), -1, 1),
+                               atol=1e-6)
+    fresh = load_policy(chunk3[0])
+    fresh.reset(2)
+    expected = [fresh.act(o) for o in steps[:3]]
+    np.testing.assert_array_equal(policy.act(steps[1]), expected[1])  # the queue went on as if untouched
+    np.testing.assert_array_equal(policy.act(steps[2]), expected[2])
+    single = policy.predict_chunks({"image": steps[2]["image"][0], "proprio": steps[2]["proprio"][0]})
+    np.testing.assert_allclose(single, chunks[0], atol=1e-5)
