@@ -408,6 +408,11 @@ def _world_model_note(row: dict[str, Any], default: str) -> str:
     return "\n" + note.replace("ensemble of ", "ens ") + (f"\nrisk {risk}" if risk else "")
 
 
+def _policy_name(prior: str) -> str:
+    """``"mae_n100_s0"`` of a ladder row's prior ``"mae_n100_s0_<content key>.pt std=… weight=…"``."""
+    return str(prior).split()[0].removesuffix(".pt").rsplit("_", 1)[0]
+
+
 def plot_ladder(rows: list[dict[str, Any]], path: Path) -> Path:
     """Success (Wilson 95 % bars) per ladder row of one task: one point per (rung, encoder), grouped by rung, labelled
     with the row's split, episodes and horizon × action repeat. Only the test-split rows (the reported ones) once the
@@ -434,7 +439,7 @@ def plot_ladder(rows: list[dict[str, Any]], path: Path) -> Path:
                                         + (f" sg{r['subgoal_ahead']}" if str(r.get("subgoal_ahead", "0")) not in
                                            ("", "0") else "")
                                         + _world_model_note(r, default))
-                                     + (f"\nprior {str(r['prior']).split('_')[0]}" if r.get("prior") else "")
+                                     + (f"\nprior {_policy_name(r['prior'])}" if r.get("prior") else "")
                                      for r in rows], fontsize=5)
     ax.set_ylim(-0.03, 1.03)
     ax.set_ylabel("success (Wilson 95 %)")
