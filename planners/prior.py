@@ -10,10 +10,11 @@ candidate's env step ``t`` executes the chunk's own action at ``t`` plus its mac
 mean (:meth:`planners.mpc.MPCPlanner._plan`; the world model is fed the same step actions). CEM samples around the
 proposal with ``prior_std``, scores every candidate with its usual cost plus ``prior_weight`` times the mean squared
 deviation from the proposal, and the proposal itself is always candidate 0: the chunk exactly as the policy would
-execute it open loop — so with a cost that cannot tell candidates apart the planner falls back to the policy.
+execute it open loop — so with a positive weight and a cost that cannot tell candidates apart the planner returns
+the policy's chunk.
 
-Reported beside the same policy acting alone on the same layouts (``benchmarks/bc_beside_planner.py``), so a
-ladder row says whether planning added to the policy or only inherited it.
+Reported beside the same policy acting alone on the same layouts, seed by seed (``benchmarks/prior_planner.py``),
+so a result says whether planning added to the policy or only inherited it.
 """
 
 from __future__ import annotations
