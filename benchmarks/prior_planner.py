@@ -50,15 +50,16 @@ def cell_policy(sweep: Path, arm: str, n: int, seed: int) -> tuple[str, dict]:
     return str(path), cell
 
 
-def plan_outcomes(task: str, encoder: str, episodes: int, split: str, extra: list[str], prior: str | None,
-                  out_dir: Path, policy=None) -> tuple[dict[int, int], dict]:
+def plan_outcomes(task: str, encoder: str, weights: str | None, episodes: int, split: str, extra: list[str],
+                  prior: str | None, out_dir: Path, policy=None) -> tuple[dict[int, int], dict]:
     """Rung (c) on the layouts, with the BC policy at ``prior`` (loaded: ``policy``) as CEM's prior (None: without
-    one): ``({layout seed: 0/1}, its ladder row)``. The plan run writes its own files into the scratch folder
+    one): ``({layout seed: 0/1}, its ladder row)``; the planner's latent comes from ``encoder`` with the arm's
+    ``weights`` (None: random init, as the arm's). The plan run writes its own files into the scratch folder
     ``out_dir``."""
     from planners.experiment import run_plan
     from robrep.config import compose
 
-    cfg = compose("plan", [f"task={task}", f"encoder={encoder}", *RUNG_C, *settings(extra), "ladder=true",
+    cfg = compose("plan", [f"task={task}", f"encoder={encoder}", f"weights={weights or 'null'}", *RUNG_C, *settings(extra), "ladder=true",
                            "rungs=[c]", f"eval_split={split}", f"episodes={episodes}",
                            f"planner.prior={prior if prior else 'null'}", f"out_dir={out_dir.as_posix()}",
                            "progress=false"])
@@ -71,8 +72,8 @@ def plan_outcomes(task: str, encoder: str, episodes: int, split: str, extra: lis
     return {int(r["seed"]): int(bool(r["success"])) for r in records}, ladder
 
 
-def run_seed(policy_path: str, task: str, encoder: str, episodes: int, split: str, extra: list[str],
-             out_dir: Path) -> tuple[list[int], list[int], dict]:
+def run_seed(policy_path: str, task: str, encoder: str, weights: str | None, episodes: int, split: str,
+             extra: list[str], out_dir: Path) -> tuple[list[int], list[int], dict]:
     """One training seed: ``(BC outcomes, planner-with-prior outcomes, the planner's ladder row)`` on the same layouts
     (0/1 per episode, in the order of the evaluation seeds)."""
     from policies.policy import load_policy
@@ -80,7 +81,7 @@ def run_seed(policy_path: str, task: str, encoder: str, episodes: int, split: st
 
     policy = load_policy(policy_path)
     bc = evaluate(policy, episodes, seed_start=0, num_envs=10, progress=False, demo_seeds=[], split=split)
-    plan, ladder = plan_outcomes(task, encoder, episodes, split, extra, policy_path, out_dir, policy)
+    plan, ladder = plan_outcomes(task, encoder, weights, episodes, split, extra, policy_path, out_dir, policy)
     seeds = [int(r.seed) for r in bc.records]
     if sorted(plan) != sorted(seeds):
         raise RuntimeError("the planner and the policy were evaluated on different layouts")
@@ -111,8 +112,8 @@ def main(argv: list[str] | None = None) -> None:
     scratch = Path("runs/benchmarks") / NAME / "scratch"
     for seed in args.seeds:
         policy, cell = cell_policy(sweep, args.arm, args.n, seed)
-        bc, plan, row = run_seed(policy, task, str(cell["encoder"]), args.episodes, args.split, list(args.set),
-                                 scratch)
+        bc, plan, row = run_seed(policy, task, str(cell["encoder"]), cell.get("weights"), args.episodes, args.split,
+                                 list(args.set), scratch)
         ladder.append(row)
         bc_all.append(bc)
         plan_all.append(plan)
@@ -127,8 +128,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"seed {seed}: BC {sum(bc)}/{len(bc)}, planner with BC prior {sum(plan)}/{len(plan)}", flush=True)
     control = ""
     if args.control:
-        outcomes, row = plan_outcomes(task, str(cell["encoder"]), args.episodes, args.split, list(args.set), None,
-                                      scratch)
+        outcomes, row = plan_outcomes(task, str(cell["encoder"]), cell.get("weights"), args.episodes, args.split,
+                                      list(args.set), None, scratch)
         control = round(sum(outcomes.values()) / len(outcomes), 4)
         ladder.append(row)
         print(f"rung (c) without a prior: {sum(outcomes.values())}/{len(outcomes)}", flush=True)
