@@ -146,8 +146,9 @@ def main(argv: list[str] | None = None) -> None:
     kept = [r for r in (read_csv(out) if out.exists() else [])  # earlier settings stay (a dev grid, run by run)
             if (r["split"], r["settings"], r["arm"], str(r["n"])) != block]
     columns = list(dict.fromkeys(k for r in rows + kept for k in r))  # blocks from before a column existed: blank
-    write_csv([{k: r.get(k, "") for k in columns} for r in kept + rows], out, comments=["python -m benchmarks.prior_planner ... (one block of rows per run; the "
-                                          "command of each in its rows' `command` column)"])
+    write_csv([{k: r.get(k, "") for k in columns} for r in kept + rows], out,
+              comments=["python -m benchmarks.prior_planner ... (one block of rows per run; the command of each in "
+                        "its rows' `command` column)"])
     write_ladder(out.parent / "ladder.csv", ladder)
     print(f"{args.arm} N={args.n}, {len(args.seeds)} seeds × {args.episodes} {args.split} layouts: BC "
           f"{bc_mean['mean']:.2f}, planner with BC prior {plan_mean['mean']:.2f}; planner − BC {test['diff']:+.3f} "
