@@ -59,8 +59,8 @@ def plan_outcomes(task: str, encoder: str, weights: str | None, episodes: int, s
     from planners.experiment import run_plan
     from robrep.config import compose
 
-    cfg = compose("plan", [f"task={task}", f"encoder={encoder}", f"weights={weights or 'null'}", *RUNG_C, *settings(extra), "ladder=true",
-                           "rungs=[c]", f"eval_split={split}", f"episodes={episodes}",
+    cfg = compose("plan", [f"task={task}", f"encoder={encoder}", f"weights={weights or 'null'}", *RUNG_C,
+                           *settings(extra), "ladder=true", "rungs=[c]", f"eval_split={split}", f"episodes={episodes}",
                            f"planner.prior={prior if prior else 'null'}", f"out_dir={out_dir.as_posix()}",
                            "progress=false"])
     row = run_plan(cfg, prior_policy=policy)

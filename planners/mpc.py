@@ -363,8 +363,8 @@ class LatentPlanner(MPCPlanner):
         planner's transition model, running weight and action repeat → ``(B, K)``."""
         return goal_cost(self.dynamics, z, goal, actions, self.running_weight, self.action_repeat,
                          getattr(self, "progress", None), getattr(self, "cost_kind", "goal"),
-                         getattr(self, "latent", None), getattr(self, "proprio_weight", 1.0), getattr(self, "risk", 0.0),
-                         offsets=getattr(self, "step_offsets", None))
+                         getattr(self, "latent", None), getattr(self, "proprio_weight", 1.0),
+                         getattr(self, "risk", 0.0), offsets=getattr(self, "step_offsets", None))
 
     def close(self) -> None:
         if self._goal_env is not None:

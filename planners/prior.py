@@ -28,8 +28,8 @@ import torch
 
 
 def pad_chunks(chunks: np.ndarray, repeat: int) -> np.ndarray:
-    """Action chunks ``(B, k, A)`` (one action per env step) → ``(B, m · repeat, A)``, ``m = ⌈k / repeat⌉``: padded
-    with each chunk's last action to whole macro-actions."""
+    """Action chunks ``(B, k, A)`` (one action per env step) → ``(B, m · repeat, A)``, ``m = ⌈k / repeat⌉``:
+    padded with each chunk's last action to whole macro-actions."""
     chunks = np.asarray(chunks, dtype=np.float32)
     pad = math.ceil(chunks.shape[1] / int(repeat)) * int(repeat) - chunks.shape[1]
     return np.concatenate([chunks, np.repeat(chunks[:, -1:], pad, axis=1)], axis=1) if pad else chunks
