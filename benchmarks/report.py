@@ -75,13 +75,15 @@ SWEEPS = {  # sweep directory: (title, what it measures)
                    "budget pilot on valid demos), equal tuning on valid demos and equal shift augmentation, five "
                    "training seeds, evaluated on the 100 test layouts (README: the benchmark's rules). Run N by N, "
                    "smallest first (runs.csv: one row per stage)."),
-    "push_color_language": ("Language where it decides the task: push_color (`robrep sweep task=push_color "
-                            "preset=language`)",
-                            "\"Push the {colour} block onto the yellow circle\": the instruction names one of three "
-                            "blocks. Voltron with and without its instruction (`voltron_nolang`), CLIP's class token "
-                            "with and without the instruction's sentence embedding (`clip_text`), the visual-only "
-                            "families and the CNN, under the benchmark's rules, N = 10 and 50, five seeds, 100 test "
-                            "layouts; the paired rows \"with − without language\" answer the question."),
+    "push_color_fair": ("push_color, and language where it decides the task (`robrep sweep task=push_color "
+                        "preset=language_fair`)",
+                        "\"Push the {colour} block onto the yellow circle\": the instruction names one of three "
+                        "blocks. The default arms under the benchmark's rules plus Voltron without its instruction "
+                        "(`voltron_nolang`) and CLIP's class token with the instruction's sentence embedding "
+                        "(`clip_text`); five seeds, 100 test layouts. Its first run was `preset=language` (N = 10 "
+                        "and 50, the language arms, the visual-only families and the CNN; runs.csv), before the "
+                        "directory was renamed from `push_color_language`; the paired rows \"with − without "
+                        "language\" answer the language question."),
     "push": ("The earlier push sweep, before one training rule (superseded by the benchmark above)",
              "Every arm at several demo counts N and training seeds: frozen encoders (full-budget weights, default "
              "readout, MLP head) against end-to-end arms trained from scratch on the same demos, all evaluated on the "
