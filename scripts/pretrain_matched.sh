@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Compute-matched pretraining (issue 23 point 3): every family to the same budget in optimizer steps on the multi-task
+# play corpus (varied visuals; collected first if missing), in chunks that resume one another, so a run can span
+# sessions: re-running the script continues from the last finished chunk. The budget (8,000 steps) was chosen from the
+# committed loss curves: `python -m benchmarks.pretrain_budget` (results/pretrain_budget.csv).
+#   bash scripts/pretrain_matched.sh            -> runs/weights/matched/<family>_<step>.pt, one per chunk (the same
+#                                                  cosine schedule over STEPS: bit-identical to one long run)
+#   PUBLISH=1 bash scripts/pretrain_matched.sh  -> also copies each finished run to weights/<family>_matched.pt
+# Two lanes side by side, one torch thread each: dift then mae, clip then voltron (balanced by recorded s/step).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+STEPS=${STEPS:-8000}
+CHUNK=${CHUNK:-1000}
+DIR=${DIR:-runs/weights/matched}
+R=${R:-.venv/bin/robrep}
+mkdir -p "$DIR" logs
+$R collect mode=play task.visuals=varied progress=false   # resumable: complete task files are skipped
+
+lane() {
+  for f in "$@"; do
+    local done=0 s
+    for s in $(seq "$CHUNK" "$CHUNK" "$STEPS"); do [ -f "$DIR/${f}_$s.pt" ] && done=$s; done
+    while [ "$done" -lt "$STEPS" ]; do
+      local next=$((done + CHUNK))
+      if [ "$done" -eq 0 ]; then
+        $R pretrain encoder=$f steps=$next schedule_steps=$STEPS threads=1 out=$DIR/${f}_$next.pt progress=false
+      else
+        $R pretrain encoder=$f resume=$DIR/${f}_$done.pt steps=+$CHUNK threads=1 out=$DIR/${f}_$next.pt progress=false
+      fi >> logs/pretrain_matched_$f.log 2>&1
+      done=$next
+    done
+    if [ -n "${PUBLISH:-}" ]; then
+      cp "$DIR/${f}_$STEPS.pt" weights/${f}_matched.pt
+      cp "$DIR/${f}_$STEPS.loss.csv" weights/${f}_matched.loss.csv
+      cp "$DIR/${f}_$STEPS.loss.png" weights/${f}_matched.loss.png
+    fi
+  done
+}
+lane dift mae & a=$!
+lane clip voltron & b=$!
+wait $a; wait $b
+grep -h "saved" logs/pretrain_matched_*.log | tail -4
