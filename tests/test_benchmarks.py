@@ -14,7 +14,7 @@ from benchmarks import _output
 BENCHMARKS = ("camera_framing", "costs", "load_speed", "dift_sweep", "encoder_speed", "env_speed", "planner_speed", "precision_speed",
               "policy_latency", "pretrain_ablation", "probe_gate", "sweep_choices", "sweep_cost", "sweep_profile", "budget_pilot",
               "transfer_protocols", "goal_confound", "latent_localisation", "plan_exploitation", "bc_beside_planner",
-              "train_step", "encoder_diagnostics", "prior_planner")
+              "train_step", "encoder_diagnostics", "prior_planner", "pretrain_budget")
 #: Generators of committed docs from committed CSVs (not measurements): they rewrite their own file, with --check.
 DOC_GENERATORS = ("report",)
 FOLDER = Path(__file__).resolve().parent.parent / "benchmarks"
@@ -118,3 +118,17 @@ def test_bc_beside_planner_scores_only_the_planners_layouts(tmp_path):
     assert rows["cnn"]["successes"] == 1 and rows["cnn"]["train_seeds"] == 2
     with pytest.raises(ValueError, match="not evaluated"):
         bc_rows(tmp_path, 100, 7)
+
+
+def test_pretrain_budget_reads_a_loss_curve_and_packs_lanes(tmp_path):
+    """The smoothed loss at half and at the end of a curve, its second-half drop, and the longest lane of a greedy
+    packing (longest job first, each to the least loaded lane)."""
+    from benchmarks.pretrain_budget import curve_summary, lane_hours
+    from robrep import results
+
+    rows = [{"step": s, "loss": 2.0 if s <= 50 else 1.0, "seconds": 2.0 * s} for s in range(1, 101)]
+    results.write_csv(rows, tmp_path / "x.loss.csv")
+    s = curve_summary(tmp_path / "x.loss.csv")
+    assert s["steps"] == 100 and s["s_per_step"] == 2.0 and s["loss_end"] == 1.0
+    assert 1.0 < s["loss_half"] < 2.0 and 0 < s["second_half_drop"] < 0.5
+    assert lane_hours([5.0, 3.0, 2.0, 1.0], 2) == 6.0 and lane_hours([4.0], 2) == 4.0
