@@ -1,6 +1,6 @@
 """The representation gate for every in-domain encoder checkpoint of a budget, on every probe task.
 
-For each encoder ``weights/<encoder>_<budget>.pt`` and each task demo file, runs ``robrep probe`` (ridge and
+For each encoder ``weights/<encoder>_<budget>.pt`` (or ``--weights-dir``) and each task demo file, runs ``robrep probe`` (ridge and
 MLP, readouts cls/mean/flat/spatial_softmax, N = 10/50/100, baselines: raw pixels and the same architecture at
 random init) into ``<out_dir>/<task>_<encoder>.csv`` and then reads the gate (N = 50, a spatial readout
 with ridge R² >= 0.9 on every position variable, above both baselines) from that CSV. Writes one row per
@@ -89,7 +89,9 @@ def gate_row(encoder: str, task: str, budget: str, rows: list[dict], n: int = 50
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--budget", default="full", help="weights/<encoder>_<budget>.pt")
+    parser.add_argument("--budget", default="full", help="<weights-dir>/<encoder>_<budget>.pt")
+    parser.add_argument("--weights-dir", default="weights", help="folder of the checkpoints, e.g. runs/weights/matched "
+                        "with --budget 2000 for the matched run's chunk at step 2,000 (scripts/pretrain_matched.sh)")
     parser.add_argument("--encoders", nargs="+", default=[*GATED, *REPORTED])
     parser.add_argument("--tasks", nargs="+", default=list(TASKS))
     parser.add_argument("--jobs", type=int, default=2)
@@ -101,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = output_path(args, NAME, f"results/probe_{args.budget}", out_attr="out_dir")
     jobs = []
     for enc in args.encoders:
-        weights = Path("weights") / f"{enc}_{args.budget}.pt"
+        weights = Path(args.weights_dir) / f"{enc}_{args.budget}.pt"
         if not weights.exists():
             raise FileNotFoundError(f"{weights} is missing: make it with `bash scripts/pretrain_weights.sh "
                                     f"{args.budget} <minutes> {enc}`")
