@@ -350,3 +350,15 @@ def test_the_language_preset_pairs_each_language_arm_with_its_language_free_twin
     assert specs["clip_text"].policy["instruction_input"] and not specs["clip"].policy["instruction_input"]
     assert ["voltron", "voltron_nolang"] in [list(p) for p in sweep.pairs]
     assert ["clip_text", "clip"] in [list(p) for p in sweep.pairs]
+
+
+def test_the_heldout_protocol_under_the_benchmark_rules():
+    """preset=visual_heldout_fair: demos varied, evaluation held out, the task's leave-one-task-out weights — and the
+    benchmark's rules otherwise (default arms with their random-init controls, tuning, chunks, test layouts)."""
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        sweep = compose("sweep", overrides=["task=pick_place", "preset=visual_heldout_fair"])
+        default = compose("sweep", overrides=["task=pick_place"])
+    assert (sweep.task.visuals, sweep.eval_visuals) == ("varied", "heldout")
+    assert sweep.weights_budget == "loto_pick_place_quick" and sweep.dataset == "data/pick_place_varied.hdf5"
+    for key in ("encoders", "controls", "baselines", "seeds", "eval_split", "tune", "arm_overrides", "episodes"):
+        assert sweep[key] == default[key], key
