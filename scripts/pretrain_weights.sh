@@ -15,7 +15,7 @@ NAME=${1:?usage: pretrain_weights.sh <name> <minutes> [families...]}
 MINUTES=${2:?usage: pretrain_weights.sh <name> <minutes> [families...]}
 shift 2
 FAMILIES=${*:-mae dift voltron clip}
-R=.venv/bin/robrep
+R=${R:-.venv/bin/robrep}
 TASKS="reach push pick_place button push_color"
 if [ "${CORPUS:-demos}" = play ]; then
   $R collect mode=play task.visuals=varied progress=false   # resumable: complete task files are skipped
