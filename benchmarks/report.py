@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 from robrep.results import read_csv, read_csv_comments, write_text
+from robrep.sweep.table import ORACLE_ARMS, SCRATCH_ARMS
 
 ROOT = Path(__file__).resolve().parent.parent
 BEGIN, END = "<!-- costs:begin -->", "<!-- costs:end -->"
@@ -114,7 +115,9 @@ def sweep_section(res: Path, d: Path, title: str, what: str) -> list[str]:
     cell, paired = {(r["arm"], int(r["n"])): r for r in summ}, {(r["a"], r["b"], int(r["n"])): r for r in pairs}
     arms, ns = sorted({a for a, _ in cell}), sorted({n for _, n in cell})
     seeds = sorted({int(r["seeds"]) for r in summ})
-    scratch = sorted({r["arm"] for r in cells if not r.get("encoder")}) or [a for a in ("cnn", "resnet18") if a in arms]
+    oracle = [a for a in ORACLE_ARMS if a in arms]
+    scratch = (sorted({r["arm"] for r in cells if not r.get("encoder") and r["arm"] not in ORACLE_ARMS})
+               or [a for a in SCRATCH_ARMS if a in arms])
     pd = lambda p: (f"{diff(p['seed_diff'], p['seed_ci_low'], p['seed_ci_high'], label=False)} seed-level, "  # noqa: E731
                     f"Holm p {p['p_holm']} ({p['verdict']})" if p.get("seed_diff") not in (None, "")
                     else diff(p["diff"], p["ci_low"], p["ci_high"]))
@@ -123,12 +126,14 @@ def sweep_section(res: Path, d: Path, title: str, what: str) -> list[str]:
     episodes = listing(sorted({r["episodes"] for r in cells}, key=int))
     out = [f"## {title}", what,
            f"Success pooled over training seeds [Wilson 95 %] (range over seeds); {listing(map(str, seeds))} training "
-           f"seed(s) per cell, {episodes} evaluation episodes per cell. From scratch: {listing(scratch)}.",
+           f"seed(s) per cell, {episodes} evaluation episodes per cell. From scratch: {listing(scratch)}."
+           + (f" Privileged-state oracle (no vision: the simulator's object positions; a ceiling, not compared): "
+              f"{listing(oracle)}." if oracle else ""),
            table(["arm", *(f"N = {n}" for n in ns)],
                  [[a, *(rate(cell[a, n]) + span(cell[a, n]) if (a, n) in cell else "" for n in ns)] for a in arms])]
     lines = []
     for n in ns:
-        frozen = [a for a in arms if a not in scratch and not a.endswith(CONTROLS) and (a, n) in cell]
+        frozen = [a for a in arms if a not in scratch and a not in oracle and not a.endswith(CONTROLS) and (a, n) in cell]
         base = [b for b in scratch if (b, n) in cell]
         if frozen and base:
             best, bb = (max(xs, key=lambda a: (num(cell[a, n]["success_rate"]), a)) for xs in (frozen, base))

@@ -78,11 +78,12 @@ def window_indices(lengths: Sequence[int], frame_stack: int, chunk: int) -> tupl
 
 
 def load_demo_tensors(demos: DemoFile, names: Sequence[str], frame_stack: int = 1, chunk: int = 1,
-                      cache: FeatureCache | None = None, shifted: bool = False, obs_keys: ObsKeys | None = None
-                      ) -> DemoTensors:
+                      cache: FeatureCache | None = None, shifted: bool = False, obs_keys: ObsKeys | None = None,
+                      images: bool = True) -> DemoTensors:
     """The demos ``names`` as :class:`DemoTensors`: cached features when ``cache`` is given, else the images
     ``obs/<obs_keys.image>``; proprio from ``obs_keys.proprio`` (default :class:`ObsKeys`: ``image``, ``proprio``);
-    ``shifted``: also the cache's shifted copies (training data; ValueError if the cache has none)."""
+    ``shifted``: also the cache's shifted copies (training data; ValueError if the cache has none); ``images=False``:
+    no per-frame input at all (a ``trunk: none`` policy reads the proprio alone)."""
     if not names:
         raise ValueError(f"no demos to load from {demos.path}")
     if shifted and (cache is None or not cache.shifts):
@@ -108,8 +109,10 @@ def load_demo_tensors(demos: DemoFile, names: Sequence[str], frame_stack: int = 
                 copies.setdefault("tokens", []).append(moved.tokens)
                 if moved.global_token is not None:
                     copies.setdefault("global_token", []).append(moved.global_token)
-        else:
+        elif images:
             frame = {"image": torch.from_numpy(np.ascontiguousarray(episode["obs"][keys.image]))}
+        else:
+            frame = {}
         for key, value in frame.items():
             parts.setdefault(key, []).append(value)
         proprio.append(torch.from_numpy(keys.proprio_of(episode["obs"])).float())

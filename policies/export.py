@@ -172,6 +172,9 @@ def export_policy(policy: Policy, path: str | os.PathLike, fmt: str, frames: np.
     writes the int8 file of :func:`quantize_int8` instead; the float32 graph is checked too. Returns the path, the
     largest absolute difference of the actions (``max_abs_diff``: of the written file; ``max_abs_diff_float32``:
     of the float32 graph), the quantization (``None`` | ``"int8"``), and seconds to export."""
+    if policy.model.trunk.output_dim == 0:
+        raise ValueError("this policy reads no image (trunk 'none', e.g. the privileged-state oracle): it is a "
+                         "simulator control with nothing to deploy behind a camera, so it is not exported")
     if quantize is not None and (quantize not in QUANTIZE or fmt != "onnx"):
         raise ValueError(f"quantize must be None or one of {QUANTIZE} with format onnx, got {quantize!r} ({fmt})")
     if policy.encoder is not None:

@@ -24,7 +24,7 @@ from policies.cnn import ConvTrunk
 from policies.finetune import FinetuneTrunk
 from policies.heads import make_head
 from policies.normalization import Normalizer
-from policies.trunks import FeatureTrunk
+from policies.trunks import FeatureTrunk, NullTrunk
 from robrep.encoders.base import Encoder
 from robrep.precision import autocast, resolve_precision
 
@@ -54,7 +54,7 @@ class BCModel(nn.Module):
 
     def frame_vectors(self, frames: Mapping[str, torch.Tensor], proprio: torch.Tensor) -> torch.Tensor:
         """One frame per sample: ``frames {key: (B, ...)}``, ``proprio (B, P)`` raw → ``(B, F_d)``."""
-        vec = self.trunk(frames)
+        vec = self.trunk(frames) if self.trunk.output_dim else proprio.new_zeros(proprio.shape[0], 0, dtype=torch.float32)
         if self.use_proprio:
             vec = torch.cat([vec, self.proprio_norm.normalize(proprio.float())], dim=-1)
         if self.instruction_dim:
@@ -125,7 +125,8 @@ def check_chunk_execution(mode: Any, frame_stack: int) -> str:
 
 def build_trunk(policy_cfg: Mapping[str, Any], shape_meta: Mapping[str, Any], encoder: Encoder | None = None
                 ) -> nn.Module:
-    """The per-frame trunk named by ``policy_cfg["trunk"]`` (``features`` | ``cnn`` | ``finetune``).
+    """The per-frame trunk named by ``policy_cfg["trunk"]`` (``features`` | ``cnn`` | ``finetune`` | ``none``: no
+    perception, the proprio alone — the privileged-state oracle with ``obs_keys.proprio=[state]``).
     ``finetune`` takes the trainable ``encoder`` module (its weights become the trunk's)."""
     kind = policy_cfg["trunk"]
     if kind == "features":
@@ -139,7 +140,11 @@ def build_trunk(policy_cfg: Mapping[str, Any], shape_meta: Mapping[str, Any], en
         return FinetuneTrunk(encoder, tuple(shape_meta["image_size"]), policy_cfg["readout"],
                              policy_cfg.get("readout_kwargs") or {}, policy_cfg.get("token_dropout", 0.0),
                              **dict(policy_cfg["finetune"]))
-    raise KeyError(f"unknown policy trunk {kind!r}; known: features, cnn, finetune")
+    if kind == "none":
+        if not policy_cfg.get("use_proprio", True):
+            raise ValueError("trunk 'none' reads nothing but the proprio: use_proprio must be true")
+        return NullTrunk()
+    raise KeyError(f"unknown policy trunk {kind!r}; known: features, cnn, finetune, none")
 
 
 def build_model(policy_cfg: Mapping[str, Any], shape_meta: Mapping[str, Any], encoder: Encoder | None = None

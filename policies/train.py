@@ -320,9 +320,11 @@ def train_policy(
             enc_record = {**encoder.to_dict(), "identity": trainable.identity(), "use_language": False,
                           "finetuned_blocks": int(policy_cfg["finetune"]["blocks"])}
         try:
+            images = kind != "none"
             train = load_demo_tensors(demos, train_names, stack, chunk, cache, shifted=bool(cache and cache.shifts),
-                                      obs_keys=obs_keys)
-            valid = load_demo_tensors(demos, valid_names, stack, chunk, cache, obs_keys=obs_keys) if valid_names else None
+                                      obs_keys=obs_keys, images=images)
+            valid = (load_demo_tensors(demos, valid_names, stack, chunk, cache, obs_keys=obs_keys, images=images)
+                     if valid_names else None)
         finally:
             if cache is not None:
                 cache.close()
@@ -331,7 +333,7 @@ def train_policy(
         tokens = train.frames["tokens"]
         shape_meta.update(feature_dim=int(tokens.shape[2]), grid=list(cache.grid),
                           has_global_token="global_token" in train.frames)
-    else:
+    elif "image" in train.frames:
         shape_meta["image_size"] = list(train.frames["image"].shape[1:3])
     if trainable is not None:
         shape_meta.update(feature_dim=int(trainable.feature_dim), grid=list(trainable.grid_size))

@@ -7,7 +7,10 @@ A trunk takes a dict of per-frame tensors (its ``input_keys``) with a leading ba
   trainable :mod:`robrep.readouts` readout, with optional token dropout during training;
 * :class:`policies.cnn.ConvTrunk` — raw ``image`` uint8 ``(B, H, W, 3)``, a CNN trained end to end;
 * :class:`policies.finetune.FinetuneTrunk` — raw ``image``, the pretrained encoder with its last blocks
-  fine-tuned, then the :class:`FeatureTrunk` readout.
+  fine-tuned, then the :class:`FeatureTrunk` readout;
+* :class:`NullTrunk` — no perception: the frame vector is the proprio (and instruction) alone. With
+  ``obs_keys.proprio=[state]`` it is the privileged-state oracle (the simulator's object positions in place of
+  vision: what N demos teach with perfect perception).
 """
 
 from __future__ import annotations
@@ -73,3 +76,14 @@ class FeatureTrunk(nn.Module):
             tokens = drop_tokens(tokens, self.token_dropout, keep_grid)
             grid = grid if keep_grid else (1, tokens.shape[1])
         return self.readout(SpatialFeatures(tokens, grid, glob))
+
+
+class NullTrunk(nn.Module):
+    """No per-frame input and an empty output: the head sees only the normalised proprio (+ instruction)
+    (:meth:`policies.model.BCModel.frame_vectors` does not call a trunk whose ``output_dim`` is 0)."""
+
+    input_keys: tuple[str, ...] = ()
+    output_dim = 0
+
+    def forward(self, frames: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        raise RuntimeError("NullTrunk has no output; BCModel uses the proprio alone")

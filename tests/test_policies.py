@@ -870,3 +870,46 @@ def test_predict_chunks_is_stateless_and_equals_the_chunk_open_loop_acting_execu
     np.testing.assert_array_equal(policy.act(steps[2]), expected[2])
     single = policy.predict_chunks({"image": steps[2]["image"][0], "proprio": steps[2]["proprio"][0]})
     np.testing.assert_allclose(single, chunks[0], atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------- state oracle
+def test_the_state_oracle_reads_the_state_alone(demos, tmp_path):
+    """policy=state (trunk none) with obs_keys.proprio=[state]: no image is loaded in training, the head's input is
+    the normalised state vector alone, and the policy acts from obs["state"] — changing the image changes nothing,
+    changing the state does."""
+    from robrep.data.obs_keys import ObsKeys
+
+    cfg = policy_cfg("state", train={"steps": 20, "eval_every": 10, "batch_size": 16})
+    keys = ObsKeys(image="image", proprio=("state",))
+    with DemoFile(demos) as d:
+        data = load_demo_tensors(d, ["demo_0"], obs_keys=keys, images=False)
+        state_dim = d.episode("demo_0")["obs"]["state"].shape[1]
+    assert data.frames == {} and data.proprio.shape[1] == state_dim
+    summary = train_policy(cfg, demos, 2, 0, tmp_path / "state.pt", obs_keys=keys)
+    assert all(math.isfinite(h["valid_mse"]) for h in summary["train"]["history"])
+    ckpt = read_policy_checkpoint(tmp_path / "state.pt")
+    assert ckpt["encoder"] is None and "image_size" not in ckpt["shape_meta"]
+    assert not any(k.startswith("trunk.") for k in ckpt["state_dict"])
+    policy = load_policy(tmp_path / "state.pt")
+    assert policy.model.frame_dim == state_dim
+    with DemoFile(demos) as d:
+        ep = d.episode("demo_7")
+    obs = {"image": ep["obs"]["image"][:3], "state": ep["obs"]["state"][:3]}
+    out = policy.act(obs)
+    assert out.shape == (3, 4) and np.isfinite(out).all()
+    blank = {**obs, "image": np.zeros_like(obs["image"])}
+    np.testing.assert_array_equal(load_policy(tmp_path / "state.pt").act(blank), out)
+    moved = {**obs, "state": obs["state"] + 0.05}
+    assert not np.array_equal(load_policy(tmp_path / "state.pt").act(moved), out)
+    with pytest.raises(ValueError, match="use_proprio must be true"):
+        build_model(policy_cfg("state", use_proprio=False), {"action_dim": 4, "proprio_dim": state_dim})
+
+
+def test_the_state_oracle_is_not_exported(demos, tmp_path):
+    from policies.export import export_policy
+    from robrep.data.obs_keys import ObsKeys
+
+    cfg = policy_cfg("state", train={"steps": 4, "eval_every": 2, "batch_size": 16})
+    train_policy(cfg, demos, 2, 0, tmp_path / "state.pt", obs_keys=ObsKeys(image="image", proprio=("state",)))
+    with pytest.raises(ValueError, match="reads no image"):
+        export_policy(load_policy(tmp_path / "state.pt"), tmp_path / "state.onnx", "onnx")

@@ -112,3 +112,20 @@ def test_the_cross_task_table_has_a_column_per_committed_task(tmp_path):
     assert "| mae | 0.500 [0.400, 0.600] | 0.300 [0.200, 0.400] |" in text
     assert ("- pick_place (`pick_place_fair`): N = 10, 500; 50 min of wall over its runs (runs.csv, interrupted ones "
             "included); best seed mean at N = 10: mae 30 % [20, 40]; at N = 500: cnn 90 % [80, 100].") in text
+
+
+def test_the_state_oracle_is_named_as_such_and_never_the_best_arm(tmp_path):
+    """A sweep with the privileged-state oracle: listed as the oracle, neither the best frozen nor the best
+    from-scratch arm, however high it scores."""
+    from robrep.results import read_csv
+
+    _sweep(tmp_path)
+    d = tmp_path / "results" / "sweeps" / "push"
+    summary, table = read_csv(d / "summary.csv"), read_csv(d / "table.csv")
+    summary.append({**summary[0], "arm": "state", "successes": 36, "success_rate": 0.9, "seed_mean": 0.9})
+    table += [{**table[0], "arm": "state", "encoder": ""}, {**table[1], "arm": "state", "encoder": ""}]
+    write_csv(summary, d / "summary.csv", comments=[SWEEP_CMD])
+    write_csv(table, d / "table.csv", comments=[SWEEP_CMD])
+    text = report.render_report(tmp_path)
+    assert "From scratch: cnn. Privileged-state oracle" in text and "state." in text
+    assert "best frozen arm mae 25 % [12, 44]; best from scratch cnn 50 % [30, 70]" in text

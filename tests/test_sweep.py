@@ -210,18 +210,18 @@ def test_sweep_passes_its_settings_to_every_cell_as_a_typed_spec():
     assert pickle.loads(pickle.dumps(mae)) == mae  # launchers ship specs to other processes
 
 
-def test_sweep_arms_are_baselines_encoders_and_controls_unless_listed():
+def test_sweep_arms_are_baselines_encoders_controls_and_oracles_unless_listed():
     from robrep.sweep.run import sweep_arms
 
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         default = compose("sweep")
-        issue = compose("sweep", overrides=["encoders=[mae,dift,voltron,clip]", "controls=[]"])
+        issue = compose("sweep", overrides=["encoders=[mae,dift,voltron,clip]", "controls=[]", "oracles=[]"])
         listed = compose("sweep", overrides=["arms=[mae,cnn]"])
         unknown = compose("sweep", overrides=["encoders=[mae,dino]"])
-    # the default: every family, clip's patch tokens, each family's random init (the control), the from-scratch CNN;
-    # five seeds on the 100 test layouts
+    # the default: every family, clip's patch tokens, each family's random init (the control), the from-scratch CNN,
+    # the privileged-state oracle; five seeds on the 100 test layouts
     assert sweep_arms(default) == ["cnn", "mae", "dift", "voltron", "clip", "clip_spatial", "mae_random", "dift_random",
-                                   "voltron_random", "clip_random"]
+                                   "voltron_random", "clip_random", "state"]
     assert (list(default.seeds), default.episodes, default.eval_split) == ([0, 1, 2, 3, 4], 100, "test")
     assert sweep_arms(issue) == ["cnn", "mae", "dift", "voltron", "clip"]
     assert sweep_arms(listed) == ["mae", "cnn"]
@@ -362,3 +362,17 @@ def test_the_heldout_protocol_under_the_benchmark_rules():
     assert sweep.weights_budget == "loto_pick_place_quick" and sweep.dataset == "data/pick_place_varied.hdf5"
     for key in ("encoders", "controls", "baselines", "seeds", "eval_split", "tune", "arm_overrides", "episodes"):
         assert sweep[key] == default[key], key
+
+
+def test_the_state_oracle_arm_reads_the_state_and_stays_out_of_the_comparisons():
+    """arm=state: no encoder, obs_keys.proprio=[state] (the arm overrides the obs_keys group); the default AUC
+    comparisons and the report's frozen / from-scratch groups leave it out."""
+    from robrep.sweep.run import sweep_cells
+    from robrep.sweep.table import default_auc_pairs
+
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        sweep = compose("sweep", overrides=["arms=[state,cnn,mae,mae_random]", "seeds=[0]", "demos=[10]"])
+    specs = {s.arm: s for s in sweep_cells(sweep, list(sweep.arms), precision="float32")}
+    assert specs["state"].encoder is None and specs["state"].policy["trunk"] == "none"
+    assert specs["state"].obs_keys.proprio == ("state",) and specs["cnn"].obs_keys.proprio == ("proprio",)
+    assert default_auc_pairs(["state", "cnn", "mae", "mae_random"]) == [("mae", "cnn"), ("mae", "mae_random")]

@@ -25,8 +25,10 @@ log = logging.getLogger(__name__)
 
 
 def default_out(cfg: DictConfig, policy_cfg: dict) -> Path:
-    """``runs/policies/<dataset stem>_<encoder label or CNN arch>_<policy>_n{N}_s{seed}.pt``."""
-    source = Path(str(cfg.encoder.name)).stem if policy_cfg["trunk"] in ENCODER_TRUNKS else policy_cfg["cnn"]["arch"]
+    """``runs/policies/<dataset stem>_<encoder label, CNN arch or trunk>_<policy>_n{N}_s{seed}.pt``."""
+    trunk = policy_cfg["trunk"]
+    source = (Path(str(cfg.encoder.name)).stem if trunk in ENCODER_TRUNKS
+              else policy_cfg["cnn"]["arch"] if trunk == "cnn" else trunk)
     return Path("runs/policies") / f"{Path(cfg.dataset).stem}_{source}_{policy_cfg['name']}_n{cfg.n}_s{cfg.seed}.pt"
 
 

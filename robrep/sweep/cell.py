@@ -263,7 +263,8 @@ def run_cell(spec: CellSpec) -> dict[str, Any]:
     record = {
         "arm": spec.arm, "task": result.task, "encoder": enc.get("name", ""),
         "weights": enc.get("weights", ""), "weights_hash": (enc.get("identity") or {}).get("weights_hash", ""),
-        "readout": spec.policy.get("readout", "") if uses_encoder else f"{spec.policy['cnn']['arch']}+spatial_softmax",
+        "readout": (spec.policy.get("readout", "") if uses_encoder else f"{spec.policy['cnn']['arch']}+spatial_softmax"
+                    if spec.policy["trunk"] == "cnn" else "none"),
         "trunk": spec.policy["trunk"],
         "head": spec.policy.get("head", ""), "n": spec.n, "seed": spec.seed,
         "demo_visuals": str(policy.env_kwargs.get("visuals", "clean")),

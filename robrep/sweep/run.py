@@ -43,12 +43,12 @@ class SweepError(RuntimeError):
 
 
 def sweep_arms(cfg: DictConfig) -> list[str]:
-    """The sweep's arms: ``arms`` when given, else ``baselines`` + ``encoders`` + ``controls`` (the end-to-end arms first: the
+    """The sweep's arms: ``arms`` when given, else ``baselines`` + ``encoders`` + ``controls`` + ``oracles`` (the end-to-end arms first: the
     slowest cells start first, which balances the parallel jobs); each must be a ``configs/arm`` file."""
     if cfg.get("arms") is not None:
         arms = [str(a) for a in cfg.arms]
     else:
-        arms = [str(a) for key in ("baselines", "encoders", "controls") for a in (cfg.get(key) or [])]
+        arms = [str(a) for key in ("baselines", "encoders", "controls", "oracles") for a in (cfg.get(key) or [])]
     known = sorted(p.stem for p in (Path(config_dir()) / "arm").glob("*.yaml"))
     unknown = [a for a in arms if a not in known]
     if unknown:

@@ -47,6 +47,9 @@ AUC_PAIRED_COLUMNS = ("a", "b", "ns", "seeds", "auc_a", "auc_b", "diff", "ci_low
 ALPHA = 0.05
 #: Arms trained from scratch (no frozen encoder): never the ``a`` of a default AUC comparison.
 SCRATCH_ARMS = ("cnn", "resnet18")
+#: Arms that are not vision policies: the privileged-state oracle (configs/arm/state.yaml) — a ceiling beside the
+#: table, never a side of the default comparisons.
+ORACLE_ARMS = ("state",)
 
 
 def cell_name(arm: str, n: int, seed: int) -> str:
@@ -238,14 +241,15 @@ def auc_paired_rows(records: Sequence[Mapping[str, Any]], pairs: Sequence[tuple[
 
 
 def default_auc_pairs(arms: Sequence[str]) -> list[tuple[str, str]]:
-    """The AUC comparisons of a sweep with ``arms``: every arm other than :data:`SCRATCH_ARMS` and ``*_random``
+    """The AUC comparisons of a sweep with ``arms``: every arm other than :data:`SCRATCH_ARMS`, :data:`ORACLE_ARMS` and
+    ``*_random``
     against ``cnn``, and each family arm (``mae``, ``dift``, ...) against its random-init control ``<family>_random``
     when that arm is in ``arms`` (same architecture, readout and head; variants such as ``clip_spatial`` read the
     weights differently from their family's control and are compared with ``cnn`` only)."""
     arms = list(dict.fromkeys(str(a) for a in arms))
     pairs = []
     for arm in arms:
-        if arm in SCRATCH_ARMS or arm.endswith("_random"):
+        if arm in SCRATCH_ARMS or arm in ORACLE_ARMS or arm.endswith("_random"):
             continue
         pairs.append((arm, "cnn"))
         control = f"{arm}_random"
