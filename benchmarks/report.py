@@ -609,6 +609,14 @@ def diagnostics_section(res: Path, csvs: list[Path]) -> list[str]:
 
 
 SIMPLE = [  # one table per CSV: title, what it measures; optional columns, row filter and generated reading
+    dict(csv="pretrain_budget.csv", title="The matched pretraining budget (`python -m benchmarks.pretrain_budget`)",
+         what="Per committed loss curve (kind = run): steps reached, seconds per step as recorded, the smoothed loss "
+              "at half the run and at its end, and its relative drop over the second half. Per candidate budget in "
+              "optimizer steps, the same for every family (kind = budget): how many times each family's wall-clock "
+              "checkpoint it is, and its predicted cost from the recorded speeds (core-hours; hours of wall with "
+              "`lanes` families side by side). `scripts/pretrain_matched.sh` runs the chosen budget.",
+         reading=lambda rows: "Second-half loss drop per run: " + ", ".join(
+             f"{r['run']} {100 * num(r['second_half_drop']):.0f} %" for r in rows if r["kind"] == "run") + "."),
     dict(csv="sweep_cost.csv", title="Cost of the default sweep (`python -m benchmarks.sweep_cost`)",
          what="A prediction from parts measured on one thread: training steps under the training rule's budget "
               "(no early stopping: an upper bound) times the tuning grid, evaluation episodes times episode length "
