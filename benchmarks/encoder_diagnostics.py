@@ -22,6 +22,9 @@ expert steps (:func:`robrep.probe.correspondence.keypoint_frames`); frame ``i`` 
   between each diagnostic at the arm's default features and the arm's primary metric (``auc.csv``: area under
   success vs log N), a 95 % bootstrap interval over arms, the exact permutation p-value and its Holm correction over
   the diagnostics (``resolved``: corrected p < 0.05);
+- ``rank_correlation_across_tasks.csv`` (``--across push=results/sweeps/push_fair2 push_color=... ``, from committed
+  files only): per diagnostic the within-task ρ per task and their mean, permutation p (within tasks), bootstrap
+  interval (arms within tasks), Holm across diagnostics (:func:`rank_correlation_across`);
 - ``choice_tests_<task>.csv``: per encoder, the feature-time choice with the best PCK@4 on half of the pairs against
   the default on the other half (:func:`choice_tests`): does another layer or DIFT (t, up block) correspond better?
 
@@ -179,6 +182,91 @@ def rank_correlation(rows: list[dict], auc_csv: Path, resamples: int, rng) -> li
     return out
 
 
+def _is_true(v) -> bool:
+    return v is True or str(v).strip().lower() in ("true", "1", "yes")
+
+
+def diagnostic_values(rows: list[dict], arms: list[str], diag: str) -> np.ndarray:
+    """Each arm's value of ``diag`` at its default features (``rows``: correspondence rows, in-process or read
+    back from ``correspondence_<task>.csv``)."""
+    group = "block" if diag == "pck4_block" else "all"
+    column = "pck4" if diag == "pck4_block" else diag
+    pick = {(r["encoder"], r["weights"] != "random"): r for r in rows if _is_true(r["default"]) and r["group"] == group}
+    return np.array([float(pick[ARM_FEATURES[a]][column]) for a in arms])
+
+
+def rank_correlation_across(tasks: dict[str, tuple[list[dict], Path]], resamples: int, rng) -> list[dict]:
+    """Does a diagnostic rank the encoders in the order of closed-loop success across tasks? Per diagnostic: the
+    within-task Spearman ρ over the arms both files hold (``ARM_FEATURES``), per task and their mean over tasks (the
+    statistic: each task ranks its own arms, so a task where every arm is at the floor adds noise, not a bias); a
+    permutation p-value from ``resamples`` draws permuting the AUCs within every task independently; a 95 % interval
+    from resampling arms within every task; Holm across the diagnostics. ``tasks``: task → (correspondence rows of
+    that task, its sweep's ``auc.csv``)."""
+    data = {}
+    for task, (rows, auc_csv) in tasks.items():
+        auc = {r["arm"]: r for r in read_csv(auc_csv)}
+        have = {(r["encoder"], r["weights"] != "random") for r in rows if _is_true(r["default"])}
+        arms = [a for a in ARM_FEATURES if a in auc and ARM_FEATURES[a] in have]
+        if len(arms) >= 3:
+            data[task] = (rows, arms, np.array([float(auc[a]["auc"]) for a in arms]), auc[arms[0]]["ns"])
+    if len(data) < 2:
+        raise ValueError(f"a rank correlation across tasks needs >= 2 tasks with >= 3 shared arms, got {sorted(data)}")
+    rho = lambda x, y: float(stats.spearmanr(x, y).statistic)  # noqa: E731
+    out = []
+    for diag in RANKED:
+        try:
+            xs = {t: diagnostic_values(rows, arms, diag) for t, (rows, arms, _, _) in data.items()}
+        except KeyError:
+            continue
+        per_task = {t: rho(xs[t], y) for t, (_, _, y, _) in data.items()}
+        mean = float(np.mean(list(per_task.values())))
+        null = np.array([np.mean([rho(xs[t], rng.permutation(y)) for t, (_, _, y, _) in data.items()])
+                         for _ in range(resamples)])
+        boot = []
+        for _ in range(resamples):
+            vals = []
+            for t, (_, arms, y, _) in data.items():
+                d = rng.integers(0, len(arms), len(arms))
+                if len(set(d)) > 2:
+                    vals.append(rho(xs[t][d], y[d]))
+            vals = [v for v in vals if np.isfinite(v)]
+            if vals:
+                boot.append(np.mean(vals))
+        p = (1 + int(np.sum(np.abs(null) >= abs(mean) - 1e-12))) / (resamples + 1)
+        out.append({"diagnostic": diag, "tasks": " ".join(data), "n_tasks": len(data),
+                    "arms": " | ".join(f"{t}: {' '.join(arms)}" for t, (_, arms, _, _) in data.items()),
+                    "mean_spearman_rho": round(mean, 3), "ci_low": round(float(np.percentile(boot, 2.5)), 3),
+                    "ci_high": round(float(np.percentile(boot, 97.5)), 3), "p_permutation": round(p, 4),
+                    "per_task_rho": " ".join(f"{t}={v:+.3f}" for t, v in per_task.items()),
+                    "auc_ns": " | ".join(f"{t}: {ns}" for t, (_, _, _, ns) in data.items())})
+    for r, ph in zip(out, holm([r["p_permutation"] for r in out])):
+        r["p_holm"] = round(float(ph), 4)
+        r["resolved"] = bool(ph < 0.05)
+    return out
+
+
+def across_main(args, argv) -> None:
+    """``--across``: the rank correlation across tasks from committed correspondence and auc files only."""
+    out_dir = output_path(args, NAME, COMMITTED)
+    tasks = {}
+    for item in args.across:
+        task, _, sweep = item.partition("=")
+        corr = Path(args.diagnostics_dir or COMMITTED) / f"correspondence_{task.replace('/', '_')}.csv"
+        if not corr.exists() or not (Path(sweep) / "auc.csv").exists():
+            raise FileNotFoundError(f"--across {item}: needs {corr} (python -m benchmarks.encoder_diagnostics "
+                                    f"--task {task} --closed-loop none --commit) and {Path(sweep) / 'auc.csv'}")
+        tasks[task] = (read_csv(corr), Path(sweep) / "auc.csv")
+    corr = rank_correlation_across(tasks, args.bootstrap, np.random.default_rng(0))
+    for r in corr:
+        print(f"{r['diagnostic']:<21} mean within-task rho {r['mean_spearman_rho']:+.2f} [{r['ci_low']:+.2f}, "
+              f"{r['ci_high']:+.2f}] ({r['per_task_rho']}), permutation p {r['p_permutation']}, Holm {r['p_holm']}")
+    path = write_csv(corr, out_dir / "rank_correlation_across_tasks.csv",
+                     comments=[command(NAME, argv), "per diagnostic: within-task Spearman rho against each task's "
+                               "AUC (auc.csv), mean over tasks; permutation within tasks; bootstrap over arms within "
+                               "tasks; Holm across diagnostics"])
+    print(f"wrote {path}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", default="push")
@@ -190,9 +278,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--closed-loop", default="results/sweeps/push_fair2",
                         help="a sweep directory of the same task with auc.csv ('none': no rank correlation)")
     parser.add_argument("--bootstrap", type=int, default=2000)
+    parser.add_argument("--across", nargs="+", default=None, metavar="TASK=SWEEP_DIR",
+                        help="only the rank correlation across tasks, from each task's committed "
+                             "correspondence_<task>.csv and <SWEEP_DIR>/auc.csv (no features computed)")
+    parser.add_argument("--diagnostics-dir", default=None, help=f"where --across reads correspondence_<task>.csv "
+                        f"(default {COMMITTED})")
     parser.add_argument("--threads", type=int, default=1)
     add_output_args(parser, NAME, COMMITTED, what="output directory")
     args = parser.parse_args(argv)
+    if args.across:
+        return across_main(args, argv)
     out_dir = output_path(args, NAME, COMMITTED)
     rng = np.random.default_rng(0)
     start = time.perf_counter()

@@ -94,3 +94,29 @@ def test_choice_tests_select_on_one_half_and_test_on_the_other():
     a, b = rows
     assert (a["selected"], a["diff"], a["resolved"]) == ("layer=3", 0.5, True)
     assert b["selected"] == "layer=1" and b["diff"] == 0.0 and not b["resolved"]  # no gain where it was not chosen
+
+
+def test_rank_correlation_across_tasks_averages_within_task_ranks(tmp_path):
+    """Two tasks, rows read back from CSV (strings): a diagnostic in each task's AUC order has mean ρ +1 and a small
+    permutation p; one reversed in one task and in order in the other averages to 0; a task with < 3 shared arms is
+    left out, and fewer than two tasks is an error."""
+    from benchmarks.encoder_diagnostics import rank_correlation_across
+    from robrep.results import read_csv
+
+    families = {"mae": ("mae", "w"), "dift": ("dift", "w"), "voltron": ("voltron", "w"), "clip_spatial": ("clip", "w"),
+                "mae_random": ("mae", "random")}
+    arms = list(families)
+    tasks = {}
+    for task, auc, sign in (("a", [0.45, 0.48, 0.47, 0.40, 0.38], 1), ("b", [0.1, 0.3, 0.2, 0.5, 0.4], -1)):
+        write_csv([{"arm": a, "ns": "10 50", "auc": v} for a, v in zip(arms, auc)], tmp_path / f"auc_{task}.csv")
+        rows = [{"encoder": enc, "weights": w, "default": True, "group": "all", "pck4": v, "pck8": sign * v}
+                for a, v in zip(arms, auc) for enc, w in [families[a]]]
+        write_csv(rows, tmp_path / f"corr_{task}.csv")
+        tasks[task] = (read_csv(tmp_path / f"corr_{task}.csv"), tmp_path / f"auc_{task}.csv")
+    out = {r["diagnostic"]: r for r in rank_correlation_across(tasks, 500, np.random.default_rng(0))}
+    assert out["pck4"]["mean_spearman_rho"] == 1.0 and out["pck4"]["per_task_rho"] == "a=+1.000 b=+1.000"
+    assert out["pck4"]["p_permutation"] < 0.01 and out["pck4"]["n_tasks"] == 2
+    assert out["pck8"]["mean_spearman_rho"] == 0.0 and out["pck8"]["p_permutation"] > 0.5
+    assert "pck4_block" not in out  # no block rows: skipped
+    with pytest.raises(ValueError, match=">= 2 tasks"):
+        rank_correlation_across({"a": tasks["a"]}, 100, np.random.default_rng(0))
