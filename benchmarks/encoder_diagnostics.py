@@ -329,7 +329,7 @@ def main(argv: list[str] | None = None) -> None:
                           f"{top['pck2']:.2f}/{top['pck4']:.2f}/{top['pck8']:.2f}  erank {top['erank_tokens']}  "
                           f"{probes}", flush=True)
     cmd = command(NAME, argv)
-    made = [write_csv(rows, out_dir / f"correspondence_{args.task}.csv",
+    made = [write_csv(rows, out_dir / f"correspondence_{args.task.replace('/', '_')}.csv",
                       comments=[cmd, f"{args.task}, {len(frames.images)} dev-layout frames, {len(pairs)} pairs, "
                                      f"{size} px; PCK@a = share of keypoint matches within a px; "
                                      f"{time.perf_counter() - start:.0f} s on {args.threads} thread(s)"])]
@@ -337,7 +337,7 @@ def main(argv: list[str] | None = None) -> None:
     for r in tests:
         print(f"{r['encoder']:<8} {r['selected']} vs default {r['default']}: PCK@4 {r['diff']:+.3f} "
               f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] on held-out pairs, Holm p {r['p_holm']}")
-    made.append(write_csv(tests, out_dir / f"choice_tests_{args.task}.csv",
+    made.append(write_csv(tests, out_dir / f"choice_tests_{args.task.replace('/', '_')}.csv",
                           comments=[cmd, "best PCK@4 choice selected on the first half of the pairs, tested against "
                                          "the default on the second half; paired bootstrap over pairs, Holm across "
                                          "encoders"]))
@@ -347,7 +347,7 @@ def main(argv: list[str] | None = None) -> None:
         for r in corr:
             print(f"{r['diagnostic']:<13} vs AUC ({r['n_arms']} arms): rho {r['spearman_rho']:+.2f} "
                   f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}], permutation p {r['p_permutation']}")
-        made.append(write_csv(corr, out_dir / f"rank_correlation_{args.task}.csv",
+        made.append(write_csv(corr, out_dir / f"rank_correlation_{args.task.replace('/', '_')}.csv",
                               comments=[cmd, f"closed loop: {auc_csv} (primary metric auc over N = "
                                              f"{corr[0]['auc_ns']}); interval: bootstrap over arms"]))
     print("wrote " + ", ".join(str(p) for p in made))

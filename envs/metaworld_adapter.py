@@ -254,6 +254,28 @@ class MetaWorldEnv(gym.Env):
         self._raw = np.clip(np.hstack([cur, state[k : k + 18], self._mw._get_pos_goal()]), space.low, space.high)
         self._evaluate()
 
+    # ----------------------------------------------------------------- ground truth for the encoder diagnostics
+    #: Diagnostic keypoints (robrep.probe.correspondence): name → geom; a name's prefix is its group (the task's
+    #: object counts as a ``block``). The goal is a site, not drawn, so it has no keypoint.
+    KEYPOINTS = {"block_obj": "objGeom", "gripper_pad_right": "rightpad_geom", "gripper_pad_left": "leftpad_geom"}
+    _HAND_GEOMS = ("rightpad_geom", "leftpad_geom", "rightclaw_it", "leftclaw_it")
+
+    def keypoint_geoms(self) -> dict[str, int]:
+        """Keypoint name → geom id of the parts this task's model has (:data:`KEYPOINTS`)."""
+        ids = {k: mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_GEOM, g) for k, g in self.KEYPOINTS.items()}
+        return {k: int(g) for k, g in ids.items() if g >= 0}
+
+    def probe_labels(self) -> dict[str, float | int]:
+        """Probe targets harder than positions of the current state: ``block_to_goal_x`` / ``_y`` (m, object minus
+        goal, world x and y) and ``contact`` (1 when a finger pad or claw touches the object)."""
+        parts = self.state_dict(self._raw)
+        delta = parts["obj1_pos"] - parts["goal_pos"]
+        hand = {mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_GEOM, g) for g in self._HAND_GEOMS} - {-1}
+        obj = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_GEOM, "objGeom")
+        touching = any({int(c.geom1), int(c.geom2)} & hand and obj in (int(c.geom1), int(c.geom2))
+                       for c in self.data.contact[:self.data.ncon])
+        return {"block_to_goal_x": float(delta[0]), "block_to_goal_y": float(delta[1]), "contact": int(touching)}
+
     def env_args(self) -> dict[str, Any]:
         """JSON-able description sufficient to rebuild this env with :func:`envs.make_env`."""
         return {

@@ -174,3 +174,22 @@ def test_first_frame_is_rendered_from_the_reset_state(task):
         np.testing.assert_array_equal(u.render_camera(u.camera), obs["image"])
     finally:
         env.close()
+
+
+def test_ground_truth_for_the_encoder_diagnostics():
+    """The adapter's keypoints (the object as a block, the finger pads) project into its own camera and are visible in
+    most frames; its probe labels are the object-to-goal vector of the raw observation and pad-object contact."""
+    from robrep.probe.correspondence import frame_labels, keypoint_frames
+
+    frames = keypoint_frames("metaworld/push-v3", [1_000_000, 1_000_001, 1_000_002, 1_000_003], image_size=64)
+    assert frames.names == ["block_obj", "gripper_pad_right", "gripper_pad_left"]
+    assert frames.visible.mean() > 0.5 and ((frames.points >= 0) & (frames.points < 64)).all(-1)[frames.visible].all()
+    assert set(frames.labels) == {"block_to_goal_x", "block_to_goal_y", "contact"}
+    env = make_env("metaworld/push-v3", image_size=64)
+    obs, _ = env.reset(seed=3)
+    parts = env.unwrapped.state_dict(obs["state"])
+    labels = frame_labels(env.unwrapped)
+    np.testing.assert_allclose([labels["block_to_goal_x"], labels["block_to_goal_y"]],
+                               (parts["obj1_pos"] - parts["goal_pos"])[:2], atol=1e-6)
+    assert labels["contact"] == 0  # the hand starts away from the puck
+    env.close()

@@ -81,10 +81,19 @@ def keypoint_geoms(model: mujoco.MjModel) -> dict[str, int]:
     return out
 
 
+def env_keypoint_geoms(base) -> dict[str, int]:
+    """The keypoints of an env: its own ``keypoint_geoms()`` (adapters such as Meta-World's), else the tabletop
+    parts of :func:`keypoint_geoms`."""
+    return base.keypoint_geoms() if hasattr(base, "keypoint_geoms") else keypoint_geoms(base.model)
+
+
 def frame_labels(base) -> dict[str, float | int]:
     """Probe targets harder than positions, of the env's current state: ``block_to_goal_x`` / ``_y`` (m, the task's
     block — push_color: the named one — minus the goal, in the table plane), ``contact`` (1 when a gripper geom
-    touches a block), and on push_color ``target`` (the named block's index in ``base.colours``)."""
+    touches a block), and on push_color ``target`` (the named block's index in ``base.colours``). Adapters with
+    their own ``probe_labels()`` (Meta-World) answer for themselves."""
+    if hasattr(base, "probe_labels"):
+        return base.probe_labels()
     model, data = base.model, base.data
     blocks = [n for n in keypoint_geoms(model) if n.startswith("block")]
     out: dict[str, float | int] = {}
@@ -120,16 +129,18 @@ def project(model: mujoco.MjModel, data: mujoco.MjData, camera: str, points: np.
 
 
 def keypoint_frames(task: str, seeds: Sequence[int], max_steps: int = 60, image_size: int = 96, rng_seed: int = 0,
-                    camera: str = "front", contact_share: float = 0.5) -> KeypointFrames:
+                    camera: str | None = None, contact_share: float = 0.5) -> KeypointFrames:
     """One frame per layout seed: ``reset(seed)``, the scripted expert for ``max_steps`` steps, and the frame after
     a step count ``k`` drawn (``rng_seed``) with probability ``contact_share`` among the steps where the gripper
     touches a block (when there are any), else uniformly from ``[0, max_steps]`` — gripper–block contact is a few
-    percent of an expert's frames, too rare to probe otherwise; then the ``camera`` image, its keypoints (see the
-    module docstring) and the :func:`frame_labels` of that state."""
+    percent of an expert's frames, too rare to probe otherwise; then the ``camera`` image (default: the env's own
+    observation camera, ``front`` on the tabletop), its keypoints (see the module docstring) and the
+    :func:`frame_labels` of that state."""
     rng = np.random.default_rng(rng_seed)
     env = make_env(task, image_size=image_size)
     base = env.unwrapped
-    names_geoms = keypoint_geoms(base.model)
+    camera = camera or getattr(base, "camera", None) or "front"
+    names_geoms = env_keypoint_geoms(base)
     names, geoms = list(names_geoms), np.array(list(names_geoms.values()))
     seg = make_renderer(base.model, image_size, image_size)
     seg.enable_segmentation_rendering()
