@@ -14,7 +14,7 @@ from benchmarks import _output
 BENCHMARKS = ("camera_framing", "costs", "load_speed", "dift_sweep", "encoder_speed", "env_speed", "planner_speed", "precision_speed",
               "policy_latency", "pretrain_ablation", "probe_gate", "sweep_choices", "sweep_cost", "sweep_profile", "budget_pilot",
               "transfer_protocols", "goal_confound", "latent_localisation", "plan_exploitation", "bc_beside_planner",
-              "train_step", "encoder_diagnostics", "prior_planner", "pretrain_budget")
+              "train_step", "encoder_diagnostics", "prior_planner", "pretrain_budget", "compare_sweeps")
 #: Generators of committed docs from committed CSVs (not measurements): they rewrite their own file, with --check.
 DOC_GENERATORS = ("report",)
 FOLDER = Path(__file__).resolve().parent.parent / "benchmarks"
@@ -132,3 +132,30 @@ def test_pretrain_budget_reads_a_loss_curve_and_packs_lanes(tmp_path):
     assert s["steps"] == 100 and s["s_per_step"] == 2.0 and s["loss_end"] == 1.0
     assert 1.0 < s["loss_half"] < 2.0 and 0 < s["second_half_drop"] < 0.5
     assert lane_hours([5.0, 3.0, 2.0, 1.0], 2) == 6.0 and lane_hours([4.0], 2) == 4.0
+
+
+def test_compare_sweeps_pairs_cells_by_seed_and_layout(tmp_path):
+    """a − b per (arm, N) from cells paired by training seed, the AUC row over the shared Ns, Holm across rows; other
+    layouts in one directory are an error."""
+    import json
+
+    from benchmarks.compare_sweeps import compare, load_cells
+
+    def cells(root, lift):
+        for n, base in ((10, 0.2), (50, 0.5)):
+            for seed in range(3):
+                rate = base + lift + 0.02 * seed
+                hits = [1] * int(round(rate * 50)) + [0] * (50 - int(round(rate * 50)))
+                rec = {"arm": "mae", "n": n, "seed": seed, "episode_seeds": list(range(50)), "episode_success": hits}
+                (root / "cells").mkdir(parents=True, exist_ok=True)
+                (root / "cells" / f"mae_n{n}_s{seed}.json").write_text(json.dumps(rec))
+        return load_cells(root)
+
+    a, b = cells(tmp_path / "a", 0.2), cells(tmp_path / "b", 0.0)
+    rows = compare(a, b)
+    assert [r["n"] for r in rows] == [10, 50, "auc 10 50"]
+    assert rows[0]["diff"] == 0.2 and rows[0]["seeds"] == 3 and rows[0]["p_value"] == 0.0 and rows[0]["resolved"]
+    assert rows[2]["diff"] == 0.2  # AUC of a constant lift is the lift
+    b[("mae", 10, 0)]["episode_seeds"] = list(range(1, 51))
+    with pytest.raises(ValueError, match="different layouts"):
+        compare(a, b)
