@@ -532,7 +532,8 @@ TASK_SWEEPS = {"push": "push_fair2", "push_color": "push_color_fair", "pick_plac
 
 def cross_task_section(res: Path, found: list[Path]) -> list[str]:
     """The primary metric (AUC over log N, with its seed-level interval) of every arm on every task whose benchmark
-    sweep is committed, and per task its N, wall time and the best arm (seed mean) at its smallest and largest N."""
+    sweep is committed, and per task its N, wall time and the best vision arm (seed mean) at its smallest and largest
+    N, with the privileged-state oracle's beside it where the sweep has one."""
     sweeps = {t: res / "sweeps" / d for t, d in TASK_SWEEPS.items() if (res / "sweeps" / d / "auc.csv").exists()}
     auc = {t: {r["arm"]: r for r in read_csv(d / "auc.csv")} for t, d in sweeps.items()}
     arms = sorted({a for rows in auc.values() for a in rows})
@@ -544,12 +545,15 @@ def cross_task_section(res: Path, found: list[Path]) -> list[str]:
         ns = sorted({int(r["n"]) for r in summary})
         wall = sum(num(r["wall_min"]) for r in read_csv(d / "runs.csv")) if (d / "runs.csv").exists() else math.nan
         best = []
+        pct = lambda r: (f"{100 * num(r['seed_mean']):.0f} % [{100 * num(r['seed_ci_low']):.0f}, "  # noqa: E731
+                         f"{100 * num(r['seed_ci_high']):.0f}]")
         for n in (ns[0], ns[-1]):
-            r = max((r for r in summary if int(r["n"]) == n), key=lambda r: num(r["seed_mean"]))
-            best.append(f"N = {n}: {r['arm']} {100 * num(r['seed_mean']):.0f} % [{100 * num(r['seed_ci_low']):.0f}, "
-                        f"{100 * num(r['seed_ci_high']):.0f}]")
+            here = [r for r in summary if int(r["n"]) == n]
+            r = max((r for r in here if r["arm"] not in ORACLE_ARMS), key=lambda r: num(r["seed_mean"]))
+            oracle = [o for o in here if o["arm"] in ORACLE_ARMS]
+            best.append(f"N = {n}: {r['arm']} {pct(r)}" + "".join(f" ({o['arm']} oracle {pct(o)})" for o in oracle))
         lines.append(f"- {t} (`{d.name}`): N = {', '.join(map(str, ns))}; {wall:.0f} min of wall over its runs (runs.csv, interrupted ones included); best "
-                     f"seed mean at {'; at '.join(best)}.")
+                     f"vision arm (seed mean) at {'; at '.join(best)}.")
     return ["## The question across tasks: the primary metric per task",
             "Area under success vs log N (the primary metric) per arm and task, mean over training seeds with its "
             "seed-level 95 % interval, from each task's benchmark sweep (`auc.csv`); a task appears once its sweep is "

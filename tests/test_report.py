@@ -104,14 +104,16 @@ def test_the_cross_task_table_has_a_column_per_committed_task(tmp_path):
         write_csv([{"arm": a, "task": task, "n": n, "seeds": 5, "episodes": 500, "successes": int(500 * m),
                     "success_rate": m, "ci_low": m - 0.05, "ci_high": m + 0.05, "seed_mean": m, "seed_ci_low": m - 0.1,
                     "seed_ci_high": m + 0.1, "seed_std": 0.1, "seed_min": m - 0.1, "seed_max": m + 0.1}
-                   for a, m10, m500 in (("cnn", 0.1, 0.9), ("mae", 0.3, 0.8)) for n, m in ((10, m10), (500, m500))],
+                   for a, m10, m500 in (("cnn", 0.1, 0.9), ("mae", 0.3, 0.8), ("state", 0.5, 0.95))
+                   for n, m in ((10, m10), (500, m500))],
                   d / "summary.csv")
         write_csv([{"wall_min": 30.5}, {"wall_min": 20.0}], d / "runs.csv")
     text = report.render_report(tmp_path)
     assert "| arm | push | pick_place |" in text
     assert "| mae | 0.500 [0.400, 0.600] | 0.300 [0.200, 0.400] |" in text
     assert ("- pick_place (`pick_place_fair`): N = 10, 500; 50 min of wall over its runs (runs.csv, interrupted ones "
-            "included); best seed mean at N = 10: mae 30 % [20, 40]; at N = 500: cnn 90 % [80, 100].") in text
+            "included); best vision arm (seed mean) at N = 10: mae 30 % [20, 40] (state oracle 50 % [40, 60]); at "
+            "N = 500: cnn 90 % [80, 100] (state oracle 95 % [85, 105]).") in text
 
 
 def test_the_state_oracle_is_named_as_such_and_never_the_best_arm(tmp_path):
