@@ -1,6 +1,7 @@
 """The same arms in two sweep directories, paired cell by cell: what one change to every arm bought in closed loop.
 
-``python -m benchmarks.compare_sweeps A_DIR B_DIR [--arms mae dift ...] [--label matched_vs_full] [--commit | --out PATH]``
+    python -m benchmarks.compare_sweeps A_DIR B_DIR [--arms mae dift ...] [--label matched_vs_full]
+        [--commit | --out PATH]
 
 Typical use: the compute-matched checkpoints against the wall-clock ones (issue 23 point 3),
 ``robrep sweep task=push weights_budget=matched name=push_matched ...`` beside ``results/sweeps/push_fair2``. For every

@@ -4,11 +4,12 @@
 
 Reads each family's committed loss curve (``weights/<family>_<budget>.loss.csv``, written by ``robrep pretrain``;
 default the wall-clock-matched ``full`` checkpoints and the 100-minute ``mae_long``) and reports per run: the steps it
-reached, its seconds per step (as recorded, under its own thread count and load), the smoothed loss (mean over a window of 10 % of the run)
-at half the run and at its end, and the relative drop of the loss over the run's second half — a curve still falling
-there has not used up its data. Then, per candidate budget in optimizer steps (the same for every family), how many
-times each family's current steps it is and its predicted cost from the recorded seconds per step: core-hours in
-all and hours of wall with ``--lanes`` families running side by side (longest lane, greedy packing). A prediction
+reached, its seconds per step (as recorded, under its own thread count and load), the smoothed loss (mean over a
+window of 10 % of the run) at half the run and at its end, and the relative drop of the loss over the run's second
+half — a curve still falling there has not used up its data. Then, per candidate budget in optimizer steps (the
+same for every family), how many times each family's current steps it is and its predicted cost from the recorded
+seconds per step: core-hours in all and hours of wall with ``--lanes`` families running side by side (longest
+lane, greedy packing). A prediction
 from the recorded speeds, not a measurement; the checkpoints the budget makes record their own steps, FLOPs and time.
 """
 
@@ -78,10 +79,10 @@ def main(argv: list[str] | None = None) -> None:
               + f"; {sum(hours.values()):.1f} core-h, {wall:.1f} h of wall on {args.lanes} lanes")
     out = output_path(args, NAME, COMMITTED)
     columns = list(dict.fromkeys(k for r in rows for k in r))
-    results.write_csv([{c: r.get(c, "") for c in columns} for r in rows], out, comments=[command(NAME), "kind=run: one committed loss curve (s_per_step as recorded, under its "
-                                           "own threads and load); kind=budget: a candidate matched budget, x_<family> = "
-                                           "budget / that family's full-checkpoint steps, cost predicted from "
-                                           "s_per_step"])
+    comments = [command(NAME), "kind=run: one committed loss curve (s_per_step as recorded, under its own threads "
+                "and load); kind=budget: a candidate matched budget, x_<family> = budget / that family's "
+                "full-checkpoint steps, cost predicted from s_per_step"]
+    results.write_csv([{c: r.get(c, "") for c in columns} for r in rows], out, comments=comments)
     print(f"wrote {out}")
 
 

@@ -1,10 +1,10 @@
 """The representation gate for every in-domain encoder checkpoint of a budget, on every probe task.
 
-For each encoder ``weights/<encoder>_<budget>.pt`` (or ``--weights-dir``) and each task demo file, runs ``robrep probe`` (ridge and
-MLP, readouts cls/mean/flat/spatial_softmax, N = 10/50/100, baselines: raw pixels and the same architecture at
-random init) into ``<out_dir>/<task>_<encoder>.csv`` and then reads the gate (N = 50, a spatial readout
-with ridge R² >= 0.9 on every position variable, above both baselines) from that CSV. Writes one row per
-(encoder, task) to ``<out_dir>/gate.csv``: verdict, the readouts that pass, and for each position variable
+For each encoder ``weights/<encoder>_<budget>.pt`` (or ``--weights-dir``) and each task demo file, runs
+``robrep probe`` (ridge and MLP, readouts cls/mean/flat/spatial_softmax, N = 10/50/100, baselines: raw pixels and
+the same architecture at random init) into ``<out_dir>/<task>_<encoder>.csv`` and then reads the gate (N = 50, a
+spatial readout with ridge R² >= 0.9 on every position variable, above both baselines) from that CSV. Writes one
+row per (encoder, task) to ``<out_dir>/gate.csv``: verdict, the readouts that pass, and for each position variable
 the encoder's best spatial ridge R² next to the best baseline's. CLIP is reported, not gated.
 
 ``<out_dir>`` is runs/benchmarks/probe_gate/probe_<budget>/ by default; ``--commit`` writes the committed

@@ -133,7 +133,8 @@ def sweep_section(res: Path, d: Path, title: str, what: str) -> list[str]:
                  [[a, *(rate(cell[a, n]) + span(cell[a, n]) if (a, n) in cell else "" for n in ns)] for a in arms])]
     lines = []
     for n in ns:
-        frozen = [a for a in arms if a not in scratch and a not in oracle and not a.endswith(CONTROLS) and (a, n) in cell]
+        frozen = [a for a in arms
+                  if a not in scratch and a not in oracle and not a.endswith(CONTROLS) and (a, n) in cell]
         base = [b for b in scratch if (b, n) in cell]
         if frozen and base:
             best, bb = (max(xs, key=lambda a: (num(cell[a, n]["success_rate"]), a)) for xs in (frozen, base))

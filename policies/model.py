@@ -54,7 +54,10 @@ class BCModel(nn.Module):
 
     def frame_vectors(self, frames: Mapping[str, torch.Tensor], proprio: torch.Tensor) -> torch.Tensor:
         """One frame per sample: ``frames {key: (B, ...)}``, ``proprio (B, P)`` raw → ``(B, F_d)``."""
-        vec = self.trunk(frames) if self.trunk.output_dim else proprio.new_zeros(proprio.shape[0], 0, dtype=torch.float32)
+        if self.trunk.output_dim:
+            vec = self.trunk(frames)
+        else:  # no perception (trunk none): the proprio alone
+            vec = proprio.new_zeros(proprio.shape[0], 0, dtype=torch.float32)
         if self.use_proprio:
             vec = torch.cat([vec, self.proprio_norm.normalize(proprio.float())], dim=-1)
         if self.instruction_dim:

@@ -43,8 +43,9 @@ class SweepError(RuntimeError):
 
 
 def sweep_arms(cfg: DictConfig) -> list[str]:
-    """The sweep's arms: ``arms`` when given, else ``baselines`` + ``encoders`` + ``controls`` + ``oracles`` (the end-to-end arms first: the
-    slowest cells start first, which balances the parallel jobs); each must be a ``configs/arm`` file."""
+    """The sweep's arms: ``arms`` when given, else ``baselines`` + ``encoders`` + ``controls`` + ``oracles`` (the
+    end-to-end arms first: the slowest cells start first, which balances the parallel jobs); each must be a
+    ``configs/arm`` file."""
     if cfg.get("arms") is not None:
         arms = [str(a) for a in cfg.arms]
     else:
