@@ -273,6 +273,7 @@ def compare(title: str, tasks: tuple, cols: list[tuple[str, Path, str, str]]) ->
 
 def gate_section(res: Path, _) -> list[str]:
     out, full, long = [], res / "probe_full", res / "probe_long"
+    steps = sorted((res / "probe_matched").glob("step_*"), key=lambda d: int(d.name.split("_")[1]))
     for d, title, what in [
             (full, "Gate at the full budget (`--budget full`)",
              "Every in-domain checkpoint of the full budget, on push and pick-place; CLIP is reported, not gated."),
@@ -280,7 +281,11 @@ def gate_section(res: Path, _) -> list[str]:
              "The full MAE read after each block (`encoder.arch.feature_layer`); its random-init baseline is read at "
              "the same block."),
             (long, "More pretraining than the full budget (`--budget long`)",
-             "An MAE pretrained beyond the full budget, probed like the full checkpoints; evidence, not a default.")]:
+             "An MAE pretrained beyond the full budget, probed like the full checkpoints; evidence, not a default."),
+            *[(d, f"The compute-matched run at step {d.name.split('_')[1]} (`--weights-dir runs/weights/matched`)",
+               "Every family's chunk checkpoint of one compute-matched pretraining run (`scripts/pretrain_matched.sh`: "
+               "the same step budget and cosine schedule for every family, on the play corpus): what the compute "
+               "bought, step by step.") for d in steps]]:
         if not (d / "gate.csv").exists():
             continue
         out += [f"### {title}", what, *gate_table(d / "gate.csv")]
@@ -614,6 +619,12 @@ def diagnostics_section(res: Path, csvs: list[Path]) -> list[str]:
 
 
 SIMPLE = [  # one table per CSV: title, what it measures; optional columns, row filter and generated reading
+    dict(csv="compare_sweeps/push_matched_vs_full.csv",
+         title="What the matched compute bought in closed loop (`python -m benchmarks.compare_sweeps`)",
+         what="Push, the frozen families with the compute-matched checkpoints (`results/sweeps/push_matched`, "
+              "`weights_budget=matched`) against the same arms with the wall-clock ones (`push_fair2`), cell by cell: "
+              "the same demonstration subsets and test layouts; per (arm, N) and per arm's AUC over the shared Ns, "
+              "seed-level t intervals, Holm across the rows (`resolved`: corrected p < 0.05)."),
     dict(csv="pretrain_budget.csv", title="The matched pretraining budget (`python -m benchmarks.pretrain_budget`)",
          what="Per committed loss curve (kind = run): steps reached, seconds per step as recorded, the smoothed loss "
               "at half the run and at its end, and its relative drop over the second half. Per candidate budget in "

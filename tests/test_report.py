@@ -131,3 +131,22 @@ def test_the_state_oracle_is_named_as_such_and_never_the_best_arm(tmp_path):
     text = report.render_report(tmp_path)
     assert "From scratch: cnn. Privileged-state oracle" in text and "state." in text
     assert "best frozen arm mae 25 % [12, 44]; best from scratch cnn 50 % [30, 70]" in text
+
+
+def test_the_matched_run_sections_appear_once_their_files_exist(tmp_path):
+    """The compute-matched run's probe gates (results/probe_matched/step_<N>/gate.csv, in step order) and its
+    closed-loop comparison render only when committed."""
+    assert "compute-matched run" not in report.render_report(tmp_path)
+    row = {"encoder": "mae", "task": "push", "budget": "2000", "weights_hash": "ab", "gate": "fail",
+           "passing_readouts": "", "block_pos": 0.9, "block_pos_baseline": 0.95, "goal_pos": 0.9,
+           "goal_pos_baseline": 0.95, "gripper_pos": 0.8, "gripper_pos_baseline": 0.85, "global_token_worst_pos": 0.7,
+           "reason": "x"}
+    for step in (8000, 2000):
+        write_csv([{**row, "budget": str(step)}], tmp_path / "results" / "probe_matched" / f"step_{step}" / "gate.csv",
+                  comments=[f"python -m benchmarks.probe_gate --budget {step}"])
+    write_csv([{"arm": "mae", "n": 10, "seeds": 5, "episodes": 100, "a": 0.2, "b": 0.1, "diff": 0.1, "ci_low": 0.0,
+                "ci_high": 0.2, "p_value": 0.04, "p_holm": 0.04, "resolved": True}],
+              tmp_path / "results" / "compare_sweeps" / "push_matched_vs_full.csv", comments=["python -m x"])
+    text = report.render_report(tmp_path)
+    assert text.index("compute-matched run at step 2000") < text.index("compute-matched run at step 8000")
+    assert "What the matched compute bought in closed loop" in text
