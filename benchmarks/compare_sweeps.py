@@ -16,27 +16,24 @@ output; ``resolved`` means a corrected p < 0.05. Reads ``cells/*.json`` only.
 from __future__ import annotations
 
 import argparse
-import json
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
 from benchmarks._output import add_output_args, command, output_path
-from robrep.eval.stats import auc_log_n, holm, paired_seed_diff, seed_diff_test
+from robrep.eval.stats import holm, paired_seed_diff, seed_diff_test
 from robrep.results import write_csv
+from robrep.sweep import table
 
 NAME = "compare_sweeps"
 COMMITTED = "results/compare_sweeps/{label}.csv"
 
 
 def load_cells(sweep_dir: Path) -> dict[tuple[str, int, int], dict]:
-    """``(arm, n, seed) → cell record`` of a sweep directory."""
-    out = {}
-    for path in sorted((Path(sweep_dir) / "cells").glob("*.json")):
-        rec = json.loads(path.read_text())
-        out[rec["arm"], int(rec["n"]), int(rec["seed"])] = rec
-    return out
+    """``(arm, n, seed) → cell record`` of a sweep directory's finished cells (:func:`robrep.sweep.table.load_cells`:
+    records still being written are not read)."""
+    return {(r["arm"], int(r["n"]), int(r["seed"])): r for r in table.load_cells(sweep_dir)}
 
 
 def compare(a: dict, b: dict, arms: list[str] | None = None) -> list[dict]:
@@ -46,7 +43,7 @@ def compare(a: dict, b: dict, arms: list[str] | None = None) -> list[dict]:
         arm, n, seed = key
         if arms is None or arm in arms:
             shared[arm, n].append(seed)
-    rows, per_arm = [], defaultdict(dict)
+    rows, ns_of = [], defaultdict(list)
     for (arm, n), seeds in sorted(shared.items()):
         ea = np.array([a[arm, n, s]["episode_success"] for s in seeds], dtype=float)
         eb = np.array([b[arm, n, s]["episode_success"] for s in seeds], dtype=float)
@@ -54,16 +51,19 @@ def compare(a: dict, b: dict, arms: list[str] | None = None) -> list[dict]:
             if a[arm, n, s]["episode_seeds"] != b[arm, n, s]["episode_seeds"]:
                 raise ValueError(f"{arm} N={n} seed {s}: the two sweeps evaluated different layouts")
         t = paired_seed_diff(ea, eb)
-        per_arm[arm][n] = {s: (ea[i].mean(), eb[i].mean()) for i, s in enumerate(seeds)}
+        ns_of[arm].append(n)
         rows.append({"arm": arm, "n": n, "seeds": len(seeds), "episodes": ea.shape[1], "a": round(ea.mean(), 4),
                      "b": round(eb.mean(), 4), "diff": round(t["diff"], 4), "ci_low": round(t["ci_low"], 4),
                      "ci_high": round(t["ci_high"], 4), "p_value": t["p_value"]})
-    for arm, by_n in sorted(per_arm.items()):
-        ns = sorted(by_n)
-        seeds = sorted(set.intersection(*(set(by_n[n]) for n in ns)))
-        if len(ns) < 2 or not seeds:
+    for arm, ns in sorted(ns_of.items()):
+        if len(ns) < 2:
             continue
-        auc = {side: np.array([auc_log_n(ns, [by_n[n][s][side] for n in ns]) for s in seeds]) for side in (0, 1)}
+        # each side's per-seed AUC over the Ns both hold (robrep.sweep.table.seed_aucs), on the seeds both complete
+        auc_a, auc_b = (table.seed_aucs(list(side.values()), arm, ns) for side in (a, b))
+        seeds = sorted(set(auc_a) & set(auc_b))
+        if not seeds:
+            continue
+        auc = [np.array([side[s] for s in seeds]) for side in (auc_a, auc_b)]
         t = seed_diff_test(auc[0] - auc[1])
         rows.append({"arm": arm, "n": "auc " + " ".join(map(str, ns)), "seeds": len(seeds), "episodes": "",
                      "a": round(float(auc[0].mean()), 4), "b": round(float(auc[1].mean()), 4),

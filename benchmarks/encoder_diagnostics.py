@@ -153,19 +153,31 @@ def encode(encoder, frames, batch: int = 50, language: bool = True) -> torch.Ten
     return torch.cat(parts)
 
 
+def _is_true(v) -> bool:
+    return v is True or str(v).strip().lower() in ("true", "1", "yes")
+
+
+def diagnostic_values(rows: list[dict], arms: list[str], diag: str) -> np.ndarray:
+    """Each arm's value of ``diag`` at its default features (``rows``: correspondence rows, in-process or read
+    back from ``correspondence_<task>.csv``)."""
+    group = "block" if diag == "pck4_block" else "all"
+    column = "pck4" if diag == "pck4_block" else diag
+    pick = {(r["encoder"], r["weights"] != "random"): r for r in rows if _is_true(r["default"]) and r["group"] == group}
+    return np.array([float(pick[ARM_FEATURES[a]][column]) for a in arms])
+
+
 def rank_correlation(rows: list[dict], auc_csv: Path, resamples: int, rng) -> list[dict]:
     """Spearman's ρ between each diagnostic (at an arm's default features) and the arm's AUC, over ARM_FEATURES."""
     auc = {r["arm"]: r for r in read_csv(auc_csv)}
-    default = {(r["encoder"], r["weights"] != "random"): r for r in rows if r["default"] and r["group"] == "all"}
-    block = {(r["encoder"], r["weights"] != "random"): r for r in rows if r["default"] and r["group"] == "block"}
-    arms = [a for a in ARM_FEATURES if a in auc and ARM_FEATURES[a] in default]
+    have = {(r["encoder"], r["weights"] != "random") for r in rows if _is_true(r["default"]) and r["group"] == "all"}
+    arms = [a for a in ARM_FEATURES if a in auc and ARM_FEATURES[a] in have]
     y = np.array([float(auc[a]["auc"]) for a in arms])
     out = []
     for diag in RANKED:
-        source, column = (block, "pck4") if diag == "pck4_block" else (default, diag)
-        if column not in source[ARM_FEATURES[arms[0]]]:
+        try:
+            x = diagnostic_values(rows, arms, diag)
+        except KeyError:  # a diagnostic these rows lack
             continue
-        x = np.array([float(source[ARM_FEATURES[a]][column]) for a in arms])
         rho = float(stats.spearmanr(x, y).statistic)
         perm = stats.permutation_test((x,), lambda v: stats.spearmanr(v, y).statistic, permutation_type="pairings",
                                       n_resamples=np.inf, alternative="two-sided")
@@ -180,19 +192,6 @@ def rank_correlation(rows: list[dict], auc_csv: Path, resamples: int, rng) -> li
         r["p_holm"] = round(float(p), 4)
         r["resolved"] = bool(p < 0.05)
     return out
-
-
-def _is_true(v) -> bool:
-    return v is True or str(v).strip().lower() in ("true", "1", "yes")
-
-
-def diagnostic_values(rows: list[dict], arms: list[str], diag: str) -> np.ndarray:
-    """Each arm's value of ``diag`` at its default features (``rows``: correspondence rows, in-process or read
-    back from ``correspondence_<task>.csv``)."""
-    group = "block" if diag == "pck4_block" else "all"
-    column = "pck4" if diag == "pck4_block" else diag
-    pick = {(r["encoder"], r["weights"] != "random"): r for r in rows if _is_true(r["default"]) and r["group"] == group}
-    return np.array([float(pick[ARM_FEATURES[a]][column]) for a in arms])
 
 
 def rank_correlation_across(tasks: dict[str, tuple[list[dict], Path]], resamples: int, rng) -> list[dict]:

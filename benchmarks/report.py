@@ -551,8 +551,7 @@ def cross_task_section(res: Path, found: list[Path]) -> list[str]:
         ns = sorted({int(r["n"]) for r in summary})
         wall = sum(num(r["wall_min"]) for r in read_csv(d / "runs.csv")) if (d / "runs.csv").exists() else math.nan
         best = []
-        pct = lambda r: (f"{100 * num(r['seed_mean']):.0f} % [{100 * num(r['seed_ci_low']):.0f}, "  # noqa: E731
-                         f"{100 * num(r['seed_ci_high']):.0f}]")
+        pct = lambda r: rate(r, "seed_mean", "seed_ci_low", "seed_ci_high")  # noqa: E731
         for n in (ns[0], ns[-1]):
             here = [r for r in summary if int(r["n"]) == n]
             r = max((r for r in here if r["arm"] not in ORACLE_ARMS), key=lambda r: num(r["seed_mean"]))

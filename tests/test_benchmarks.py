@@ -146,7 +146,8 @@ def test_compare_sweeps_pairs_cells_by_seed_and_layout(tmp_path):
             for seed in range(3):
                 rate = base + lift + 0.02 * seed
                 hits = [1] * int(round(rate * 50)) + [0] * (50 - int(round(rate * 50)))
-                rec = {"arm": "mae", "n": n, "seed": seed, "episode_seeds": list(range(50)), "episode_success": hits}
+                rec = {"arm": "mae", "n": n, "seed": seed, "episode_seeds": list(range(50)), "episode_success": hits,
+                       "success_rate": sum(hits) / 50}
                 (root / "cells").mkdir(parents=True, exist_ok=True)
                 (root / "cells" / f"mae_n{n}_s{seed}.json").write_text(json.dumps(rec))
         return load_cells(root)
