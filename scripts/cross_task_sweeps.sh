@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The cross-task benchmark (issue 23): the committed fair sweeps of every task, one `robrep sweep` per (sweep, N) stage,
+# each resumable (cells with a record are skipped; tuning choices are read back from the sweep directory), so the
+# whole campaign spans sessions and machines: re-run the same command and it continues where the cells stop.
+#   bash scripts/cross_task_sweeps.sh                              -> every sweep, every stage, in the order below
+#   SWEEPS="pick_place_fair mw_push_fair" STAGES="10 500" bash scripts/cross_task_sweeps.sh
+# Stage order: N = 10 and N = 500 first (the two ends the closing table reports), then 50 and 100. Cells land in
+# results/sweeps/<sweep>/cells as they finish; policies and caches go under runs/ and data/ (rebuilt when missing).
+# Each stage's invocation is one row of the sweep's runs.csv; the tables are rewritten after every stage.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+R=${R:-.venv/bin/robrep}
+SWEEPS=${SWEEPS:-push_color_fair pick_place_fair mw_push_fair}
+STAGES=${STAGES:-10 500 50 100}
+JOBS=${JOBS:-2}
+
+args() {  # the sweep's own settings: task, preset or name (every other setting is sweep.yaml's default)
+  case "$1" in
+    push_color_fair) echo "task=push_color preset=language_fair" ;;
+    pick_place_fair) echo "task=pick_place name=pick_place_fair" ;;
+    mw_push_fair) echo "task=mw_push name=mw_push_fair" ;;
+    pick_place_varied_heldout_fair) echo "task=pick_place preset=visual_heldout_fair" ;;
+    push_matched) echo "task=push name=push_matched weights_budget=matched 'arms=[mae,dift,voltron,clip_spatial]'" ;;
+    *) echo "unknown sweep $1" >&2; return 2 ;;
+  esac
+}
+
+for s in $SWEEPS; do
+  a=$(args "$s")
+  for n in $STAGES; do
+    echo "== $(date -u +%FT%TZ) $s N=$n"
+    eval "$R sweep $a sweep_dir=results/sweeps/$s 'demos=[$n]' jobs=$JOBS progress=false"
+  done
+done
