@@ -14,7 +14,8 @@ from benchmarks import _output
 BENCHMARKS = ("camera_framing", "costs", "load_speed", "dift_sweep", "encoder_speed", "env_speed", "planner_speed", "precision_speed",
               "policy_latency", "pretrain_ablation", "probe_gate", "sweep_choices", "sweep_cost", "sweep_profile", "budget_pilot",
               "transfer_protocols", "goal_confound", "latent_localisation", "plan_exploitation", "bc_beside_planner",
-              "train_step", "encoder_diagnostics", "prior_planner", "pretrain_budget", "compare_sweeps")
+              "train_step", "encoder_diagnostics", "prior_planner", "pretrain_budget", "compare_sweeps",
+              "export_fidelity")
 #: Generators of committed docs from committed CSVs (not measurements): they rewrite their own file, with --check.
 DOC_GENERATORS = ("report",)
 FOLDER = Path(__file__).resolve().parent.parent / "benchmarks"

@@ -108,3 +108,52 @@ def test_the_default_onnx_file_is_lossless_and_int8_is_opt_in(setup, tmp_path):
     assert np.isclose(np.abs(got - expected).max(), int8["max_abs_diff"], atol=1e-4)
     with pytest.raises(ValueError, match="quantize"):
         export_policy(policy, tmp_path / "p.ts", "torchscript", images, quantize="int8")
+
+
+class Recording:
+    """A policy whose actions are kept (``evaluate`` sees the wrapped policy's interface)."""
+
+    def __init__(self, inner):
+        self.inner, self.actions = inner, []
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def act(self, obs):
+        self.actions.append(self.inner.act(obs))
+        return self.actions[-1]
+
+
+@pytest.mark.parametrize("execution", ["open_loop", "ensemble"])
+def test_an_exported_file_evaluates_closed_loop_like_its_policy(setup, tmp_path, execution):
+    """:class:`policies.exported.ExportedPolicy` runs the ONNX file in ``evaluate`` with the checkpoint's chunk
+    execution: on the same layouts it takes the same actions as ``Policy.act`` at every step, and, open-loop, calls
+    the file once per chunk per env."""
+    from policies.exported import ExportedPolicy
+    from robrep.eval.rollouts import evaluate
+
+    policies, images, _, _ = setup
+    policy = Recording(load_policy(policies["mlp"], chunk_execution=execution))
+    expected = evaluate(policy, 4, num_envs=2, progress=False, max_steps=7)
+    report = export_policy(policy.inner, tmp_path / "p.onnx", "onnx", images)
+    exported = Recording(ExportedPolicy(report["path"], policy.meta))
+    got = evaluate(exported, 4, num_envs=2, progress=False, max_steps=7)
+    assert exported.task == "push" and exported.chunk_execution == execution
+    assert len(exported.actions) == len(policy.actions) == 14 and list(got.success) == list(expected.success)
+    np.testing.assert_allclose(np.stack(exported.actions), np.stack(policy.actions), atol=1e-4)
+    if execution == "open_loop":
+        assert exported.encoded_frames == 4 * 3  # ceil(7 steps / chunk 3) calls per episode
+    inner, proprio = exported.inner, np.zeros((3, policy.model.proprio_dim), np.float32)
+    inner.reset(2)
+    inner.act({"image": images[:2], "proprio": proprio[:2]})
+    with pytest.raises(ValueError, match="reset"):  # mid-episode, a batch of another size is refused
+        inner.act({"image": images[:3], "proprio": proprio})
+
+
+def test_export_fidelity_pairs_episodes_with_mcnemar():
+    from benchmarks.export_fidelity import mcnemar
+
+    a = np.array([1, 1, 1, 0, 0, 1, 1, 1], bool)
+    assert mcnemar(a, a) == (0, 0, 1.0)
+    only_a, only_b, p = mcnemar(a, np.zeros(8, bool))  # 6 discordant, all one way: 2 × 0.5^6
+    assert (only_a, only_b) == (6, 0) and p == pytest.approx(2 * 0.5 ** 6)
