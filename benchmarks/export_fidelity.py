@@ -1,6 +1,7 @@
 """Does the exported file act like the policy it came from? Closed-loop success of each trained policy in PyTorch
 (``eager``: ``Policy.act`` at its training precision) and as the files ``robrep export`` writes (``onnx``: float32,
-lossless; ``onnx_int8``: the opt-in ``quantize=int8`` file), on the same evaluation layouts, paired episode by episode.
+lossless, in onnxruntime; ``onnx_int8``: the opt-in ``quantize=int8`` file; ``openvino``: the float32 file in
+OpenVINO at the precision it picks for this CPU), on the same evaluation layouts, paired episode by episode.
 
 ``python -m benchmarks.export_fidelity --policies PATH [PATH ...] [--runtimes eager onnx onnx_int8] [--episodes 100]
 [--split test] [--num-envs 10] [--threads 1] [--commit | --out PATH]``
@@ -25,7 +26,7 @@ from robrep import results
 
 NAME = "export_fidelity"
 COMMITTED = "results/export_fidelity.csv"
-RUNTIMES = ("eager", "onnx", "onnx_int8")
+RUNTIMES = ("eager", "onnx", "onnx_int8", "openvino")
 
 
 def first_frames(policy: Any, episodes: int, split: str, count: int = 8) -> np.ndarray:
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from policies import load_policy
-    from policies.export import export_policy
+    from policies.export import Runner, export_policy
     from policies.exported import ExportedPolicy
     from robrep.eval.rollouts import evaluate
     from robrep.threads import thread_limit
@@ -82,12 +83,21 @@ def main(argv: list[str] | None = None) -> int:
                     out = Path(tmp) / f"{Path(path).stem}.{runtime}.onnx"
                     report = export_policy(policy, out, "onnx", frames=frames,
                                            quantize="int8" if runtime == "onnx_int8" else None)
-                    actor, diff = ExportedPolicy(out, policy.meta, threads=args.threads), report["max_abs_diff"]
+                    engine = "openvino" if runtime == "openvino" else "onnxruntime"
+                    actor = ExportedPolicy(out, policy.meta, threads=args.threads, runtime=engine)
+                    diff = report["max_abs_diff"]
+                    if engine == "openvino":  # its own rounding: against the float32 graph on the same frames
+                        zeros = np.zeros((len(frames), policy.model.proprio_dim), np.float32)
+                        diff = float(np.abs(actor.predict(frames, zeros) - Runner(out)(frames, zeros)).max())
+                        actor.encoded_frames = 0
                 res = evaluate(actor, args.episodes, num_envs=args.num_envs, progress=False, split=args.split)
                 outcomes[runtime] = res.success
                 only_eager, only_this, p = mcnemar(outcomes["eager"], res.success)
                 low, high = res.ci
-                row = {"policy": Path(path).name, "task": policy.task, "runtime": runtime, "threads": args.threads,
+                precision = (policy.meta["policy_config"]["train"].get("precision", "float32") if actor is policy
+                             else "int8 weights (lossy)" if runtime == "onnx_int8" else actor.runner.precision)
+                row = {"policy": Path(path).name, "task": policy.task, "runtime": runtime, "precision": precision,
+                       "threads": args.threads,
                        "split": args.split, "episodes": res.episodes, "successes": res.successes,
                        "success_rate": round(res.success_rate, 4), "ci_low": round(low, 4), "ci_high": round(high, 4),
                        "only_eager": only_eager, "only_this": only_this, "mcnemar_p": round(p, 4),
@@ -96,9 +106,10 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(row)
                 print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
     out = output_path(args, NAME, COMMITTED)
-    results.write_csv(rows, out, comments=[command(NAME, argv), "paired by episode (same layouts); mcnemar_p: exact two-sided "
-                                           "test of only_eager vs only_this; policy_ms_per_step: time inside the "
-                                           "policy per env step (open-loop chunks: one file call per chunk)"])
+    notes = ("paired by episode (same layouts); mcnemar_p: exact two-sided test of only_eager vs only_this; "
+             "max_abs_diff: actions against the float32 PyTorch network on the first frames of the layouts; "
+             "policy_ms_per_step: time inside the policy per env step (open-loop chunks: one file call per chunk)")
+    results.write_csv(rows, out, comments=[command(NAME, argv), notes])
     print(f"wrote {out}")
     return 0
 

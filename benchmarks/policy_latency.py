@@ -4,15 +4,16 @@ in a fresh interpreter (imports included, ``import torch`` alone, and the call a
 file's load with onnxruntime alone (the deployed route: no torch).
 
 ``python -m benchmarks.policy_latency [--families mae dift voltron clip cnn] [--policies FAMILY=PATH ...]
-[--frames 200] [--int8] [--commit | --out PATH]``
+[--frames 200] [--int8] [--openvino] [--commit | --out PATH]``
 
 Each family's policy is trained for a few steps on a small push demo file (timing does not depend on the weights
 of the head) unless ``--policies`` names a checkpoint for it; the encoder loads ``weights/<family>_full.pt`` where
 present. Runtimes: ``eager`` (``Policy.act`` under ``torch.inference_mode`` at the precision the policy was trained
 with — ``auto``: bfloat16 on CPUs that compute it natively), ``eager_float32`` (the same in float32), ``torchscript``
-and ``onnx`` (the exported files, float32; ``robrep export``'s defaults) and, with ``--int8``, ``onnx_int8`` (the
-opt-in lossy ``quantize=int8`` file). Reports p50 / p99 milliseconds per frame over ``--frames`` calls after 10
-warm-up calls — the runtimes interleaved in 5 rounds so that load drifting during the run hits all alike — and the
+and ``onnx`` (the exported files, float32; ``robrep export``'s defaults), with ``--int8``, ``onnx_int8`` (the
+opt-in lossy ``quantize=int8`` file) and, with ``--openvino``, ``openvino`` (the float32 ONNX file in OpenVINO's CPU
+plugin at the precision it picks here: bfloat16 on CPUs that compute it natively, like ``eager``). Reports p50 / p99
+milliseconds per frame over ``--frames`` calls after 10 warm-up calls — the runtimes interleaved in 5 rounds so that load drifting during the run hits all alike — and the
 speed-up of each runtime over ``eager`` and over ``eager_float32`` at the same thread count. The output names the
 CPU, its vector flags and its load average before and after: run on an idle CPU (a busy one inflates absolute
 times and, with two threads, penalises runtimes that spin-wait); on a busy one only the ratios mean something.
@@ -135,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=200)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--int8", action="store_true", help="also time the opt-in lossy quantize=int8 ONNX file")
+    parser.add_argument("--openvino", action="store_true",
+                        help="also time the float32 ONNX file in OpenVINO (the deploy extra), at the precision it "
+                             "picks for this CPU (bfloat16 where native)")
     add_output_args(parser, NAME, COMMITTED)
     args = parser.parse_args(argv)
     given = dict(p.split("=", 1) for p in args.policies)
@@ -196,15 +200,25 @@ def main(argv: list[str] | None = None) -> int:
             fns = {"eager": eager(policy), "eager_float32": eager(policy32)}
             for name, report in files.items():
                 fns[name] = (lambda run=Runner(report["path"], threads=threads): run(image, proprio))
-            timed = percentiles(fns, args.frames)
             precision = {"eager": policy.meta["policy_config"]["train"].get("precision", "float32"),
                          "eager_float32": "float32", "onnx_int8": "int8 weights (lossy)"}
+            diffs = {name: f"{report['max_abs_diff']:.1e}" for name, report in files.items()}
+            zeros = np.zeros((len(check), policy.model.proprio_dim), np.float32)
+            reference = policy32.predict_chunks({"image": check, "proprio": zeros})  # float32 PyTorch
+            if precision["eager"] != "float32":  # eager's own rounding, beside the files'
+                own = policy.predict_chunks({"image": check, "proprio": zeros})
+                diffs["eager"] = f"{np.abs(own - reference).max():.1e}"
+            if args.openvino:  # the same float32 file in OpenVINO
+                ov = Runner(files["onnx"]["path"], threads=threads, runtime="openvino")
+                diffs["openvino"] = f"{np.abs(ov(check, zeros) - reference).max():.1e}"
+                fns["openvino"], precision["openvino"] = (lambda run=ov: run(image, proprio)), ov.precision
+            timed = percentiles(fns, args.frames)
             for runtime, (p50, p99) in timed.items():
                 rows.append({"family": family, "runtime": runtime, "threads": threads,
                              "precision": precision.get(runtime, "float32"), "p50_ms": round(p50, 2),
                              "p99_ms": round(p99, 2), "speedup_p50": round(timed["eager"][0] / p50, 2),
                              "speedup_p50_vs_float32": round(timed["eager_float32"][0] / p50, 2),
-                             "max_abs_diff": f"{files[runtime]['max_abs_diff']:.1e}" if runtime in files else "",
+                             "max_abs_diff": diffs.get(runtime, ""),
                              "load_policy_s": round(load_s, 2), "load_policy_call_s": round(call_s, 2),
                              "torch_import_s": round(torch_s, 2), "onnx_load_s": round(onnx_load_s, 2)})
                 print(" ".join(f"{k}={v}" for k, v in rows[-1].items()), flush=True)

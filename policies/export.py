@@ -138,31 +138,68 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     return Path(dst)
 
 
+RUNTIMES = ("onnxruntime", "openvino")  # what runs an ONNX file (a TorchScript file runs in torch.jit)
+
+
 class Runner:
-    """Run an exported file: ``Runner(path)(image, proprio) → numpy outputs``."""
+    """Run an exported file: ``Runner(path)(image, proprio) → numpy outputs``.
 
-    def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
+    An ONNX file runs in onnxruntime (``runtime="onnxruntime"``, float32 as exported) or in OpenVINO's CPU plugin
+    (``runtime="openvino"``, the ``deploy`` extra): the same file, at the precision OpenVINO picks for this CPU —
+    bfloat16 where the CPU computes it natively (AMX / AVX512-BF16), float32 elsewhere — recorded in
+    :attr:`precision` (``precision=`` overrides: ``"f32"`` | ``"bf16"``). ``threads``: intra-op threads (None: the
+    runtime's default)."""
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None, runtime: str = "onnxruntime",
+                 precision: str | None = None) -> None:
         self.path = Path(path)
-        if self.path.suffix == ".onnx":
-            import onnxruntime as ort
-
-            opts = ort.SessionOptions()
-            if threads:
-                opts.intra_op_num_threads = int(threads)
-                opts.inter_op_num_threads = 1
-            self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
-            self.names = [i.name for i in self.session.get_inputs()]
-            self.module = None
-        else:
+        self.module = self.session = self.request = None
+        self.precision = "float32"
+        if self.path.suffix != ".onnx":
+            self.runtime = "torchscript"
             self.module = torch.jit.load(str(self.path), map_location="cpu")
+            return
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
+        self.runtime = runtime
+        if runtime == "openvino":
+            try:
+                import openvino as ov
+            except ImportError as exc:
+                raise ImportError("runtime=openvino needs the OpenVINO runtime: pip install 'robrep[deploy]' "
+                                  "(or pip install openvino)") from exc
+            config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
+            if threads:
+                config["INFERENCE_NUM_THREADS"] = int(threads)
+            if precision:
+                config["INFERENCE_PRECISION_HINT"] = precision
+            compiled = ov.Core().compile_model(str(self.path), "CPU", config)
+            hint = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()  # 'f32' | 'bf16' | 'f16'
+            self.precision = {"f32": "float32", "bf16": "bfloat16", "f16": "float16"}.get(hint, hint)
+            self.request, self.outputs = compiled.create_infer_request(), list(compiled.outputs)
+            self.names = [i.get_any_name() for i in compiled.inputs]
+            return
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = int(threads)
+            opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        self.names = [i.name for i in self.session.get_inputs()]
 
     def __call__(self, *inputs: np.ndarray) -> np.ndarray | tuple[np.ndarray, ...]:
-        if self.module is None:
-            out = self.session.run(None, {n: np.ascontiguousarray(x) for n, x in zip(self.names, inputs)})
-            return out[0] if len(out) == 1 else tuple(out)
-        with torch.no_grad():
-            out = self.module(*(torch.from_numpy(np.ascontiguousarray(x)) for x in inputs))
-        return out.numpy() if isinstance(out, torch.Tensor) else tuple(o.numpy() for o in out)
+        feeds = {n: np.ascontiguousarray(x) for n, x in zip(getattr(self, "names", ()), inputs)}
+        if self.session is not None:
+            out = self.session.run(None, feeds)
+        elif self.request is not None:
+            result = self.request.infer(feeds)
+            out = [np.array(result[o]) for o in self.outputs]
+        else:
+            with torch.no_grad():
+                out = self.module(*(torch.from_numpy(np.ascontiguousarray(x)) for x in inputs))
+            return out.numpy() if isinstance(out, torch.Tensor) else tuple(o.numpy() for o in out)
+        return out[0] if len(out) == 1 else tuple(out)
 
 
 def export_policy(policy: Policy, path: str | os.PathLike, fmt: str, frames: np.ndarray | None = None,

@@ -23,10 +23,12 @@ from robrep.data.obs_keys import ObsKeys
 
 class ExportedPolicy:
     """``path``: the exported file; ``meta``: its checkpoint's metadata (``Policy.meta``: task, env kwargs, obs keys,
-    the policy config's chunk execution); ``threads``: the runtime's intra-op threads (None: its default)."""
+    the policy config's chunk execution); ``threads``, ``runtime``, ``precision``: as :class:`policies.export.Runner`
+    (an ONNX file in onnxruntime or OpenVINO)."""
 
-    def __init__(self, path: str | os.PathLike, meta: Mapping[str, Any], threads: int | None = None) -> None:
-        self.runner = Runner(path, threads)
+    def __init__(self, path: str | os.PathLike, meta: Mapping[str, Any], threads: int | None = None,
+                 runtime: str = "onnxruntime", precision: str | None = None) -> None:
+        self.runner = Runner(path, threads, runtime, precision)
         self.meta = dict(meta)
         self.obs_keys = ObsKeys.from_cfg(self.meta.get("obs_keys"))
         config = self.meta["policy_config"]

@@ -157,3 +157,28 @@ def test_export_fidelity_pairs_episodes_with_mcnemar():
     assert mcnemar(a, a) == (0, 0, 1.0)
     only_a, only_b, p = mcnemar(a, np.zeros(8, bool))  # 6 discordant, all one way: 2 × 0.5^6
     assert (only_a, only_b) == (6, 0) and p == pytest.approx(2 * 0.5 ** 6)
+
+
+def test_openvino_runs_the_exported_onnx_file(setup, tmp_path):
+    """The same float32 ONNX file in OpenVINO (``runtime="openvino"``): at ``precision="f32"`` it gives onnxruntime's
+    actions, its default precision is reported (bfloat16 only where the CPU computes it natively) and stays close,
+    the batch axis stays dynamic, and it acts closed-loop through :class:`ExportedPolicy` like the PyTorch policy."""
+    pytest.importorskip("openvino")
+    from policies.exported import ExportedPolicy
+    from robrep.eval.rollouts import evaluate
+
+    policies, images, proprio, _ = setup
+    policy = Recording(load_policy(policies["mlp"], chunk_execution="open_loop"))
+    evaluate(policy, 2, num_envs=2, progress=False, max_steps=5)
+    path = export_policy(policy.inner, tmp_path / "p.onnx", "onnx", images)["path"]
+    reference = Runner(path)(images, proprio)
+    f32, native = Runner(path, runtime="openvino", precision="f32"), Runner(path, threads=1, runtime="openvino")
+    assert f32.runtime == "openvino" and f32.precision == "float32" and native.precision in ("float32", "bfloat16")
+    np.testing.assert_allclose(f32(images, proprio), reference, atol=1e-5)
+    np.testing.assert_allclose(native(images, proprio), reference, atol=5e-2)
+    assert f32(images[:1], proprio[:1]).shape == (1, 3, 4)
+    exported = Recording(ExportedPolicy(path, policy.meta, runtime="openvino", precision="f32"))
+    evaluate(exported, 2, num_envs=2, progress=False, max_steps=5)
+    np.testing.assert_allclose(np.stack(exported.actions), np.stack(policy.actions), atol=1e-4)
+    with pytest.raises(ValueError, match="runtime"):
+        Runner(path, runtime="tensorrt")
