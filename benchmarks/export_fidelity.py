@@ -74,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         for path in args.policies:
             policy = load_policy(path)
             frames = first_frames(policy, args.episodes, args.split)
+            # a language-conditioned policy: its demos' one instruction is baked into the file (a task with an
+            # instruction per episode, e.g. push_color, needs the PyTorch policy: export_policy says so)
+            instruction = policy.meta.get("instruction") if policy.reads_instruction else None
             outcomes: dict[str, np.ndarray] = {}
             for runtime in ["eager"] + [r for r in args.runtimes if r != "eager"]:
                 diff = None
@@ -81,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                     actor = policy
                 else:  # export_policy sets the encoder to float32: eager ran first, at its training precision
                     out = Path(tmp) / f"{Path(path).stem}.{runtime}.onnx"
-                    report = export_policy(policy, out, "onnx", frames=frames,
+                    report = export_policy(policy, out, "onnx", frames=frames, instruction=instruction,
                                            quantize="int8" if runtime == "onnx_int8" else None)
                     engine = "openvino" if runtime == "openvino" else "onnxruntime"
                     actor = ExportedPolicy(out, policy.meta, threads=args.threads, runtime=engine)

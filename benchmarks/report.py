@@ -497,6 +497,18 @@ def _grid_reading(rows: list[dict]) -> str:
             f"learning rate {lr:.4f} ({wd / lr:.2f}×).")
 
 
+def _latency_reading(rows: list[dict]) -> str:
+    """The fastest runtime per (family, threads) and each family's ``load_policy`` call."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["family"], r["threads"]), []).append(r)
+    fastest = [min(g, key=lambda r: num(r["p50_ms"])) for g in groups.values()]
+    loads = {r["family"]: r["load_policy_call_s"] for r in rows}
+    return ("Fastest runtime per family and thread count: " + "; ".join(
+        f"{b['family']} ×{b['threads']}: {b['runtime']} {b['p50_ms']} ms (×{b['speedup_p50']} eager)" for b in fastest)
+        + ". `load_policy` (the call alone): " + ", ".join(f"{f} {s} s" for f, s in loads.items()) + ".")
+
+
 def _budget_rows(rows: list[dict]) -> list[dict]:
     """budget_pilot.csv aggregated per (min_delta, budget): cap-bound (arm, N), steps run, gaps to the run's best."""
     out = []
@@ -632,6 +644,21 @@ SIMPLE = [  # one table per CSV: title, what it measures; optional columns, row 
               "`lanes` families side by side). `scripts/pretrain_matched.sh` runs the chosen budget.",
          reading=lambda rows: "Second-half loss drop per run: " + ", ".join(
              f"{r['run']} {100 * num(r['second_half_drop']):.0f} %" for r in rows if r["kind"] == "run") + "."),
+    dict(csv="policy_latency.csv", title="A policy's latency per frame (`python -m benchmarks.policy_latency`)",
+         what="One 96 × 96 frame (batch 1) through a policy — preprocessing, encoder, readout, head — per family and "
+              "runtime on one and two threads: eager PyTorch at the training precision and in float32, the exported "
+              "TorchScript and ONNX files, the opt-in int8 ONNX file and the float32 ONNX file in OpenVINO (at the "
+              "precision it picks for this CPU); speed-ups over eager at the same threads; the actions' largest "
+              "difference from float32 PyTorch on 8 frames of a barely trained head (closed loop: the next table); "
+              "`load_policy` in a fresh interpreter (call alone) and the ONNX file's load in onnxruntime alone.",
+         cols=["family", "runtime", "threads", "precision", "p50_ms", "p99_ms", "speedup_p50",
+               "speedup_p50_vs_float32", "max_abs_diff", "load_policy_call_s", "onnx_load_s"],
+         reading=lambda rows: _latency_reading(rows)),
+    dict(csv="export_fidelity.csv", title="Exported files closed-loop (`python -m benchmarks.export_fidelity`)",
+         what="Each trained policy (push, N = 100, seed 0, the benchmark's training rule) rolled out in PyTorch and as "
+              "its exported files on the same 100 test layouts: successes with Wilson 95 % intervals, the episodes "
+              "only one of the pair solved and the exact McNemar p, the largest action difference from float32 "
+              "PyTorch on the layouts' first frames, and the time inside the policy per env step (open-loop chunks)."),
     dict(csv="sweep_cost.csv", title="Cost of the default sweep (`python -m benchmarks.sweep_cost`)",
          what="A prediction from parts measured on one thread: training steps under the training rule's budget "
               "(no early stopping: an upper bound) times the tuning grid, evaluation episodes times episode length "

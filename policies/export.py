@@ -15,6 +15,9 @@ multiplies are most of the time, so neither the dynamo-based exporter nor onnxru
 (``onnxruntime.transformers.optimizer``) made it faster. ``quantize="int8"`` (opt-in, ONNX only) quantizes the
 MatMul / Gemm weights to int8 per tensor with activations quantized on the fly (``quantize_dynamic``): faster on
 CPUs with int8 dot-product instructions, but lossy — the report gives its action difference on the check frames.
+The same float32 file also runs in OpenVINO (:class:`Runner` ``runtime="openvino"``), which computes in bfloat16 on
+CPUs with native bfloat16 (AMX / AVX512-BF16) — the precision eager PyTorch uses there — and in float32 elsewhere;
+``benchmarks/export_fidelity.py`` checks each runtime closed-loop against the PyTorch policy.
 
 Language-conditioned policies (a language-conditioned encoder, or ``instruction_input``) are exported with their
 instruction fixed at export time (the text embedding is a constant of the file): an instruction per episode needs the PyTorch policy.
