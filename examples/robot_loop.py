@@ -196,38 +196,54 @@ class TorchController:
 
 class OnnxController:
     """The file of ``robrep export format=onnx`` (``image`` uint8 ``(B, H, W, 3)``, ``proprio`` ``(B, P)`` → chunk
-    ``(B, k, A)``) in onnxruntime. The chunk is executed as ``Policy.act`` would: ``ensemble`` averages the ``k``
+    ``(B, k, A)``) in onnxruntime, or in OpenVINO (``runtime="openvino"``: the same file, bfloat16 on CPUs that compute
+    it natively, float32 elsewhere — usually the fastest on Intel CPUs). The chunk is executed as ``Policy.act`` would: ``ensemble`` averages the ``k``
     predictions made for this step (ACT temporal ensembling with weights ``exp(-decay · age rank)``), ``open_loop``
     plays each chunk's ``k`` actions before looking again. Pass the checkpoint's ``chunk_execution`` and
     ``ensemble_decay`` (see :func:`checkpoint_meta`)."""
 
     def __init__(self, path: str | os.PathLike, chunk_execution: str = "ensemble", ensemble_decay: float = 0.01,
-                 threads: int | None = None) -> None:
-        import onnxruntime as ort
-
+                 threads: int | None = None, runtime: str = "onnxruntime") -> None:
         if chunk_execution not in ("ensemble", "open_loop"):
             raise ValueError(f"chunk_execution must be 'ensemble' or 'open_loop', got {chunk_execution!r}")
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = int(threads)
-        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        shapes = {i.name: i.shape for i in self.session.get_inputs()}
-        self.image_size = int(shapes["image"][1]), int(shapes["image"][2])
-        self.proprio_dim = int(shapes["proprio"][1])
+        if runtime == "openvino":  # the same file in OpenVINO: bfloat16 on CPUs that compute it natively
+            import openvino as ov
+
+            config = {"PERFORMANCE_HINT": "LATENCY", **({"INFERENCE_NUM_THREADS": int(threads)} if threads else {})}
+            compiled = ov.Core().compile_model(str(path), "CPU", config)
+            request, output = compiled.create_infer_request(), compiled.output(0)
+            self._run = lambda feeds: request.infer([feeds["image"], feeds["proprio"]])[output]
+            shapes = {next((n for n in ("image", "proprio") if n in i.get_names()), i.get_any_name()):
+                      list(i.get_partial_shape()) for i in compiled.inputs}
+            out_shape = list(compiled.output(0).get_partial_shape())[1:]
+        elif runtime == "onnxruntime":
+            import onnxruntime as ort
+
+            opts = ort.SessionOptions()
+            if threads:
+                opts.intra_op_num_threads = int(threads)
+            session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            self._run = lambda feeds: session.run(None, feeds)[0]
+            shapes = {i.name: i.shape for i in session.get_inputs()}
+            out_shape = session.get_outputs()[0].shape[1:]
+        else:
+            raise ValueError(f"runtime must be 'onnxruntime' or 'openvino', got {runtime!r}")
+        self.image_size = int(str(shapes["image"][1])), int(str(shapes["image"][2]))
+        self.proprio_dim = int(str(shapes["proprio"][1]))
+        self.chunk, self.action_dim = (int(str(d)) for d in out_shape)
         self.chunk_execution, self.decay = chunk_execution, float(ensemble_decay)
         self.reset()
 
     def reset(self) -> None:
         from policies.chunking import TemporalEnsembler  # NumPy only: the ONNX path never imports torch
 
-        k, a = (int(d) for d in self.session.get_outputs()[0].shape[1:])
-        self.ensembler = TemporalEnsembler(k, a, self.decay)  # ensemble: Policy.act's averaging, one env
+        self.ensembler = TemporalEnsembler(self.chunk, self.action_dim, self.decay)  # ensemble: Policy.act's averaging, one env
         self.queue: list[np.ndarray] = []    # open_loop: the actions left in the current chunk
 
     def predict(self, image: np.ndarray, proprio: np.ndarray) -> np.ndarray:
         """One forward pass: the chunk ``(k, A)`` predicted from this frame."""
         feeds = {"image": np.ascontiguousarray(image[None]), "proprio": np.asarray(proprio, np.float32)[None]}
-        return self.session.run(None, feeds)[0][0]
+        return np.asarray(self._run(feeds))[0]
 
     def act(self, image: np.ndarray, proprio: np.ndarray) -> np.ndarray:
         if self.chunk_execution == "open_loop":
@@ -367,6 +383,8 @@ def main(argv: list[str] | None = None) -> LoopReport:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--policy", required=True, help="robrep policy checkpoint (.pt)")
     parser.add_argument("--onnx", help="run this exported file (robrep export format=onnx) instead of PyTorch")
+    parser.add_argument("--runtime", default="onnxruntime", choices=["onnxruntime", "openvino"],
+                        help="what runs --onnx (openvino: pip install openvino; bfloat16 where the CPU has it)")
     parser.add_argument("--source", default="sim", help="sim[:<task>] | folder:<dir> | video:<file>")
     parser.add_argument("--rate-hz", type=float, default=10.0)
     parser.add_argument("--steps", type=int, default=50)
@@ -382,7 +400,7 @@ def main(argv: list[str] | None = None) -> LoopReport:
     if args.onnx:
         config = meta["policy_config"]
         controller: Controller = OnnxController(args.onnx, config.get("chunk_execution", "ensemble"),
-                                                config.get("ensemble_decay", 0.01))
+                                                config.get("ensemble_decay", 0.01), runtime=args.runtime)
     else:
         from policies.policy import load_policy
 

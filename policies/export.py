@@ -180,7 +180,6 @@ class Runner:
             hint = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()  # 'f32' | 'bf16' | 'f16'
             self.precision = {"f32": "float32", "bf16": "bfloat16", "f16": "float16"}.get(hint, hint)
             self.request, self.outputs = compiled.create_infer_request(), list(compiled.outputs)
-            self.names = [i.get_any_name() for i in compiled.inputs]
             return
         import onnxruntime as ort
 
@@ -192,11 +191,11 @@ class Runner:
         self.names = [i.name for i in self.session.get_inputs()]
 
     def __call__(self, *inputs: np.ndarray) -> np.ndarray | tuple[np.ndarray, ...]:
-        feeds = {n: np.ascontiguousarray(x) for n, x in zip(getattr(self, "names", ()), inputs)}
+        arrays = [np.ascontiguousarray(x) for x in inputs]
         if self.session is not None:
-            out = self.session.run(None, feeds)
-        elif self.request is not None:
-            result = self.request.infer(feeds)
+            out = self.session.run(None, dict(zip(self.names, arrays)))
+        elif self.request is not None:  # inputs in the file's order (a tensor may carry several names in OpenVINO)
+            result = self.request.infer(arrays)
             out = [np.array(result[o]) for o in self.outputs]
         else:
             with torch.no_grad():
