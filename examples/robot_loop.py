@@ -24,9 +24,11 @@ a late step starts the next one at once (no burst of catch-up steps). Per-step l
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import logging
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -207,7 +209,8 @@ class OnnxController:
         if chunk_execution not in ("ensemble", "open_loop"):
             raise ValueError(f"chunk_execution must be 'ensemble' or 'open_loop', got {chunk_execution!r}")
         if runtime == "openvino":  # the same file in OpenVINO: bfloat16 on CPUs that compute it natively
-            import openvino as ov
+            with contextlib.redirect_stderr(sys.__stderr__):  # its absl logging handler keeps (and later closes)
+                import openvino as ov                         # the stderr of import time: give it the process's own
 
             config = {"PERFORMANCE_HINT": "LATENCY", **({"INFERENCE_NUM_THREADS": int(threads)} if threads else {})}
             compiled = ov.Core().compile_model(str(path), "CPU", config)

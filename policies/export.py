@@ -25,7 +25,9 @@ instruction fixed at export time (the text embedding is a constant of the file):
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -144,6 +146,16 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
 RUNTIMES = ("onnxruntime", "openvino")  # what runs an ONNX file (a TorchScript file runs in torch.jit)
 
 
+def import_openvino() -> Any:
+    """``import openvino`` with the process's own stderr in place. Its import pulls in ``absl.logging``, whose handler
+    keeps the ``sys.stderr`` of that moment and closes it at logging shutdown (e.g. Hydra reconfiguring logging) when
+    it is no longer ``sys.stderr`` — a redirected or captured stream would be closed under its owner."""
+    with contextlib.redirect_stderr(sys.__stderr__):
+        import openvino
+
+    return openvino
+
+
 class Runner:
     """Run an exported file: ``Runner(path)(image, proprio) → numpy outputs``.
 
@@ -167,7 +179,7 @@ class Runner:
         self.runtime = runtime
         if runtime == "openvino":
             try:
-                import openvino as ov
+                ov = import_openvino()
             except ImportError as exc:
                 raise ImportError("runtime=openvino needs the OpenVINO runtime: pip install 'robrep[deploy]' "
                                   "(or pip install openvino)") from exc

@@ -18,10 +18,11 @@ import numpy as np
 from policies.chunking import TemporalEnsembler
 from policies.export import Runner
 from policies.model import check_chunk_execution
+from policies.policy import RecordedEnv
 from robrep.data.obs_keys import ObsKeys
 
 
-class ExportedPolicy:
+class ExportedPolicy(RecordedEnv):
     """``path``: the exported file; ``meta``: its checkpoint's metadata (``Policy.meta``: task, env kwargs, obs keys,
     the policy config's chunk execution); ``threads``, ``runtime``, ``precision``: as :class:`policies.export.Runner`
     (an ONNX file in onnxruntime or OpenVINO)."""
@@ -37,14 +38,6 @@ class ExportedPolicy:
         self.action_dim = int(self.meta["shape_meta"]["action_dim"])
         self.encoded_frames = 0  # frames passed to the file since construction
         self.reset(1)
-
-    @property
-    def task(self) -> str:
-        return str(self.meta["task"])
-
-    @property
-    def env_kwargs(self) -> dict[str, Any]:
-        return dict(self.meta["env_kwargs"])
 
     @property
     def num_envs(self) -> int:

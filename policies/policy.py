@@ -49,7 +49,24 @@ from robrep.encoders.base import Encoder, per_image_texts
 from robrep.precision import autocast
 
 
-class Policy:
+class RecordedEnv:
+    """The env a checkpoint's demos were recorded in, read from ``self.meta`` (what ``robrep.eval.evaluate`` builds
+    for a policy): shared by :class:`Policy` and :class:`policies.exported.ExportedPolicy`."""
+
+    meta: dict[str, Any]
+
+    @property
+    def task(self) -> str:
+        """Task name for ``envs.registration.make_env`` (e.g. ``"push"``)."""
+        return str(self.meta["task"])
+
+    @property
+    def env_kwargs(self) -> dict[str, Any]:
+        """Env constructor kwargs the demos were recorded with (``image_size``, ...)."""
+        return dict(self.meta["env_kwargs"])
+
+
+class Policy(RecordedEnv):
     """Acts from observations. ``model`` (eval mode) holds the trunk and head; ``encoder`` is the frozen
     encoder for feature policies, ``None`` for image trunks (the from-scratch CNN; a fine-tuned encoder,
     which lives in ``model.trunk.encoder``). ``meta`` is the checkpoint without its weights (``task``,
@@ -78,16 +95,6 @@ class Policy:
         self.reset(1)
 
     # ------------------------------------------------------------------ env description
-    @property
-    def task(self) -> str:
-        """Task name for ``envs.registration.make_env`` (e.g. ``"push"``)."""
-        return str(self.meta["task"])
-
-    @property
-    def env_kwargs(self) -> dict[str, Any]:
-        """Env constructor kwargs the demos were recorded with (``image_size``, ...)."""
-        return dict(self.meta["env_kwargs"])
-
     @property
     def action_dim(self) -> int:
         """``A``: the size of each action (the training demos' ``actions.shape[-1]``)."""

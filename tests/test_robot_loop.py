@@ -147,7 +147,8 @@ def test_the_onnx_controller_acts_as_the_pytorch_policy(cnn, execution, runtime)
     """The exported file acts as the PyTorch policy in either runtime (OpenVINO: within bfloat16 rounding where the
     CPU computes bfloat16 natively)."""
     if runtime == "openvino":
-        pytest.importorskip("openvino")
+        if importlib.util.find_spec("openvino") is None:  # not imported here: the controller imports it (stderr guard)
+            pytest.skip("openvino is not installed (the deploy extra)")
     policy = load_policy(cnn[0], chunk_execution=execution)
     sim = loop.SimSource(policy.task, **policy.env_kwargs)
     torch_ctl, onnx_ctl = loop.TorchController(policy), loop.OnnxController(cnn[1], execution, runtime=runtime)
