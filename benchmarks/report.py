@@ -85,6 +85,15 @@ SWEEPS = {  # sweep directory: (title, what it measures)
                         "and 50, the language arms, the visual-only families and the CNN; runs.csv), before the "
                         "directory was renamed from `push_color_language`; the paired rows \"with − without "
                         "language\" answer the language question."),
+    "pick_place_fair": ("pick_place under the benchmark's rules "
+                        "(`robrep sweep task=pick_place name=pick_place_fair`)",
+                        "Grasp the block and place it on the goal: the default arms with their random-init controls, "
+                        "the CNN and the state oracle, the same training rule, equal tuning on valid demos, five "
+                        "seeds, 100 test layouts; run N by N (`scripts/cross_task_sweeps.sh`, runs.csv)."),
+    "mw_push_fair": ("Meta-World push-v3 under the benchmark's rules (`robrep sweep task=mw_push name=mw_push_fair`)",
+                     "Meta-World's push-v3 through robrep's adapter, its scripted policy as the expert: the default arms "
+                     "with their controls, the CNN and the state oracle, the benchmark's rules; run N by N "
+                     "(`scripts/cross_task_sweeps.sh`, runs.csv)."),
     "push": ("The earlier push sweep, before one training rule (superseded by the benchmark above)",
              "Every arm at several demo counts N and training seeds: frozen encoders (full-budget weights, default "
              "readout, MLP head) against end-to-end arms trained from scratch on the same demos, all evaluated on the "
@@ -552,11 +561,11 @@ def cross_task_section(res: Path, found: list[Path]) -> list[str]:
     """The primary metric (AUC over log N, with its seed-level interval) of every arm on every task whose benchmark
     sweep is committed, and per task its N, wall time and the best vision arm (seed mean) at its smallest and largest
     N, with the privileged-state oracle's beside it where the sweep has one."""
-    sweeps = {t: res / "sweeps" / d for t, d in TASK_SWEEPS.items() if (res / "sweeps" / d / "auc.csv").exists()}
-    auc = {t: {r["arm"]: r for r in read_csv(d / "auc.csv")} for t, d in sweeps.items()}
+    sweeps = {t: res / "sweeps" / d for t, d in TASK_SWEEPS.items() if (res / "sweeps" / d / "summary.csv").exists()}
+    auc = {t: {r["arm"]: r for r in read_csv(d / "auc.csv")} for t, d in sweeps.items() if (d / "auc.csv").exists()}
     arms = sorted({a for rows in auc.values() for a in rows})
     fmt = lambda r: f"{num(r['auc']):.3f} [{num(r['auc_ci_low']):.3f}, {num(r['auc_ci_high']):.3f}]"  # noqa: E731
-    table = [{"arm": a, **{t: fmt(auc[t][a]) if a in auc[t] else "" for t in sweeps}} for a in arms]
+    table = [{"arm": a, **{t: fmt(auc[t][a]) if a in auc[t] else "" for t in auc}} for a in arms]
     lines = []
     for t, d in sweeps.items():
         summary = read_csv(d / "summary.csv")
@@ -573,9 +582,11 @@ def cross_task_section(res: Path, found: list[Path]) -> list[str]:
                      f"vision arm (seed mean) at {'; at '.join(best)}.")
     return ["## The question across tasks: the primary metric per task",
             "Area under success vs log N (the primary metric) per arm and task, mean over training seeds with its "
-            "seed-level 95 % interval, from each task's benchmark sweep (`auc.csv`); a task appears once its sweep is "
-            "committed (" + ", ".join(f"{t}: `{d}`" for t, d in TASK_SWEEPS.items()) + ").",
-            csv_table(table), "\n".join(lines), *tail(res, [], [d / "auc.csv" for d in sweeps.values()])]
+            "seed-level 95 % interval, from each task's benchmark sweep (`auc.csv`: a sweep with two or more N); a "
+            "task's line below appears from its first committed stage (" + ", ".join(
+                f"{t}: `{d}`" for t, d in TASK_SWEEPS.items()) + ").",
+            csv_table(table) if table else "", "\n".join(lines),
+            *tail(res, [], [d / f for d in sweeps.values() for f in ("auc.csv", "summary.csv") if (d / f).exists()])]
 
 
 DIAGNOSTIC_COLS = ["encoder", "weights", "choice", "pck2", "pck4", "pck4_ci_low", "pck4_ci_high", "pck8",
@@ -722,8 +733,8 @@ def render_report(root: Path) -> str:
                            (gate_section, res), (ablation_section, res / "ablation_mae.csv"),
                            (planner_section, res / "plan" / "plan.csv"),
                            (diagnostics_section, sorted((res / "diagnostics").glob("correspondence_*.csv"))),
-                           (cross_task_section, [res / "sweeps" / d / "auc.csv" for d in TASK_SWEEPS.values()
-                                                 if (res / "sweeps" / d / "auc.csv").exists()])]:
+                           (cross_task_section, [res / "sweeps" / d / "summary.csv" for d in TASK_SWEEPS.values()
+                                                 if (res / "sweeps" / d / "summary.csv").exists()])]:
         if found and (isinstance(found, list) or found.exists()):
             parts += section(res, found)
     for t in SIMPLE:
