@@ -573,7 +573,7 @@ def cross_task_section(res: Path, found: list[Path]) -> list[str]:
         wall = sum(num(r["wall_min"]) for r in read_csv(d / "runs.csv")) if (d / "runs.csv").exists() else math.nan
         best = []
         pct = lambda r: rate(r, "seed_mean", "seed_ci_low", "seed_ci_high")  # noqa: E731
-        for n in (ns[0], ns[-1]):
+        for n in dict.fromkeys((ns[0], ns[-1])):
             here = [r for r in summary if int(r["n"]) == n]
             r = max((r for r in here if r["arm"] not in ORACLE_ARMS), key=lambda r: num(r["seed_mean"]))
             oracle = [o for o in here if o["arm"] in ORACLE_ARMS]
