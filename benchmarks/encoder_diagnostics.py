@@ -200,10 +200,10 @@ def rank_correlation_across(tasks: dict[str, tuple[list[dict], Path]], resamples
     statistic: each task ranks its own arms, so a task where every arm is at the floor adds noise, not a bias); a
     permutation p-value from ``resamples`` draws permuting the AUCs within every task independently; a 95 % interval
     from resampling arms within every task; Holm across the diagnostics. ``tasks``: task → (correspondence rows of
-    that task, its sweep's ``auc.csv``)."""
+    that task, its sweep's ``auc.csv`` or rows ``{arm, auc, ns}`` of another closed-loop metric)."""
     data = {}
-    for task, (rows, auc_csv) in tasks.items():
-        auc = {r["arm"]: r for r in read_csv(auc_csv)}
+    for task, (rows, metric) in tasks.items():
+        auc = {r["arm"]: r for r in (read_csv(metric) if isinstance(metric, Path) else metric)}
         have = {(r["encoder"], r["weights"] != "random") for r in rows if _is_true(r["default"])}
         arms = [a for a in ARM_FEATURES if a in auc and ARM_FEATURES[a] in have]
         if len(arms) >= 3:
@@ -251,17 +251,22 @@ def across_main(args, argv) -> None:
     for item in args.across:
         task, _, sweep = item.partition("=")
         corr = Path(args.diagnostics_dir or COMMITTED) / f"correspondence_{task.replace('/', '_')}.csv"
-        if not corr.exists() or not (Path(sweep) / "auc.csv").exists():
+        metric = Path(sweep) / ("summary.csv" if args.n else "auc.csv")
+        if not corr.exists() or not metric.exists():
             raise FileNotFoundError(f"--across {item}: needs {corr} (python -m benchmarks.encoder_diagnostics "
-                                    f"--task {task} --closed-loop none --commit) and {Path(sweep) / 'auc.csv'}")
-        tasks[task] = (read_csv(corr), Path(sweep) / "auc.csv")
+                                    f"--task {task} --closed-loop none --commit) and {metric}")
+        if args.n:  # success at one N (seed mean) in place of the AUC: the few-demo question on its own
+            metric = [{"arm": r["arm"], "auc": r["seed_mean"], "ns": str(args.n)} for r in read_csv(metric)
+                      if int(r["n"]) == args.n]
+        tasks[task] = (read_csv(corr), metric)
     corr = rank_correlation_across(tasks, args.bootstrap, np.random.default_rng(0))
     for r in corr:
         print(f"{r['diagnostic']:<21} mean within-task rho {r['mean_spearman_rho']:+.2f} [{r['ci_low']:+.2f}, "
               f"{r['ci_high']:+.2f}] ({r['per_task_rho']}), permutation p {r['p_permutation']}, Holm {r['p_holm']}")
-    path = write_csv(corr, out_dir / "rank_correlation_across_tasks.csv",
-                     comments=[command(NAME, argv), "per diagnostic: within-task Spearman rho against each task's "
-                               "AUC (auc.csv), mean over tasks; permutation within tasks; bootstrap over arms within "
+    what = f"success at N = {args.n} (seed mean, summary.csv)" if args.n else "AUC (auc.csv)"
+    path = write_csv(corr, out_dir / f"rank_correlation_across_tasks{f'_n{args.n}' if args.n else ''}.csv",
+                     comments=[command(NAME, argv), f"per diagnostic: within-task Spearman rho against each task's "
+                               f"{what}, mean over tasks; permutation within tasks; bootstrap over arms within "
                                "tasks; Holm across diagnostics"])
     print(f"wrote {path}")
 
@@ -280,6 +285,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--across", nargs="+", default=None, metavar="TASK=SWEEP_DIR",
                         help="only the rank correlation across tasks, from each task's committed "
                              "correspondence_<task>.csv and <SWEEP_DIR>/auc.csv (no features computed)")
+    parser.add_argument("--n", type=int, default=None,
+                        help="--across: rank against the success at this N (summary.csv) instead of the AUC")
     parser.add_argument("--diagnostics-dir", default=None, help=f"where --across reads correspondence_<task>.csv "
                         f"(default {COMMITTED})")
     parser.add_argument("--threads", type=int, default=1)

@@ -637,6 +637,18 @@ def diagnostics_section(res: Path, csvs: list[Path]) -> list[str]:
                     "Resolved after Holm (p < 0.05): " + listing([r["diagnostic"] for r in crow
                                                                  if r["resolved"] == "True"]) + "."]
         out += tail(res, [], [path] + [p for p in (tests, corr) if p.exists()])
+    for across in sorted((res / "diagnostics").glob("rank_correlation_across_tasks*.csv")):
+        rows = read_csv(across)
+        metric = f"success at N = {rows[0]['auc_ns'].split(': ')[-1]}" if "_n" in across.stem else "the AUC"
+        out += [f"### Across tasks: does a diagnostic rank the encoders as {metric} does? ({rows[0]['tasks']})",
+                "Within each task the Spearman ρ between the diagnostic (trained and random-init encoders) and the "
+                f"closed-loop {metric}, averaged over tasks; permutation p within tasks, bootstrap interval over arms "
+                "within tasks, Holm across the diagnostics.",
+                csv_table(rows, ["diagnostic", "n_tasks", "mean_spearman_rho", "ci_low", "ci_high", "per_task_rho",
+                                 "p_permutation", "p_holm", "resolved"]),
+                "Resolved after Holm (p < 0.05): " + listing([r["diagnostic"] for r in rows
+                                                             if r["resolved"] == "True"]) + ".",
+                *tail(res, [], [across])]
     return out
 
 

@@ -120,3 +120,7 @@ def test_rank_correlation_across_tasks_averages_within_task_ranks(tmp_path):
     assert "pck4_block" not in out  # no block rows: skipped
     with pytest.raises(ValueError, match=">= 2 tasks"):
         rank_correlation_across({"a": tasks["a"]}, 100, np.random.default_rng(0))
+    # another closed-loop metric as rows (the success at one N, `--n`): the same result from the same values
+    as_rows = {t: (corr, read_csv(auc)) for t, (corr, auc) in tasks.items()}
+    again = {r["diagnostic"]: r for r in rank_correlation_across(as_rows, 500, np.random.default_rng(0))}
+    assert again["pck4"] == out["pck4"] and again["pck8"]["mean_spearman_rho"] == 0.0
