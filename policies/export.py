@@ -171,6 +171,8 @@ class Runner:
         self.module = self.session = self.request = None
         self.precision = "float32"
         if self.path.suffix != ".onnx":
+            if runtime != "onnxruntime":
+                raise ValueError(f"runtime={runtime!r} runs ONNX files; {self.path.name} is TorchScript (torch.jit)")
             self.runtime = "torchscript"
             self.module = torch.jit.load(str(self.path), map_location="cpu")
             return

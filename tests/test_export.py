@@ -185,6 +185,9 @@ def test_openvino_runs_the_exported_onnx_file(setup, tmp_path):
     np.testing.assert_allclose(np.stack(exported.actions), np.stack(policy.actions), atol=1e-4)
     with pytest.raises(ValueError, match="runtime"):
         Runner(path, runtime="tensorrt")
+    ts = export_policy(policy.inner, tmp_path / "p.ts", "torchscript", images)["path"]
+    with pytest.raises(ValueError, match="TorchScript"):
+        Runner(ts, runtime="openvino")
 
 
 def test_importing_openvino_leaves_a_redirected_stderr_open():
