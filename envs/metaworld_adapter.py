@@ -151,6 +151,8 @@ class MetaWorldEnv(gym.Env):
         self._raw = np.zeros(39)
         self._success = False
         self._mw_info: dict[str, Any] = {}
+        self._skip_images = False                            # the next step reuses the last images
+        self._last_images: dict[str, np.ndarray] | None = None
 
     @property
     def instruction(self) -> str:
@@ -167,7 +169,7 @@ class MetaWorldEnv(gym.Env):
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         super().reset(seed=seed)
         options = options or {}
-        self.episode_meta = {}
+        self.episode_meta, self._skip_images = {}, False  # a reset always renders
         if "state" in options:
             state = self._check_state(options["state"])
             self._layout(state[: self._rand_dim])
@@ -210,12 +212,23 @@ class MetaWorldEnv(gym.Env):
         self._renderer.update_scene(self.data, camera=camera)
         return self._renderer.render()
 
+    def skip_next_images(self) -> None:
+        """Let the next :meth:`step` return the previous observation's images (the same arrays) instead of rendering:
+        for an evaluation loop whose policy will not read them (an open-loop action chunk,
+        :meth:`policies.policy.Policy.observation_needed`). Physics, proprio, state and success are unaffected;
+        :meth:`reset` always renders."""
+        self._skip_images = self._last_images is not None
+
     def _obs(self) -> dict[str, np.ndarray]:
         state = self._raw.astype(np.float32)
-        obs = {"image": self.render_camera(self.camera), "proprio": state[:4].copy(), "state": state}
-        if self.wrist_camera:
-            obs["wrist_image"] = self.render_camera("gripperPOV")
-        return obs
+        if self._skip_images:
+            images, self._skip_images = self._last_images, False
+        else:
+            images = {"image": self.render_camera(self.camera)}
+            if self.wrist_camera:
+                images["wrist_image"] = self.render_camera("gripperPOV")
+            self._last_images = images
+        return {**images, "proprio": state[:4].copy(), "state": state}
 
     # ----------------------------------------------------------------- simulator state
     def _check_state(self, state: np.ndarray) -> np.ndarray:

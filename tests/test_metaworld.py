@@ -193,3 +193,35 @@ def test_ground_truth_for_the_encoder_diagnostics():
                                (parts["obj1_pos"] - parts["goal_pos"])[:2], atol=1e-6)
     assert labels["contact"] == 0  # the hand starts away from the puck
     env.close()
+
+
+def test_skipped_images_change_nothing_but_the_rendering():
+    """``skip_next_images``: the next step returns the previous images (the same arrays, no render) while physics,
+    proprio, state and success follow a twin env that renders every step; the step after renders again, equal to
+    the twin's image, and a reset always renders."""
+    envs = [make_env("metaworld/push-v3", image_size=32, wrist_camera=True) for _ in range(2)]
+    try:
+        skipping, twin = (e.unwrapped for e in envs)
+        a, _ = envs[0].reset(seed=5)
+        b, _ = envs[1].reset(seed=5)
+        action = np.array([0.5, -0.3, 0.2, 1.0], np.float32)
+        for step in range(4):
+            if step % 2 == 0:
+                skipping.skip_next_images()
+            prev = a
+            a, _, _, _, ia = envs[0].step(action)
+            b, _, _, _, ib = envs[1].step(action)
+            np.testing.assert_array_equal(a["state"], b["state"])
+            assert ia["success"] == ib["success"]
+            if step % 2 == 0:
+                assert a["image"] is prev["image"] and a["wrist_image"] is prev["wrist_image"]
+            else:
+                np.testing.assert_array_equal(a["image"], b["image"])
+                np.testing.assert_array_equal(a["wrist_image"], b["wrist_image"])
+        skipping.skip_next_images()
+        a, _ = envs[0].reset(seed=6)
+        b, _ = envs[1].reset(seed=6)
+        np.testing.assert_array_equal(a["image"], b["image"])
+    finally:
+        for e in envs:
+            e.close()
