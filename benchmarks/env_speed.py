@@ -4,7 +4,8 @@
                                     [--settings clean varied heldout] [--commit | --out PATH]
 
 Prints one row per task and setting (``visuals``, envs/visuals.py; Meta-World tasks: clean only):
-env steps/s with random actions (one env, one camera) and with the expert, and expert success over
+env steps/s with random actions (one env, one camera; rendering every step, and one step in 4 as an evaluation
+of 4-action open-loop chunks does) and with the expert, and expert success over
 seeded episodes; writes runs/benchmarks/env_speed/env_speed.csv (+ the command; ``--commit``: the
 reference results/env_speed.csv). Renders headless (``MUJOCO_GL=egl`` unless set).
 """
@@ -23,16 +24,23 @@ NAME = "env_speed"
 COMMITTED = "results/env_speed.csv"
 #: Meta-World tasks benchmarked besides ``envs.TASK_IDS`` (clean visuals, fewer steps and episodes).
 METAWORLD = ["metaworld/reach-v3", "metaworld/push-v3", "metaworld/pick-place-v3"]
+#: The sweeps' action chunk: their evaluations render one step in CHUNK (open-loop chunks, ``skip_next_images``).
+CHUNK = 4
 
 
-def random_steps_per_second(task: str, image_size: int, steps: int, visuals: str = "clean") -> float:
+def random_steps_per_second(task: str, image_size: int, steps: int, visuals: str = "clean", render_every: int = 1
+                            ) -> float:
+    """Env steps/s with random actions; ``render_every=k``: only every k-th step renders (``skip_next_images`` on the
+    others), as an evaluation whose policy executes k-action chunks open-loop."""
     from envs import make_env
 
     env = make_env(task, image_size=image_size, visuals=visuals)
     env.reset(seed=0)
     env.action_space.seed(0)
     start = time.perf_counter()
-    for _ in range(steps):
+    for i in range(steps):
+        if i % render_every:
+            env.unwrapped.skip_next_images()
         _, _, terminated, truncated, _ = env.step(env.action_space.sample())
         if terminated or truncated:
             env.reset()
@@ -85,12 +93,14 @@ def main(argv: list[str] | None = None) -> None:
             if setting == "clean" or not task.startswith("metaworld/")]  # Meta-World: no visual variation
     for task, setting in runs:
         is_mw = task.startswith("metaworld/")
-        rand = random_steps_per_second(task, args.image_size, args.random_steps // (10 if is_mw else 1), setting)
+        n_random = args.random_steps // (10 if is_mw else 1)
+        rand = random_steps_per_second(task, args.image_size, n_random, setting)
+        rand_chunk = random_steps_per_second(task, args.image_size, n_random, setting, render_every=CHUNK)
         episodes = min(args.episodes, 20) if is_mw else args.episodes
         success, length, expert_rate = expert_success(task, args.image_size, episodes, args.seed_start, setting)
         print(f"{task:<24}{setting:<9}{rand:>15.0f}{expert_rate:>15.0f}{success:>14.0%} {length:>12.1f}", flush=True)
         rows.append({"task": task, "setting": setting, "image_size": args.image_size,
-                     "random_steps_per_s": round(rand, 1),
+                     "random_steps_per_s": round(rand, 1), "random_steps_per_s_render_1_in_4": round(rand_chunk, 1),
                      "expert_steps_per_s": round(expert_rate, 1), "expert_success": success,
                      "expert_episodes": episodes, "mean_episode_length": round(length, 1)})
     out = write_csv(rows, output_path(args, NAME, COMMITTED),
