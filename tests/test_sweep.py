@@ -376,3 +376,24 @@ def test_the_state_oracle_arm_reads_the_state_and_stays_out_of_the_comparisons()
     assert specs["state"].encoder is None and specs["state"].policy["trunk"] == "none"
     assert specs["state"].obs_keys.proprio == ("state",) and specs["cnn"].obs_keys.proprio == ("proprio",)
     assert default_auc_pairs(["state", "cnn", "mae", "mae_random"]) == [("mae", "cnn"), ("mae", "mae_random")]
+
+
+def test_a_staged_sweep_collects_one_file_for_all_its_stages(tmp_path, monkeypatch):
+    """The first stage of a sweep run N by N (demos=[2]) collects the file for every N of ``collect.demos`` too, so
+    the next stage (demos=[4]) reads the same bytes — the valid demos are a fraction of the whole file and each cell's
+    policy key hashes it — instead of failing on missing subsets or re-collecting a file that makes stage 1 stale."""
+    monkeypatch.chdir(tmp_path)
+    from omegaconf import OmegaConf
+
+    from robrep.data.demo_file import DemoFile
+    from robrep.digest import file_hash
+    from robrep.sweep.run import ensure_dataset
+
+    base = {"dataset": "reach.hdf5", "seeds": [0, 1], "progress": False,
+            "collect": {"demos": [2, 4], "valid_fraction": 0.25, "seed_start": 0, "noise_std": 0.0},
+            "task": {"name": "reach", "image_size": 32}}
+    first = ensure_dataset(OmegaConf.create({**base, "demos": [2]}))
+    digest = file_hash(str(first))
+    with DemoFile(first) as f:
+        assert {"train_n2_seed0", "train_n4_seed1"} <= set(f.filter_keys) and len(f.demo_names("valid")) >= 1
+    assert ensure_dataset(OmegaConf.create({**base, "demos": [4]})) == first and file_hash(str(first)) == digest

@@ -79,11 +79,16 @@ def ensure_dataset(cfg: DictConfig) -> Path:
     seeds = sorted({s for n in demos for s in seeds_for(cfg, n)})
     visuals = str(cfg.task.get("visuals", "clean"))
     if not path.exists():
-        train_needed = max(demos)
+        # the file holds every N of the whole sweep (collect.demos), not only this invocation's: its valid demos are
+        # a fraction of the file, so a sweep run N by N must read one file from its first stage to its last
+        sizes = sorted(set(demos) | {int(n) for n in (cfg.collect.get("demos") or [])})
+        subset_seeds = sorted(set(seeds) | {int(s) for s in cfg.seeds})
+        train_needed = max(sizes)
         total = math.ceil(train_needed / (1.0 - float(cfg.collect.valid_fraction))) + 1
-        log.info(f"collecting {total} {cfg.task.name} demos into {path} (N up to {train_needed}, seeds {seeds})")
+        log.info(f"collecting {total} {cfg.task.name} demos into {path} (N up to {train_needed}, seeds "
+                 f"{subset_seeds})")
         collect_demos(cfg.task.name, total, path, image_size=cfg.task.image_size, seed_start=cfg.collect.seed_start,
-                      noise_std=cfg.collect.noise_std, subset_sizes=demos, subset_seeds=seeds,
+                      noise_std=cfg.collect.noise_std, subset_sizes=sizes, subset_seeds=subset_seeds,
                       valid_fraction=cfg.collect.valid_fraction, progress=cfg.progress, visuals=visuals)
     with DemoFile(path) as f:
         recorded = f.env_args.get("env_kwargs", {}).get("visuals", "clean")
