@@ -29,6 +29,7 @@ for s in $SWEEPS; do
   a=$(args "$s")
   for n in $STAGES; do
     echo "== $(date -u +%FT%TZ) $s N=$n"
-    eval "$R sweep $a sweep_dir=results/sweeps/$s 'demos=[$n]' jobs=$JOBS progress=false"
+    # the demo file is collected once for every N of the campaign (collect.demos): each stage reads the same bytes
+    eval "$R sweep $a sweep_dir=results/sweeps/$s 'demos=[$n]' 'collect.demos=[10,50,100,500]' jobs=$JOBS progress=false"
   done
 done

@@ -79,10 +79,11 @@ def ensure_dataset(cfg: DictConfig) -> Path:
     seeds = sorted({s for n in demos for s in seeds_for(cfg, n)})
     visuals = str(cfg.task.get("visuals", "clean"))
     if not path.exists():
-        # the file holds every N of the whole sweep (collect.demos), not only this invocation's: its valid demos are
-        # a fraction of the file, so a sweep run N by N must read one file from its first stage to its last
-        sizes = sorted(set(demos) | {int(n) for n in (cfg.collect.get("demos") or [])})
-        subset_seeds = sorted(set(seeds) | {int(s) for s in cfg.seeds})
+        # collect.demos: every N of a sweep run N by N, not only this stage's — its valid demos are a fraction of
+        # the file, so all stages must read one file (null: this invocation's N only, the file as before)
+        extra = {int(n) for n in (cfg.collect.get("demos") or [])} - set(demos)
+        sizes = sorted(set(demos) | extra)
+        subset_seeds = sorted(set(seeds) | ({int(s) for s in cfg.seeds} if extra else set()))
         train_needed = max(sizes)
         total = math.ceil(train_needed / (1.0 - float(cfg.collect.valid_fraction))) + 1
         log.info(f"collecting {total} {cfg.task.name} demos into {path} (N up to {train_needed}, seeds "
