@@ -199,9 +199,9 @@ class TorchController:
 class OnnxController:
     """The file of ``robrep export format=onnx`` (``image`` uint8 ``(B, H, W, 3)``, ``proprio`` ``(B, P)`` → chunk
     ``(B, k, A)``) in onnxruntime, or in OpenVINO (``runtime="openvino"``: the same file, bfloat16 on CPUs that compute
-    it natively, float32 elsewhere — usually the fastest on Intel CPUs). The chunk is executed as ``Policy.act`` would: ``ensemble`` averages the ``k``
-    predictions made for this step (ACT temporal ensembling with weights ``exp(-decay · age rank)``), ``open_loop``
-    plays each chunk's ``k`` actions before looking again. Pass the checkpoint's ``chunk_execution`` and
+    it natively, float32 elsewhere — usually the fastest on Intel CPUs). The chunk is executed as ``Policy.act``
+    would: ``ensemble`` averages the ``k`` predictions made for this step (ACT temporal ensembling with weights
+    ``exp(-decay · age rank)``), ``open_loop`` plays each chunk's ``k`` actions before looking again. Pass the checkpoint's ``chunk_execution`` and
     ``ensemble_decay`` (see :func:`checkpoint_meta`)."""
 
     def __init__(self, path: str | os.PathLike, chunk_execution: str = "ensemble", ensemble_decay: float = 0.01,
@@ -240,7 +240,8 @@ class OnnxController:
     def reset(self) -> None:
         from policies.chunking import TemporalEnsembler  # NumPy only: the ONNX path never imports torch
 
-        self.ensembler = TemporalEnsembler(self.chunk, self.action_dim, self.decay)  # ensemble: Policy.act's averaging, one env
+        # ensemble: Policy.act's averaging, one env
+        self.ensembler = TemporalEnsembler(self.chunk, self.action_dim, self.decay)
         self.queue: list[np.ndarray] = []    # open_loop: the actions left in the current chunk
 
     def predict(self, image: np.ndarray, proprio: np.ndarray) -> np.ndarray:

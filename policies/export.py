@@ -213,7 +213,7 @@ class Runner:
             out = [np.array(result[o]) for o in self.outputs]
         else:
             with torch.no_grad():
-                out = self.module(*(torch.from_numpy(np.ascontiguousarray(x)) for x in inputs))
+                out = self.module(*(torch.from_numpy(x) for x in arrays))
             return out.numpy() if isinstance(out, torch.Tensor) else tuple(o.numpy() for o in out)
         return out[0] if len(out) == 1 else tuple(out)
 

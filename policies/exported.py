@@ -65,7 +65,7 @@ class ExportedPolicy(RecordedEnv):
     def predict(self, images: np.ndarray, proprio: np.ndarray) -> np.ndarray:
         """One call of the file: uint8 ``(M, H, W, 3)``, proprio ``(M, P)`` → chunks float32 ``(M, k, A)``."""
         self.encoded_frames += len(images)
-        return np.asarray(self.runner(np.ascontiguousarray(images), np.asarray(proprio, np.float32)), np.float32)
+        return np.asarray(self.runner(images, np.asarray(proprio, np.float32)), np.float32)  # Runner: contiguous
 
     def act(self, obs: Mapping[str, Any]) -> np.ndarray:
         """Batched observations (``obs_keys``) → actions float32 ``(E, A)`` clipped to [-1, 1]."""
