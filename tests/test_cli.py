@@ -78,6 +78,11 @@ def test_pretrain_resumes_and_grows_a_budget(tmp_path):
     meta = read_checkpoint(grown)["meta"]
     assert meta["steps"] == 5 and meta["resumed_from"]["steps"] == 3 and len(meta["runs"]) == 2
     assert meta["flops"] == 5 * meta["flops_per_step"] > 0 and meta["seconds_total"] >= meta["seconds"]
+    assert meta["precision"] == "float32"
+    result = robrep("pretrain", "encoder=mae", f"resume={grown}", "steps=+1", "precision=auto",
+                    f"out={tmp_path / 'auto.pt'}", *tiny, cwd=tmp_path)  # auto keeps the resumed run's arithmetic
+    assert result.returncode == 0, result.stderr
+    assert read_checkpoint(tmp_path / "auto.pt")["meta"]["precision"] == "float32"
     result = robrep("pretrain", "encoder=mae", f"resume={grown}", "steps=4", f"out={tmp_path / 'c.pt'}", *tiny,
                     cwd=tmp_path)
     assert result.returncode != 0 and "use steps=+N" in result.stderr

@@ -278,6 +278,23 @@ def test_a_resumed_pretraining_run_equals_one_uninterrupted_run(frames):
         pretrain(objective(), frames, max_steps=16, state=grown["state"], **kw)
 
 
+def test_bfloat16_pretraining_learns_keeps_float32_state_and_resumes_only_in_bfloat16(frames):
+    """precision="bfloat16" autocasts the forward pass (the loss still falls; weights and moments stay float32); the
+    state records it and a resume in another precision is refused rather than mixing arithmetics."""
+    torch.manual_seed(0)
+    obj = make_objective(build_encoder("mae", **TINY), decoder_dim=64, decoder_depth=1, decoder_heads=2)
+    kw = dict(batch_size=16, lr=2e-3, warmup_steps=5, log_every=5, progress=False, precision="bfloat16")
+    out = pretrain(obj, frames, max_steps=30, schedule_steps=40, **kw)
+    curve = [row["loss"] for row in out["loss_curve"]]
+    assert out["state"]["precision"] == "bfloat16" and curve[-1] < 0.7 * curve[0]
+    assert all(p.dtype == torch.float32 for p in obj.parameters())
+    with pytest.raises(ValueError, match="mix arithmetics"):
+        pretrain(obj, frames, max_steps=40, state=out["state"], **{**kw, "precision": "float32"})
+    assert pretrain(obj, frames, max_steps=40, state=out["state"], **kw)["steps"] == 40
+    with pytest.raises(ValueError, match="precision"):
+        pretrain(obj, frames, max_steps=5, **{**kw, "precision": "auto"})  # resolve "auto" first
+
+
 def test_pretraining_batches_shift_a_frame_and_its_next_frame_together(frames):
     index = np.arange(0, len(frames), max(1, len(frames) // 6))
     plain = frames.batch(index)

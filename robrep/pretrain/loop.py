@@ -15,6 +15,7 @@ import torch
 from tqdm import tqdm
 
 from robrep.data.frames import FrameDataset
+from robrep.precision import autocast, check_precision
 from robrep.pretrain.objective import Objective
 from robrep.tb import NullWriter, ScalarWriter
 
@@ -73,6 +74,7 @@ def pretrain(
     progress: bool = True,
     scalars: ScalarWriter | None = None,
     state: dict[str, Any] | None = None,
+    precision: str = "float32",
 ) -> dict[str, Any]:
     """Train ``objective`` on random batches of ``frames`` until ``budget_minutes`` of wall-clock time
     (or ``max_steps``) is spent. The cosine schedule's length is ``schedule_steps`` if given, else
@@ -93,14 +95,20 @@ def pretrain(
     RNGs and schedule are restored and training continues to ``max_steps`` (which must be larger than its step).
     Stopped before its schedule's end (``schedule_steps`` set beyond ``max_steps``), a resumed run is bit-identical to
     an uninterrupted one; grown past it, a warm-restart segment covers the added steps.
+
+    ``precision`` (``"float32"`` or ``"bfloat16"``, resolved: :mod:`robrep.precision`) runs the forward pass under
+    autocast; weights, optimizer moments and the loss's reduction stay float32. It is recorded in ``state`` and a
+    resume must use the precision the run started with (one run, one arithmetic).
     """
     check_budget(budget_minutes, max_steps)
+    precision = check_precision(precision)
     params = [p for p in objective.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the objective has no trainable parameters (was the encoder frozen?)")
     # No weight decay on gains, biases, temperatures and other vectors/scalars (as in MAE/CLIP recipes).
     groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
               {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    device = params[0].device
     opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95))
     rng = np.random.default_rng(seed)
     curve: list[dict[str, float]] = []
@@ -111,6 +119,10 @@ def pretrain(
         if state.get("format") != STATE_FORMAT:
             raise ValueError(f"not a pretraining resume state (format {state.get('format')!r}, expected {STATE_FORMAT!r})")
         step, seconds_before = int(state["step"]), float(state["seconds"])
+        if state.get("precision", "float32") != precision:
+            raise ValueError(f"the run to resume computed in {state.get('precision', 'float32')}; "
+                             f"resuming it in {precision} would mix arithmetics (pass precision="
+                             f"{state.get('precision', 'float32')})")
         if max_steps is None or max_steps <= step:
             raise ValueError(f"resuming at step {step} needs a larger step budget (steps=+N), got {max_steps}")
         objective.load_state_dict(state["objective"])
@@ -149,7 +161,9 @@ def pretrain(
             torch_rng = torch.get_rng_state()
             flops_per_step = step_flops(objective, batch)
             torch.set_rng_state(torch_rng)
-        loss, logs = objective.loss(batch)
+        with autocast(device, precision):
+            loss, logs = objective.loss(batch)
+        loss = loss.float()
         if not torch.isfinite(loss):
             raise FloatingPointError(f"pretraining loss became {loss.item()} at step {step}")
         opt.zero_grad(set_to_none=True)
@@ -177,7 +191,7 @@ def pretrain(
     segments = segments or [{"start": 0, "warmup": warmup_steps, "end": step}]
     flops_per_step = int(flops_per_step or 0)
     state = {"format": STATE_FORMAT, "step": step, "seconds": seconds_before + seconds, "schedule": segments,
-             "flops_per_step": flops_per_step, "objective": objective.state_dict(), "optimizer": opt.state_dict(),
+             "flops_per_step": flops_per_step, "precision": precision, "objective": objective.state_dict(), "optimizer": opt.state_dict(),
              "rng": {"torch": torch.get_rng_state(), "numpy": rng.bit_generator.state}, "loss_curve": curve}
     return {"steps": step, "schedule_steps": segments[-1]["end"], "seconds": seconds, "seconds_total": state["seconds"],
             "final_loss": float(np.mean(tail)), "loss_curve": curve, "flops_per_step": flops_per_step,

@@ -24,6 +24,7 @@ from robrep.pretrain.loop import STATE_FORMAT, check_budget, pretrain, write_los
 from robrep.torch_io import load_checked, save_atomic
 from robrep.pretrain.objective import make_objective
 from robrep.tb import scalar_writer, tb_dir
+from robrep.precision import resolve_precision
 from robrep.threads import thread_limit
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,9 @@ def _run(cfg: DictConfig) -> Path:
         state = None
     steps = target_steps(cfg.get("steps"), int(state["step"]) if state else 0)
     check_budget(cfg.budget_minutes, steps)  # before any data is read
+    precision = resolve_precision(cfg.get("precision", "float32"))
+    if state is not None and cfg.get("precision", "float32") == "auto":  # a resume keeps its run's arithmetic
+        precision = state.get("precision", "float32")
     files = pretraining_files(cfg)
     frames = FrameDataset.from_files(files)
     encoder = build_encoder(enc_cfg.name, weights=enc_cfg.weights, **OmegaConf.to_container(enc_cfg.arch))
@@ -110,12 +114,12 @@ def _run(cfg: DictConfig) -> Path:
                            batch_size=enc_cfg.pretrain.batch_size, lr=enc_cfg.pretrain.lr,
                            weight_decay=enc_cfg.pretrain.weight_decay, shift_pad=enc_cfg.pretrain.shift_pad,
                            max_steps=steps, schedule_steps=cfg.schedule_steps, seed=cfg.seed,
-                           progress=cfg.progress, scalars=scalars, state=state)
+                           progress=cfg.progress, scalars=scalars, state=state, precision=precision)
     meta = {
         "command": results.command_line(),
         "resolved_config": OmegaConf.to_container(cfg, resolve=True),
         "data": {p: file_hash(p) for p in files},
-        "frames": len(frames), "encoder_params": params,
+        "frames": len(frames), "encoder_params": params, "precision": precision,
         **{k: summary[k] for k in ("steps", "schedule_steps", "seconds", "seconds_total", "flops_per_step", "flops",
                                    "schedule", "final_loss", "loss_curve")},
         "runs": [*(previous["meta"].get("runs", []) if previous else []),
