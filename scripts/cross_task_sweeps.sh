@@ -4,6 +4,7 @@
 # whole campaign spans sessions and machines: re-run the same command and it continues where the cells stop.
 #   bash scripts/cross_task_sweeps.sh                              -> every sweep, every stage, in the order below
 #   SWEEPS="pick_place_fair mw_push_fair" STAGES="10 500" bash scripts/cross_task_sweeps.sh
+#   bash scripts/cross_task_sweeps.sh status                       -> cells recorded so far, per sweep and N
 # Stage order: N = 10 and N = 500 first (the two ends the closing table reports), then 50 and 100. Cells land in
 # results/sweeps/<sweep>/cells as they finish; policies and caches go under runs/ and data/ (rebuilt when missing).
 # Each stage's invocation is one row of the sweep's runs.csv; the tables are rewritten after every stage.
@@ -24,6 +25,18 @@ args() {  # the sweep's own settings: task, preset or name (every other setting 
     *) echo "unknown sweep $1" >&2; return 2 ;;
   esac
 }
+
+if [ "${1:-}" = status ]; then  # cells recorded per sweep and N (the expected count is arms × seeds, 55 by default)
+  for s in $SWEEPS; do
+    line="$s:"
+    for n in $STAGES; do
+      c=$( (find "results/sweeps/$s/cells" -name "*_n${n}_s*.json" 2>/dev/null || true) | wc -l)
+      line="$line N=$n $c"
+    done
+    echo "$line"
+  done
+  exit 0
+fi
 
 for s in $SWEEPS; do
   a=$(args "$s")
