@@ -8,7 +8,10 @@
 #   CORPUS=play bash scripts/pretrain_weights.sh play_quick 15                  -> weights/<family>_play_quick.pt
 #   CORPUS=play EXCLUDE=push bash scripts/pretrain_weights.sh loto_push_quick 15 -> weights/<family>_loto_push_quick.pt
 # Each checkpoint records its command, resolved config, data hashes, steps and loss curve; step counts depend on
-# CPU load (wall-clock budget).
+# CPU load (wall-clock budget). LIKE=<name> gives each family instead the steps and schedule of its
+# weights/<family>_<name>.pt, whatever the load (e.g. pick_place's leave-one-task-out weights with exactly the step
+# budgets of push's; the minutes argument is then unused):
+#   CORPUS=play EXCLUDE=pick_place LIKE=loto_push_quick bash scripts/pretrain_weights.sh loto_pick_place_quick 15
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NAME=${1:?usage: pretrain_weights.sh <name> <minutes> [families...]}
@@ -16,6 +19,7 @@ MINUTES=${2:?usage: pretrain_weights.sh <name> <minutes> [families...]}
 shift 2
 FAMILIES=${*:-mae dift voltron clip}
 R=${R:-.venv/bin/robrep}
+R_PY=${R_PY:-.venv/bin/python}
 TASKS="reach push pick_place button push_color"
 if [ "${CORPUS:-demos}" = play ]; then
   $R collect mode=play task.visuals=varied progress=false   # resumable: complete task files are skipped
@@ -35,7 +39,12 @@ while [ $# -gt 0 ]; do
   pids=()
   for f in "$1" "${2:-}"; do
     [ -n "$f" ] || continue
-    $R pretrain encoder=$f "$DATA" budget_minutes=$MINUTES threads=1 out=weights/${f}_${NAME}.pt progress=false \
+    budget="budget_minutes=$MINUTES"
+    if [ -n "${LIKE:-}" ]; then
+      budget=$($R_PY -c "import sys; from robrep.encoders.checkpoint import read_checkpoint as r; m = r(sys.argv[1])['meta']
+print(f\"steps={m['steps']} schedule_steps={m['schedule_steps']}\")" "weights/${f}_${LIKE}.pt")
+    fi
+    $R pretrain encoder=$f "$DATA" $budget threads=1 out=weights/${f}_${NAME}.pt progress=false \
       > logs/pretrain_${f}_${NAME}.log 2>&1 &
     pids+=($!)
   done
