@@ -1,12 +1,14 @@
 """float32 versus bfloat16 autocast on this machine: frozen-encoder throughput (and how far the features
-move) and the train-step time of the from-scratch conv trunks.
+move), the train-step time of the from-scratch conv trunks and one pretraining step of each encoder family.
 
     python -m benchmarks.precision_speed [--threads 2] [--batch 64] [--repeats 3] [--commit | --out PATH]
 
 Encoders: the committed full-budget weights (weights/<name>_full.pt, random init when missing) on
 frames of data/push_sweep.hdf5 (random images when missing); agreement = cosine similarity of each token and
 the relative error ‖bf16 − fp32‖ / ‖fp32‖ over the batch. Trunks: a forward + backward + AdamW step of
-policies.cnn.ConvTrunk at 96 px. Every row also records ``auto_precision``: the precision ``"auto"`` picks on this
+policies.cnn.ConvTrunk at 96 px. Pretraining: one step of each family's objective (forward, backward, AdamW; its
+configured batch size) on frames of the play corpus's push file (skipped when missing), as ``robrep pretrain
+precision=...`` runs it. Every row also records ``auto_precision``: the precision ``"auto"`` picks on this
 machine (:func:`robrep.precision.resolve_precision`), so the table shows whether that choice was the faster one.
 Prints a table and writes runs/benchmarks/precision_speed/precision_speed.csv (``--commit``: the reference
 results/precision_speed.csv), with the load average, as other jobs on the machine slow both columns alike.
@@ -35,6 +37,7 @@ from robrep.results import write_csv
 
 NAME = "precision_speed"
 COMMITTED = "results/precision_speed.csv"
+PRETRAINED_FAMILIES = ("mae", "dift", "voltron", "clip")  # the families robrep pretrain trains
 
 
 def frames(batch: int, path: str = "data/push_sweep.hdf5") -> np.ndarray:
@@ -103,6 +106,42 @@ def trunk_rows(batch: int, repeats: int) -> list[dict]:
     return rows
 
 
+def pretrain_rows(names: list[str], repeats: int, path: str = "data/play/varied/push.hdf5") -> list[dict]:
+    """Seconds per pretraining step (forward + backward + AdamW at the family's configured batch size) in float32 and
+    under bf16 autocast, from the same initial weights; skipped (no rows) without the play corpus file."""
+    from robrep.data.frames import FrameDataset
+    from robrep.encoders.registry import build_encoder
+    from robrep.pretrain.objective import make_objective
+
+    if not Path(path).exists():
+        print(f"no {path}: pretraining rows skipped (robrep collect mode=play task.visuals=varied)")
+        return []
+    frames_ = FrameDataset.from_files([path])
+    rows = []
+    for name in names:
+        cfg = OmegaConf.load(Path(config_dir()) / "encoder" / f"{name}.yaml")
+        batch = frames_.batch(np.random.default_rng(0).integers(len(frames_), size=cfg.pretrain.batch_size))
+        times = {}
+        for precision in ("float32", "bfloat16"):
+            torch.manual_seed(0)
+            objective = make_objective(build_encoder(name, **OmegaConf.to_container(cfg.get("arch", {}))),
+                                       **OmegaConf.to_container(cfg.pretrain.objective)).train()
+            opt = torch.optim.AdamW([p for p in objective.parameters() if p.requires_grad], lr=1e-4)
+
+            def step() -> None:
+                with autocast("cpu", precision):
+                    loss, _ = objective.loss(batch)
+                opt.zero_grad()
+                loss.float().backward()
+                opt.step()
+            times[precision] = best_seconds(step, repeats)
+        rows.append({"kind": "pretrain", "name": name, "weights": "random",
+                     "unit": f"s/step (batch {cfg.pretrain.batch_size})", "float32": round(times["float32"], 3),
+                     "bfloat16": round(times["bfloat16"], 3), "speedup": round(times["float32"] / times["bfloat16"], 2),
+                     "min_token_cos": "", "rel_error": ""})
+    return rows
+
+
 def cpu_model() -> str:
     """The CPU's model name (``/proc/cpuinfo``; else what :mod:`platform` knows)."""
     try:
@@ -127,8 +166,9 @@ def main(argv: list[str] | None = None) -> None:
     load = os.getloadavg()[0]
     auto, why = resolve_precision("auto", "cpu"), describe_precision("cpu")
     print(f"torch {torch.__version__}, {args.threads} threads, load average {load:.2f}; precision auto: {why}")
-    rows = encoder_rows(args.encoders or list_encoders(), frames(args.batch), args.repeats) + \
-        trunk_rows(args.batch, args.repeats)
+    names = args.encoders or list_encoders()
+    rows = encoder_rows(names, frames(args.batch), args.repeats) + trunk_rows(args.batch, args.repeats) + \
+        pretrain_rows([n for n in names if n in PRETRAINED_FAMILIES], args.repeats)
     print(f"{'kind':<11}{'name':<10}{'unit':<20}{'float32':>9}{'bfloat16':>10}{'speedup':>9}{'min cos':>9}{'rel err':>9}")
     for r in rows:
         print(f"{r['kind']:<11}{r['name']:<10}{r['unit']:<20}{r['float32']:>9}{r['bfloat16']:>10}{r['speedup']:>9}"
