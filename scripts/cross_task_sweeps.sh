@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 R=${R:-.venv/bin/robrep}
-SWEEPS=${SWEEPS:-push_color_fair pick_place_fair mw_push_fair}
+SWEEPS=${SWEEPS:-push_color_fair pick_place_fair mw_push_fair pick_place_varied_heldout_fair}
 STAGES=${STAGES:-10 500 50 100}
 JOBS=${JOBS:-2}
 
@@ -26,10 +26,18 @@ args() {  # the sweep's own settings: task, preset or name (every other setting 
   esac
 }
 
+sizes() {  # the demo counts a sweep's protocol has (its file is collected for all of them; stages outside are skipped)
+  case "$1" in
+    pick_place_varied_heldout_fair) echo "10 50" ;;  # the varied -> heldout protocol, as push's
+    *) echo "10 50 100 500" ;;
+  esac
+}
+
 if [ "${1:-}" = status ]; then  # cells recorded per sweep and N (the expected count is arms × seeds, 55 by default)
   for s in $SWEEPS; do
     line="$s:"
     for n in $STAGES; do
+      case " $(sizes "$s") " in *" $n "*) ;; *) continue ;; esac
       c=$( (find "results/sweeps/$s/cells" -name "*_n${n}_s*.json" 2>/dev/null || true) | wc -l)
       line="$line N=$n $c"
     done
@@ -40,9 +48,11 @@ fi
 
 for s in $SWEEPS; do
   a=$(args "$s")
+  own=$(sizes "$s")
   for n in $STAGES; do
+    case " $own " in *" $n "*) ;; *) continue ;; esac
     echo "== $(date -u +%FT%TZ) $s N=$n"
-    # the demo file is collected once for every N of the campaign (collect.demos): each stage reads the same bytes
-    eval "$R sweep $a sweep_dir=results/sweeps/$s 'demos=[$n]' 'collect.demos=[10,50,100,500]' jobs=$JOBS progress=false"
+    # the demo file is collected once for every N of the protocol (collect.demos): each stage reads the same bytes
+    eval "$R sweep $a sweep_dir=results/sweeps/$s 'demos=[$n]' 'collect.demos=[${own// /,}]' jobs=$JOBS progress=false"
   done
 done
