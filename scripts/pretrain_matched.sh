@@ -12,6 +12,7 @@ cd "$(dirname "$0")/.."
 STEPS=${STEPS:-8000}
 CHUNK=${CHUNK:-1000}
 DIR=${DIR:-runs/weights/matched}
+KEEP=${KEEP:-2000 4000}  # earlier checkpoints kept for the what-did-more-compute-buy comparison (the last is kept too)
 R=${R:-.venv/bin/robrep}
 mkdir -p "$DIR" logs
 $R collect mode=play task.visuals=varied progress=false   # resumable: complete task files are skipped
@@ -27,6 +28,10 @@ lane() {
       else
         $R pretrain encoder=$f resume=$DIR/${f}_$done.pt steps=+$CHUNK threads=1 out=$DIR/${f}_$next.pt progress=false
       fi >> logs/pretrain_matched_$f.log 2>&1
+      case " $KEEP " in  # the previous chunk's weights and resume state go unless kept (its loss curve stays)
+        *" $done "*) ;;
+        *) [ "$done" -eq 0 ] || rm -f "$DIR/${f}_$done.pt" "$DIR/${f}_$done.state.pt" ;;
+      esac
       done=$next
     done
     if [ -n "${PUBLISH:-}" ]; then
