@@ -33,11 +33,16 @@ from robrep.config import config_dir
 from robrep.encoders import list_encoders
 from robrep.encoders.spec import EncoderSpec
 from robrep.precision import autocast, describe_precision, resolve_precision
+from robrep.pretrain.objective import BUILTIN_OBJECTIVES, make_objective
 from robrep.results import write_csv
 
 NAME = "precision_speed"
 COMMITTED = "results/precision_speed.csv"
-PRETRAINED_FAMILIES = ("mae", "dift", "voltron", "clip")  # the families robrep pretrain trains
+
+
+def encoder_config(name: str):
+    """``configs/encoder/<name>.yaml`` (arch, readout, pretraining settings)."""
+    return OmegaConf.load(Path(config_dir()) / "encoder" / f"{name}.yaml")
 
 
 def frames(batch: int, path: str = "data/push_sweep.hdf5") -> np.ndarray:
@@ -64,7 +69,7 @@ def best_seconds(fn, repeats: int) -> float:
 def encoder_rows(names: list[str], images: np.ndarray, repeats: int) -> list[dict]:
     rows = []
     for name in names:
-        arch = OmegaConf.to_container(OmegaConf.load(Path(config_dir()) / "encoder" / f"{name}.yaml").get("arch", {}))
+        arch = OmegaConf.to_container(encoder_config(name).get("arch", {}))
         weights = f"weights/{name}_full.pt" if Path(f"weights/{name}_full.pt").exists() else None
         encoder = EncoderSpec(name, weights, arch).load()
         texts = ["push the block to the goal"] * len(images)
@@ -111,7 +116,6 @@ def pretrain_rows(names: list[str], repeats: int, path: str = "data/play/varied/
     under bf16 autocast, from the same initial weights; skipped (no rows) without the play corpus file."""
     from robrep.data.frames import FrameDataset
     from robrep.encoders.registry import build_encoder
-    from robrep.pretrain.objective import make_objective
 
     if not Path(path).exists():
         print(f"no {path}: pretraining rows skipped (robrep collect mode=play task.visuals=varied)")
@@ -119,7 +123,7 @@ def pretrain_rows(names: list[str], repeats: int, path: str = "data/play/varied/
     frames_ = FrameDataset.from_files([path])
     rows = []
     for name in names:
-        cfg = OmegaConf.load(Path(config_dir()) / "encoder" / f"{name}.yaml")
+        cfg = encoder_config(name)
         batch = frames_.batch(np.random.default_rng(0).integers(len(frames_), size=cfg.pretrain.batch_size))
         times = {}
         for precision in ("float32", "bfloat16"):
@@ -168,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"torch {torch.__version__}, {args.threads} threads, load average {load:.2f}; precision auto: {why}")
     names = args.encoders or list_encoders()
     rows = encoder_rows(names, frames(args.batch), args.repeats) + trunk_rows(args.batch, args.repeats) + \
-        pretrain_rows([n for n in names if n in PRETRAINED_FAMILIES], args.repeats)
+        pretrain_rows([n for n in names if n in BUILTIN_OBJECTIVES], args.repeats)
     print(f"{'kind':<11}{'name':<10}{'unit':<20}{'float32':>9}{'bfloat16':>10}{'speedup':>9}{'min cos':>9}{'rel err':>9}")
     for r in rows:
         print(f"{r['kind']:<11}{r['name']:<10}{r['unit']:<20}{r['float32']:>9}{r['bfloat16']:>10}{r['speedup']:>9}"

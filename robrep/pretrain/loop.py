@@ -119,10 +119,10 @@ def pretrain(
         if state.get("format") != STATE_FORMAT:
             raise ValueError(f"not a pretraining resume state (format {state.get('format')!r}, expected {STATE_FORMAT!r})")
         step, seconds_before = int(state["step"]), float(state["seconds"])
-        if state.get("precision", "float32") != precision:
-            raise ValueError(f"the run to resume computed in {state.get('precision', 'float32')}; "
-                             f"resuming it in {precision} would mix arithmetics (pass precision="
-                             f"{state.get('precision', 'float32')})")
+        started = state.get("precision", "float32")
+        if started != precision:
+            raise ValueError(f"the run to resume computed in {started}; resuming it in {precision} would mix "
+                             f"arithmetics (pass precision={started})")
         if max_steps is None or max_steps <= step:
             raise ValueError(f"resuming at step {step} needs a larger step budget (steps=+N), got {max_steps}")
         objective.load_state_dict(state["objective"])
@@ -191,8 +191,8 @@ def pretrain(
     segments = segments or [{"start": 0, "warmup": warmup_steps, "end": step}]
     flops_per_step = int(flops_per_step or 0)
     state = {"format": STATE_FORMAT, "step": step, "seconds": seconds_before + seconds, "schedule": segments,
-             "flops_per_step": flops_per_step, "precision": precision, "objective": objective.state_dict(), "optimizer": opt.state_dict(),
-             "rng": {"torch": torch.get_rng_state(), "numpy": rng.bit_generator.state}, "loss_curve": curve}
+             "flops_per_step": flops_per_step, "precision": precision, "objective": objective.state_dict(),
+             "optimizer": opt.state_dict(), "rng": {"torch": torch.get_rng_state(), "numpy": rng.bit_generator.state}, "loss_curve": curve}
     return {"steps": step, "schedule_steps": segments[-1]["end"], "seconds": seconds, "seconds_total": state["seconds"],
             "final_loss": float(np.mean(tail)), "loss_curve": curve, "flops_per_step": flops_per_step,
             "flops": flops_per_step * step, "schedule": segments, "state": state}

@@ -94,9 +94,11 @@ def _run(cfg: DictConfig) -> Path:
         state = None
     steps = target_steps(cfg.get("steps"), int(state["step"]) if state else 0)
     check_budget(cfg.budget_minutes, steps)  # before any data is read
-    precision = resolve_precision(cfg.get("precision", "float32"))
-    if state is not None and cfg.get("precision", "float32") == "auto":  # a resume keeps its run's arithmetic
+    asked = cfg.get("precision", "float32")
+    if state is not None and asked == "auto":  # a resume keeps its run's arithmetic
         precision = state.get("precision", "float32")
+    else:
+        precision = resolve_precision(asked)
     files = pretraining_files(cfg)
     frames = FrameDataset.from_files(files)
     encoder = build_encoder(enc_cfg.name, weights=enc_cfg.weights, **OmegaConf.to_container(enc_cfg.arch))
