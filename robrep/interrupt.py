@@ -2,10 +2,12 @@
 
 * :func:`sigterm_raises` — SIGTERM raises :class:`Terminated` (a ``SystemExit`` with code 143) wherever the main
   thread is, like SIGINT raises ``KeyboardInterrupt``: for commands that wait (a sweep waiting for its workers).
-* :func:`deferred_sigterm` — SIGTERM is only recorded; the loop checks the yielded list between units of work
-  (a demo, an episode) and stops cleanly: for code that must not be interrupted mid-write (HDF5).
+* :func:`deferred_interrupts` — SIGTERM and Ctrl-C are only recorded; the loop calls ``check()`` between units of
+  work (a demo, an episode) and stops cleanly: for code that must not be interrupted mid-write (HDF5). Deferring
+  Ctrl-C also keeps it from being lost: a ``KeyboardInterrupt`` raised inside a weakref / ``__del__`` callback is
+  printed as "Exception ignored" and the loop runs on.
 
-Both apply in the main thread only, restore the previous handler on exit, and leave SIGTERM alone when someone else
+Both apply in the main thread only, restore the previous handlers on exit, and leave a signal alone when someone else
 already handles it.
 """
 
@@ -48,19 +50,42 @@ def sigterm_raises() -> Iterator[None]:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+class Pending:
+    """Signals received inside :func:`deferred_interrupts`, in arrival order. ``check()`` raises for the first:
+    ``KeyboardInterrupt`` for SIGINT, :class:`Terminated` for SIGTERM."""
+
+    def __init__(self) -> None:
+        self.signals: list[int] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.signals)
+
+    def record(self, signum: int, frame: object = None) -> None:
+        self.signals.append(int(signum))
+
+    def check(self) -> None:
+        if self.signals:
+            raise KeyboardInterrupt if self.signals[0] == signal.SIGINT else Terminated(self.signals[0])
+
+
 @contextlib.contextmanager
-def deferred_sigterm() -> Iterator[list[int]]:
-    """Inside the block SIGTERM is appended to the yielded list instead of killing the process; the caller checks
-    it between units of work and raises ``Terminated(list[0])``. One that arrives after the last check (while
-    closing a file) is delivered when the block ends."""
-    received: list[int] = []
-    if not _ours():
-        yield received
-        return
-    signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+def deferred_interrupts() -> Iterator[Pending]:
+    """Inside the block SIGTERM and SIGINT are recorded in the yielded :class:`Pending` instead of interrupting;
+    the caller calls ``pending.check()`` between units of work. One that arrives after the last check (while closing
+    a file) is raised when the block ends. SIGINT is deferred only while Python's own handler
+    (``signal.default_int_handler``) has it, SIGTERM only while it has the default action."""
+    pending = Pending()
+    ours: dict[int, object] = {}
+    if threading.current_thread() is threading.main_thread():
+        if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            ours[signal.SIGTERM] = signal.SIG_DFL
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            ours[signal.SIGINT] = signal.default_int_handler
+    for signum in ours:
+        signal.signal(signum, pending.record)
     try:
-        yield received
+        yield pending
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    if received:
-        os.kill(os.getpid(), received[0])
+        for signum, previous in ours.items():
+            signal.signal(signum, previous)
+    pending.check()

@@ -29,7 +29,7 @@ from envs.experts import make_expert
 from robrep import results
 from robrep.data.demo_file import DemoWriter, split_masks
 from robrep.failpoints import failpoint
-from robrep.interrupt import Terminated, deferred_sigterm
+from robrep.interrupt import deferred_interrupts
 from robrep.locks import exclusive_lock
 from robrep.seeds import DEMO_SEEDS, check_demo_seed
 
@@ -158,13 +158,13 @@ def collect_demos(
     env = make_env(task, image_size=image_size, visuals=visuals)
     attempts = frames = 0
     try:
-        with exclusive_lock(out_path, f"robrep collect into {out_path}"), deferred_sigterm() as signals, tqdm(total=num_demos, desc=f"collect {task}", unit="demo", disable=not progress) as bar, \
+        with exclusive_lock(out_path, f"robrep collect into {out_path}"), deferred_interrupts() as pending, \
+                tqdm(total=num_demos, desc=f"collect {task}", unit="demo", disable=not progress) as bar, \
                 DemoWriter(out_path, env.unwrapped.env_args(), valid_fraction=valid_fraction,
                            subset_sizes=subset_sizes, subset_seeds=subset_seeds) as writer:
             results.remove_stale_temps(out_path.parent, prefix=f"{out_path.name}.tmp-")  # left by a killed collect
             while len(writer) < num_demos:
-                if signals:
-                    raise Terminated(signals[0])
+                pending.check()  # Ctrl-C / SIGTERM stop between demos, never mid-write
                 if attempts >= max_attempts:
                     raise RuntimeError(
                         f"only {len(writer)} of {num_demos} {task} episodes succeeded in {attempts} attempts "

@@ -58,7 +58,7 @@ from envs.experts import make_expert
 from envs.visuals import check_setting
 from robrep.data.collect import rollout_episode
 from robrep.data.demo_file import DemoFile, DemoFileError, DemoWriter, split_masks
-from robrep.interrupt import Terminated, deferred_sigterm
+from robrep.interrupt import Pending, deferred_interrupts
 from robrep.seeds import PLAY_SEEDS, check_play_seed
 from robrep.threads import thread_limit
 
@@ -325,14 +325,18 @@ def collect_play(
         frames["new"] += max(n, 0)
         bar.set_postfix(frames=frames["new"], refresh=False)
 
-    with bar, deferred_sigterm() as signals:
+    with bar, deferred_interrupts() as pending:
         if jobs == 1 or len(tasks) == 1:
             for task in tasks:
-                results[task] = collect_play_task(task, out_path=task_path(out_dir, task), **kwargs,
-                                                  on_episode=lambda n, t=task: advance(t, n),
-                                                  should_stop=lambda: bool(signals))
+                try:
+                    results[task] = collect_play_task(task, out_path=task_path(out_dir, task), **kwargs,
+                                                      on_episode=lambda n, t=task: advance(t, n),
+                                                      should_stop=lambda: bool(pending))
+                except PlayInterrupted:
+                    pending.check()  # stopped for a signal: exit as that signal (KeyboardInterrupt / Terminated)
+                    raise
         else:
-            results = _run_pool(tasks, out_dir, kwargs, int(jobs), advance, signals)
+            results = _run_pool(tasks, out_dir, kwargs, int(jobs), advance, pending)
     seconds = time.perf_counter() - t0
     ordered = [results[t] for t in tasks]
     new = sum(r["frames"] for r in ordered if not r["skipped"])
@@ -341,7 +345,7 @@ def collect_play(
 
 
 def _run_pool(tasks: list[str], out_dir: str | os.PathLike, kwargs: dict[str, Any], jobs: int,
-              advance: Callable[[str, int], None], signals: list[int]) -> dict[str, dict[str, Any]]:
+              advance: Callable[[str, int], None], pending: Pending) -> dict[str, dict[str, Any]]:
     """Run :func:`collect_play_task` per task in ``jobs`` spawned processes; progress arrives over a
     queue. On any failure or signal the stop event is set and the workers finish aborting first.
 
@@ -360,11 +364,10 @@ def _run_pool(tasks: list[str], out_dir: str | os.PathLike, kwargs: dict[str, An
         futures = {pool.submit(_worker_task, t, {**kwargs, "out_path": task_path(out_dir, t)}, progress, stop): t
                    for t in tasks}
         try:
-            pending = set(futures)
-            while pending:
-                if signals:
-                    raise Terminated(signals[0])
-                done, pending = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_COMPLETED)
+            running = set(futures)
+            while running:
+                pending.check()
+                done, running = cf.wait(running, timeout=0.2, return_when=cf.FIRST_COMPLETED)
                 drain()
                 for f in done:
                     results[futures[f]] = f.result()  # re-raises a worker's error
