@@ -11,6 +11,7 @@ encoder's tail in its own parameter group, :func:`param_groups`), every
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 import os
@@ -23,6 +24,7 @@ import torch
 from tqdm import tqdm
 
 from policies.checkpoint import save_policy_checkpoint
+from policies.fit_state import FitResume
 from robrep.failpoints import failpoint
 from robrep.encoders.spec import EncoderSpec
 from policies.datasets import DemoTensors, load_demo_tensors
@@ -149,11 +151,14 @@ def param_groups(model: BCModel, lr: float) -> list[dict[str, Any]]:
 
 
 def fit(model: BCModel, train: DemoTensors, valid: DemoTensors | None, cfg: TrainConfig,
-        generator: torch.Generator, progress: bool = False, scalars: ScalarWriter | None = None) -> FitResult:
+        generator: torch.Generator, progress: bool = False, scalars: ScalarWriter | None = None,
+        resume: FitResume | None = None) -> FitResult:
     """Train ``model`` in place for at most ``cfg.budget(len(train))`` steps and leave it in eval mode holding the
     best (lowest valid MSE) weights. Without valid demos the last weights are kept. At every evaluation
     ``scalars`` (a TensorBoard writer, :mod:`robrep.tb`) gets ``train/loss``, ``valid/mse``, ``train/lr`` and
-    ``train/steps_per_s``."""
+    ``train/steps_per_s``. With ``resume``, the loop's state is saved there at evaluations (at most every
+    ``resume.every_s`` s) and a saved one is continued from (:mod:`policies.fit_state`); ``seconds`` then counts
+    every run's training time."""
     start = time.perf_counter()
     scalars = scalars or NullWriter()
     last_step, last_time = 0, start
@@ -168,7 +173,21 @@ def fit(model: BCModel, train: DemoTensors, valid: DemoTensors | None, cfg: Trai
     history: list[dict[str, float]] = []
     window: list[float] = []
     stale, step, stopped = 0, 0, "budget"
-    bar = tqdm(range(1, max_steps + 1), disable=not progress, desc="train", unit="step")
+    saved = resume.load() if resume is not None else None
+    if saved is not None:  # continue a killed run: every piece of state the next step reads
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(saved["scheduler"])
+        generator.set_state(saved["generator"])
+        torch.set_rng_state(saved["torch_rng"])
+        best_state, history = saved["best_state"], list(saved["history"])
+        best_score, best_step, best_loss = saved["best_score"], saved["best_step"], saved["best_loss"]
+        progress_score, progress_step, stale = saved["progress_score"], saved["progress_step"], saved["stale"]
+        step, start = saved["step"], start - saved["seconds"]
+        last_step, last_time = step, time.perf_counter()
+    bar = tqdm(range(step + 1, max_steps + 1), disable=not progress, desc="train", unit="step", initial=step,
+               total=max_steps)
     for step in bar:
         model.train()
         idx = torch.randint(len(train), (cfg.batch_size,), generator=generator)
@@ -206,6 +225,13 @@ def fit(model: BCModel, train: DemoTensors, valid: DemoTensors | None, cfg: Trai
             if stale >= cfg.patience:
                 stopped = "early"
                 break
+        if resume is not None and resume.due():
+            resume.save({"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                         "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                         "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
+                         "best_state": best_state, "best_score": best_score, "best_step": best_step,
+                         "best_loss": best_loss, "progress_score": progress_score, "progress_step": progress_step,
+                         "stale": stale, "history": history, "seconds": time.perf_counter() - start})
     model.load_state_dict(best_state)
     valid_mse = evaluate_mse(model, valid, cfg.eval_batch_size, cfg.precision) if valid is not None else math.nan
     train_mse = evaluate_mse(model, train, cfg.eval_batch_size, cfg.precision)
@@ -255,6 +281,12 @@ def shared_instruction(instructions: list[str | None]) -> str | None:
     return unique.pop() if len(unique) == 1 else None
 
 
+def resume_state_path(out: str | os.PathLike) -> Path:
+    """Where :func:`train_policy` keeps the resume state of the policy it writes to ``out``."""
+    out = Path(out)
+    return out.with_name(out.name.removesuffix(".pt") + ".fit-state.pt")
+
+
 def train_policy(
     policy_cfg: Mapping[str, Any],
     dataset: str | os.PathLike,
@@ -271,6 +303,7 @@ def train_policy(
     log: Callable[[str], None] | None = None,
     tensorboard: str | os.PathLike | None = None,
     obs_keys: ObsKeys | None = None,
+    resume_every_s: float | None = None,
 ) -> dict[str, Any]:
     """Train the policy ``policy_cfg`` (a resolved ``configs/policy/*.yaml``) on ``train_n{n}_seed{seed}``
     of ``dataset``, early-stopped on its ``valid`` demos, and write the checkpoint to ``out``.
@@ -283,6 +316,9 @@ def train_policy(
     ``obs_keys`` (default :class:`ObsKeys`: ``obs/image``, ``obs/proprio``) names the file's image and proprio keys;
     the head's action dimension is the file's (``actions (T, A)``, any ``A``); both are recorded in the checkpoint
     (``obs_keys``, ``shape_meta.action_dim``).
+    ``resume_every_s``: keep the loop's resume state in ``<out>.fit-state.pt`` (at most every that many seconds)
+    and continue from one a killed run with the same settings left (:mod:`policies.fit_state`); deleted once the
+    checkpoint is written. None = no resume state.
     ``config`` (the command's resolved config) is stored as is. ``tensorboard``: a directory for TensorBoard scalars
     of the loop (:func:`fit`); None = none. Raises
     :class:`robrep.data.demo_file.DemoFileError` when the subset does not exist (e.g. ``n`` larger than the
@@ -353,8 +389,14 @@ def train_policy(
         tail = sum(p.numel() for p in model.trunk.tail_parameters())
         log(f"fine-tuning the last {model.trunk.blocks} blocks of {encoder.label}: {tail:,} of "
             f"{sum(p.numel() for p in trainable.parameters()):,} encoder parameters trainable")
+    resume = None
+    if resume_every_s is not None:
+        setting = {"policy": policy_cfg, "dataset": file_hash(dataset), "train": train_names, "valid": valid_names,
+                   "seed": int(seed), "encoder": enc_record, "device": str(device)}
+        fingerprint = hashlib.sha256(json.dumps(setting, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        resume = FitResume(resume_state_path(out), fingerprint, float(resume_every_s))
     with scalar_writer(tensorboard) as scalars:
-        result = fit(model, train, valid, train_cfg, generator, progress, scalars)
+        result = fit(model, train, valid, train_cfg, generator, progress, scalars, resume)
     if trainable is not None:
         enc_record["finetuned_weights_hash"] = model.trunk.encoder.weights_hash()
     losses = [result.train_loss, *([result.valid_mse] if valid_names else [])]  # no valid demos: valid MSE is nan
@@ -381,4 +423,6 @@ def train_policy(
         "train": {**asdict(result), "frames": len(train)},
     }
     path = save_policy_checkpoint(payload, out)
+    if resume is not None:
+        resume.discard()
     return {"path": path, "train": asdict(result), "frames": len(train), "seconds": time.perf_counter() - start}

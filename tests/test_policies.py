@@ -19,7 +19,7 @@ from policies.datasets import load_demo_tensors, window_indices
 from policies.finetune import FinetuneTrunk, tail_modules, trainable_tail
 from policies.model import build_model
 from policies.normalization import Normalizer
-from policies.train import TrainConfig, evaluate_mse, fit, param_groups
+from policies.train import TrainConfig, evaluate_mse, fit, param_groups, resume_state_path
 from policies.trunks import GRID_READOUTS, drop_tokens
 from robrep.cli import main
 from robrep.config import config_dir
@@ -541,6 +541,46 @@ def test_small_cnn_trains_and_acts(demos, tmp_path):
     out = policy.act(obs)
     assert out.shape == (3, 4) and out.dtype == np.float32
     np.testing.assert_array_equal(out, load_policy(tmp_path / "cnn.pt").act(obs))  # eval: no augmentation
+
+
+def test_a_killed_training_run_resumes_to_the_weights_of_an_uninterrupted_one(demos, tmp_path, monkeypatch):
+    """The CNN (random shifts from torch's global RNG, cosine schedule) killed at its 4th validation resumes from the
+    state saved at the 3rd and ends bit-identical to a run never stopped; the state file is gone afterwards."""
+    import policies.train as train_module
+
+    cfg = policy_cfg("cnn", train={"steps": 12, "eval_every": 2, "evals": None, "batch_size": 8, "patience": 100,
+                                   "schedule": "cosine"}, cnn={"channels": 8})
+    reference = read_policy_checkpoint(train_policy(cfg, demos, 2, 0, tmp_path / "ref.pt")["path"])
+    out = tmp_path / "cnn.pt"
+    calls = {"n": 0}
+
+    def killed_at_the_fourth(name):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "failpoint", killed_at_the_fourth)
+    with pytest.raises(KeyboardInterrupt):
+        train_policy(cfg, demos, 2, 0, out, resume_every_s=0)
+    state = resume_state_path(out)
+    assert not out.exists() and torch.load(state, weights_only=True)["step"] == 6
+    monkeypatch.undo()
+    resumed = read_policy_checkpoint(train_policy(cfg, demos, 2, 0, out, resume_every_s=0)["path"])
+    assert not state.exists()
+    assert resumed["train"]["history"] == reference["train"]["history"]
+    for key, value in reference["state_dict"].items():
+        assert torch.equal(resumed["state_dict"][key], value), key
+    # a state made for other settings (here another seed's subset) is not used: that run starts from step 0
+    with pytest.raises(KeyboardInterrupt):
+        monkeypatch.setattr(train_module, "failpoint", killed_at_the_fourth)
+        calls["n"] = 0
+        train_policy(cfg, demos, 2, 0, out.with_name("other.pt"), resume_every_s=0)
+    monkeypatch.undo()
+    changed = {**cfg, "train": {**cfg["train"], "lr": cfg["train"]["lr"] * 2}}
+    resume_state_path(out.with_name("other.pt")).rename(resume_state_path(out.with_name("lr2.pt")))
+    lr2 = read_policy_checkpoint(train_policy(changed, demos, 2, 0, out.with_name("lr2.pt"), resume_every_s=0)["path"])
+    fresh = read_policy_checkpoint(train_policy(changed, demos, 2, 0, tmp_path / "fresh.pt")["path"])
+    assert lr2["train"]["history"] == fresh["train"]["history"]
 
 
 def test_bfloat16_precision_round_trips_through_the_checkpoint(demos, encoder_ckpt, cache_dir, tmp_path):

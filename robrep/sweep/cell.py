@@ -8,7 +8,8 @@ launcher can pickle it to another process or machine; :func:`run_cell` is the wh
 
 The record ``<sweep_dir>/cells/<arm>_n<N>_s<seed>.json`` (see :mod:`robrep.sweep.table`) is written atomically
 at the very end, so an interrupted cell leaves nothing half-done; when it exists the cell is skipped. The trained
-policy is kept under ``policy_dir`` so a re-run whose evaluation was interrupted does not train again.
+policy is kept under ``policy_dir`` so a re-run whose evaluation was interrupted does not train again, and a training
+run killed midway continues from its resume state there (``<policy>.fit-state.pt``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ from robrep.tb import tb_dir
 from robrep.threads import thread_limit
 
 log = logging.getLogger(__name__)
+
+#: Seconds between a cell's training resume states (:mod:`policies.fit_state`): the most training a kill loses.
+RESUME_EVERY_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -210,7 +214,8 @@ def cell_features(spec: CellSpec, threads: int | None = None) -> Path | None:
 
 def ensure_policy(spec: CellSpec) -> Path:
     """The cell's policy at ``spec.policy_path``, trained unless it exists (content-addressed: same inputs, same
-    file)."""
+    file). A training run killed midway (a sweep interrupted, a session's end) continues from its last resume
+    state (saved every :data:`RESUME_EVERY_S` s beside the policy) when the cell runs again."""
     from policies.train import train_policy
 
     path = spec.policy_path
@@ -219,7 +224,8 @@ def ensure_policy(spec: CellSpec) -> Path:
             train_policy(spec.policy, spec.dataset, spec.n, spec.seed, path, encoder=spec.encoder,
                          cache_dir=spec.cache_dir, use_language=spec.use_language,
                          feature_batch_size=spec.feature_batch_size, device=spec.device, config=spec.config,
-                         progress=spec.progress, tensorboard=spec.tensorboard, obs_keys=spec.obs_keys)
+                         progress=spec.progress, tensorboard=spec.tensorboard, obs_keys=spec.obs_keys,
+                         resume_every_s=RESUME_EVERY_S)
     return path
 
 
