@@ -120,3 +120,44 @@ def test_precision_is_part_of_the_key_only_when_not_float32(demos, tmp_path):
         direct = enc.encode_images(f["data/demo_0/obs/image"][()]).tokens
         torch.testing.assert_close(cache.features("demo_0").tokens, direct, atol=2e-2, rtol=1e-2)
     assert cache_key(enc.set_precision("float32"), digest, False) == exact
+
+
+def test_an_interrupted_encoding_resumes_demo_by_demo_to_the_same_cache(demos, tmp_path, monkeypatch):
+    """Ctrl-C during the third demo keeps two finished demos in the partial file; the next call encodes only the
+    third and ends with the cache an uninterrupted run writes (shifted copies included)."""
+    enc = tiny_vit(0)
+    reference = compute_features(enc, demos, tmp_path / "ref", encoder_name="tiny", progress=False, shifts=1)
+    calls = []
+    encode = enc.encode_images
+
+    def stopped_at_the_fifth_call(images, **kw):  # two views per demo: call 5 = demo_2's first view
+        calls.append(len(images))
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return encode(images, **kw)
+
+    monkeypatch.setattr(enc, "encode_images", stopped_at_the_fifth_call)
+    with pytest.raises(KeyboardInterrupt):
+        compute_features(enc, demos, tmp_path / "c", encoder_name="tiny", progress=False, shifts=1)
+    partial = next((tmp_path / "c").glob(".*.partial"))
+    with h5py.File(partial) as f:
+        done = {n: bool(g.attrs.get("done")) for n, g in f["features"].items()}
+        assert done in ({"demo_0": True, "demo_1": True}, {"demo_0": True, "demo_1": True, "demo_2": False})
+    calls.clear()
+    path = compute_features(enc, demos, tmp_path / "c", encoder_name="tiny", progress=False, shifts=1)
+    assert len(calls) == 2 and not partial.exists() and path.name == reference.name  # demo_2's two views only
+    with FeatureCache(path, enc) as got, FeatureCache(reference, enc) as want:
+        for name in want.demo_names:
+            for view in (0, 1):
+                assert torch.equal(got.features(name, view=view).tokens, want.features(name, view=view).tokens)
+
+
+def test_a_damaged_partial_file_is_started_afresh(demos, tmp_path):
+    enc = tiny_vit(0)
+    reference = compute_features(enc, demos, tmp_path / "ref", encoder_name="tiny", progress=False)
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / f".{reference.name}.partial").write_bytes(b"not hdf5, a write cut by SIGKILL")
+    path = compute_features(enc, demos, tmp_path / "c", encoder_name="tiny", progress=False)
+    with FeatureCache(path, enc) as got, FeatureCache(reference, enc) as want:
+        assert got.demo_names == want.demo_names
+        assert all(torch.equal(got.features(n).tokens, want.features(n).tokens) for n in want.demo_names)

@@ -14,6 +14,10 @@ files: ``image``). The file name holds the key = hash(encoder weights hash, prep
 hash[, shifts][, image key unless ``image``]), so a changed checkpoint, preprocessing, dataset, number of shifted
 copies or camera gives a new file; nothing is invalidated by age. Opening a cache with an encoder whose identity differs from the recorded one is an error.
 
+While encoding, the file is ``.<name>.partial`` (one writer at a time, by a lock; a second writer at the same
+time uses a private ``.<name>.tmp-<pid>``), every finished demo marked ``done`` and flushed, so a stopped encoding
+resumes demo by demo; it is renamed onto the cache name when complete.
+
 Shifted copies (augmentation for frozen features, as DrQ's random shift for a CNN): copy ``c`` of frame
 ``t`` encodes the image translated by a whole-pixel offset in [-shift_pad, shift_pad]² (border replicated),
 drawn from a generator seeded by (``c``, the demo's index), so a cache is reproducible.
@@ -21,6 +25,7 @@ drawn from a generator seeded by (``c``, the demo's index), so a cache is reprod
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -39,6 +44,7 @@ from robrep.data.obs_keys import ObsKeys
 from robrep.data.sources import resolve_dataset
 from robrep.digest import file_hash
 from robrep.encoders.base import Encoder, SpatialFeatures
+from robrep.locks import LockedError, exclusive_lock
 
 
 def preprocessing_of(encoder: Encoder, use_language: bool) -> dict[str, Any]:
@@ -81,7 +87,9 @@ def compute_features(
     (reused as is when a complete cache with the same key exists). Language-conditioned encoders get each demo's
     instruction when ``use_language``. A demo file without that image key raises
     :class:`robrep.data.demo_file.DemoFileError` naming the keys it has.
-    ``dataset`` is a demo file or ``lerobot:<dir>`` (:func:`robrep.data.sources.resolve_dataset`)."""
+    ``dataset`` is a demo file or ``lerobot:<dir>`` (:func:`robrep.data.sources.resolve_dataset`).
+    Encoding stopped midway (Ctrl-C, a kill, a session's end) continues where it stopped on the next call: demos are
+    flushed one by one into ``.<name>.partial`` (:func:`partial_path`), renamed onto the cache when complete."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1 (images per encoder call), got {batch_size}")
     if shifts < 0 or shift_pad < 0:
@@ -99,14 +107,65 @@ def compute_features(
         except ValueError:
             pass  # incomplete or damaged: recompute
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    with contextlib.ExitStack() as stack:
+        try:  # one writer resumes the shared partial file; a second one at the same time writes a private temp file
+            stack.enter_context(exclusive_lock(partial_path(out), f"encoding features into {out}"))
+            tmp, resumable = partial_path(out), True
+        except LockedError:
+            tmp, resumable = out.with_name(f".{out.name}.tmp-{os.getpid()}"), False
+        _encode_into(tmp, resumable, out, encoder, dataset, encoder_name, key, dataset_hash, image_key, batch_size,
+                     use_language, progress, shifts, shift_pad, obs_keys)
+    return out
+
+
+def partial_path(out: Path) -> Path:
+    """The resumable partial file of cache ``out``: ``.<name>.partial`` beside it, kept when encoding stops."""
+    return out.with_name(f".{out.name}.partial")
+
+
+def _open_partial(path: Path, key: str) -> tuple[h5py.File, float]:
+    """Open the partial cache ``path`` to continue it: demos marked done stay (their last frame is read back as a
+    check), a demo begun but not done is dropped. A file for another key, or unreadable (a SIGKILL mid-write), is
+    started afresh. Returns the file and the encoding seconds already spent on it."""
+    if path.exists():
+        try:
+            f = h5py.File(path, "a")
+        except OSError:
+            path.unlink()
+        else:
+            try:
+                if f.attrs.get("key") != key:
+                    raise ValueError("another key")
+                group = f["features"]
+                for name in list(group):
+                    if group[name].attrs.get("done"):
+                        group[name]["tokens"][-1]  # the chunk index and data of a finished demo are readable
+                    else:
+                        del group[name]
+                return f, float(f.attrs.get("seconds", 0.0))
+            except Exception:  # damaged (metadata of an interrupted write) or foreign: start again
+                f.close()
+                path.unlink()
+    f = h5py.File(path, "w")
+    f.attrs["key"] = key
+    f.create_group("features")
+    return f, 0.0
+
+
+def _encode_into(tmp: Path, resumable: bool, out: Path, encoder: Encoder, dataset: Path, encoder_name: str, key: str,
+                 dataset_hash: str, image_key: str, batch_size: int, use_language: bool, progress: bool, shifts: int,
+                 shift_pad: int, obs_keys: ObsKeys | None) -> None:
+    """Encode ``dataset`` into ``tmp`` (continuing it when ``resumable``; each demo flushed when done) and rename it
+    onto ``out`` when complete. A non-resumable temp file is deleted when encoding stops early."""
     start = time.perf_counter()
     try:
-        with DemoFile(dataset) as demos, h5py.File(tmp, "w") as f:
+        f, spent = _open_partial(tmp, key) if resumable else (h5py.File(tmp, "w"), 0.0)
+        with DemoFile(dataset) as demos, f:
             demos.require_obs_keys(obs_keys or ObsKeys(), proprio=False, purpose=f"encoding with {encoder_name}")
-            names = demos.demo_names()
-            group = f.create_group("features")
-            for name in tqdm(names, disable=not progress, desc=f"features {encoder_name}", unit="demo"):
+            group = f.require_group("features")
+            names = [n for n in demos.demo_names() if n not in group]
+            for name in tqdm(names, disable=not progress, desc=f"features {encoder_name}", unit="demo",
+                             initial=len(group), total=len(group) + len(names)):
                 episode = demos.episode(name)
                 if use_language:
                     meta = episode["attrs"].get("ep_meta", "{}")
@@ -117,6 +176,9 @@ def compute_features(
                                     for c in range(shifts)]
                 for label, view in zip(["", *["shifted_"] * shifts], views):
                     write_features(g, label, encoder.encode_images(view, batch_size=batch_size), shifts)
+                g.attrs["done"] = True
+                f.attrs["seconds"] = spent + time.perf_counter() - start
+                f.flush()  # on disk: a kill loses at most the demo being encoded
             encoder.language = None
             f.attrs.update({
                 "key": key, "encoder": json.dumps(encoder.identity(), sort_keys=True, default=str),
@@ -124,12 +186,12 @@ def compute_features(
                 "image_key": image_key, "grid": list(encoder.grid_size),
                 "preprocessing": json.dumps(preprocessing_of(encoder, use_language), sort_keys=True),
                 "shifts": int(shifts), "shift_pad": int(shift_pad),
-                "seconds": time.perf_counter() - start, "complete": True,
+                "seconds": spent + time.perf_counter() - start, "complete": True,
             })
         os.replace(tmp, out)
     finally:
-        Path(tmp).unlink(missing_ok=True)
-    return out
+        if not resumable:
+            Path(tmp).unlink(missing_ok=True)
 
 
 def write_features(group: h5py.Group, prefix: str, feats: SpatialFeatures, copies: int) -> None:
