@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STEPS=${STEPS:-8000}
-CHUNK=${CHUNK:-1000}
+CHUNK=${CHUNK:-100}   # a kill (a session's end) loses at most one chunk's steps
 DIR=${DIR:-runs/weights/matched}
 KEEP=${KEEP:-2000 4000}  # earlier checkpoints kept for the what-did-more-compute-buy comparison (the last is kept too)
 R=${R:-.venv/bin/robrep}
