@@ -19,14 +19,17 @@ $R collect mode=play task.visuals=varied progress=false   # resumable: complete 
 
 lane() {
   for f in "$@"; do
-    local done=0 s
-    for s in $(seq "$CHUNK" "$CHUNK" "$STEPS"); do [ -f "$DIR/${f}_$s.pt" ] && done=$s; done
+    local done=0 s p
+    for p in "$DIR/${f}"_*.pt; do  # the furthest finished chunk, whatever chunk size made it
+      s=${p##*_}; s=${s%.pt}
+      case "$s" in ''|*[!0-9]*) ;; *) [ "$s" -gt "$done" ] && [ "$s" -le "$STEPS" ] && done=$s ;; esac
+    done
     while [ "$done" -lt "$STEPS" ]; do
-      local next=$((done + CHUNK))
+      local next=$((done + CHUNK > STEPS ? STEPS : done + CHUNK))
       if [ "$done" -eq 0 ]; then
         $R pretrain encoder=$f steps=$next schedule_steps=$STEPS threads=1 out=$DIR/${f}_$next.pt progress=false
       else
-        $R pretrain encoder=$f resume=$DIR/${f}_$done.pt steps=+$CHUNK threads=1 out=$DIR/${f}_$next.pt progress=false
+        $R pretrain encoder=$f resume=$DIR/${f}_$done.pt steps=+$((next - done)) threads=1 out=$DIR/${f}_$next.pt progress=false
       fi >> logs/pretrain_matched_$f.log 2>&1
       case " $KEEP " in  # the previous chunk's weights and resume state go unless kept (its loss curve stays)
         *" $done "*) ;;
