@@ -144,7 +144,8 @@ def _open_partial(path: Path, key: str) -> tuple[h5py.File, float]:
                         del group[name]
                 return f, float(f.attrs.get("seconds", 0.0))
             except Exception:  # damaged (metadata of an interrupted write) or foreign: start again
-                f.close()
+                with contextlib.suppress(Exception):
+                    f.close()
                 path.unlink()
     f = h5py.File(path, "w")
     f.attrs["key"] = key
