@@ -40,7 +40,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 #: The writer's pid in a temp file's name: ``.<stem>.tmp-<pid><suffix>`` (:func:`atomic_path`), ``<name>.tmp-<pid>-<hex>``
-#: (demo files), ``.<name>.tmp-<pid>`` (feature caches).
+#: (demo files; feature caches use :func:`atomic_path`).
 TEMP_NAME = re.compile(r"\.tmp-(\d+)(?:\D|$)")
 
 

@@ -1,11 +1,13 @@
 """Feature cache: computed once, keyed by weights + preprocessing + dataset, refuses other encoders."""
 
+import subprocess
+
 import h5py
 import pytest
 import torch
 
 from robrep.data.collect import collect_demos
-from robrep.data.feature_cache import FeatureCache, compute_features
+from robrep.data.feature_cache import FeatureCache, compute_features, partial_dir
 from robrep.encoders.vit import ViTEncoder
 
 
@@ -123,8 +125,8 @@ def test_precision_is_part_of_the_key_only_when_not_float32(demos, tmp_path):
 
 
 def test_an_interrupted_encoding_resumes_demo_by_demo_to_the_same_cache(demos, tmp_path, monkeypatch):
-    """Ctrl-C during the third demo keeps two finished demos in the partial file; the next call encodes only the
-    third and ends with the cache an uninterrupted run writes (shifted copies included)."""
+    """Ctrl-C during the third demo leaves the two finished demos in the partial folder; the next call encodes only
+    the third and ends with the cache an uninterrupted run writes (shifted copies included)."""
     enc = tiny_vit(0)
     reference = compute_features(enc, demos, tmp_path / "ref", encoder_name="tiny", progress=False, shifts=1)
     calls = []
@@ -139,25 +141,47 @@ def test_an_interrupted_encoding_resumes_demo_by_demo_to_the_same_cache(demos, t
     monkeypatch.setattr(enc, "encode_images", stopped_at_the_fifth_call)
     with pytest.raises(KeyboardInterrupt):
         compute_features(enc, demos, tmp_path / "c", encoder_name="tiny", progress=False, shifts=1)
-    partial = next((tmp_path / "c").glob(".*.partial"))
-    with h5py.File(partial) as f:
-        done = {n: bool(g.attrs.get("done")) for n, g in f["features"].items()}
-        assert done in ({"demo_0": True, "demo_1": True}, {"demo_0": True, "demo_1": True, "demo_2": False})
+    parts = partial_dir(tmp_path / "c" / reference.name)
+    assert sorted(p.name for p in parts.glob("demo_*")) == ["demo_0.h5", "demo_1.h5"]
+    assert not (tmp_path / "c" / reference.name).exists()
     calls.clear()
     path = compute_features(enc, demos, tmp_path / "c", encoder_name="tiny", progress=False, shifts=1)
-    assert len(calls) == 2 and not partial.exists() and path.name == reference.name  # demo_2's two views only
+    assert len(calls) == 2 and not parts.exists() and path.name == reference.name  # demo_2's two views only
     with FeatureCache(path, enc) as got, FeatureCache(reference, enc) as want:
+        assert got.demo_names == want.demo_names and got.shifts == 1
         for name in want.demo_names:
             for view in (0, 1):
                 assert torch.equal(got.features(name, view=view).tokens, want.features(name, view=view).tokens)
+                assert torch.equal(got.features(name, view=view).global_token,
+                                   want.features(name, view=view).global_token)
 
 
-def test_a_damaged_partial_file_is_started_afresh(demos, tmp_path):
+def test_a_demo_a_killed_encoding_was_writing_is_encoded_again(demos, tmp_path):
+    """SIGKILL mid-demo leaves a temp file of a dead process in the partial folder: it is removed, never merged."""
     enc = tiny_vit(0)
     reference = compute_features(enc, demos, tmp_path / "ref", encoder_name="tiny", progress=False)
-    (tmp_path / "c").mkdir()
-    (tmp_path / "c" / f".{reference.name}.partial").write_bytes(b"not hdf5, a write cut by SIGKILL")
+    parts = partial_dir(tmp_path / "c" / reference.name)
+    parts.mkdir(parents=True)
+    dead = subprocess.Popen(["true"])  # a pid that no longer runs
+    dead.wait()
+    (parts / f".demo_0.tmp-{dead.pid}.h5").write_bytes(b"half an HDF5 file")
     path = compute_features(enc, demos, tmp_path / "c", encoder_name="tiny", progress=False)
+    assert not parts.exists()
     with FeatureCache(path, enc) as got, FeatureCache(reference, enc) as want:
         assert got.demo_names == want.demo_names
+        assert all(torch.equal(got.features(n).tokens, want.features(n).tokens) for n in want.demo_names)
+
+
+def test_a_second_encoding_of_the_same_cache_writes_its_own_copy(demos, tmp_path):
+    """While one process holds the partial folder, another encoding of the same cache does not wait or collide: it
+    writes a private temp file and renames it onto the cache."""
+    from robrep.locks import exclusive_lock
+
+    enc = tiny_vit(0)
+    reference = compute_features(enc, demos, tmp_path / "ref", encoder_name="tiny", progress=False)
+    parts = partial_dir(tmp_path / "c" / reference.name)
+    with exclusive_lock(parts, "the first encoding", directory=True):
+        path = compute_features(enc, demos, tmp_path / "c", encoder_name="tiny", progress=False)
+        assert [p.name for p in parts.iterdir()] == [".lock"]  # the first one's folder untouched
+    with FeatureCache(path, enc) as got, FeatureCache(reference, enc) as want:
         assert all(torch.equal(got.features(n).tokens, want.features(n).tokens) for n in want.demo_names)

@@ -12,11 +12,13 @@ Layout of a cache file::
 The frames are the demos' ``obs/<image_key>`` (``obs_keys.image``, :class:`robrep.data.obs_keys.ObsKeys`; robrep's
 files: ``image``). The file name holds the key = hash(encoder weights hash, preprocessing, dataset content
 hash[, shifts][, image key unless ``image``]), so a changed checkpoint, preprocessing, dataset, number of shifted
-copies or camera gives a new file; nothing is invalidated by age. Opening a cache with an encoder whose identity differs from the recorded one is an error.
+copies or camera gives a new file; nothing is invalidated by age. Opening a cache with an encoder whose identity
+differs from the recorded one is an error.
 
-While encoding, the file is ``.<name>.partial`` (one writer at a time, by a lock; a second writer at the same
-time uses a private ``.<name>.tmp-<pid>``), every finished demo marked ``done`` and flushed, so a stopped encoding
-resumes demo by demo; it is renamed onto the cache name when complete.
+While encoding, every finished demo is its own file in ``.<name>.partial/`` (written atomically; one encoding at a
+time holds that folder's lock, a second one at the same time writes a private temp file as before), so an encoding
+stopped in any way (Ctrl-C, SIGKILL, a session's end) resumes demo by demo; the demos are merged into the cache file
+when all are there.
 
 Shifted copies (augmentation for frozen features, as DrQ's random shift for a CNN): copy ``c`` of frame
 ``t`` encodes the image translated by a whole-pixel offset in [-shift_pad, shift_pad]² (border replicated),
@@ -29,15 +31,17 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import h5py
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from robrep import results
 from robrep.data.augment import shift_images
 from robrep.data.demo_file import DemoFile
 from robrep.data.obs_keys import ObsKeys
@@ -88,8 +92,8 @@ def compute_features(
     instruction when ``use_language``. A demo file without that image key raises
     :class:`robrep.data.demo_file.DemoFileError` naming the keys it has.
     ``dataset`` is a demo file or ``lerobot:<dir>`` (:func:`robrep.data.sources.resolve_dataset`).
-    Encoding stopped midway (Ctrl-C, a kill, a session's end) continues where it stopped on the next call: demos are
-    flushed one by one into ``.<name>.partial`` (:func:`partial_path`), renamed onto the cache when complete."""
+    Encoding stopped midway (Ctrl-C, a kill, a session's end) continues where it stopped on the next call: finished
+    demos wait in ``.<name>.partial/`` (:func:`partial_dir`) and are merged into the cache when all are there."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1 (images per encoder call), got {batch_size}")
     if shifts < 0 or shift_pad < 0:
@@ -100,99 +104,118 @@ def compute_features(
     dataset_hash = file_hash(dataset)
     key = cache_key(encoder, dataset_hash, use_language, shifts, shift_pad, image_key)
     out = cache_path(cache_dir, dataset, encoder_name, key)
-    if out.exists():
-        try:
-            FeatureCache(out, encoder).close()
-            return out
-        except ValueError:
-            pass  # incomplete or damaged: recompute
+    if _complete(out, encoder):
+        return out
     out.parent.mkdir(parents=True, exist_ok=True)
+    job = _Encoding(encoder, dataset, encoder_name, image_key, batch_size, use_language, progress, shifts, shift_pad,
+                    obs_keys)
+    meta = {"key": key, "encoder_name": encoder_name, "dataset_hash": dataset_hash, "dataset_path": str(dataset),
+            "image_key": image_key, "shifts": int(shifts), "shift_pad": int(shift_pad)}
+    parts = partial_dir(out)
     with contextlib.ExitStack() as stack:
-        try:  # one writer resumes the shared partial file; a second one at the same time writes a private temp file
-            stack.enter_context(exclusive_lock(partial_path(out), f"encoding features into {out}"))
-            tmp, resumable = partial_path(out), True
-        except LockedError:
-            tmp, resumable = out.with_name(f".{out.name}.tmp-{os.getpid()}"), False
-        _encode_into(tmp, resumable, out, encoder, dataset, encoder_name, key, dataset_hash, image_key, batch_size,
-                     use_language, progress, shifts, shift_pad, obs_keys)
+        try:
+            stack.enter_context(exclusive_lock(parts, f"encoding features into {out}", directory=True))
+        except LockedError:  # another process is encoding the same cache: write a private copy, as before resumption
+            with results.atomic_path(out) as tmp:
+                job.write_all(tmp, meta)
+            return out
+        if not _complete(out, encoder):  # (another process may have finished it since the first look)
+            job.resume(parts, out, meta)
     return out
 
 
-def partial_path(out: Path) -> Path:
-    """The resumable partial file of cache ``out``: ``.<name>.partial`` beside it, kept when encoding stops."""
+def _complete(out: Path, encoder: Encoder) -> bool:
+    """Whether ``out`` is a complete cache made by ``encoder`` (an incomplete or damaged one is recomputed)."""
+    if not out.exists():
+        return False
+    try:
+        FeatureCache(out, encoder).close()
+        return True
+    except ValueError:
+        return False
+
+
+def partial_dir(out: Path) -> Path:
+    """Where a stopped encoding of cache ``out`` keeps its finished demos: ``.<name>.partial/<demo>.h5``."""
     return out.with_name(f".{out.name}.partial")
 
 
-def _open_partial(path: Path, key: str) -> tuple[h5py.File, float]:
-    """Open the partial cache ``path`` to continue it: demos marked done stay (their last frame is read back as a
-    check), a demo begun but not done is dropped. A file for another key, or unreadable (a SIGKILL mid-write), is
-    started afresh. Returns the file and the encoding seconds already spent on it."""
-    if path.exists():
-        try:
-            f = h5py.File(path, "a")
-        except OSError:
-            path.unlink()
-        else:
+class _Encoding:
+    """Encode a demo file's frames with a frozen encoder, demo by demo: into one file (:meth:`write_all`), or
+    resumably, each demo its own file written atomically, merged into the cache when all are there
+    (:meth:`resume`)."""
+
+    def __init__(self, encoder: Encoder, dataset: Path, encoder_name: str, image_key: str, batch_size: int,
+                 use_language: bool, progress: bool, shifts: int, shift_pad: int, obs_keys: ObsKeys | None) -> None:
+        self.encoder, self.dataset, self.encoder_name, self.image_key = encoder, dataset, encoder_name, image_key
+        self.batch_size, self.use_language, self.progress = batch_size, use_language, progress
+        self.shifts, self.shift_pad, self.obs_keys = shifts, shift_pad, obs_keys or ObsKeys()
+
+    def demos(self, skip: set[str] = frozenset()) -> Iterator[tuple[str, list[SpatialFeatures], float]]:
+        """``(name, views, seconds)`` per demo not in ``skip``: view 0 the images as recorded, then the shifted
+        copies."""
+        with DemoFile(self.dataset) as demos:
+            demos.require_obs_keys(self.obs_keys, proprio=False, purpose=f"encoding with {self.encoder_name}")
+            names = demos.demo_names()
+            todo = [n for n in names if n not in skip]
             try:
-                if f.attrs.get("key") != key:
-                    raise ValueError("another key")
-                group = f["features"]
-                for name in list(group):
-                    if group[name].attrs.get("done"):
-                        group[name]["tokens"][-1]  # the chunk index and data of a finished demo are readable
-                    else:
-                        del group[name]
-                return f, float(f.attrs.get("seconds", 0.0))
-            except Exception:  # damaged (metadata of an interrupted write) or foreign: start again
-                with contextlib.suppress(Exception):
-                    f.close()
-                path.unlink()
-    f = h5py.File(path, "w")
-    f.attrs["key"] = key
-    f.create_group("features")
-    return f, 0.0
+                for name in tqdm(todo, disable=not self.progress, desc=f"features {self.encoder_name}", unit="demo",
+                                 initial=len(names) - len(todo), total=len(names)):
+                    t0 = time.perf_counter()
+                    episode = demos.episode(name)
+                    if self.use_language:
+                        meta = episode["attrs"].get("ep_meta", "{}")
+                        meta = json.loads(meta) if isinstance(meta, str) else meta
+                        self.encoder.language = meta.get("instruction")
+                    images = episode["obs"][self.image_key]
+                    index = int(name.rsplit("_", 1)[-1])
+                    views = [images] + [shift_images(images, self.shift_pad, np.random.default_rng([c, index]))
+                                        for c in range(self.shifts)]
+                    feats = [self.encoder.encode_images(v, batch_size=self.batch_size) for v in views]
+                    yield name, feats, time.perf_counter() - t0
+            finally:
+                self.encoder.language = None
+
+    def finish(self, f: h5py.File, meta: dict[str, Any], seconds: float) -> None:
+        f.attrs.update({**meta, "encoder": json.dumps(self.encoder.identity(), sort_keys=True, default=str),
+                        "grid": list(self.encoder.grid_size),
+                        "preprocessing": json.dumps(preprocessing_of(self.encoder, self.use_language), sort_keys=True),
+                        "seconds": seconds, "complete": True})
+
+    def write_all(self, path: Path, meta: dict[str, Any]) -> None:
+        with h5py.File(path, "w") as f:
+            group, seconds = f.create_group("features"), 0.0
+            for name, views, spent in self.demos():
+                write_demo(group, name, views, self.shifts)
+                seconds += spent
+            self.finish(f, meta, seconds)
+
+    def resume(self, parts: Path, out: Path, meta: dict[str, Any]) -> None:
+        """Encode the demos ``parts`` lacks, one file each (``<demo>.h5``, renamed into place when written, so a
+        kill at any moment leaves only whole demos), then merge them into ``out`` and delete ``parts``."""
+        results.remove_stale_temps(parts)  # a demo file a killed run was writing
+        done = {p.stem for p in parts.glob("demo_*.h5")}
+        for name, views, spent in self.demos(skip=done):
+            with results.atomic_path(parts / f"{name}.h5") as tmp, h5py.File(tmp, "w") as f:
+                write_demo(f, name, views, self.shifts)
+                f.attrs["seconds"] = spent
+        with DemoFile(self.dataset) as demos:
+            names = demos.demo_names()
+        with results.atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
+            group, seconds = f.create_group("features"), 0.0
+            for name in names:
+                with h5py.File(parts / f"{name}.h5", "r") as part:
+                    part.copy(part[name], group, name=name)  # chunks and dtype as written
+                    seconds += float(part.attrs["seconds"])
+            self.finish(f, meta, seconds)
+        shutil.rmtree(parts, ignore_errors=True)
 
 
-def _encode_into(tmp: Path, resumable: bool, out: Path, encoder: Encoder, dataset: Path, encoder_name: str, key: str,
-                 dataset_hash: str, image_key: str, batch_size: int, use_language: bool, progress: bool, shifts: int,
-                 shift_pad: int, obs_keys: ObsKeys | None) -> None:
-    """Encode ``dataset`` into ``tmp`` (continuing it when ``resumable``; each demo flushed when done) and rename it
-    onto ``out`` when complete. A non-resumable temp file is deleted when encoding stops early."""
-    start = time.perf_counter()
-    try:
-        f, spent = _open_partial(tmp, key) if resumable else (h5py.File(tmp, "w"), 0.0)
-        with DemoFile(dataset) as demos, f:
-            demos.require_obs_keys(obs_keys or ObsKeys(), proprio=False, purpose=f"encoding with {encoder_name}")
-            group = f.require_group("features")
-            names = [n for n in demos.demo_names() if n not in group]
-            for name in tqdm(names, disable=not progress, desc=f"features {encoder_name}", unit="demo",
-                             initial=len(group), total=len(group) + len(names)):
-                episode = demos.episode(name)
-                if use_language:
-                    meta = episode["attrs"].get("ep_meta", "{}")
-                    encoder.language = (json.loads(meta) if isinstance(meta, str) else meta).get("instruction")
-                images = episode["obs"][image_key]
-                g = group.create_group(name)
-                views = [images] + [shift_images(images, shift_pad, np.random.default_rng([c, int(name.rsplit("_", 1)[-1])]))
-                                    for c in range(shifts)]
-                for label, view in zip(["", *["shifted_"] * shifts], views):
-                    write_features(g, label, encoder.encode_images(view, batch_size=batch_size), shifts)
-                g.attrs["done"] = True
-                f.attrs["seconds"] = spent + time.perf_counter() - start
-                f.flush()  # on disk: a kill loses at most the demo being encoded
-            encoder.language = None
-            f.attrs.update({
-                "key": key, "encoder": json.dumps(encoder.identity(), sort_keys=True, default=str),
-                "encoder_name": encoder_name, "dataset_hash": dataset_hash, "dataset_path": str(dataset),
-                "image_key": image_key, "grid": list(encoder.grid_size),
-                "preprocessing": json.dumps(preprocessing_of(encoder, use_language), sort_keys=True),
-                "shifts": int(shifts), "shift_pad": int(shift_pad),
-                "seconds": spent + time.perf_counter() - start, "complete": True,
-            })
-        os.replace(tmp, out)
-    finally:
-        if not resumable:
-            Path(tmp).unlink(missing_ok=True)
+def write_demo(group: h5py.Group, name: str, views: list[SpatialFeatures], copies: int) -> None:
+    """One demo's features under ``group[name]``: view 0 as ``tokens``/``global_token``, the shifted copies after."""
+    g = group.create_group(name)
+    for label, feats in zip(["", *["shifted_"] * copies], views):
+        write_features(g, label, feats, copies)
 
 
 def write_features(group: h5py.Group, prefix: str, feats: SpatialFeatures, copies: int) -> None:
