@@ -15,7 +15,7 @@ hash[, shifts][, image key unless ``image``]), so a changed checkpoint, preproce
 copies or camera gives a new file; nothing is invalidated by age. Opening a cache with an encoder whose identity
 differs from the recorded one is an error.
 
-While encoding, every finished demo is its own file in ``.<name>.partial/`` (written atomically; one encoding at a
+While encoding, every finished demo is its own file in ``.<name>.parts/`` (written atomically; one encoding at a
 time holds that folder's lock, a second one at the same time writes a private temp file as before), so an encoding
 stopped in any way (Ctrl-C, SIGKILL, a session's end) resumes demo by demo; the demos are merged into the cache file
 when all are there.
@@ -93,7 +93,7 @@ def compute_features(
     :class:`robrep.data.demo_file.DemoFileError` naming the keys it has.
     ``dataset`` is a demo file or ``lerobot:<dir>`` (:func:`robrep.data.sources.resolve_dataset`).
     Encoding stopped midway (Ctrl-C, a kill, a session's end) continues where it stopped on the next call: finished
-    demos wait in ``.<name>.partial/`` (:func:`partial_dir`) and are merged into the cache when all are there."""
+    demos wait in ``.<name>.parts/`` (:func:`partial_dir`) and are merged into the cache when all are there."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1 (images per encoder call), got {batch_size}")
     if shifts < 0 or shift_pad < 0:
@@ -136,8 +136,8 @@ def _complete(out: Path, encoder: Encoder) -> bool:
 
 
 def partial_dir(out: Path) -> Path:
-    """Where a stopped encoding of cache ``out`` keeps its finished demos: ``.<name>.partial/<demo>.h5``."""
-    return out.with_name(f".{out.name}.partial")
+    """Where a stopped encoding of cache ``out`` keeps its finished demos: ``.<name>.parts/<demo>.h5``."""
+    return out.with_name(f".{out.name}.parts")
 
 
 class _Encoding:
