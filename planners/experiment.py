@@ -36,6 +36,7 @@ from planners.reward import ProgressModel
 from robrep import results
 from robrep.data.demo_file import DemoFile
 from robrep.data.feature_cache import FeatureCache, compute_features
+from robrep.digest import json_hash
 from robrep.encoders.spec import EncoderSpec
 from robrep.eval.rollouts import evaluate
 from robrep.precision import resolve_precision
@@ -519,9 +520,6 @@ def world_model_key(cfg: DictConfig, weights_hash: str) -> str:
     """Content key (12 hex) of the world model a plan config trains: the encoder's weights and everything that
     shapes the model — latent map, dynamics, proprio use, both training configs, the data's task, visuals, demo and
     play counts — so a default model path is reused only by a config that would train the same model."""
-    import hashlib
-    import json
-
     dynamics = OmegaConf.to_container(cfg.dynamics, resolve=True)
     if int(dynamics.get("ensemble", 1)) == 1:  # a single model keys as before ensembles existed
         dynamics.pop("ensemble", None)
@@ -530,7 +528,7 @@ def world_model_key(cfg: DictConfig, weights_hash: str) -> str:
              "progress_model": OmegaConf.to_container(cfg.progress_model, resolve=True), "task": cfg.task.name,
              "visuals": cfg.task.get("visuals"), "num_demos": int(cfg.num_demos),
              "play_episodes": int(cfg.play_episodes), "seed": int(cfg.seed)}
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return json_hash(parts, digits=12)
 
 
 def load_plan_models(model_path: Path, weights_hash: str) -> tuple[LatentMap, Any, dict, Any, dict | None]:
@@ -563,9 +561,6 @@ def aggregate_rounds(cfg: DictConfig, spec, encoder, files: list[Path], model_pa
     files and trains the world model (and its reward model) again on all of them; returns the last model's path
     (``model_path`` itself with no rounds). Files and models are named after the base model and a hash of the planner
     settings and episodes (they shape the data), beside it, and are reused when present (``retrain`` retrains)."""
-    import hashlib
-    import json
-
     from planners.aggregate import PLANNER_PLAY_SEEDS, collect_planner_play
 
     rounds, episodes = int(cfg.get("aggregate", {}).get("rounds", 0)), int(cfg.get("aggregate", {}).get("episodes", 0))
@@ -576,7 +571,7 @@ def aggregate_rounds(cfg: DictConfig, spec, encoder, files: list[Path], model_pa
     if not planner.get("prior"):  # no prior: the settings (and file names) of before priors existed
         for key in ("prior", "prior_std", "prior_weight"):
             planner.pop(key, None)
-    tag = hashlib.sha256(json.dumps({"planner": planner, "episodes": episodes}, sort_keys=True).encode()).hexdigest()[:8]
+    tag = json_hash({"planner": planner, "episodes": episodes}, digits=8)
     base, files = model_path, list(files)
     for r in range(1, rounds + 1):
         data = base.with_name(f"{base.stem}.planner_play{r}_{tag}.hdf5")

@@ -11,7 +11,6 @@ encoder's tail in its own parameter group, :func:`param_groups`), every
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import math
 import os
@@ -33,6 +32,7 @@ from robrep.data.demo_file import DemoFile, subset_key
 from robrep.data.feature_cache import FeatureCache, compute_features, file_hash
 from robrep.data.obs_keys import ObsKeys
 from robrep.data.sources import resolve_dataset
+from robrep.digest import json_hash
 from robrep.encoders.base import Encoder
 from robrep.precision import autocast
 from robrep.tb import NullWriter, ScalarWriter, scalar_writer
@@ -393,8 +393,7 @@ def train_policy(
     if resume_every_s is not None:
         setting = {"policy": policy_cfg, "dataset": file_hash(dataset), "train": train_names, "valid": valid_names,
                    "seed": int(seed), "encoder": enc_record, "device": str(device)}
-        fingerprint = hashlib.sha256(json.dumps(setting, sort_keys=True, default=str).encode()).hexdigest()[:16]
-        resume = FitResume(resume_state_path(out), fingerprint, float(resume_every_s))
+        resume = FitResume(resume_state_path(out), json_hash(setting), float(resume_every_s))
     with scalar_writer(tensorboard) as scalars:
         result = fit(model, train, valid, train_cfg, generator, progress, scalars, resume)
     if trainable is not None:

@@ -14,7 +14,6 @@ already handles it.
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import threading
 from typing import Iterator
@@ -76,11 +75,11 @@ def deferred_interrupts() -> Iterator[Pending]:
     (``signal.default_int_handler``) has it, SIGTERM only while it has the default action."""
     pending = Pending()
     ours: dict[int, object] = {}
-    if threading.current_thread() is threading.main_thread():
-        if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
-            ours[signal.SIGTERM] = signal.SIG_DFL
-        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            ours[signal.SIGINT] = signal.default_int_handler
+    if _ours():
+        ours[signal.SIGTERM] = signal.SIG_DFL
+    if threading.current_thread() is threading.main_thread() and \
+            signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        ours[signal.SIGINT] = signal.default_int_handler
     for signum in ours:
         signal.signal(signum, pending.record)
     try:

@@ -106,7 +106,6 @@ def compute_features(
     out = cache_path(cache_dir, dataset, encoder_name, key)
     if _complete(out, encoder):
         return out
-    out.parent.mkdir(parents=True, exist_ok=True)
     job = _Encoding(encoder, dataset, encoder_name, image_key, batch_size, use_language, progress, shifts, shift_pad,
                     obs_keys)
     meta = {"key": key, "encoder_name": encoder_name, "dataset_hash": dataset_hash, "dataset_path": str(dataset),

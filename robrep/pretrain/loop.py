@@ -192,7 +192,8 @@ def pretrain(
     flops_per_step = int(flops_per_step or 0)
     state = {"format": STATE_FORMAT, "step": step, "seconds": seconds_before + seconds, "schedule": segments,
              "flops_per_step": flops_per_step, "precision": precision, "objective": objective.state_dict(),
-             "optimizer": opt.state_dict(), "rng": {"torch": torch.get_rng_state(), "numpy": rng.bit_generator.state}, "loss_curve": curve}
+             "optimizer": opt.state_dict(), "rng": {"torch": torch.get_rng_state(), "numpy": rng.bit_generator.state},
+             "loss_curve": curve}
     return {"steps": step, "schedule_steps": segments[-1]["end"], "seconds": seconds, "seconds_total": state["seconds"],
             "final_loss": float(np.mean(tail)), "loss_curve": curve, "flops_per_step": flops_per_step,
             "flops": flops_per_step * step, "schedule": segments, "state": state}

@@ -15,8 +15,6 @@ run killed midway continues from its resume state there (``<policy>.fit-state.pt
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -30,6 +28,7 @@ from robrep import results
 from robrep.config import compose
 from robrep.data.obs_keys import ObsKeys
 from robrep.data.sources import resolve_dataset
+from robrep.digest import json_hash
 from robrep.encoders.spec import EncoderSpec
 from robrep.precision import resolve_precision
 from robrep.sweep.table import cell_name, cell_path
@@ -122,7 +121,7 @@ class CellSpec:
                    "seed": self.seed, "use_language": self.use_language}
         if not self.obs_keys.is_default:
             payload["obs_keys"] = self.obs_keys.to_dict()
-        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return json_hash(payload)
 
     @property
     def done(self) -> bool:
