@@ -190,10 +190,11 @@ def sweep_section(res: Path, d: Path, title: str, what: str) -> list[str]:
     if cells:
         mins = {a: sum(num(r["train_seconds"]) + num(r["eval_seconds"]) for r in cells if r["arm"] == a) / 60
                 for a in sorted({r["arm"] for r in cells})}
-        out.append(f"Compute, train + evaluation summed over the {len(cells)} cells (one thread each): "
-                   f"{sum(mins.values()) / 60:.1f} core-hours, the from-scratch arms "
+        out.append(f"Worker time, train + evaluation summed over the {len(cells)} cells (one thread each; each "
+                   "worker's wall seconds, so contention for the cores and pauses count): "
+                   f"{sum(mins.values()) / 60:.1f} worker-hours, the from-scratch arms "
                    f"{100 * sum(mins.get(b, 0) for b in scratch) / sum(mins.values()):.0f} % of it; per arm "
-                   "(core-minutes): " + ", ".join(f"{a} {m:.0f}" for a, m in mins.items()) + ".")
+                   "(worker-minutes): " + ", ".join(f"{a} {m:.0f}" for a, m in mins.items()) + ".")
     if (d / "runs.csv").exists():
         out += ["Invocations on this directory (a resumed sweep's wall time is the sum):",
                 csv_table(d / "runs.csv", ["started_utc", "wall_min", "cells", "finished_here", "jobs", "command"])]
@@ -582,7 +583,9 @@ def cross_task_section(res: Path, found: list[Path]) -> list[str]:
             tied = [o["arm"] for o in vision if o is not r and num(o["seed_ci_high"]) >= num(r["seed_ci_low"])]
             best.append(f"N = {n}: {r['arm']} {pct(r)}" + "".join(f" ({o['arm']} oracle {pct(o)})" for o in oracle)
                         + f", its interval overlapped by {listing(tied)}")
-        lines.append(f"- {t} (`{d.name}`): N = {', '.join(map(str, ns))}; {wall:.0f} min of wall over its runs (runs.csv, interrupted ones included); best "
+        lines.append(f"- {t} (`{d.name}`): N = {', '.join(map(str, ns))}; {wall:.0f} min of wall over its runs "
+                     "(runs.csv: interrupted and killed invocations included, except those SIGKILLed before its rows "
+                     "had a heartbeat, which left none); best "
                      f"vision arm (seed mean) at {'; at '.join(best)}.")
     return ["## The question across tasks: the primary metric per task",
             "Area under success vs log N (the primary metric) per arm and task, mean over training seeds with its "

@@ -116,8 +116,9 @@ def test_a_sweep_killed_anywhere_resumes_to_the_uninterrupted_table(workdir, poi
     trained = {p.name: p.stat().st_mtime_ns for p in (cwd / "runs/sweeps/out/policies").glob("*.pt")}
     out = finish([*SWEEP, "sweep_dir=out"], cwd)
     assert table(cwd, "out") == table(workdir / "ref", "out")
-    runs = results.read_csv(cwd / "out/runs.csv")
+    runs = results.read_csv(cwd / "out/runs.csv")  # the killed invocation keeps its row (wall from its heartbeat)
     assert sum(int(r["finished_here"]) for r in runs) == 2 and runs[-1]["status"] == "finished"
+    assert [r["status"] for r in runs] == [("finished" if point == "sweep.table" else "killed"), "finished"]
     for name, mtime in trained.items():  # a policy trained before the kill is reused, not trained again
         assert (cwd / "runs/sweeps/out/policies" / name).stat().st_mtime_ns == mtime
     if point == "sweep.table":

@@ -44,7 +44,7 @@ def test_renders_a_synthetic_sweep(tmp_path):
             "mae − cnn -0.25 [-0.45, -0.05] (resolved below). Against cnn: resolved above none; "
             "resolved below mae.") in text
     assert "| mae − cnn | 10 | 2 × 20 | -0.25 [-0.45, -0.05] (resolved below) |" in text
-    assert "4 cells (one thread each): 0.1 core-hours, the from-scratch arms 50 % of it" in text
+    assert "0.1 worker-hours, the from-scratch arms 50 % of it" in text
     assert SWEEP_CMD in text and "# --- sweeps/push/summary.csv" in text
     assert report.render_report(tmp_path) == text  # deterministic
 
@@ -111,8 +111,8 @@ def test_the_cross_task_table_has_a_column_per_committed_task(tmp_path):
     text = report.render_report(tmp_path)
     assert "| arm | push | pick_place |" in text
     assert "| mae | 0.500 [0.400, 0.600] | 0.300 [0.200, 0.400] |" in text
-    assert ("- pick_place (`pick_place_fair`): N = 10, 500; 50 min of wall over its runs (runs.csv, interrupted ones "
-            "included); best vision arm (seed mean) at N = 10: mae 30 % [20, 40] (state oracle 50 % [40, 60]), its "
+    assert ("- pick_place (`pick_place_fair`): N = 10, 500; 50 min of wall over its runs (runs.csv: interrupted and "
+            "killed invocations included, except those SIGKILLed before its rows had a heartbeat, which left none); best vision arm (seed mean) at N = 10: mae 30 % [20, 40] (state oracle 50 % [40, 60]), its "
             "interval overlapped by cnn; at N = 500: cnn 90 % [80, 100] (state oracle 95 % [85, 105]), its interval "
             "overlapped by mae.") in text
 

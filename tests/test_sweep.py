@@ -397,3 +397,30 @@ def test_a_staged_sweep_collects_one_file_for_all_its_stages(tmp_path, monkeypat
     with DemoFile(first) as f:
         assert {"train_n2_seed0", "train_n4_seed1"} <= set(f.filter_keys) and len(f.demo_names("valid")) >= 1
     assert ensure_dataset(OmegaConf.create({**base, "demos": [4]})) == first and file_hash(str(first)) == digest
+
+
+def test_the_run_log_keeps_a_killed_invocations_wall_time(tmp_path):
+    """runs.csv gets this invocation's row when it starts; a heartbeat keeps its wall time and finished cells
+    current, so a SIGKILLed invocation (no handler runs) still counts; the next invocation marks its row killed."""
+    import time as _time
+    from types import SimpleNamespace
+
+    from robrep import results
+    from robrep.sweep.run_log import RunLog
+
+    first = RunLog(tmp_path, cells=3, jobs=2)
+    (row,) = results.read_csv(tmp_path / "runs.csv")
+    assert (row["status"], row["cells"], row["finished_here"]) == ("running", "3", "0")
+    cells = [SimpleNamespace(done=False), SimpleNamespace(done=False)]
+    first.set_cells(3, cells)
+    with first.heartbeat(every_s=0.05):
+        cells[0].done = True
+        _time.sleep(0.8)  # > 0.005 min: wall_min has two decimals
+    (row,) = results.read_csv(tmp_path / "runs.csv")
+    assert (row["status"], row["done_before"], row["finished_here"]) == ("running", "1", "1")
+    assert float(row["wall_min"]) > 0  # then "killed": no final update
+    second = RunLog(tmp_path, cells=3, jobs=2)
+    second.set_cells(3, [])
+    assert second.update("finished") == pytest.approx(float(row["wall_min"]))
+    rows = results.read_csv(tmp_path / "runs.csv")
+    assert [r["status"] for r in rows] == ["killed", "finished"] and rows[1]["done_before"] == "3"

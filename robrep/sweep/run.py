@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from robrep.interrupt import sigterm_raises
 from robrep.locks import exclusive_lock
 from robrep.precision import resolve_precision
 from robrep.sweep.cell import CellSpec, arm_config, cell_features, run_cell
+from robrep.sweep.run_log import RunLog
 from robrep.sweep.table import (auc_paired_rows, auc_rows, cell_rows, default_auc_pairs, format_auc, format_summary,
                                 load_cells, noise_floor_by_n, paired_rows, plot_paired, plot_success, summarise,
                                 sweep_ns)
@@ -179,24 +179,6 @@ def _aggregate_auc(records: list[dict[str, Any]], arms: list[str], out: Path, co
     return paths
 
 
-def log_run(cfg: DictConfig, started: float, wall_s: float, cells: int, done_before: int, finished_here: int,
-            status: str, replace_last: bool = False) -> float:
-    """Append this invocation to ``<sweep_dir>/runs.csv`` (start time UTC, wall minutes, cells, cells finished by
-    *this* invocation's workers, ``status``: finished | failed | interrupted, jobs, command) — a resumed sweep's
-    total wall time is the sum over its rows — and return that total in minutes. ``replace_last`` updates the row
-    this invocation wrote earlier (written as soon as its cells end, so a kill while tabulating loses no credit)."""
-    path = Path(cfg.sweep_dir) / "runs.csv"
-    rows = results.read_csv(path) if path.exists() else []
-    if replace_last and rows:
-        rows.pop()
-    rows.append({"started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-                 "wall_min": round(wall_s / 60.0, 2), "cells": cells, "done_before": done_before,
-                 "finished_here": finished_here, "status": status, "jobs": int(cfg.jobs),
-                 "command": results.command_line()})
-    results.write_csv(rows, path, comments=["one row per `robrep sweep` invocation on this sweep_dir (resumes add rows)"])
-    return sum(float(r["wall_min"]) for r in rows)
-
-
 def clean_stale_temps(cfg: DictConfig, cells: list[CellSpec]) -> list[Path]:
     """Delete temp files that killed writers left in the sweep's folders (table, records, policies, feature
     caches); files of writers still running are kept."""
@@ -227,57 +209,56 @@ def run_sweep(cfg: DictConfig) -> dict[str, Any]:
 def _run_locked(cfg: DictConfig, arms: list[str], cells: list[CellSpec], precision: str) -> dict[str, Any]:
     from robrep.launch import make_launcher
 
-    t0, started = time.perf_counter(), time.time()
-    clean_stale_temps(cfg, cells)
-    ensure_dataset(cfg)
-    tuning = bool(cfg.get("tune") and cfg.tune.get("grid"))
-    if tuning:
-        from robrep.sweep.tune import apply_choices, choice_path, tune_cells
-
-        cells = apply_choices(cells, cfg.sweep_dir)  # choices of earlier runs: their cells' keys
-    pending = [c for c in cells if not c.done]
-    stale = [c.name for c in pending if c.record_path.exists()]
-    if stale:
-        log.info(f"{len(stale)} records were made with other settings (policy key differs) and run again: "
-                 f"{', '.join(stale)}")
-    layout = "; ".join(f"N={n} × seeds {seeds_for(cfg, int(n))}" for n in cfg.demos)
-    log.info(f"sweep {cfg.name}: {len(cells)} cells ({len(arms)} arms × {layout}), {len(cells) - len(pending)} already "
-             f"done; frozen encoders in {precision}")
+    run_log = RunLog(cfg.sweep_dir, len(cells), int(cfg.jobs))  # runs.csv row from the start, a heartbeat keeps it
     failed: list[tuple[str, str]] = []
-    finished, logged = 0, False
     try:
-        if pending:
-            seen: set[str] = set()
-            for spec in pending:  # each frozen encoder's cache once, on every job's thread, before cells compete
-                if spec.arm not in seen:
-                    seen.add(spec.arm)
-                    cell_features(spec, threads=max(1, int(cfg.jobs)))
-            launcher = make_launcher(OmegaConf.to_container(cfg.launcher, resolve=True))
-            if tuning:  # lr × weight decay per (arm, N), on the valid demos only
-                grid = OmegaConf.to_container(cfg.tune.grid, resolve=True)
-                tuned, failed = tune_cells(pending, grid, int(cfg.tune.seed), launcher, cfg.sweep_dir)
-                pending = [c for c in tuned if choice_path(cfg.sweep_dir, c.arm, c.n).exists()]
-                cells = apply_choices(cells, cfg.sweep_dir)
-            outcomes = launcher.map(run_cell, pending)
-            failed += [(o.item.name, o.error) for o in outcomes if o.error is not None]
-            finished = len(outcomes) - sum(o.error is not None for o in outcomes)
-        status = "failed" if failed else "finished"
-        log_run(cfg, started, time.perf_counter() - t0, len(cells), len(cells) - len(pending), finished, status)
-        logged = True
+        with run_log.heartbeat():
+            clean_stale_temps(cfg, cells)
+            ensure_dataset(cfg)
+            tuning = bool(cfg.get("tune") and cfg.tune.get("grid"))
+            if tuning:
+                from robrep.sweep.tune import apply_choices, choice_path, tune_cells
+
+                cells = apply_choices(cells, cfg.sweep_dir)  # choices of earlier runs: their cells' keys
+            pending = [c for c in cells if not c.done]
+            run_log.set_cells(len(cells), pending)
+            stale = [c.name for c in pending if c.record_path.exists()]
+            if stale:
+                log.info(f"{len(stale)} records were made with other settings (policy key differs) and run again: "
+                         f"{', '.join(stale)}")
+            layout = "; ".join(f"N={n} × seeds {seeds_for(cfg, int(n))}" for n in cfg.demos)
+            log.info(f"sweep {cfg.name}: {len(cells)} cells ({len(arms)} arms × {layout}), "
+                     f"{len(cells) - len(pending)} already done; frozen encoders in {precision}")
+            if pending:
+                seen: set[str] = set()
+                for spec in pending:  # each frozen encoder's cache once, on every job's thread, before cells compete
+                    if spec.arm not in seen:
+                        seen.add(spec.arm)
+                        cell_features(spec, threads=max(1, int(cfg.jobs)))
+                launcher = make_launcher(OmegaConf.to_container(cfg.launcher, resolve=True))
+                if tuning:  # lr × weight decay per (arm, N), on the valid demos only
+                    grid = OmegaConf.to_container(cfg.tune.grid, resolve=True)
+                    tuned, failed = tune_cells(pending, grid, int(cfg.tune.seed), launcher, cfg.sweep_dir)
+                    pending = [c for c in tuned if choice_path(cfg.sweep_dir, c.arm, c.n).exists()]
+                    run_log.set_cells(len(cells), pending)
+                    cells = apply_choices(cells, cfg.sweep_dir)
+                outcomes = launcher.map(run_cell, pending)
+                failed += [(o.item.name, o.error) for o in outcomes if o.error is not None]
+        run_log.update("failed" if failed else "finished")  # before the tables: a kill there loses no credit
         paths = aggregate(cfg) if not failed or load_cells(cfg.sweep_dir) else {}  # every cell failed: no table
     except BaseException as exc:
-        if isinstance(exc, (KeyboardInterrupt, SystemExit)):  # Ctrl-C, SIGTERM (Terminated): log, then stop
-            left = [c.name for c in cells if not c.done]
-            finished = sum(c.done for c in pending)  # workers stop with the sweep: these are ours
-            log_run(cfg, started, time.perf_counter() - t0, len(cells), len(cells) - len(pending), finished,
-                    "interrupted", replace_last=logged)
-            shown = ", ".join(left[:10]) + (f", ... ({len(left) - 10} more)" if len(left) > 10 else "")
-            log.info(f"sweep {cfg.name} interrupted: {len(left)} cells not done ({shown or 'none'}); "
-                     f"run the same command again to resume")
+        if not isinstance(exc, (KeyboardInterrupt, SystemExit)):  # an error: the row says so, the error propagates
+            run_log.update("failed")
+            raise
+        # Ctrl-C, SIGTERM (Terminated): log, then stop; workers stop with the sweep, the cells with records are ours
+        run_log.update("interrupted")
+        left = [c.name for c in cells if not c.done]
+        shown = ", ".join(left[:10]) + (f", ... ({len(left) - 10} more)" if len(left) > 10 else "")
+        log.info(f"sweep {cfg.name} interrupted: {len(left)} cells not done ({shown or 'none'}); "
+                 f"run the same command again to resume")
         raise
-    wall = time.perf_counter() - t0
-    total = log_run(cfg, started, wall, len(cells), len(cells) - len(pending), finished, status, replace_last=True)
-    log.info(f"sweep wall time {wall / 60:.1f} min (all runs on {cfg.sweep_dir}: {total:.1f} min, "
+    total = run_log.update(run_log.row["status"])
+    log.info(f"sweep wall time {run_log.row['wall_min']:.1f} min (all runs on {cfg.sweep_dir}: {total:.1f} min, "
              f"{Path(cfg.sweep_dir) / 'runs.csv'})")
     for k, p in paths.items():
         log.info(f"{k}: {p}")
@@ -285,4 +266,4 @@ def _run_locked(cfg: DictConfig, arms: list[str], cells: list[CellSpec], precisi
         details = "\n".join(f"--- {name}\n{error.rstrip()}" for name, error in failed)
         raise SweepError(f"{len(failed)} of {len(pending)} cells failed (finished cells are kept; re-run to retry):\n"
                          f"{details}")
-    return {"paths": paths, "wall_min": wall / 60.0, "failed": failed}
+    return {"paths": paths, "wall_min": float(run_log.row["wall_min"]), "failed": failed}
