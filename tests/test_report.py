@@ -112,7 +112,8 @@ def test_the_cross_task_table_has_a_column_per_committed_task(tmp_path):
     assert "| arm | push | pick_place |" in text
     assert "| mae | 0.500 [0.400, 0.600] | 0.300 [0.200, 0.400] |" in text
     assert ("- pick_place (`pick_place_fair`): N = 10, 500; 50 min of wall over its runs (runs.csv: interrupted and "
-            "killed invocations included, except those SIGKILLed before its rows had a heartbeat, which left none); best vision arm (seed mean) at N = 10: mae 30 % [20, 40] (state oracle 50 % [40, 60]), its "
+            "killed invocations included, except those SIGKILLed before its rows had a heartbeat, which left none); "
+            "best vision arm (seed mean) at N = 10: mae 30 % [20, 40] (state oracle 50 % [40, 60]), its "
             "interval overlapped by cnn; at N = 500: cnn 90 % [80, 100] (state oracle 95 % [85, 105]), its interval "
             "overlapped by mae.") in text
 
