@@ -5,6 +5,8 @@
 #   bash scripts/cross_task_sweeps.sh                              -> every sweep, every stage, in the order below
 #   SWEEPS="pick_place_fair mw_push_fair" STAGES="10 500" bash scripts/cross_task_sweeps.sh
 #   bash scripts/cross_task_sweeps.sh status                       -> cells recorded so far, per sweep and N
+#   bash scripts/cross_task_sweeps.sh lanes                        -> the sweeps in two lanes side by side (LANES:
+#       lanes split by '|'), so one lane's single-process phases (encoding a feature cache) overlap the other's cells
 # Stage order: N = 10 and N = 500 first (the two ends the closing table reports), then 50 and 100. Cells land in
 # results/sweeps/<sweep>/cells as they finish; policies and caches go under runs/ and data/ (rebuilt when missing).
 # Each stage's invocation is one row of the sweep's runs.csv; the tables are rewritten after every stage.
@@ -44,6 +46,18 @@ if [ "${1:-}" = status ]; then  # cells recorded per sweep and N (the expected c
     echo "$line"
   done
   exit 0
+fi
+
+if [ "${1:-}" = lanes ]; then
+  LANES=${LANES:-pick_place_fair push_color_fair pick_place_varied_heldout_fair | mw_push_fair}
+  pids=()
+  IFS='|' read -ra lanes <<< "$LANES"
+  for lane in "${lanes[@]}"; do
+    SWEEPS="$lane" bash "$0" & pids+=($!)
+  done
+  rc=0
+  for p in "${pids[@]}"; do wait "$p" || rc=$?; done
+  exit $rc
 fi
 
 for s in $SWEEPS; do
