@@ -1,0 +1,57 @@
+"""scripts/cross_task_sweeps.sh, the cross-task campaign's driver, with ``R=echo`` in place of ``robrep``: which
+``robrep sweep`` commands it runs, in which order, in which lane (nothing is trained here)."""
+
+import os
+import subprocess
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "cross_task_sweeps.sh"
+
+
+def run(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(SCRIPT), *args], env={**os.environ, "R": "echo", **env}, capture_output=True,
+                          text=True, timeout=60)
+
+
+def sweeps(stdout: str) -> list[tuple[str, str]]:
+    """(sweep_dir, demos) of every echoed `robrep sweep` command, in order."""
+    out = []
+    for line in stdout.splitlines():
+        if line.startswith("sweep "):
+            words = dict(w.split("=", 1) for w in line.split()[1:] if "=" in w)
+            out.append((words["sweep_dir"].rsplit("/", 1)[-1], words["demos"]))
+    return out
+
+
+def test_stages_run_sweep_by_sweep_and_skip_the_n_a_protocol_lacks():
+    proc = run(SWEEPS="pick_place_fair pick_place_varied_heldout_fair", STAGES="10 500")
+    assert proc.returncode == 0, proc.stderr
+    assert sweeps(proc.stdout) == [("pick_place_fair", "[10]"), ("pick_place_fair", "[500]"),
+                                   ("pick_place_varied_heldout_fair", "[10]")]  # the heldout protocol has no N = 500
+    assert "collect.demos=[10,50,100,500]" in proc.stdout and "collect.demos=[10,50]" in proc.stdout
+
+
+def test_lanes_run_each_lane_in_its_own_order():
+    proc = run("lanes", LANES="pick_place_fair push_color_fair | mw_push_fair", STAGES="10 500")
+    assert proc.returncode == 0, proc.stderr
+    got = sweeps(proc.stdout)
+    assert sorted(got) == sorted([("pick_place_fair", "[10]"), ("pick_place_fair", "[500]"),
+                                  ("push_color_fair", "[10]"), ("push_color_fair", "[500]"),
+                                  ("mw_push_fair", "[10]"), ("mw_push_fair", "[500]")])
+    lane = [s for s in got if s[0] != "mw_push_fair"]  # within a lane, sweeps and stages keep their order
+    assert lane == [("pick_place_fair", "[10]"), ("pick_place_fair", "[500]"), ("push_color_fair", "[10]"),
+                    ("push_color_fair", "[500]")]
+
+
+def test_an_unknown_sweep_fails_and_a_failing_lane_fails_the_whole():
+    assert run(SWEEPS="no_such_sweep").returncode != 0
+    proc = run("lanes", LANES="pick_place_fair | no_such_sweep", STAGES="10")
+    assert proc.returncode != 0 and "unknown sweep no_such_sweep" in proc.stderr
+    assert sweeps(proc.stdout) == [("pick_place_fair", "[10]")]  # the other lane still ran
+
+
+def test_status_counts_the_committed_cells():
+    proc = run("status", SWEEPS="pick_place_fair", STAGES="10")
+    assert proc.returncode == 0 and proc.stdout.startswith("pick_place_fair: N=10 ")
+    assert int(proc.stdout.split()[-1]) == len(list((SCRIPT.parent.parent / "results/sweeps/pick_place_fair/cells")
+                                                    .glob("*_n10_s*.json")))
