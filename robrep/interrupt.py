@@ -2,6 +2,8 @@
 
 * :func:`sigterm_raises` — SIGTERM raises :class:`Terminated` (a ``SystemExit`` with code 143) wherever the main
   thread is, like SIGINT raises ``KeyboardInterrupt``: for commands that wait (a sweep waiting for its workers).
+  A ``Terminated`` / ``KeyboardInterrupt`` Python drops inside a weakref callback or ``__del__`` is delivered again
+  (:func:`redeliver_dropped`).
 * :func:`deferred_interrupts` — SIGTERM and Ctrl-C are only recorded; the loop calls ``check()`` between units of
   work (a demo, an episode) and stops cleanly: for code that must not be interrupted mid-write (HDF5). Deferring
   Ctrl-C also keeps it from being lost: a ``KeyboardInterrupt`` raised inside a weakref / ``__del__`` callback is
@@ -14,7 +16,9 @@ already handles it.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import sys
 import threading
 from typing import Iterator
 
@@ -34,7 +38,8 @@ def _ours() -> bool:
 
 @contextlib.contextmanager
 def sigterm_raises() -> Iterator[None]:
-    """Inside the block SIGTERM raises :class:`Terminated` in the main thread."""
+    """Inside the block SIGTERM raises :class:`Terminated` in the main thread, and a :class:`Terminated` or
+    ``KeyboardInterrupt`` that Python drops is delivered again (:func:`redeliver_dropped`)."""
     if not _ours():
         yield
         return
@@ -44,9 +49,38 @@ def sigterm_raises() -> Iterator[None]:
 
     signal.signal(signal.SIGTERM, handler)
     try:
-        yield
+        with redeliver_dropped():
+            yield
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def redeliver_dropped(delay_s: float = 0.05) -> Iterator[None]:
+    """Inside the block, a :class:`Terminated` or ``KeyboardInterrupt`` raised where Python cannot propagate it — a
+    weakref callback or ``__del__`` ran when the signal arrived, and Python reports it to :data:`sys.unraisablehook`
+    ("Exception ignored") and carries on — is not lost: the same signal is sent to this process again ``delay_s``
+    later, so its handler raises at another point. Other unraisable exceptions go to the previous hook."""
+    previous = sys.unraisablehook
+
+    def hook(unraisable: object) -> None:
+        exc = getattr(unraisable, "exc_value", None)
+        if isinstance(exc, Terminated):
+            signum = exc.signum
+        elif isinstance(exc, KeyboardInterrupt):
+            signum = int(signal.SIGINT)
+        else:
+            previous(unraisable)
+            return
+        timer = threading.Timer(delay_s, os.kill, (os.getpid(), signum))
+        timer.daemon = True
+        timer.start()
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
 
 
 class Pending:

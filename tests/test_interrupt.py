@@ -92,3 +92,38 @@ def test_a_handler_someone_else_installed_is_left_alone():
         print("kept", signal.getsignal(signal.SIGTERM) is mine)
     """)
     assert out.split("\n")[:2] == ["theirs ran mine", "kept True"]
+
+
+@pytest.mark.parametrize("sig, exc", [("SIGTERM", "Terminated"), ("SIGINT", "KeyboardInterrupt")])
+def test_a_signal_python_drops_in_a_weakref_callback_is_delivered_again(sig, exc):
+    """Under sigterm_raises (a sweep waiting for its workers) the signal's exception, raised inside a weakref
+    callback, is dropped by Python ("Exception ignored"); it is sent again and raised in the waiting loop. Outside
+    the block the same drop loses it (the control)."""
+    out = child(f"""
+        import time
+        from robrep.interrupt import sigterm_raises
+
+        class Thing:
+            pass
+
+        def wait_for_it():
+            thing = Thing()
+            ref = weakref.ref(thing, lambda r: os.kill(os.getpid(), signal.{sig}))
+            del thing  # the callback runs here, the handler raises inside it and Python drops the exception
+            t = time.monotonic()
+            while time.monotonic() - t < 3:  # a sweep waiting for its workers
+                time.sleep(0.01)
+            return "lost"
+
+        try:
+            with sigterm_raises():
+                print(wait_for_it())
+        except {exc}:
+            print("raised")
+        signal.signal(signal.SIGTERM, lambda s, f: (_ for _ in ()).throw(Terminated(s)))  # no redelivery here
+        try:
+            print(wait_for_it())
+        except {exc}:
+            print("raised")
+    """)
+    assert out.split() == ["raised", "lost"]
