@@ -17,7 +17,7 @@ import os
 import time
 from pathlib import Path
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from tqdm import tqdm
@@ -250,15 +250,17 @@ def made_progress(score: float, reference: float, min_delta: float) -> bool:
 
 def policy_feature_cache(policy_cfg: Mapping[str, Any], encoder: Encoder, dataset: str | os.PathLike,
                          cache_dir: str | os.PathLike, label: str, batch_size: int = 64, use_language: bool = True,
-                         progress: bool = False, obs_keys: ObsKeys | None = None) -> Path:
+                         progress: bool = False, obs_keys: ObsKeys | None = None,
+                         demos: Sequence[str] | None = None) -> Path:
     """The feature cache a ``trunk: features`` policy trains on: ``dataset``'s ``obs_keys.image`` frames through the
     frozen ``encoder``, with the policy's ``feature_shifts`` shifted copies (±``feature_shift_pad`` px) when it asks
-    for them."""
+    for them; with ``demos``, a partial cache of those demos (:func:`compute_features`)."""
     with torch.inference_mode():
         return compute_features(encoder, dataset, cache_dir, encoder_name=label, batch_size=batch_size,
                                 use_language=use_language, progress=progress,
                                 shifts=int(policy_cfg.get("feature_shifts", 0)),
-                                shift_pad=int(policy_cfg.get("feature_shift_pad", 4)), obs_keys=obs_keys)
+                                shift_pad=int(policy_cfg.get("feature_shift_pad", 4)), obs_keys=obs_keys,
+                                demos=demos)
 
 
 def attach_instructions(*parts: DemoTensors | None) -> int:
@@ -346,7 +348,7 @@ def train_policy(
         if kind == "features":
             enc = encoder.load(device)
             cache_file = policy_feature_cache(policy_cfg, enc, dataset, cache_dir, encoder.label, feature_batch_size,
-                                              use_language, progress, obs_keys)
+                                              use_language, progress, obs_keys, demos=[*train_names, *valid_names])
             cache = FeatureCache(cache_file, enc)
             enc_record = {**encoder.to_dict(), "identity": enc.identity(), "use_language": bool(use_language),
                           "cache": str(cache_file)}
@@ -392,7 +394,8 @@ def train_policy(
     resume = None
     if resume_every_s is not None:
         setting = {"policy": policy_cfg, "dataset": file_hash(dataset), "train": train_names, "valid": valid_names,
-                   "seed": int(seed), "encoder": enc_record, "device": str(device)}
+                   "seed": int(seed), "device": str(device),  # the cache's path (partial or merged) is left out
+                   "encoder": {k: v for k, v in enc_record.items() if k != "cache"} if enc_record else enc_record}
         resume = FitResume(resume_state_path(out), json_hash(setting), float(resume_every_s))
     with scalar_writer(tensorboard) as scalars:
         result = fit(model, train, valid, train_cfg, generator, progress, scalars, resume)

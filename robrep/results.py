@@ -113,15 +113,17 @@ def read_csv_comments(path: str | os.PathLike) -> list[str]:
 def save_figure(fig: Any, path: str | os.PathLike, suffixes: Sequence[str] = (".png", ".svg"),
                 dpi: int = 130) -> list[Path]:
     """Write a matplotlib figure atomically as ``path`` with each suffix (default .png and .svg), close it;
-    returns the paths."""
+    returns the paths. The same figure gives the same bytes (an SVG carries no date, its ids a fixed salt), so a
+    regenerated plot of unchanged results leaves ``git status`` clean."""
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
     out = [Path(path).with_suffix(suffix) for suffix in suffixes]
     try:
         for p in out:
-            with atomic_path(p) as tmp:
-                fig.savefig(tmp, dpi=dpi)
+            svg = p.suffix == ".svg"
+            with atomic_path(p) as tmp, plt.rc_context({"svg.hashsalt": "robrep"} if svg else {}):
+                fig.savefig(tmp, dpi=dpi, **({"metadata": {"Date": None}} if svg else {}))
     finally:
         plt.close(fig)
     return out

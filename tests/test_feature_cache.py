@@ -185,3 +185,76 @@ def test_a_second_encoding_of_the_same_cache_writes_its_own_copy(demos, tmp_path
         assert [p.name for p in parts.iterdir()] == [".lock"]  # the first one's folder untouched
     with FeatureCache(path, enc) as got, FeatureCache(reference, enc) as want:
         assert all(torch.equal(got.features(n).tokens, want.features(n).tokens) for n in want.demo_names)
+
+
+def test_a_partial_cache_encodes_only_the_demos_asked_for_and_merges_when_complete(demos, tmp_path, monkeypatch):
+    """``demos=[...]`` encodes those demos only and returns the parts folder, read like the merged cache; a later
+    call adds the rest (encoding only what is missing) and merges into the file an all-at-once encoding writes."""
+    enc = tiny_vit(0)
+    reference = compute_features(enc, demos, tmp_path / "ref", encoder_name="tiny", progress=False, shifts=1)
+    calls = []
+    encode = enc.encode_images
+    monkeypatch.setattr(enc, "encode_images", lambda images, **kw: calls.append(len(images)) or encode(images, **kw))
+    part = compute_features(enc, demos, tmp_path / "c", encoder_name="tiny", progress=False, shifts=1,
+                            demos=["demo_2", "demo_0"])
+    assert part == partial_dir(tmp_path / "c" / reference.name) and len(calls) == 4  # two demos × two views
+    with FeatureCache(part, enc) as got, FeatureCache(reference, enc) as want:
+        assert got.partial and not want.partial
+        assert got.demo_names == ["demo_0", "demo_2"] and got.grid == want.grid and got.shifts == 1
+        assert all(torch.equal(got.features(n, view=v).tokens, want.features(n, view=v).tokens)
+                   for n in got.demo_names for v in (0, 1))
+        with pytest.raises(KeyError, match="demo_1"):
+            got.features("demo_1")
+    with pytest.raises(ValueError, match="was made by encoder weights"):
+        FeatureCache(part, tiny_vit(1))
+    calls.clear()
+    assert compute_features(enc, demos, tmp_path / "c", encoder_name="tiny", progress=False, shifts=1,
+                            demos=["demo_0"]) == part and calls == []  # already there: nothing encoded
+    path = compute_features(enc, demos, tmp_path / "c", encoder_name="tiny", progress=False, shifts=1,
+                            demos=["demo_1"])
+    assert path.name == reference.name and not part.exists() and len(calls) == 2  # demo_1 only, then merged
+    with FeatureCache(path, enc) as got, FeatureCache(reference, enc) as want:
+        assert got.demo_names == want.demo_names
+        assert all(torch.equal(got.features(n, view=v).tokens, want.features(n, view=v).tokens)
+                   for n in want.demo_names for v in (0, 1))
+    with pytest.raises(KeyError, match="no demos"):
+        compute_features(tiny_vit(2), demos, tmp_path / "c", encoder_name="tiny", progress=False, demos=["demo_9"])
+
+
+def test_a_partial_cache_reader_follows_a_merge_made_after_it_opened(demos, tmp_path):
+    """A reader of the parts folder whose demos another process merged (and whose folder it deleted) since it opened
+    reads the merged file."""
+    enc = tiny_vit(0)
+    part = compute_features(enc, demos, tmp_path, encoder_name="tiny", progress=False, demos=["demo_0"])
+    with FeatureCache(part, enc) as got:
+        path = compute_features(enc, demos, tmp_path, encoder_name="tiny", progress=False)
+        assert not part.exists()
+        with FeatureCache(path, enc) as want:
+            assert torch.equal(got.features("demo_1").tokens, want.features("demo_1").tokens)
+
+
+def test_a_partial_encoding_waits_for_the_process_holding_the_folder(demos, tmp_path):
+    """With ``demos``, a second encoding waits while another holds the parts folder (no private copy), then finds
+    the demos there."""
+    import threading
+
+    from robrep.locks import exclusive_lock
+
+    enc = tiny_vit(0)
+    part = compute_features(enc, demos, tmp_path, encoder_name="tiny", progress=False, demos=["demo_0"])
+    (part / "demo_0.h5").rename(part / "held.h5")
+    release = threading.Event()
+    result = {}
+
+    def second():
+        result["path"] = compute_features(enc, demos, tmp_path, encoder_name="tiny", progress=False,
+                                          demos=["demo_0"], wait_s=0.05)
+
+    with exclusive_lock(part, "the first encoding", directory=True):
+        t = threading.Thread(target=second)
+        t.start()
+        release.wait(0.3)
+        assert t.is_alive() and "path" not in result  # waiting, not writing a copy
+        (part / "held.h5").rename(part / "demo_0.h5")  # the first encoding finishes demo_0
+    t.join(10)
+    assert result["path"] == part

@@ -780,7 +780,7 @@ def test_shifted_feature_copies_reach_training(demos, encoder_ckpt, cache_dir, t
     summary = train_policy(cfg, demos, 2, 0, tmp_path / "p.pt", EncoderSpec("mae", str(encoder_ckpt), ARCH),
                            cache_dir=cache_dir)
     ckpt = read_policy_checkpoint(tmp_path / "p.pt")
-    assert ckpt["encoder"]["cache"].endswith(path.name.split(".", 2)[2])  # the same key: the cache with copies
+    assert path.name.split(".", 2)[2] in ckpt["encoder"]["cache"]  # the same key: the cache with copies (partial)
     assert math.isfinite(summary["train"]["valid_mse"])
     assert load_policy(tmp_path / "p.pt").act(demo_obs(demos)).shape == (3, 4)
 

@@ -152,3 +152,24 @@ def test_the_matched_run_sections_appear_once_their_files_exist(tmp_path):
     text = report.render_report(tmp_path)
     assert text.index("compute-matched run at step 2000") < text.index("compute-matched run at step 8000")
     assert "What the matched compute bought in closed loop" in text
+
+
+def test_a_figure_saved_twice_has_the_same_bytes(tmp_path):
+    """Plots regenerated from unchanged results leave the committed files as they were (no date, fixed SVG ids)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from robrep.results import save_figure
+
+    def draw(path):
+        fig, ax = plt.subplots()
+        ax.plot([0, 1, 2], [0.1, 0.5, 0.4], label="a")
+        ax.fill_between([0, 1, 2], 0, 0.2)
+        ax.legend()
+        return save_figure(fig, path)
+
+    first = {p.suffix: p.read_bytes() for p in draw(tmp_path / "a" / "fig")}
+    second = {p.suffix: p.read_bytes() for p in draw(tmp_path / "b" / "fig")}
+    assert first == second and set(first) == {".png", ".svg"}

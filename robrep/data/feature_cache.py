@@ -20,6 +20,11 @@ time holds that folder's lock, a second one at the same time writes a private te
 stopped in any way (Ctrl-C, SIGKILL, a session's end) resumes demo by demo; the demos are merged into the cache file
 when all are there.
 
+Partial caches: ``compute_features(..., demos=[...])`` encodes only the demos named (a data-efficiency stage at
+N = 10 trains and validates on a few dozen of a 500-demo file) and returns the parts folder, which
+:class:`FeatureCache` reads like the merged file (``meta.json`` in it holds the attributes the merged file will
+have); later calls add demos to the same folder, and the one that completes the file merges it.
+
 Shifted copies (augmentation for frozen features, as DrQ's random shift for a CNN): copy ``c`` of frame
 ``t`` encodes the image translated by a whole-pixel offset in [-shift_pad, shift_pad]² (border replicated),
 drawn from a generator seeded by (``c``, the demo's index), so a cache is reproducible.
@@ -34,7 +39,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import h5py
 import numpy as np
@@ -85,6 +90,8 @@ def compute_features(
     shifts: int = 0,
     shift_pad: int = 4,
     obs_keys: ObsKeys | None = None,
+    demos: Sequence[str] | None = None,
+    wait_s: float = 2.0,
 ) -> Path:
     """Encode every frame ``obs/<obs_keys.image>`` (default ``image``) of ``dataset`` with the frozen ``encoder``
     once (and, with ``shifts = C > 0``, C randomly shifted copies of it, ±``shift_pad`` px); returns the cache path
@@ -93,7 +100,10 @@ def compute_features(
     :class:`robrep.data.demo_file.DemoFileError` naming the keys it has.
     ``dataset`` is a demo file or ``lerobot:<dir>`` (:func:`robrep.data.sources.resolve_dataset`).
     Encoding stopped midway (Ctrl-C, a kill, a session's end) continues where it stopped on the next call: finished
-    demos wait in ``.<name>.parts/`` (:func:`partial_dir`) and are merged into the cache when all are there."""
+    demos wait in ``.<name>.parts/`` (:func:`partial_dir`) and are merged into the cache when all are there.
+    ``demos``: encode only these demos (names in the file) and return the parts folder, a partial cache that
+    :class:`FeatureCache` opens (or the merged file, once every demo of the file is encoded); while another process
+    encodes into the same folder, this one waits for it (polling every ``wait_s`` s) instead of writing a copy."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1 (images per encoder call), got {batch_size}")
     if shifts < 0 or shift_pad < 0:
@@ -111,6 +121,8 @@ def compute_features(
     meta = {"key": key, "encoder_name": encoder_name, "dataset_hash": dataset_hash, "dataset_path": str(dataset),
             "image_key": image_key, "shifts": int(shifts), "shift_pad": int(shift_pad)}
     parts = partial_dir(out)
+    if demos is not None:
+        return _encode_some(job, parts, out, meta, list(demos), wait_s)
     with contextlib.ExitStack() as stack:
         try:
             stack.enter_context(exclusive_lock(parts, f"encoding features into {out}", directory=True))
@@ -121,6 +133,35 @@ def compute_features(
         if not _complete(out, encoder):  # (another process may have finished it since the first look)
             job.resume(parts, out, meta)
     return out
+
+
+def _encode_some(job: "_Encoding", parts: Path, out: Path, meta: dict[str, Any], wanted: list[str],
+                 wait_s: float) -> Path:
+    """``wanted`` demos encoded into ``parts`` (under its lock, waiting while another process holds it); the merged
+    file when that completed it, else ``parts``."""
+    while True:
+        if _complete(out, job.encoder):
+            return out
+        if _has_parts(parts, wanted, job.encoder):
+            return parts
+        try:
+            with exclusive_lock(parts, f"encoding features into {out}", directory=True):
+                if _complete(out, job.encoder):
+                    return out
+                return out if job.resume(parts, out, meta, only=wanted) else parts
+        except LockedError:
+            time.sleep(wait_s)
+
+
+def _has_parts(parts: Path, wanted: Sequence[str], encoder: Encoder) -> bool:
+    """Whether the partial cache ``parts`` holds every demo of ``wanted``, made by ``encoder``."""
+    if not (parts / META_NAME).is_file() or not all((parts / f"{n}.h5").is_file() for n in wanted):
+        return False
+    try:
+        FeatureCache(parts, encoder).close()
+        return True
+    except ValueError:
+        return False
 
 
 def _complete(out: Path, encoder: Encoder) -> bool:
@@ -135,8 +176,17 @@ def _complete(out: Path, encoder: Encoder) -> bool:
 
 
 def partial_dir(out: Path) -> Path:
-    """Where a stopped encoding of cache ``out`` keeps its finished demos: ``.<name>.parts/<demo>.h5``."""
+    """Where a stopped encoding of cache ``out`` keeps its finished demos: ``.<name>.parts/<demo>.h5`` (with
+    ``meta.json``, the attributes the merged file will have: a partial cache :class:`FeatureCache` opens)."""
     return out.with_name(f".{out.name}.parts")
+
+
+def merged_path(parts: Path) -> Path:
+    """The cache file a parts folder (:func:`partial_dir`) is merged into."""
+    return parts.with_name(parts.name.removeprefix(".").removesuffix(".parts"))
+
+
+META_NAME = "meta.json"  # a partial cache's attributes (those of the merged file but ``seconds`` and ``complete``)
 
 
 class _Encoding:
@@ -150,12 +200,19 @@ class _Encoding:
         self.batch_size, self.use_language, self.progress = batch_size, use_language, progress
         self.shifts, self.shift_pad, self.obs_keys = shifts, shift_pad, obs_keys or ObsKeys()
 
-    def demos(self, skip: set[str] = frozenset()) -> Iterator[tuple[str, list[SpatialFeatures], float]]:
-        """``(name, views, seconds)`` per demo not in ``skip``: view 0 the images as recorded, then the shifted
-        copies."""
+    def demos(self, skip: set[str] = frozenset(), only: Sequence[str] | None = None
+              ) -> Iterator[tuple[str, list[SpatialFeatures], float]]:
+        """``(name, views, seconds)`` per demo not in ``skip`` (and in ``only``, when given; KeyError names demos
+        the file lacks): view 0 the images as recorded, then the shifted copies."""
         with DemoFile(self.dataset) as demos:
             demos.require_obs_keys(self.obs_keys, proprio=False, purpose=f"encoding with {self.encoder_name}")
             names = demos.demo_names()
+            if only is not None:
+                unknown = sorted(set(only) - set(names))
+                if unknown:
+                    raise KeyError(f"{self.dataset} has no demos {unknown[:5]} ({len(unknown)} asked for are not "
+                                   f"in it)")
+                names = [n for n in names if n in set(only)]
             todo = [n for n in names if n not in skip]
             try:
                 for name in tqdm(todo, disable=not self.progress, desc=f"features {self.encoder_name}", unit="demo",
@@ -175,11 +232,14 @@ class _Encoding:
             finally:
                 self.encoder.language = None
 
+    def attributes(self, meta: dict[str, Any]) -> dict[str, Any]:
+        """The cache's attributes but ``seconds`` and ``complete`` (a partial cache's ``meta.json``)."""
+        return {**meta, "encoder": json.dumps(self.encoder.identity(), sort_keys=True, default=str),
+                "grid": list(self.encoder.grid_size),
+                "preprocessing": json.dumps(preprocessing_of(self.encoder, self.use_language), sort_keys=True)}
+
     def finish(self, f: h5py.File, meta: dict[str, Any], seconds: float) -> None:
-        f.attrs.update({**meta, "encoder": json.dumps(self.encoder.identity(), sort_keys=True, default=str),
-                        "grid": list(self.encoder.grid_size),
-                        "preprocessing": json.dumps(preprocessing_of(self.encoder, self.use_language), sort_keys=True),
-                        "seconds": seconds, "complete": True})
+        f.attrs.update({**self.attributes(meta), "seconds": seconds, "complete": True})
 
     def write_all(self, path: Path, meta: dict[str, Any]) -> None:
         with h5py.File(path, "w") as f:
@@ -189,17 +249,24 @@ class _Encoding:
                 seconds += spent
             self.finish(f, meta, seconds)
 
-    def resume(self, parts: Path, out: Path, meta: dict[str, Any]) -> None:
-        """Encode the demos ``parts`` lacks, one file each (``<demo>.h5``, renamed into place when written, so a
-        kill at any moment leaves only whole demos), then merge them into ``out`` and delete ``parts``."""
+    def resume(self, parts: Path, out: Path, meta: dict[str, Any], only: Sequence[str] | None = None) -> bool:
+        """Encode the demos ``parts`` lacks (of ``only``, when given), one file each (``<demo>.h5``, renamed into
+        place when written, so a kill at any moment leaves only whole demos); when the file's every demo is there,
+        merge them into ``out``, delete ``parts`` and return True (False: ``parts`` stays a partial cache)."""
         results.remove_stale_temps(parts)  # a demo file a killed run was writing
+        attributes = json.dumps(self.attributes(meta), sort_keys=True, default=str)
+        if not (parts / META_NAME).is_file() or (parts / META_NAME).read_text() != attributes:
+            with results.atomic_path(parts / META_NAME) as tmp:
+                tmp.write_text(attributes)
         done = {p.stem for p in parts.glob("demo_*.h5")}
-        for name, views, spent in self.demos(skip=done):
+        for name, views, spent in self.demos(skip=done, only=only):
             with results.atomic_path(parts / f"{name}.h5") as tmp, h5py.File(tmp, "w") as f:
                 write_demo(f, name, views, self.shifts)
                 f.attrs["seconds"] = spent
         with DemoFile(self.dataset) as demos:
             names = demos.demo_names()
+        if not all((parts / f"{name}.h5").is_file() for name in names):
+            return False
         with results.atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
             group, seconds = f.create_group("features"), 0.0
             for name in names:
@@ -208,6 +275,7 @@ class _Encoding:
                     seconds += float(part.attrs["seconds"])
             self.finish(f, meta, seconds)
         shutil.rmtree(parts, ignore_errors=True)
+        return True
 
 
 def write_demo(group: h5py.Group, name: str, views: list[SpatialFeatures], copies: int) -> None:
@@ -238,48 +306,87 @@ def write_features(group: h5py.Group, prefix: str, feats: SpatialFeatures, copie
 
 
 class FeatureCache:
-    """Read a feature cache. With ``encoder`` given, refuse a cache made by different weights."""
+    """Read a feature cache: the merged file, or a partial cache (the parts folder :func:`compute_features` returns
+    for ``demos=[...]``: the demos encoded so far). With ``encoder`` given, refuse a cache made by different
+    weights."""
 
     def __init__(self, path: str | os.PathLike, encoder: Encoder | None = None, weights_hash: str | None = None):
         self.path = Path(path)
-        if not self.path.is_file():
-            raise FileNotFoundError(f"feature cache not found: {self.path}")
-        try:
-            self._f = h5py.File(self.path, "r")
-        except OSError as exc:
-            raise ValueError(f"{self.path} is not a readable feature cache ({exc})") from exc
-        if not self._f.attrs.get("complete", False) or "features" not in self._f:
-            self._f.close()
-            raise ValueError(f"{self.path} is an incomplete feature cache (interrupted write?)")
-        self.identity = json.loads(self._f.attrs["encoder"])
+        self._parts: dict[str, h5py.File] = {}  # a partial cache's demo files opened so far
+        self._f: h5py.File | None = None
+        if self.path.is_dir():
+            attrs = self._partial_attributes()
+        else:
+            if not self.path.is_file():
+                raise FileNotFoundError(f"feature cache not found: {self.path}")
+            try:
+                self._f = h5py.File(self.path, "r")
+            except OSError as exc:
+                raise ValueError(f"{self.path} is not a readable feature cache ({exc})") from exc
+            if not self._f.attrs.get("complete", False) or "features" not in self._f:
+                self._f.close()
+                raise ValueError(f"{self.path} is an incomplete feature cache (interrupted write?)")
+            attrs = self._f.attrs
+        self.identity = json.loads(attrs["encoder"])
         expected = weights_hash or (encoder.weights_hash() if encoder is not None else None)
         if expected is not None and expected != self.identity["weights_hash"]:
-            self._f.close()
+            self.close()
             raise ValueError(f"{self.path} was made by encoder weights {self.identity['weights_hash']} "
                              f"({self.identity['family']}), not {expected}: recompute the features")
-        self.grid = tuple(int(v) for v in self._f.attrs["grid"])
-        self.dataset_hash = str(self._f.attrs["dataset_hash"])
-        self.shifts = int(self._f.attrs.get("shifts", 0))  # shifted copies per frame (views 1 … shifts)
+        self.grid = tuple(int(v) for v in attrs["grid"])
+        self.dataset_hash = str(attrs["dataset_hash"])
+        self.shifts = int(attrs.get("shifts", 0))  # shifted copies per frame (views 1 … shifts)
+
+    def _partial_attributes(self) -> dict[str, Any]:
+        try:
+            return json.loads((self.path / META_NAME).read_text())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{self.path} is not a partial feature cache (no readable {META_NAME}: {exc})") from exc
+
+    @property
+    def partial(self) -> bool:
+        """Whether this is a partial cache (some of the file's demos)."""
+        return self._f is None
 
     @property
     def demo_names(self) -> list[str]:
-        return sorted(self._f["features"], key=lambda n: int(n.rsplit("_", 1)[-1]))
+        names = self._f["features"] if self._f is not None else [p.stem for p in self.path.glob("demo_*.h5")]
+        return sorted(names, key=lambda n: int(n.rsplit("_", 1)[-1]))
+
+    def _group(self, name: str) -> h5py.Group:
+        if self._f is not None:
+            if name not in self._f["features"]:
+                raise KeyError(f"demo {name!r} is not in feature cache {self.path}")
+            return self._f["features"][name]
+        if name not in self._parts:
+            merged = merged_path(self.path)
+            try:
+                self._parts[name] = h5py.File(self.path / f"{name}.h5", "r")
+            except FileNotFoundError:
+                if merged.is_file():  # merged (and the folder deleted) by another process since this one opened it
+                    self._f = h5py.File(merged, "r")
+                    return self._group(name)
+                raise KeyError(f"demo {name!r} is not in partial feature cache {self.path}: encode it with "
+                               f"compute_features(..., demos=[...])") from None
+        return self._parts[name][name]
 
     def features(self, name: str, dtype: torch.dtype = torch.float32, view: int = 0) -> SpatialFeatures:
         """Features of every frame of demo ``name``: tokens ``(T, N, D)``, global ``(T, D)`` or None;
         ``view`` 0 = the images as recorded, 1 … ``shifts`` = a shifted copy."""
-        if name not in self._f["features"]:
-            raise KeyError(f"demo {name!r} is not in feature cache {self.path}")
+        g = self._group(name)
         if not 0 <= view <= self.shifts:
             raise ValueError(f"view {view} not in {self.path}: it holds views 0 … {self.shifts}")
-        g = self._f["features"][name]
         prefix, at = ("", ()) if view == 0 else ("shifted_", (view - 1,))
         tokens = torch.from_numpy(g[prefix + "tokens"][at]).to(dtype)
         glob = torch.from_numpy(g[prefix + "global_token"][at]).to(dtype) if prefix + "global_token" in g else None
         return SpatialFeatures(tokens, self.grid, glob)
 
     def close(self) -> None:
-        self._f.close()
+        if self._f is not None:
+            self._f.close()
+        for f in self._parts.values():
+            f.close()
+        self._parts.clear()
 
     def __enter__(self) -> "FeatureCache":
         return self

@@ -198,9 +198,10 @@ def arm_config(arm: str, weights_budget: str, overrides: Sequence[str] = ()) -> 
     return compose("cell", [f"arm={arm}", f"weights_budget={weights_budget}", *overrides])
 
 
-def cell_features(spec: CellSpec, threads: int | None = None) -> Path | None:
+def cell_features(spec: CellSpec, threads: int | None = None, demos: Sequence[str] | None = None) -> Path | None:
     """The feature cache of ``spec``'s frozen encoder over its dataset (computed when missing, on ``threads``
-    threads); ``None`` for arms that train on images (CNN, fine-tuning)."""
+    threads; with ``demos``, a partial cache of those demos: :func:`stage_demos`); ``None`` for arms that train on
+    images (CNN, fine-tuning)."""
     from policies.train import policy_feature_cache
 
     if spec.policy["trunk"] != "features":
@@ -208,7 +209,20 @@ def cell_features(spec: CellSpec, threads: int | None = None) -> Path | None:
     with thread_limit(threads or spec.threads):
         return policy_feature_cache(spec.policy, spec.encoder.load(spec.device), spec.dataset, spec.cache_dir,
                                     spec.encoder.label, spec.feature_batch_size, spec.use_language, spec.progress,
-                                    spec.obs_keys)
+                                    spec.obs_keys, demos=demos)
+
+
+def stage_demos(specs: Sequence[CellSpec], extra_seeds: Sequence[int] = ()) -> list[str]:
+    """The demos the cells ``specs`` (one dataset) train and validate on: each cell's training subset (and that of
+    every seed of ``extra_seeds`` at the cells' N: the tuning seed) plus the ``valid`` demos, in file order. A
+    stage at N = 10 encodes these, not the whole file."""
+    from robrep.data.demo_file import DemoFile
+
+    with DemoFile(specs[0].dataset) as demos:
+        wanted = set(demos.demo_names("valid")) if "valid" in demos.filter_keys else set()
+        for n, seed in {(s.n, s.seed) for s in specs} | {(s.n, int(e)) for s in specs for e in extra_seeds}:
+            wanted.update(demos.subset(n, seed))
+        return [name for name in demos.demo_names() if name in wanted]
 
 
 def ensure_policy(spec: CellSpec) -> Path:

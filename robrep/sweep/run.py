@@ -29,7 +29,7 @@ from robrep.failpoints import failpoint
 from robrep.interrupt import sigterm_raises
 from robrep.locks import exclusive_lock
 from robrep.precision import resolve_precision
-from robrep.sweep.cell import CellSpec, arm_config, cell_features, run_cell
+from robrep.sweep.cell import CellSpec, arm_config, cell_features, run_cell, stage_demos
 from robrep.sweep.run_log import RunLog
 from robrep.sweep.table import (auc_paired_rows, auc_rows, cell_rows, default_auc_pairs, format_auc, format_summary,
                                 load_cells, noise_floor_by_n, paired_rows, plot_paired, plot_success, summarise,
@@ -230,11 +230,14 @@ def _run_locked(cfg: DictConfig, arms: list[str], cells: list[CellSpec], precisi
             log.info(f"sweep {cfg.name}: {len(cells)} cells ({len(arms)} arms × {layout}), "
                      f"{len(cells) - len(pending)} already done; frozen encoders in {precision}")
             if pending:
-                seen: set[str] = set()
-                for spec in pending:  # each frozen encoder's cache once, on every job's thread, before cells compete
-                    if spec.arm not in seen:
-                        seen.add(spec.arm)
-                        cell_features(spec, threads=max(1, int(cfg.jobs)))
+                by_arm: dict[str, list[CellSpec]] = {}
+                for spec in pending:
+                    by_arm.setdefault(spec.arm, []).append(spec)
+                extra = [int(cfg.tune.seed)] if tuning else []
+                for specs in by_arm.values():  # each frozen encoder's cache once, on every job's thread, before
+                    # cells compete: the demos this invocation's cells train and validate on (all, at N = 500)
+                    if specs[0].policy["trunk"] == "features":
+                        cell_features(specs[0], threads=max(1, int(cfg.jobs)), demos=stage_demos(specs, extra))
                 launcher = make_launcher(OmegaConf.to_container(cfg.launcher, resolve=True))
                 if tuning:  # lr × weight decay per (arm, N), on the valid demos only
                     grid = OmegaConf.to_container(cfg.tune.grid, resolve=True)
