@@ -208,11 +208,12 @@ class _Encoding:
             demos.require_obs_keys(self.obs_keys, proprio=False, purpose=f"encoding with {self.encoder_name}")
             names = demos.demo_names()
             if only is not None:
-                unknown = sorted(set(only) - set(names))
+                wanted = set(only)
+                unknown = sorted(wanted - set(names))
                 if unknown:
                     raise KeyError(f"{self.dataset} has no demos {unknown[:5]} ({len(unknown)} asked for are not "
                                    f"in it)")
-                names = [n for n in names if n in set(only)]
+                names = [n for n in names if n in wanted]
             todo = [n for n in names if n not in skip]
             try:
                 for name in tqdm(todo, disable=not self.progress, desc=f"features {self.encoder_name}", unit="demo",
@@ -359,10 +360,10 @@ class FeatureCache:
                 raise KeyError(f"demo {name!r} is not in feature cache {self.path}")
             return self._f["features"][name]
         if name not in self._parts:
-            merged = merged_path(self.path)
             try:
                 self._parts[name] = h5py.File(self.path / f"{name}.h5", "r")
             except FileNotFoundError:
+                merged = merged_path(self.path)
                 if merged.is_file():  # merged (and the folder deleted) by another process since this one opened it
                     self._f = h5py.File(merged, "r")
                     return self._group(name)
