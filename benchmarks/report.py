@@ -558,6 +558,27 @@ TASK_SWEEPS = {"push": "push_fair2", "push_color": "push_color_fair", "pick_plac
                "metaworld/push-v3": "mw_push_fair"}
 
 
+#: The demo counts whose success the cross-task section tabulates per task (the two ends the benchmark reports).
+CROSS_TASK_NS = (10, 500)
+
+
+def _per_n_tables(sweeps: dict[str, Path]) -> list[str]:
+    """Per N in :data:`CROSS_TASK_NS` that some task has: success per arm and task (seed mean [seed-level 95 %
+    interval], from summary.csv), the task's column empty until its stage is complete."""
+    out = []
+    for n in CROSS_TASK_NS:
+        rows = {t: {r["arm"]: r for r in read_csv(d / "summary.csv") if int(r["n"]) == n} for t, d in sweeps.items()}
+        rows = {t: r for t, r in rows.items() if r}
+        if not rows:
+            continue
+        arms = sorted({a for r in rows.values() for a in r})
+        pct = lambda r: "{:.1f} % [{:.1f}, {:.1f}]".format(  # noqa: E731
+            *(100 * num(r[k]) for k in ("seed_mean", "seed_ci_low", "seed_ci_high")))
+        out += [f"Success at N = {n} per arm and task (seed mean [seed-level 95 % interval], summary.csv):",
+                table(["arm", *rows], [[a, *(pct(r[a]) if a in r else "–" for r in rows.values())] for a in arms])]
+    return out
+
+
 def cross_task_section(res: Path, found: list[Path]) -> list[str]:
     """The primary metric (AUC over log N, with its seed-level interval) of every arm on every task whose benchmark
     sweep is committed, and per task its N, wall time and the best vision arm (seed mean) at its smallest and largest
@@ -592,7 +613,7 @@ def cross_task_section(res: Path, found: list[Path]) -> list[str]:
             "seed-level 95 % interval, from each task's benchmark sweep (`auc.csv`: a sweep with two or more N); a "
             "task's line below appears from its first committed stage (" + ", ".join(
                 f"{t}: `{d}`" for t, d in TASK_SWEEPS.items()) + ").",
-            csv_table(table) if table else "", "\n".join(lines),
+            csv_table(table) if table else "", *_per_n_tables(sweeps), "\n".join(lines),
             *tail(res, [], [d / f for d in sweeps.values() for f in ("auc.csv", "summary.csv") if (d / f).exists()])]
 
 

@@ -116,6 +116,7 @@ def test_the_cross_task_table_has_a_column_per_committed_task(tmp_path):
             "best vision arm (seed mean) at N = 10: mae 30 % [20, 40] (state oracle 50 % [40, 60]), its "
             "interval overlapped by cnn; at N = 500: cnn 90 % [80, 100] (state oracle 95 % [85, 105]), its interval "
             "overlapped by mae.") in text
+    assert "Success at N = 500 per arm and task" in text and "| mae | 80.0 % [70.0, 90.0] | 80.0 % [70.0, 90.0] |" in text
 
 
 def test_the_state_oracle_is_named_as_such_and_never_the_best_arm(tmp_path):
