@@ -613,8 +613,28 @@ def cross_task_section(res: Path, found: list[Path]) -> list[str]:
             "seed-level 95 % interval, from each task's benchmark sweep (`auc.csv`: a sweep with two or more N); a "
             "task's line below appears from its first committed stage (" + ", ".join(
                 f"{t}: `{d}`" for t, d in TASK_SWEEPS.items()) + ").",
-            csv_table(table) if table else "", *_per_n_tables(sweeps), "\n".join(lines),
-            *tail(res, [], [d / f for d in sweeps.values() for f in ("auc.csv", "summary.csv") if (d / f).exists()])]
+            csv_table(table) if table else "", *_per_n_tables(sweeps), *_chance_floor(res), "\n".join(lines),
+            *tail(res, [], [d / f for d in sweeps.values() for f in ("auc.csv", "summary.csv") if (d / f).exists()]
+                  + [p for p in [res / CHANCE_FLOOR] if p.exists()])]
+
+
+#: Blind policies' success on the sweeps' evaluation layouts (benchmarks/chance_floor.py).
+CHANCE_FLOOR = "chance_floor.csv"
+
+
+def _chance_floor(res: Path) -> list[str]:
+    """The chance floor beside the per-N tables: each task's zero-action and random-action success on the sweeps'
+    layouts (Wilson 95 %), if committed."""
+    if not (res / CHANCE_FLOOR).exists():
+        return []
+    rows = read_csv(res / CHANCE_FLOOR)
+    cell = lambda r: f"{r['successes']}/{r['episodes']} = {rate(r)}"  # noqa: E731
+    return ["Chance floor (`python -m benchmarks.chance_floor`): policies that never look — the zero action every "
+            "step, and uniform random actions — on the same evaluation layouts (Wilson 95 %):",
+            table(["task", "split", "zero", "random"],
+                  [[t, next(r["split"] for r in rows if r["task"] == t),
+                    *(cell(r) for k in ("zero", "random") for r in rows if r["task"] == t and r["policy"] == k)]
+                   for t in dict.fromkeys(r["task"] for r in rows)])]
 
 
 DIAGNOSTIC_COLS = ["encoder", "weights", "choice", "pck2", "pck4", "pck4_ci_low", "pck4_ci_high", "pck8",

@@ -15,7 +15,7 @@ BENCHMARKS = ("camera_framing", "costs", "load_speed", "dift_sweep", "encoder_sp
               "policy_latency", "pretrain_ablation", "probe_gate", "sweep_choices", "sweep_cost", "sweep_profile", "budget_pilot",
               "transfer_protocols", "goal_confound", "latent_localisation", "plan_exploitation", "bc_beside_planner",
               "train_step", "encoder_diagnostics", "prior_planner", "pretrain_budget", "compare_sweeps",
-              "export_fidelity")
+              "export_fidelity", "chance_floor")
 #: Generators of committed docs from committed CSVs (not measurements): they rewrite their own file, with --check.
 DOC_GENERATORS = ("report",)
 FOLDER = Path(__file__).resolve().parent.parent / "benchmarks"
@@ -161,3 +161,25 @@ def test_compare_sweeps_pairs_cells_by_seed_and_layout(tmp_path):
     b[("mae", 10, 0)]["episode_seeds"] = list(range(1, 51))
     with pytest.raises(ValueError, match="different layouts"):
         compare(a, b)
+
+
+def test_chance_floor_policies_are_blind_and_seeded():
+    """The chance floor's policies never ask for an image, act zeros / reproducible uniform actions inside the
+    box, and score on the sweep's layouts (one row per policy)."""
+    import numpy as np
+
+    from benchmarks.chance_floor import BlindPolicy, floor_rows
+
+    low, high = -np.ones(4), np.array([1.0, 1.0, 1.0, 0.5])
+    zero, rand, again = (BlindPolicy("push", {}, k, low, high, seed=3) for k in ("zero", "random", "random"))
+    for p in (zero, rand, again):
+        p.reset(5)
+    assert not zero.observation_needed().any() and zero.observation_needed().shape == (5,)
+    assert (zero.act({}) == 0).all() and zero.act({}).shape == (5, 4)
+    a = rand.act({})
+    assert a.dtype == np.float32 and (a >= low).all() and (a <= high).all() and np.array_equal(a, again.act({}))
+    with pytest.raises(ValueError, match="kind"):
+        BlindPolicy("push", {}, "noop", low, high)
+    rows = floor_rows("push", episodes=3)
+    assert [r["policy"] for r in rows] == ["zero", "random"]
+    assert all(r["episodes"] == 3 and r["split"] == "test" and 0 <= r["successes"] <= 3 for r in rows)

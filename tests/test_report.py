@@ -117,6 +117,14 @@ def test_the_cross_task_table_has_a_column_per_committed_task(tmp_path):
             "interval overlapped by cnn; at N = 500: cnn 90 % [80, 100] (state oracle 95 % [85, 105]), its interval "
             "overlapped by mae.") in text
     assert "Success at N = 500 per arm and task" in text and "| mae | 80.0 % [70.0, 90.0] | 80.0 % [70.0, 90.0] |" in text
+    assert "Chance floor" not in text
+    write_csv([{"task": "push", "env": "push", "policy": k, "split": "test", "seed_start": 0, "episodes": 100,
+                "successes": s, "success_rate": s / 100, "ci_low": 0.0, "ci_high": 0.05 * (s + 1), "mean_length": 80,
+                "wall_s": 1.0} for k, s in (("zero", 0), ("random", 2))], tmp_path / "results" / "chance_floor.csv",
+              comments=["python -m benchmarks.chance_floor --commit"])
+    text = report.render_report(tmp_path)
+    assert "| push | test | 0/100 = 0 % [0, 5] | 2/100 = 2 % [0, 15] |" in text
+    assert "python -m benchmarks.chance_floor --commit" in text
 
 
 def test_the_state_oracle_is_named_as_such_and_never_the_best_arm(tmp_path):
