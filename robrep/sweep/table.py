@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -295,10 +296,12 @@ def plot_success(summary: Sequence[Mapping[str, Any]], records: Sequence[Mapping
     ax.set_xticks(ns_all)
     ax.set_xticklabels([str(n) for n in ns_all])
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlim(ns_all[0] / 1.5, ns_all[-1] * 1.5)  # the seed dots' jitter (±20 %) stays beside its N, one N or many
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("demonstrations N (log scale)")
     ax.set_ylabel("success rate")
-    ax.set_title(title or "success vs demonstrations (band: Wilson 95 %, dots: training seeds)", fontsize=9)
+    ax.set_title(textwrap.fill(title or "success vs demonstrations (band: Wilson 95 %, dots: training seeds)", 80),
+                 fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", ncol=2)
     return save_figure(fig, path)
