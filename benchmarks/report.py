@@ -564,16 +564,16 @@ CROSS_TASK_NS = (10, 500)
 
 def _per_n_tables(sweeps: dict[str, Path]) -> list[str]:
     """Per N in :data:`CROSS_TASK_NS` that some task has: success per arm and task (seed mean [seed-level 95 %
-    interval], from summary.csv), the task's column empty until its stage is complete."""
+    interval], from summary.csv); a task's column appears once its summary.csv has that N."""
     out = []
+    pct = lambda r: "{:.1f} % [{:.1f}, {:.1f}]".format(  # noqa: E731
+        *(100 * num(r[k]) for k in ("seed_mean", "seed_ci_low", "seed_ci_high")))
     for n in CROSS_TASK_NS:
         rows = {t: {r["arm"]: r for r in read_csv(d / "summary.csv") if int(r["n"]) == n} for t, d in sweeps.items()}
         rows = {t: r for t, r in rows.items() if r}
         if not rows:
             continue
         arms = sorted({a for r in rows.values() for a in r})
-        pct = lambda r: "{:.1f} % [{:.1f}, {:.1f}]".format(  # noqa: E731
-            *(100 * num(r[k]) for k in ("seed_mean", "seed_ci_low", "seed_ci_high")))
         out += [f"Success at N = {n} per arm and task (seed mean [seed-level 95 % interval], summary.csv):",
                 table(["arm", *rows], [[a, *(pct(r[a]) if a in r else "–" for r in rows.values())] for a in arms])]
     return out
@@ -583,7 +583,8 @@ def cross_task_section(res: Path, found: list[Path]) -> list[str]:
     """The primary metric (AUC over log N, with its seed-level interval) of every arm on every task whose benchmark
     sweep is committed, and per task its N, wall time and the best vision arm (seed mean) at its smallest and largest
     N, with the privileged-state oracle's beside it where the sweep has one and the arms whose seed-level interval
-    reaches the best one's (a description, not a test: the paired tables test the planned pairs)."""
+    reaches the best one's (a description, not a test: the paired tables test the planned pairs); between them the
+    success per arm and task at N = 10 and 500 and the chance floor (results/chance_floor.csv) where committed."""
     sweeps = {t: res / "sweeps" / d for t, d in TASK_SWEEPS.items() if (res / "sweeps" / d / "summary.csv").exists()}
     auc = {t: {r["arm"]: r for r in read_csv(d / "auc.csv")} for t, d in sweeps.items() if (d / "auc.csv").exists()}
     arms = sorted({a for rows in auc.values() for a in rows})
