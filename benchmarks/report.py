@@ -34,8 +34,8 @@ def fx(x, d: int = 3) -> str:
     return "–" if math.isnan(num(x)) else f"{num(x):.{d}f}"
 
 
-def rate(r: dict, k: str = "success_rate", lo: str = "ci_low", hi: str = "ci_high") -> str:
-    return f"{100 * num(r[k]):.0f} % [{100 * num(r[lo]):.0f}, {100 * num(r[hi]):.0f}]"
+def rate(r: dict, k: str = "success_rate", lo: str = "ci_low", hi: str = "ci_high", digits: int = 0) -> str:
+    return f"{100 * num(r[k]):.{digits}f} % [{100 * num(r[lo]):.{digits}f}, {100 * num(r[hi]):.{digits}f}]"
 
 
 def diff(d, lo, hi, label: bool = True) -> str:
@@ -562,14 +562,13 @@ TASK_SWEEPS = {"push": "push_fair2", "push_color": "push_color_fair", "pick_plac
 CROSS_TASK_NS = (10, 500)
 
 
-def _per_n_tables(sweeps: dict[str, Path]) -> list[str]:
+def _per_n_tables(summaries: dict[str, list[dict]]) -> list[str]:
     """Per N in :data:`CROSS_TASK_NS` that some task has: success per arm and task (seed mean [seed-level 95 %
-    interval], from summary.csv); a task's column appears once its summary.csv has that N."""
+    interval], from each task's summary.csv rows); a task's column appears once its summary has that N."""
     out = []
-    pct = lambda r: "{:.1f} % [{:.1f}, {:.1f}]".format(  # noqa: E731
-        *(100 * num(r[k]) for k in ("seed_mean", "seed_ci_low", "seed_ci_high")))
+    pct = lambda r: rate(r, "seed_mean", "seed_ci_low", "seed_ci_high", digits=1)  # noqa: E731
     for n in CROSS_TASK_NS:
-        rows = {t: {r["arm"]: r for r in read_csv(d / "summary.csv") if int(r["n"]) == n} for t, d in sweeps.items()}
+        rows = {t: {r["arm"]: r for r in summary if int(r["n"]) == n} for t, summary in summaries.items()}
         rows = {t: r for t, r in rows.items() if r}
         if not rows:
             continue
@@ -590,9 +589,9 @@ def cross_task_section(res: Path, found: list[Path]) -> list[str]:
     arms = sorted({a for rows in auc.values() for a in rows})
     fmt = lambda r: f"{num(r['auc']):.3f} [{num(r['auc_ci_low']):.3f}, {num(r['auc_ci_high']):.3f}]"  # noqa: E731
     table = [{"arm": a, **{t: fmt(auc[t][a]) if a in auc[t] else "" for t in auc}} for a in arms]
-    lines = []
+    lines, summaries = [], {t: read_csv(d / "summary.csv") for t, d in sweeps.items()}
     for t, d in sweeps.items():
-        summary = read_csv(d / "summary.csv")
+        summary = summaries[t]
         ns = sorted({int(r["n"]) for r in summary})
         wall = sum(num(r["wall_min"]) for r in read_csv(d / "runs.csv")) if (d / "runs.csv").exists() else math.nan
         best = []
@@ -614,7 +613,7 @@ def cross_task_section(res: Path, found: list[Path]) -> list[str]:
             "seed-level 95 % interval, from each task's benchmark sweep (`auc.csv`: a sweep with two or more N); a "
             "task's line below appears from its first committed stage (" + ", ".join(
                 f"{t}: `{d}`" for t, d in TASK_SWEEPS.items()) + ").",
-            csv_table(table) if table else "", *_per_n_tables(sweeps), *_chance_floor(res), "\n".join(lines),
+            csv_table(table) if table else "", *_per_n_tables(summaries), *_chance_floor(res), "\n".join(lines),
             *tail(res, [], [d / f for d in sweeps.values() for f in ("auc.csv", "summary.csv") if (d / f).exists()]
                   + [p for p in [res / CHANCE_FLOOR] if p.exists()])]
 
