@@ -87,14 +87,9 @@ def floor_rows(task: str, episodes: int | None = None, seed: int = 0) -> list[di
         policy = BlindPolicy(cfg.task.name, env_kwargs, kind, low, high, seed)
         result = evaluate(policy, episodes, seed_start=int(cfg.eval_seed_start), split=str(cfg.eval_split),
                           num_envs=int(cfg.num_envs), progress=False, demo_seeds=[])
-        lo, hi = result.ci
-        rows.append({"task": task, "env": cfg.task.name, "policy": kind, "split": cfg.eval_split,
-                     "seed_start": int(cfg.eval_seed_start), "episodes": episodes, "successes": result.successes,
-                     "success_rate": round(result.success_rate, 4), "ci_low": round(lo, 4), "ci_high": round(hi, 4),
-                     "mean_length": round(result.mean_length, 1),
-                     "wall_s": round(result.wall_s, 1)})
-        print(f"{task:<12} {kind:<7} {result.successes}/{episodes} = {100 * result.success_rate:.1f} % "
-              f"[{100 * lo:.1f}, {100 * hi:.1f}] (Wilson 95 %), {result.wall_s:.1f} s")
+        summary = {k: round(v, 4) if isinstance(v, float) else v for k, v in result.summary().items()}
+        rows.append({"task": task, "env": summary.pop("task"), "policy": kind, "split": cfg.eval_split, **summary})
+        print(f"{task:<12} {kind:<7} {result.format()}")
     return rows
 
 
