@@ -4,6 +4,9 @@
 # whole campaign spans sessions and machines: re-run the same command and it continues where the cells stop.
 #   bash scripts/cross_task_sweeps.sh                              -> every sweep, every stage, in the order below
 #   SWEEPS="pick_place_fair mw_push_fair" STAGES="10 500" bash scripts/cross_task_sweeps.sh
+#   ARMS=voltron,voltron_nolang,clip,clip_text,cnn SWEEPS=push_color_fair STAGES=500 bash scripts/cross_task_sweeps.sh
+#                                                                  -> those arms' cells first (the same cells a full run
+#                                                                     makes: tuning is per arm and N; the rest later)
 #   bash scripts/cross_task_sweeps.sh status                       -> cells recorded so far, per sweep and N
 #   bash scripts/cross_task_sweeps.sh lanes                        -> the sweeps in two lanes side by side (LANES:
 #       lanes split by '|'), so one lane's single-process phases (encoding a feature cache) overlap the other's cells
@@ -16,6 +19,7 @@ R=${R:-.venv/bin/robrep}
 SWEEPS=${SWEEPS:-push_color_fair pick_place_fair mw_push_fair pick_place_varied_heldout_fair}
 STAGES=${STAGES:-10 500 50 100}
 JOBS=${JOBS:-2}
+ARMS=${ARMS:-}  # comma-separated subset of the sweep's arms (empty: all)
 
 args() {  # the sweep's own settings: task, preset or name (every other setting is sweep.yaml's default)
   case "$1" in
@@ -67,6 +71,7 @@ for s in $SWEEPS; do
     case " $own " in *" $n "*) ;; *) continue ;; esac
     echo "== $(date -u +%FT%TZ) $s N=$n"
     # the demo file is collected once for every N of the protocol (collect.demos): each stage reads the same bytes
-    eval "$R sweep $a sweep_dir=results/sweeps/$s 'demos=[$n]' 'collect.demos=[${own// /,}]' jobs=$JOBS progress=false"
+    eval "$R sweep $a sweep_dir=results/sweeps/$s 'demos=[$n]' 'collect.demos=[${own// /,}]' ${ARMS:+'arms=[$ARMS]'} \
+      jobs=$JOBS progress=false"
   done
 done

@@ -55,3 +55,10 @@ def test_status_counts_the_committed_cells():
     assert proc.returncode == 0 and proc.stdout.startswith("pick_place_fair: N=10 ")
     assert int(proc.stdout.split()[-1]) == len(list((SCRIPT.parent.parent / "results/sweeps/pick_place_fair/cells")
                                                     .glob("*_n10_s*.json")))
+
+
+def test_arms_runs_a_subset_first_and_is_left_out_when_empty():
+    proc = run(SWEEPS="push_color_fair", STAGES="500", ARMS="voltron,voltron_nolang")
+    assert proc.returncode == 0, proc.stderr
+    assert "arms=[voltron,voltron_nolang]" in proc.stdout and sweeps(proc.stdout) == [("push_color_fair", "[500]")]
+    assert "arms=" not in run(SWEEPS="push_color_fair", STAGES="500").stdout
