@@ -599,11 +599,13 @@ def cross_task_section(res: Path, found: list[Path]) -> list[str]:
         for n in dict.fromkeys((ns[0], ns[-1])):
             here = [r for r in summary if int(r["n"]) == n]
             vision = [r for r in here if r["arm"] not in ORACLE_ARMS]
+            oracle = "".join(f" ({o['arm']} oracle {pct(o)})" for o in here if o["arm"] in ORACLE_ARMS)
+            if not vision:  # a stage whose oracle cells landed first
+                best.append(f"N = {n}: no vision arm recorded yet{oracle}")
+                continue
             r = max(vision, key=lambda r: num(r["seed_mean"]))
-            oracle = [o for o in here if o["arm"] in ORACLE_ARMS]
             tied = [o["arm"] for o in vision if o is not r and num(o["seed_ci_high"]) >= num(r["seed_ci_low"])]
-            best.append(f"N = {n}: {r['arm']} {pct(r)}" + "".join(f" ({o['arm']} oracle {pct(o)})" for o in oracle)
-                        + f", its interval overlapped by {listing(tied)}")
+            best.append(f"N = {n}: {r['arm']} {pct(r)}{oracle}, its interval overlapped by {listing(tied)}")
         lines.append(f"- {t} (`{d.name}`): N = {', '.join(map(str, ns))}; {wall:.0f} min of wall over its runs "
                      "(runs.csv: interrupted and killed invocations included, except those SIGKILLed before its rows "
                      "had a heartbeat, which left none); best "

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks import report
-from robrep.results import write_csv
+from robrep.results import read_csv, write_csv
 
 SWEEP_CMD = "robrep sweep task=push fake=1"
 
@@ -125,12 +125,15 @@ def test_the_cross_task_table_has_a_column_per_committed_task(tmp_path):
     text = report.render_report(tmp_path)
     assert "| push | test | 0/100 = 0 % [0, 5] | 2/100 = 2 % [0, 15] |" in text
     assert "python -m benchmarks.chance_floor --commit" in text
+    summary = read_csv(res / "push_fair2" / "summary.csv")  # a stage where only the oracle's cells landed
+    summary.append({**summary[-1], "n": 1000, "seed_mean": 0.99, "seed_ci_low": 0.98, "seed_ci_high": 1.0})
+    write_csv(summary, res / "push_fair2" / "summary.csv")
+    assert "at N = 1000: no vision arm recorded yet (state oracle 99 % [98, 100])." in report.render_report(tmp_path)
 
 
 def test_the_state_oracle_is_named_as_such_and_never_the_best_arm(tmp_path):
     """A sweep with the privileged-state oracle: listed as the oracle, neither the best frozen nor the best
     from-scratch arm, however high it scores."""
-    from robrep.results import read_csv
 
     _sweep(tmp_path)
     d = tmp_path / "results" / "sweeps" / "push"
