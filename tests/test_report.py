@@ -134,7 +134,6 @@ def test_the_cross_task_table_has_a_column_per_committed_task(tmp_path):
 def test_the_state_oracle_is_named_as_such_and_never_the_best_arm(tmp_path):
     """A sweep with the privileged-state oracle: listed as the oracle, neither the best frozen nor the best
     from-scratch arm, however high it scores."""
-
     _sweep(tmp_path)
     d = tmp_path / "results" / "sweeps" / "push"
     summary, table = read_csv(d / "summary.csv"), read_csv(d / "table.csv")

@@ -11,7 +11,8 @@ from scipy import stats as sps
 
 from robrep.eval.stats import auc_log_n, holm, paired_seed_diff, seed_diff_test, seed_interval
 from robrep.sweep.table import (AUC_COLUMNS, AUC_PAIRED_COLUMNS, PAIRED_COLUMNS, SUMMARY_COLUMNS, auc_paired_rows,
-                                auc_rows, default_auc_pairs, format_auc, paired_rows, seed_aucs, summarise)
+                                auc_rows, complete_ns, default_auc_pairs, format_auc, paired_rows, seed_aucs,
+                                summarise)
 
 
 def record(arm: str, n: int, seed: int, success: list[int], layout: int = 0) -> dict:
@@ -202,6 +203,22 @@ def test_auc_uses_seeds_present_at_every_n_on_shared_layouts():
     assert auc_paired_rows(recs, [("clear", "missing_arm")]) == []
     with pytest.raises(ValueError, match="at least 2 distinct N"):
         auc_rows([r for r in recs if r["n"] == 10])
+
+
+def test_complete_ns_is_the_n_every_arm_has_finished():
+    """A sweep run stage by stage: the grid of its AUC tables is the N every (multi-N) arm has for every seed."""
+    recs = _sweep(seeds=3)
+    assert complete_ns(recs) == [10, 100, 1000]
+    started = recs + [record("state", n, s, [1, 1, 0, 1]) for n in (10, 100, 1000, 5000) for s in range(3)]
+    started += [record("clear", 5000, 0, [1, 1, 1, 1])]  # N = 5000: the oracle's cells and one seed of one arm
+    started += [record("once", 100, 0, [0, 1, 0, 0])]    # a one-off arm at one N does not hold the grid back
+    assert complete_ns(started) == [10, 100, 1000]
+    assert {r["arm"]: r["ns"] for r in auc_rows(started, complete_ns(started))} == {
+        a: "10 100 1000" for a in ("clear", "clear_random", "cnn", "noisy", "state")}
+    # over every N of the sweep instead: the oracle and one seed of one arm would be the whole table
+    assert {(r["arm"], r["seeds"]) for r in auc_rows(started)} == {("state", 3), ("clear", 1)}
+    short = [r for r in started if not (r["arm"] == "cnn" and r["n"] == 100 and r["seed"] == 1)]
+    assert complete_ns(short) == [10, 1000]
 
 
 def test_default_auc_pairs_use_the_family_random_control():

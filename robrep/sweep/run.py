@@ -31,9 +31,9 @@ from robrep.locks import exclusive_lock
 from robrep.precision import resolve_precision
 from robrep.sweep.cell import CellSpec, arm_config, cell_features, run_cell, stage_demos
 from robrep.sweep.run_log import RunLog
-from robrep.sweep.table import (auc_paired_rows, auc_rows, cell_rows, default_auc_pairs, format_auc, format_summary,
-                                load_cells, noise_floor_by_n, paired_rows, plot_paired, plot_success, summarise,
-                                sweep_ns)
+from robrep.sweep.table import (auc_paired_rows, auc_rows, cell_rows, complete_ns, default_auc_pairs, format_auc,
+                                format_summary, load_cells, noise_floor_by_n, paired_rows, plot_paired, plot_success,
+                                summarise, sweep_ns)
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +114,9 @@ def sweep_cells(cfg: DictConfig, arms: list[str], precision: str) -> list[CellSp
 def aggregate(cfg: DictConfig) -> dict[str, Path]:
     """Table, summary, paired differences and plot of every finished cell in ``sweep_dir`` (also cells of
     earlier runs with other arms, N or seeds: the directory holds one growing table). With at least 2 N also the
-    primary metric: ``auc.csv`` (per arm, area under success vs log N over the seeds present at every N) and
-    ``auc_paired.csv`` (:func:`robrep.sweep.table.default_auc_pairs`, seed-level t-tests, Holm-adjusted)."""
+    primary metric over the N every arm has finished (:func:`robrep.sweep.table.complete_ns`, when that is 2 or more):
+    ``auc.csv`` (per arm, area under success vs log N over the seeds present at every such N) and ``auc_paired.csv``
+    (:func:`robrep.sweep.table.default_auc_pairs`, seed-level t-tests, Holm-adjusted)."""
     records = load_cells(cfg.sweep_dir)
     arms = sorted({str(r["arm"]) for r in records})
     if not records:
@@ -152,15 +153,20 @@ def aggregate(cfg: DictConfig) -> dict[str, Path]:
                  f"({p['seeds']} seeds × {p['episodes']} episodes, paired bootstrap 95 %); seed-level "
                  f"{p['seed_diff']:+.2f} [{p['seed_ci_low']:+.2f}, {p['seed_ci_high']:+.2f}] (t 95 %), "
                  f"p {p['p_value']:.3g}, Holm p {p['p_holm']:.3g}: {p['verdict']}")
-    if len(sweep_ns(records)) >= 2:
-        paths.update(_aggregate_auc(records, arms, out, command))
+    ns = complete_ns(records)
+    if len(ns) >= 2:
+        paths.update(_aggregate_auc(records, arms, ns, out, command))
+    elif len(sweep_ns(records)) >= 2:
+        log.info(f"no AUC table: fewer than 2 N that every arm has finished (finished: {ns}, in the sweep: "
+                 f"{sweep_ns(records)})")
     return paths
 
 
-def _aggregate_auc(records: list[dict[str, Any]], arms: list[str], out: Path, command: list[str]) -> dict[str, Path]:
-    """``auc.csv`` and ``auc_paired.csv`` (when they have rows) and the AUC table and comparisons on stdout."""
+def _aggregate_auc(records: list[dict[str, Any]], arms: list[str], ns: list[int], out: Path,
+                   command: list[str]) -> dict[str, Path]:
+    """``auc.csv`` and ``auc_paired.csv`` (when they have rows) over the N grid ``ns`` (:func:`complete_ns`) and the
+    AUC table and comparisons on stdout."""
     paths: dict[str, Path] = {}
-    ns = sweep_ns(records)
     auc = auc_rows(records, ns)
     left_out = sorted(set(arms) - {str(r["arm"]) for r in auc})
     if auc:
