@@ -35,7 +35,9 @@ def fx(x, d: int = 3) -> str:
 
 
 def rate(r: dict, k: str = "success_rate", lo: str = "ci_low", hi: str = "ci_high", digits: int = 0) -> str:
-    return f"{100 * num(r[k]):.{digits}f} % [{100 * num(r[lo]):.{digits}f}, {100 * num(r[hi]):.{digits}f}]"
+    """``r[k] % [r[lo], r[hi]]`` in percent; a value that rounds to zero prints ``0``, never ``-0``."""
+    pc = lambda x: f"{round(100 * num(x), digits) + 0.0:.{digits}f}"  # noqa: E731  (+ 0.0 turns -0.0 into 0.0)
+    return f"{pc(r[k])} % [{pc(r[lo])}, {pc(r[hi])}]"
 
 
 def diff(d, lo, hi, label: bool = True) -> str:
