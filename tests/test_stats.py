@@ -219,6 +219,8 @@ def test_complete_ns_is_the_n_every_arm_has_finished():
     assert {(r["arm"], r["seeds"]) for r in auc_rows(started)} == {("state", 3), ("clear", 1)}
     short = [r for r in started if not (r["arm"] == "cnn" and r["n"] == 100 and r["seed"] == 1)]
     assert complete_ns(short) == [10, 1000]
+    fewer = [r for r in recs if not (r["n"] == 1000 and r["seed"] == 2)]  # seeds_by_n: 2 seeds at N = 1000, 3 below
+    assert complete_ns(fewer) == [10, 100, 1000]
 
 
 def test_default_auc_pairs_use_the_family_random_control():

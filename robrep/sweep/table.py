@@ -169,17 +169,17 @@ def sweep_ns(records: Sequence[Mapping[str, Any]]) -> list[int]:
 
 def complete_ns(records: Sequence[Mapping[str, Any]]) -> list[int]:
     """The N every arm has finished, ascending: the N at which each arm with cells at two or more N has a cell for
-    every training seed of those arms. A sweep run stage by stage over sessions has arms at a new N before others
-    (an oracle's or a subset's cells first); an AUC over every N of the sweep would drop every arm the stage has not
-    reached, so the sweep's AUC tables use this grid (their ``ns`` column names it). Arms with cells at one N only
-    (a one-off) do not hold the grid back."""
+    every training seed any of those arms has at that N (seeds may differ between N: ``seeds_by_n``). A sweep run
+    stage by stage over sessions has arms at a new N before others (an oracle's or a subset's cells first); an AUC
+    over every N of the sweep would drop every arm the stage has not reached, so the sweep's AUC tables use this grid
+    (their ``ns`` column names it). Arms with cells at one N only (a one-off) do not hold the grid back."""
     by = _by_arm_n(records)
     ns_of: dict[str, set[int]] = {}
     for arm, n in by:
         ns_of.setdefault(arm, set()).add(n)
     arms = [a for a, ns in ns_of.items() if len(ns) >= 2]
-    seeds = {s for a in arms for n in ns_of[a] for s in by[(a, n)]}
-    return sorted(n for n in sweep_ns(records) if arms and all(seeds <= set(by.get((a, n), {})) for a in arms))
+    seeds_at = {n: {s for a in arms for s in by.get((a, n), {})} for n in sweep_ns(records)}
+    return [n for n, seeds in seeds_at.items() if seeds and all(set(by.get((a, n), {})) == seeds for a in arms)]
 
 
 def _auc_grid(records: Sequence[Mapping[str, Any]], ns: Sequence[int] | None) -> list[int]:
