@@ -598,6 +598,7 @@ def cross_task_section(res: Path, found: list[Path]) -> list[str]:
         wall = sum(num(r["wall_min"]) for r in read_csv(d / "runs.csv")) if (d / "runs.csv").exists() else math.nan
         best = []
         pct = lambda r: rate(r, "seed_mean", "seed_ci_low", "seed_ci_high")  # noqa: E731
+        vision_arms = {r["arm"] for r in summary if r["arm"] not in ORACLE_ARMS}
         for n in dict.fromkeys((ns[0], ns[-1])):
             here = [r for r in summary if int(r["n"]) == n]
             vision = [r for r in here if r["arm"] not in ORACLE_ARMS]
@@ -607,7 +608,9 @@ def cross_task_section(res: Path, found: list[Path]) -> list[str]:
                 continue
             r = max(vision, key=lambda r: num(r["seed_mean"]))
             tied = [o["arm"] for o in vision if o is not r and num(o["seed_ci_high"]) >= num(r["seed_ci_low"])]
-            best.append(f"N = {n}: {r['arm']} {pct(r)}{oracle}, its interval overlapped by {listing(tied)}")
+            partial = (f" (only {len(vision)} of the sweep's {len(vision_arms)} vision arms recorded at this N)"
+                       if len(vision) < len(vision_arms) else "")
+            best.append(f"N = {n}: {r['arm']} {pct(r)}{oracle}{partial}, its interval overlapped by {listing(tied)}")
         lines.append(f"- {t} (`{d.name}`): N = {', '.join(map(str, ns))}; {wall:.0f} min of wall over its runs "
                      "(runs.csv: interrupted and killed invocations included, except those SIGKILLed before its rows "
                      "had a heartbeat, which left none); best "

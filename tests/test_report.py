@@ -129,6 +129,10 @@ def test_the_cross_task_table_has_a_column_per_committed_task(tmp_path):
     summary.append({**summary[-1], "n": 1000, "seed_mean": 0.99, "seed_ci_low": 0.98, "seed_ci_high": 1.0})
     write_csv(summary, res / "push_fair2" / "summary.csv")
     assert "at N = 1000: no vision arm recorded yet (state oracle 99 % [98, 100])." in report.render_report(tmp_path)
+    summary.append({**summary[0], "n": 1000})  # then one of its two vision arms
+    write_csv(summary, res / "push_fair2" / "summary.csv")
+    assert ("at N = 1000: cnn 10 % [0, 20] (state oracle 99 % [98, 100]) (only 1 of the sweep's 2 vision arms "
+            "recorded at this N), its interval overlapped by none.") in report.render_report(tmp_path)
     assert report.rate({"success_rate": 0.002, "ci_low": -0.0036, "ci_high": 0.0076}) == "0 % [0, 1]"  # not -0
 
 
