@@ -19,7 +19,13 @@ R=${R:-.venv/bin/robrep}
 SWEEPS=${SWEEPS:-push_color_fair pick_place_fair mw_push_fair pick_place_varied_heldout_fair}
 STAGES=${STAGES:-10 500 50 100}
 JOBS=${JOBS:-2}
-ARMS=${ARMS:-}  # comma-separated subset of the sweep's arms (empty: all)
+ARMS=${ARMS:-}  # comma-separated subset of the sweep's arms (empty: all, or the sweep's own list below)
+
+own_arms() {  # the arms a sweep runs when ARMS is empty (empty: sweep.yaml's default arms)
+  case "$1" in
+    push_matched) echo "mae,dift,voltron,clip_spatial" ;;  # the families with matched-budget weights
+  esac
+}
 
 args() {  # the sweep's own settings: task, preset or name (every other setting is sweep.yaml's default)
   case "$1" in
@@ -27,7 +33,7 @@ args() {  # the sweep's own settings: task, preset or name (every other setting 
     pick_place_fair) echo "task=pick_place name=pick_place_fair" ;;
     mw_push_fair) echo "task=mw_push name=mw_push_fair" ;;
     pick_place_varied_heldout_fair) echo "task=pick_place preset=visual_heldout_fair" ;;
-    push_matched) echo "task=push name=push_matched weights_budget=matched 'arms=[mae,dift,voltron,clip_spatial]'" ;;
+    push_matched) echo "task=push name=push_matched weights_budget=matched" ;;
     *) echo "unknown sweep $1" >&2; return 2 ;;
   esac
 }
@@ -67,11 +73,12 @@ fi
 for s in $SWEEPS; do
   a=$(args "$s")
   own=$(sizes "$s")
+  arms=${ARMS:-$(own_arms "$s")}
   for n in $STAGES; do
     case " $own " in *" $n "*) ;; *) continue ;; esac
     echo "== $(date -u +%FT%TZ) $s N=$n"
     # the demo file is collected once for every N of the protocol (collect.demos): each stage reads the same bytes
-    eval "$R sweep $a sweep_dir=results/sweeps/$s 'demos=[$n]' 'collect.demos=[${own// /,}]' ${ARMS:+'arms=[$ARMS]'} \
+    eval "$R sweep $a sweep_dir=results/sweeps/$s 'demos=[$n]' 'collect.demos=[${own// /,}]' ${arms:+'arms=[$arms]'} \
       jobs=$JOBS progress=false"
   done
 done

@@ -62,3 +62,11 @@ def test_arms_runs_a_subset_first_and_is_left_out_when_empty():
     assert proc.returncode == 0, proc.stderr
     assert "arms=[voltron,voltron_nolang]" in proc.stdout and sweeps(proc.stdout) == [("push_color_fair", "[500]")]
     assert "arms=" not in run(SWEEPS="push_color_fair", STAGES="500").stdout
+
+
+def test_arms_replaces_a_sweeps_own_arm_list_instead_of_adding_a_second():
+    own = run(SWEEPS="push_matched", STAGES="10")
+    assert own.returncode == 0, own.stderr
+    assert own.stdout.count("arms=") == 1 and "arms=[mae,dift,voltron,clip_spatial]" in own.stdout
+    subset = run(SWEEPS="push_matched", STAGES="10", ARMS="dift")
+    assert subset.stdout.count("arms=") == 1 and "arms=[dift]" in subset.stdout  # Hydra would reject two overrides

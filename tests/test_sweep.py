@@ -424,3 +424,23 @@ def test_the_run_log_keeps_a_killed_invocations_wall_time(tmp_path):
     assert second.update("finished") == pytest.approx(float(row["wall_min"]))
     rows = results.read_csv(tmp_path / "runs.csv")
     assert [r["status"] for r in rows] == ["killed", "finished"] and rows[1]["done_before"] == "3"
+
+
+def test_aggregation_removes_an_auc_table_the_cells_no_longer_give(tmp_path):
+    """An arm reaching a new N first shrinks the grid every arm has finished below 2 N: the AUC tables of the earlier
+    aggregation would describe older cells, so they go (and come back when the cells do)."""
+    from robrep.sweep.run import aggregate
+
+    def write(recs):
+        for r in recs:
+            results.write_json(r, cell_path(tmp_path, r["arm"], r["n"], r["seed"]))
+
+    write([record(a, n, s, [int(a == "mae" and s <= n % 7)] * 4 + [0]) for a in ("mae", "cnn") for n in (10, 50)
+           for s in (0, 1)])
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose("sweep", overrides=[f"sweep_dir={tmp_path}", "pairs=[]"])
+    assert {"auc", "auc_paired"} <= set(aggregate(cfg)) and (tmp_path / "auc.csv").exists()
+    write([record("dift", n, s, [1, 0, 0, 0, 0]) for n in (10, 500) for s in (0, 1)])  # grid is now N = 10 only
+    paths = aggregate(cfg)
+    assert "auc" not in paths and not (tmp_path / "auc.csv").exists() and not (tmp_path / "auc_paired.csv").exists()
+    assert (tmp_path / "summary.csv").exists()

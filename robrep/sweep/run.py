@@ -154,11 +154,15 @@ def aggregate(cfg: DictConfig) -> dict[str, Path]:
                  f"{p['seed_diff']:+.2f} [{p['seed_ci_low']:+.2f}, {p['seed_ci_high']:+.2f}] (t 95 %), "
                  f"p {p['p_value']:.3g}, Holm p {p['p_holm']:.3g}: {p['verdict']}")
     ns = complete_ns(records)
-    if len(ns) >= 2:
-        paths.update(_aggregate_auc(records, arms, ns, out, command))
-    elif len(sweep_ns(records)) >= 2:
-        log.info(f"no AUC table: fewer than 2 N that every arm has finished (finished: {ns}, in the sweep: "
-                 f"{sweep_ns(records)})")
+    auc_paths = _aggregate_auc(records, arms, ns, out, command) if len(ns) >= 2 else {}
+    paths.update(auc_paths)
+    if len(ns) < 2 and len(in_sweep := sweep_ns(records)) >= 2:
+        log.info(f"no AUC table: fewer than 2 N that every arm has finished (finished: {ns}, in the sweep: {in_sweep})")
+    for name in ("auc", "auc_paired"):  # a table this aggregation did not write would describe older cells: remove it
+        stale = out / f"{name}.csv"
+        if name not in auc_paths and stale.exists():
+            stale.unlink()
+            log.info(f"removed {stale}: the cells now give it no rows (an earlier aggregation wrote it)")
     return paths
 
 
