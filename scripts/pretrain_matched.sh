@@ -7,6 +7,8 @@
 #                                                  cosine schedule over STEPS: bit-identical to one long run)
 #   PUBLISH=1 bash scripts/pretrain_matched.sh  -> also copies each finished run to weights/<family>_matched.pt
 # Two lanes side by side, one torch thread each: dift then mae, clip then voltron (balanced by recorded s/step).
+#   LANE_A="" bash scripts/pretrain_matched.sh  -> the second lane only (the other core free for a sweep); LANE_A="mae"
+#                                                  LANE_B="voltron" picks the families of each lane
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STEPS=${STEPS:-8000}
@@ -14,7 +16,10 @@ CHUNK=${CHUNK:-100}   # a kill (a session's end) loses at most one chunk's steps
 DIR=${DIR:-runs/weights/matched}
 KEEP=${KEEP:-2000 4000}  # earlier checkpoints kept for the what-did-more-compute-buy comparison (the last is kept too)
 R=${R:-.venv/bin/robrep}
-mkdir -p "$DIR" logs
+LANE_A=${LANE_A-dift mae}
+LANE_B=${LANE_B-clip voltron}
+LOGS=${LOGS:-logs}
+mkdir -p "$DIR" "$LOGS"
 $R collect mode=play task.visuals=varied progress=false   # resumable: complete task files are skipped
 
 lane() {
@@ -30,7 +35,7 @@ lane() {
         $R pretrain encoder=$f steps=$next schedule_steps=$STEPS threads=1 out=$DIR/${f}_$next.pt progress=false
       else
         $R pretrain encoder=$f resume=$DIR/${f}_$done.pt steps=+$((next - done)) threads=1 out=$DIR/${f}_$next.pt progress=false
-      fi >> logs/pretrain_matched_$f.log 2>&1
+      fi >> "$LOGS/pretrain_matched_$f.log" 2>&1
       case " $KEEP " in  # the previous chunk's weights and resume state go unless kept (its loss curve stays)
         *" $done "*) ;;
         *) [ "$done" -eq 0 ] || rm -f "$DIR/${f}_$done.pt" "$DIR/${f}_$done.state.pt" ;;
@@ -44,7 +49,9 @@ lane() {
     fi
   done
 }
-lane dift mae & a=$!
-lane clip voltron & b=$!
-wait $a; wait $b
-grep -h "saved" logs/pretrain_matched_*.log | tail -4
+pids=()
+for families in "$LANE_A" "$LANE_B"; do
+  [ -z "$families" ] || { lane $families & pids+=($!); }
+done
+for p in "${pids[@]}"; do wait "$p"; done
+grep -h "saved" "$LOGS"/pretrain_matched_*.log | tail -4 || true

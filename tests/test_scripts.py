@@ -70,3 +70,19 @@ def test_arms_replaces_a_sweeps_own_arm_list_instead_of_adding_a_second():
     assert own.stdout.count("arms=") == 1 and "arms=[mae,dift,voltron,clip_spatial]" in own.stdout
     subset = run(SWEEPS="push_matched", STAGES="10", ARMS="dift")
     assert subset.stdout.count("arms=") == 1 and "arms=[dift]" in subset.stdout  # Hydra would reject two overrides
+
+
+def test_matched_pretraining_runs_the_chosen_lanes_in_chunks_that_resume_the_furthest(tmp_path):
+    """scripts/pretrain_matched.sh with ``R=echo``: one lane left empty runs nothing; the other goes chunk by chunk,
+    each chunk resuming the one before, from the furthest checkpoint already in DIR."""
+    script = SCRIPT.parent / "pretrain_matched.sh"
+    (tmp_path / "clip_50.pt").write_bytes(b"")  # a finished chunk of an earlier session
+    env = {**os.environ, "R": "echo", "STEPS": "150", "CHUNK": "50", "DIR": str(tmp_path), "LOGS": str(tmp_path),
+           "LANE_A": "", "LANE_B": "clip"}
+    proc = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert not (tmp_path / "pretrain_matched_dift.log").exists()
+    lines = (tmp_path / "pretrain_matched_clip.log").read_text().splitlines()
+    assert [w for w in lines[0].split() if w.startswith(("resume=", "steps=", "out="))] == [
+        f"resume={tmp_path}/clip_50.pt", "steps=+50", f"out={tmp_path}/clip_100.pt"]
+    assert len(lines) == 2 and f"resume={tmp_path}/clip_100.pt" in lines[1] and f"out={tmp_path}/clip_150.pt" in lines[1]
