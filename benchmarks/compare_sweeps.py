@@ -11,6 +11,10 @@ success rates ``a − b`` gets the seed-level mean, t 95 % interval and p-value 
 paired_seed_diff`); per arm, the difference of the primary metric (area under success vs log N over the Ns both hold,
 :func:`robrep.eval.stats.auc_log_n`) gets the same seed-level test. Holm's correction runs across every row of the
 output; ``resolved`` means a corrected p < 0.05. Reads ``cells/*.json`` only.
+
+``same_demo_bytes`` says whether the paired cells trained on byte-identical demo files (their ``dataset_hash``;
+``""`` when a record lacks it). A demo file re-collected on another machine can differ in bytes (the HDF5 writer, the
+renderer); reproduce one reference cell on the new file before reading a difference as the change's effect.
 """
 
 from __future__ import annotations
@@ -54,7 +58,8 @@ def compare(a: dict, b: dict, arms: list[str] | None = None) -> list[dict]:
         ns_of[arm].append(n)
         rows.append({"arm": arm, "n": n, "seeds": len(seeds), "episodes": ea.shape[1], "a": round(ea.mean(), 4),
                      "b": round(eb.mean(), 4), "diff": round(t["diff"], 4), "ci_low": round(t["ci_low"], 4),
-                     "ci_high": round(t["ci_high"], 4), "p_value": t["p_value"]})
+                     "ci_high": round(t["ci_high"], 4), "p_value": t["p_value"],
+                     "same_demo_bytes": _same_demo_bytes([(a[arm, n, s], b[arm, n, s]) for s in seeds])})
     for arm, ns in sorted(ns_of.items()):
         if len(ns) < 2:
             continue
@@ -68,7 +73,9 @@ def compare(a: dict, b: dict, arms: list[str] | None = None) -> list[dict]:
         rows.append({"arm": arm, "n": "auc " + " ".join(map(str, ns)), "seeds": len(seeds), "episodes": "",
                      "a": round(float(auc[0].mean()), 4), "b": round(float(auc[1].mean()), 4),
                      "diff": round(t["diff"], 4), "ci_low": round(t["ci_low"], 4), "ci_high": round(t["ci_high"], 4),
-                     "p_value": t["p_value"]})
+                     "p_value": t["p_value"],
+                     "same_demo_bytes": _same_demo_bytes([(a[k], b[k]) for k in a if k in b and k[0] == arm
+                                                          and k[1] in ns and k[2] in seeds])})
     valid = [i for i, r in enumerate(rows) if np.isfinite(r["p_value"])]
     adjusted = holm([rows[i]["p_value"] for i in valid]) if valid else []
     for i, r in enumerate(rows):
@@ -78,6 +85,14 @@ def compare(a: dict, b: dict, arms: list[str] | None = None) -> list[dict]:
         rows[i]["p_holm"] = round(float(p), 5)
         rows[i]["resolved"] = bool(p < 0.05)
     return rows
+
+
+def _same_demo_bytes(pairs: list[tuple[dict, dict]]) -> bool | str:
+    """Whether every pair of cell records names the same demo file hash (``""``: some record has none)."""
+    hashes = [(ra.get("dataset_hash"), rb.get("dataset_hash")) for ra, rb in pairs]
+    if any(ha is None or hb is None for ha, hb in hashes):
+        return ""
+    return all(ha == hb for ha, hb in hashes)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -94,7 +109,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"{args.a} and {args.b} share no (arm, N, seed) cell")
     for r in rows:
         print(f"{r['arm']:<14} N={r['n']:<18} {r['a']:.3f} vs {r['b']:.3f}: {r['diff']:+.3f} [{r['ci_low']:+.3f}, "
-              f"{r['ci_high']:+.3f}] ({r['seeds']} seeds), Holm p {r['p_holm']}{' resolved' if r['resolved'] else ''}")
+              f"{r['ci_high']:+.3f}] ({r['seeds']} seeds), Holm p {r['p_holm']}{' resolved' if r['resolved'] else ''}"
+              f"{'; demo files differ in bytes' if r['same_demo_bytes'] is False else ''}")
     out = output_path(args, NAME, COMMITTED.format(label=label))
     write_csv(rows, out, comments=[command(NAME, argv), f"a = {args.a}, b = {args.b}: a − b per (arm, N) paired by "
                                    "training seed on the same layouts, and per arm the AUC over the shared Ns; "

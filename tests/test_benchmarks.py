@@ -158,6 +158,13 @@ def test_compare_sweeps_pairs_cells_by_seed_and_layout(tmp_path):
     assert [r["n"] for r in rows] == [10, 50, "auc 10 50"]
     assert rows[0]["diff"] == 0.2 and rows[0]["seeds"] == 3 and rows[0]["p_value"] == 0.0 and rows[0]["resolved"]
     assert rows[2]["diff"] == 0.2  # AUC of a constant lift is the lift
+    assert all(r["same_demo_bytes"] == "" for r in rows)  # records without a dataset hash: unknown
+    for side, h in ((a, "h1"), (b, "h1")):
+        for rec in side.values():
+            rec["dataset_hash"] = h
+    assert all(r["same_demo_bytes"] is True for r in compare(a, b))
+    b[("mae", 50, 2)]["dataset_hash"] = "h2"  # one re-collected file: that N and the AUC row say so
+    assert [r["same_demo_bytes"] for r in compare(a, b)] == [True, False, False]
     b[("mae", 10, 0)]["episode_seeds"] = list(range(1, 51))
     with pytest.raises(ValueError, match="different layouts"):
         compare(a, b)
