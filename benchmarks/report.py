@@ -713,7 +713,8 @@ SIMPLE = [  # one table per CSV: title, what it measures; optional columns, row 
          what="Push, the frozen families with the compute-matched checkpoints (`results/sweeps/push_matched`, "
               "`weights_budget=matched`) against the same arms with the wall-clock ones (`push_fair2`), cell by cell: "
               "the same demonstration subsets and test layouts; per (arm, N) and per arm's AUC over the shared Ns, "
-              "seed-level t intervals, Holm across the rows (`resolved`: corrected p < 0.05)."),
+              "seed-level t intervals, Holm across the rows (`resolved`: corrected p < 0.05); `same_demo_bytes`: "
+              "whether both sides' demo files have one hash (a file re-collected on another machine may not)."),
     dict(csv="pretrain_budget.csv", title="The matched pretraining budget (`python -m benchmarks.pretrain_budget`)",
          what="Per committed loss curve (kind = run): steps reached, seconds per step as recorded, the smoothed loss "
               "at half the run and at its end, and its relative drop over the second half. Per candidate budget in "
