@@ -12,9 +12,10 @@ paired_seed_diff`); per arm, the difference of the primary metric (area under su
 :func:`robrep.eval.stats.auc_log_n`) gets the same seed-level test. Holm's correction runs across every row of the
 output; ``resolved`` means a corrected p < 0.05. Reads ``cells/*.json`` only.
 
-``same_demo_bytes`` says whether the paired cells trained on byte-identical demo files (their ``dataset_hash``;
-``""`` when a record lacks it). A demo file re-collected on another machine can differ in bytes (the HDF5 writer, the
-renderer); reproduce one reference cell on the new file before reading a difference as the change's effect.
+``discordant`` counts the (seed, episode) pairs that one side solved and the other did not. ``same_demo_bytes``
+says whether the paired cells trained on byte-identical demo files (their ``dataset_hash``; ``""`` when a record
+lacks it). A demo file re-collected on another machine can differ in bytes (the HDF5 writer, the renderer);
+reproduce one reference cell on the new file before reading a difference as the change's effect.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ def compare(a: dict, b: dict, arms: list[str] | None = None) -> list[dict]:
         rows.append({"arm": arm, "n": n, "seeds": len(seeds), "episodes": ea.shape[1], "a": round(ea.mean(), 4),
                      "b": round(eb.mean(), 4), "diff": round(t["diff"], 4), "ci_low": round(t["ci_low"], 4),
                      "ci_high": round(t["ci_high"], 4), "p_value": t["p_value"],
+                     "discordant": int((ea != eb).sum()),  # (seed, episode) pairs one side solved and the other not
                      "same_demo_bytes": _same_demo_bytes([(a[arm, n, s], b[arm, n, s]) for s in seeds])})
     for arm, ns in sorted(ns_of.items()):
         if len(ns) < 2:
@@ -73,7 +75,7 @@ def compare(a: dict, b: dict, arms: list[str] | None = None) -> list[dict]:
         rows.append({"arm": arm, "n": "auc " + " ".join(map(str, ns)), "seeds": len(seeds), "episodes": "",
                      "a": round(float(auc[0].mean()), 4), "b": round(float(auc[1].mean()), 4),
                      "diff": round(t["diff"], 4), "ci_low": round(t["ci_low"], 4), "ci_high": round(t["ci_high"], 4),
-                     "p_value": t["p_value"],
+                     "p_value": t["p_value"], "discordant": "",
                      "same_demo_bytes": _same_demo_bytes([(a[k], b[k]) for k in a if k in b and k[0] == arm
                                                           and k[1] in ns and k[2] in seeds])})
     valid = [i for i, r in enumerate(rows) if np.isfinite(r["p_value"])]

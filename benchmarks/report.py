@@ -715,6 +715,14 @@ SIMPLE = [  # one table per CSV: title, what it measures; optional columns, row 
               "the same demonstration subsets and test layouts; per (arm, N) and per arm's AUC over the shared Ns, "
               "seed-level t intervals, Holm across the rows (`resolved`: corrected p < 0.05); `same_demo_bytes`: "
               "whether both sides' demo files have one hash (a file re-collected on another machine may not)."),
+    dict(csv="compare_sweeps/push_fair2_repro.csv",
+         title="A committed cell reproduced on a re-collected demo file (`python -m benchmarks.compare_sweeps`)",
+         what="The `push_fair2` cell named in the row, re-run from its command on another machine's re-collection "
+              "of the push demo file (`results/sweeps/push_fair2_repro`) and paired with the committed cell: the "
+              "files differ in bytes (`same_demo_bytes`), so the same outcome on every episode (`discordant` 0) says the "
+              "demonstrations, tuning, training and roll-outs are the same and a comparison against `push_fair2` "
+              "from the new file (the matched checkpoints above) is not confounded by the file. The cells' "
+              "validation MSE and per-episode lengths are in their records."),
     dict(csv="pretrain_budget.csv", title="The matched pretraining budget (`python -m benchmarks.pretrain_budget`)",
          what="Per committed loss curve (kind = run): steps reached, seconds per step as recorded, the smoothed loss "
               "at half the run and at its end, and its relative drop over the second half. Per candidate budget in "

@@ -158,6 +158,7 @@ def test_compare_sweeps_pairs_cells_by_seed_and_layout(tmp_path):
     assert [r["n"] for r in rows] == [10, 50, "auc 10 50"]
     assert rows[0]["diff"] == 0.2 and rows[0]["seeds"] == 3 and rows[0]["p_value"] == 0.0 and rows[0]["resolved"]
     assert rows[2]["diff"] == 0.2  # AUC of a constant lift is the lift
+    assert rows[0]["discordant"] == 3 * 10 and rows[2]["discordant"] == ""  # 0.2 × 50 episodes more, per seed
     assert all(r["same_demo_bytes"] == "" for r in rows)  # records without a dataset hash: unknown
     for side, h in ((a, "h1"), (b, "h1")):
         for rec in side.values():
