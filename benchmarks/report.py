@@ -521,6 +521,16 @@ def _latency_reading(rows: list[dict]) -> str:
         + ". `load_policy` (the call alone): " + ", ".join(f"{f} {s} s" for f, s in loads.items()) + ".")
 
 
+def _compare_reading(rows: list[dict]) -> str:
+    """The rows Holm resolves (a − b with its interval, the side that is better) and how many it does not."""
+    label = lambda r: f"{r['arm']} {'AUC' if str(r['n']).startswith('auc') else 'N = ' + str(r['n'])}"  # noqa: E731
+    done = [r for r in rows if str(r["resolved"]).lower() == "true"]
+    words = [f"{label(r)} {num(r['diff']):+.3f} [{num(r['ci_low']):+.3f}, {num(r['ci_high']):+.3f}] "
+             f"({'a' if num(r['diff']) > 0 else 'b'} better)" for r in done]
+    return (("Resolved after Holm: " + "; ".join(words) + ". " if words else "No row resolved after Holm. ")
+            + f"Not resolved: {len(rows) - len(done)} of {len(rows)} rows.")
+
+
 def _budget_rows(rows: list[dict]) -> list[dict]:
     """budget_pilot.csv aggregated per (min_delta, budget): cap-bound (arm, N), steps run, gaps to the run's best."""
     out = []
@@ -714,7 +724,10 @@ SIMPLE = [  # one table per CSV: title, what it measures; optional columns, row 
               "`weights_budget=matched`) against the same arms with the wall-clock ones (`push_fair2`), cell by cell: "
               "the same demonstration subsets and test layouts; per (arm, N) and per arm's AUC over the shared Ns, "
               "seed-level t intervals, Holm across the rows (`resolved`: corrected p < 0.05); `same_demo_bytes`: "
-              "whether both sides' demo files have one hash (a file re-collected on another machine may not)."),
+              "whether both sides' demo files have one hash (a file re-collected on another machine may not). The "
+              "read-out (DIFT's timestep and up block, the ViTs' block) stays the one chosen on the wall-clock "
+              "checkpoints.",
+         reading=_compare_reading),
     dict(csv="compare_sweeps/push_fair2_repro.csv",
          title="A committed cell reproduced on a re-collected demo file (`python -m benchmarks.compare_sweeps`)",
          what="The `push_fair2` cell named in the row, re-run from its command on another machine's re-collection "
@@ -722,7 +735,8 @@ SIMPLE = [  # one table per CSV: title, what it measures; optional columns, row 
               "files differ in bytes (`same_demo_bytes`), so the same outcome on every episode (`discordant` 0) says the "
               "demonstrations, tuning, training and roll-outs are the same and a comparison against `push_fair2` "
               "from the new file (the matched checkpoints above) is not confounded by the file. The cells' "
-              "validation MSE and per-episode lengths are in their records."),
+              "validation MSE and per-episode lengths are in their records.",
+         reading=_compare_reading),
     dict(csv="pretrain_budget.csv", title="The matched pretraining budget (`python -m benchmarks.pretrain_budget`)",
          what="Per committed loss curve (kind = run): steps reached, seconds per step as recorded, the smoothed loss "
               "at half the run and at its end, and its relative drop over the second half. Per candidate budget in "

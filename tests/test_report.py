@@ -168,6 +168,7 @@ def test_the_matched_run_sections_appear_once_their_files_exist(tmp_path):
     text = report.render_report(tmp_path)
     assert text.index("compute-matched run at step 2000") < text.index("compute-matched run at step 8000")
     assert "What the matched compute bought in closed loop" in text
+    assert "Resolved after Holm: mae N = 10 +0.100 [+0.000, +0.200] (a better). Not resolved: 0 of 1 rows." in text
 
 
 def test_a_figure_saved_twice_has_the_same_bytes(tmp_path):
