@@ -527,8 +527,9 @@ def _compare_reading(rows: list[dict]) -> str:
     done = [r for r in rows if str(r["resolved"]).lower() == "true"]
     words = [f"{label(r)} {num(r['diff']):+.3f} [{num(r['ci_low']):+.3f}, {num(r['ci_high']):+.3f}] "
              f"({'a' if num(r['diff']) > 0 else 'b'} better)" for r in done]
-    return (("Resolved after Holm: " + "; ".join(words) + ". " if words else "No row resolved after Holm. ")
-            + f"Not resolved: {len(rows) - len(done)} of {len(rows)} rows.")
+    if not words:
+        return f"No row resolved after Holm ({len(rows)} rows)."
+    return f"Resolved after Holm: {'; '.join(words)}. Not resolved: {len(rows) - len(done)} of {len(rows)} rows."
 
 
 def _budget_rows(rows: list[dict]) -> list[dict]:
