@@ -729,6 +729,13 @@ SIMPLE = [  # one table per CSV: title, what it measures; optional columns, row 
               "read-out (DIFT's timestep and up block, the ViTs' block) stays the one chosen on the wall-clock "
               "checkpoints.",
          reading=_compare_reading),
+    dict(csv="checkpoints.csv", title="The encoder checkpoints: compute and corpus (`python -m benchmarks.checkpoints`)",
+         what="Every committed checkpoint from its own metadata: optimizer steps (and the cosine schedule's length "
+              "when budgeted in steps), FLOPs (counted on the run's first batch × steps; empty where the checkpoint "
+              "predates the count), wall hours over every run that made it (each under its own CPU load), the "
+              "pretraining corpus, the final loss, size and hash. `_matched`: the compute-matched budget "
+              "(`scripts/pretrain_matched.sh`); `_matched_<step>`: that run's earlier chunk, kept for comparison; "
+              "`_quick` / `_full`: the wall-clock budgets (15 / 60 min) on the clean corpus."),
     dict(csv="compare_sweeps/push_fair2_repro.csv",
          title="A committed cell reproduced on a re-collected demo file (`python -m benchmarks.compare_sweeps`)",
          what="The `push_fair2` cell named in the row, re-run from its command on another machine's re-collection "

@@ -15,7 +15,7 @@ BENCHMARKS = ("camera_framing", "costs", "load_speed", "dift_sweep", "encoder_sp
               "policy_latency", "pretrain_ablation", "probe_gate", "sweep_choices", "sweep_cost", "sweep_profile", "budget_pilot",
               "transfer_protocols", "goal_confound", "latent_localisation", "plan_exploitation", "bc_beside_planner",
               "train_step", "encoder_diagnostics", "prior_planner", "pretrain_budget", "compare_sweeps",
-              "export_fidelity", "chance_floor")
+              "export_fidelity", "chance_floor", "checkpoints")
 #: Generators of committed docs from committed CSVs (not measurements): they rewrite their own file, with --check.
 DOC_GENERATORS = ("report",)
 FOLDER = Path(__file__).resolve().parent.parent / "benchmarks"
@@ -191,3 +191,26 @@ def test_chance_floor_policies_are_blind_and_seeded():
     rows = floor_rows("push", episodes=3)
     assert [r["policy"] for r in rows] == ["zero", "random"]
     assert all(r["episodes"] == 3 and r["split"] == "test" and 0 <= r["successes"] <= 3 for r in rows)
+
+
+def test_checkpoints_table_reads_cost_and_corpus_from_the_checkpoint(tmp_path):
+    """One row per checkpoint from its own metadata: steps, FLOPs in TFLOP, wall hours over resumed runs, the corpus
+    folders; a checkpoint made before FLOPs were counted leaves the column empty."""
+    from omegaconf import OmegaConf
+
+    from benchmarks.checkpoints import checkpoint_row
+    from robrep.config import config_dir
+    from robrep.encoders import load_encoder
+    from robrep.encoders.checkpoint import save_checkpoint
+
+    arch = OmegaConf.to_container(OmegaConf.load(f"{config_dir()}/encoder/mae.yaml").arch)
+    encoder = load_encoder("mae", **arch)
+    data = {"data/play/varied/push.hdf5": "a", "data/play/varied/reach.hdf5": "b"}
+    save_checkpoint(encoder, tmp_path / "new.pt", {"steps": 8000, "schedule_steps": 8000, "flops": 2.5e15,
+                                                   "seconds": 60.0, "seconds_total": 7200.0, "data": data,
+                                                   "frames": 900, "final_loss": 0.123456})
+    save_checkpoint(encoder, tmp_path / "old.pt", {"steps": 700, "seconds": 900.0, "data": str(data)})
+    new, old = checkpoint_row(tmp_path / "new.pt"), checkpoint_row(tmp_path / "old.pt")
+    assert (new["family"], new["steps"], new["tflop"], new["wall_h"]) == ("mae", 8000, 2500.0, 2.0)
+    assert (new["corpus"], new["files"], new["frames"], new["final_loss"]) == ("data/play/varied", 2, 900, 0.1235)
+    assert (old["tflop"], old["schedule_steps"], old["wall_h"], old["corpus"]) == ("", "", 0.25, "data/play/varied")
