@@ -294,10 +294,12 @@ def gate_section(res: Path, _) -> list[str]:
              "the same block."),
             (long, "More pretraining than the full budget (`--budget long`)",
              "An MAE pretrained beyond the full budget, probed like the full checkpoints; evidence, not a default."),
-            *[(d, f"The compute-matched run at step {d.name.split('_')[1]} (`--weights-dir runs/weights/matched`)",
-               "Every family's chunk checkpoint of one compute-matched pretraining run (`scripts/pretrain_matched.sh`: "
-               "the same step budget and cosine schedule for every family, on the play corpus): what the compute "
-               "bought, step by step.") for d in steps]]:
+            *[(d, f"The compute-matched run at step {d.name.split('_')[1]} (`--weights-dir <the run's DIR>`)",
+               "The chunk checkpoint at this step of each family's compute-matched pretraining run probed so far "
+               "(`scripts/pretrain_matched.sh`: the same step budget and cosine schedule for every family, on the "
+               "varied-visuals play corpus; the full checkpoints above saw the clean corpus): what the compute "
+               "bought, step by step. The step-8,000 chunk is `weights/<family>_matched.pt` (same hash).")
+              for d in steps]]:
         if not (d / "gate.csv").exists():
             continue
         out += [f"### {title}", what, *gate_table(d / "gate.csv")]
