@@ -23,7 +23,7 @@ ARMS=${ARMS:-}  # comma-separated subset of the sweep's arms (empty: all, or the
 
 own_arms() {  # the arms a sweep runs when ARMS is empty (empty: sweep.yaml's default arms)
   case "$1" in
-    push_matched) echo "mae,dift,voltron,clip_spatial" ;;  # the families with matched-budget weights
+    push_matched|push_matched_2000) echo "mae,dift,voltron,clip_spatial" ;;  # the families with matched weights
   esac
 }
 
@@ -34,6 +34,7 @@ args() {  # the sweep's own settings: task, preset or name (every other setting 
     mw_push_fair) echo "task=mw_push name=mw_push_fair" ;;
     pick_place_varied_heldout_fair) echo "task=pick_place preset=visual_heldout_fair" ;;
     push_matched) echo "task=push name=push_matched weights_budget=matched" ;;
+    push_matched_2000) echo "task=push name=push_matched_2000 weights_budget=matched_2000" ;;  # its step-2,000 chunk
     *) echo "unknown sweep $1" >&2; return 2 ;;
   esac
 }

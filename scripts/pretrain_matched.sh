@@ -5,7 +5,8 @@
 # committed loss curves: `python -m benchmarks.pretrain_budget` (results/pretrain_budget.csv).
 #   bash scripts/pretrain_matched.sh            -> runs/weights/matched/<family>_<step>.pt, one per chunk (the same
 #                                                  cosine schedule over STEPS: bit-identical to one long run)
-#   PUBLISH=1 bash scripts/pretrain_matched.sh  -> also copies each finished run to weights/<family>_matched.pt
+#   PUBLISH=1 bash scripts/pretrain_matched.sh  -> also copies each finished run to weights/<family>_matched.pt and
+#                                                  its chunk at step EARLY (2,000) to weights/<family>_matched_2000.pt
 # Two lanes side by side, one torch thread each: dift then mae, clip then voltron (balanced by recorded s/step).
 #   LANE_A="" bash scripts/pretrain_matched.sh  -> the second lane only (the other core free for a sweep); LANE_A="mae"
 #                                                  LANE_B="voltron" picks the families of each lane
@@ -14,7 +15,9 @@ cd "$(dirname "$0")/.."
 STEPS=${STEPS:-8000}
 CHUNK=${CHUNK:-100}   # a kill (a session's end) loses at most one chunk's steps
 DIR=${DIR:-runs/weights/matched}
-KEEP=${KEEP:-2000 4000}  # earlier checkpoints kept for the what-did-more-compute-buy comparison (the last is kept too)
+EARLY=${EARLY:-2000}  # the earlier chunk published beside the finished run (one per family, kept in KEEP too)
+WEIGHTS=${WEIGHTS:-weights}
+KEEP=${KEEP:-$EARLY 4000}  # earlier chunks kept for the what-did-more-compute-buy comparison (the last is kept too)
 R=${R:-.venv/bin/robrep}
 LANE_A=${LANE_A-dift mae}
 LANE_B=${LANE_B-clip voltron}
@@ -42,10 +45,11 @@ lane() {
       esac
       done=$next
     done
-    if [ -n "${PUBLISH:-}" ]; then
-      cp "$DIR/${f}_$STEPS.pt" weights/${f}_matched.pt
-      cp "$DIR/${f}_$STEPS.loss.csv" weights/${f}_matched.loss.csv
-      cp "$DIR/${f}_$STEPS.loss.png" weights/${f}_matched.loss.png
+    if [ -n "${PUBLISH:-}" ]; then  # the finished run and its earlier chunk EARLY (what the compute bought)
+      for x in pt loss.csv loss.png; do
+        cp "$DIR/${f}_$STEPS.$x" "$WEIGHTS/${f}_matched.$x"
+        cp "$DIR/${f}_$EARLY.$x" "$WEIGHTS/${f}_matched_$EARLY.$x"
+      done
     fi
   done
 }

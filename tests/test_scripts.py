@@ -85,4 +85,23 @@ def test_matched_pretraining_runs_the_chosen_lanes_in_chunks_that_resume_the_fur
     lines = (tmp_path / "pretrain_matched_clip.log").read_text().splitlines()
     assert [w for w in lines[0].split() if w.startswith(("resume=", "steps=", "out="))] == [
         f"resume={tmp_path}/clip_50.pt", "steps=+50", f"out={tmp_path}/clip_100.pt"]
-    assert len(lines) == 2 and f"resume={tmp_path}/clip_100.pt" in lines[1] and f"out={tmp_path}/clip_150.pt" in lines[1]
+    assert len(lines) == 2
+    assert f"resume={tmp_path}/clip_100.pt" in lines[1] and f"out={tmp_path}/clip_150.pt" in lines[1]
+
+
+def test_matched_pretraining_publishes_the_finished_run_and_its_earlier_chunk(tmp_path):
+    """PUBLISH=1: a finished family's last chunk becomes <family>_matched.* and its chunk at step EARLY
+    <family>_matched_<EARLY>.* (what the compute bought is read against it); nothing is re-trained."""
+    script = SCRIPT.parent / "pretrain_matched.sh"
+    runs, weights = tmp_path / "runs", tmp_path / "weights"
+    runs.mkdir(), weights.mkdir()
+    for step in (50, 150):
+        for x in ("pt", "loss.csv", "loss.png"):
+            (runs / f"clip_{step}.{x}").write_text(f"{step}")
+    env = {**os.environ, "R": "echo", "STEPS": "150", "EARLY": "50", "DIR": str(runs), "LOGS": str(tmp_path),
+           "WEIGHTS": str(weights), "PUBLISH": "1", "LANE_A": "", "LANE_B": "clip"}
+    proc = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert not (tmp_path / "pretrain_matched_clip.log").exists()  # finished: no chunk ran
+    assert (weights / "clip_matched.pt").read_text() == "150"
+    assert (weights / "clip_matched_50.loss.csv").read_text() == "50"
