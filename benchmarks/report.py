@@ -731,6 +731,20 @@ SIMPLE = [  # one table per CSV: title, what it measures; optional columns, row 
               "read-out (DIFT's timestep and up block, the ViTs' block) stays the one chosen on the wall-clock "
               "checkpoints.",
          reading=_compare_reading),
+    dict(csv="compare_sweeps/push_matched_vs_2000.csv",
+         title="Compute alone: the matched run's last chunk against its step-2,000 chunk (`compare_sweeps`)",
+         what="The same pretraining run (corpus, schedule, seed) read at 8,000 steps (`results/sweeps/push_matched`) "
+              "and at 2,000 (`results/sweeps/push_matched_2000`, `weights_budget=matched_2000`), on push under the "
+              "benchmark rule, cell by cell on the same demo file and test layouts: what the last three quarters of "
+              "the compute bought. Holm across this table's rows.",
+         reading=_compare_reading),
+    dict(csv="compare_sweeps/push_matched_2000_vs_full.csv",
+         title="The matched run's step-2,000 chunk against the wall-clock checkpoint (`compare_sweeps`)",
+         what="The step-2,000 chunk (varied-visuals play corpus, mid-schedule) against the 60-minute checkpoint "
+              "(clean corpus, its own finished schedule) in `push_fair2`: with the table above, it splits the matched "
+              "checkpoint's difference from the wall-clock one into its compute and its corpus/schedule parts. Holm "
+              "across this table's rows.",
+         reading=_compare_reading),
     dict(csv="checkpoints.csv", title="The encoder checkpoints: compute and corpus (`python -m benchmarks.checkpoints`)",
          what="Every committed checkpoint from its own metadata: optimizer steps (and the cosine schedule's length "
               "when budgeted in steps), FLOPs (counted on the run's first batch × steps; empty where the checkpoint "
