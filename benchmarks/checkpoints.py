@@ -14,7 +14,6 @@ extra compute bought can be read against what it cost.
 from __future__ import annotations
 
 import argparse
-import ast
 from pathlib import Path
 
 from benchmarks._output import add_output_args, command, output_path
@@ -25,24 +24,19 @@ NAME = "checkpoints"
 COMMITTED = "results/checkpoints.csv"
 
 
-def _data_files(meta: dict) -> dict:
-    """The checkpoint's pretraining files (path → hash); stored as a dict or as its ``repr``."""
-    data = meta.get("data") or {}
-    return ast.literal_eval(data) if isinstance(data, str) else dict(data)
-
-
 def checkpoint_row(path: Path) -> dict:
     """One row of the table (see the module doc) for the checkpoint at ``path``."""
     ckpt = read_checkpoint(path)
     meta = ckpt.get("meta") or {}
     flops = meta.get("flops")
     seconds = meta.get("seconds_total", meta.get("seconds"))
-    folders = sorted({str(Path(p).parent) for p in _data_files(meta)})
+    data = meta.get("data") or {}  # pretraining file → its hash
+    folders = sorted({str(Path(p).parent) for p in data})
     return {"weights": path.as_posix(), "family": ckpt["family"], "steps": meta.get("steps", ""),
             "schedule_steps": meta.get("schedule_steps") or "",
             "tflop": round(flops / 1e12, 1) if flops else "",
             "wall_h": round(seconds / 3600, 2) if seconds else "", "corpus": " ".join(folders),
-            "files": len(_data_files(meta)), "frames": meta.get("frames", ""),
+            "files": len(data), "frames": meta.get("frames", ""),
             "precision": meta.get("precision", "float32"),
             "final_loss": round(float(meta["final_loss"]), 4) if meta.get("final_loss") is not None else "",
             "size_mb": round(path.stat().st_size / 2**20, 1), "hash": ckpt.get("hash", "")}

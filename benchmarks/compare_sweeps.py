@@ -76,8 +76,7 @@ def compare(a: dict, b: dict, arms: list[str] | None = None) -> list[dict]:
                      "a": round(float(auc[0].mean()), 4), "b": round(float(auc[1].mean()), 4),
                      "diff": round(t["diff"], 4), "ci_low": round(t["ci_low"], 4), "ci_high": round(t["ci_high"], 4),
                      "p_value": t["p_value"], "discordant": "",
-                     "same_demo_bytes": _same_demo_bytes([(a[k], b[k]) for k in a if k in b and k[0] == arm
-                                                          and k[1] in ns and k[2] in seeds])})
+                     "same_demo_bytes": _same_demo_bytes([(a[arm, n, s], b[arm, n, s]) for n in ns for s in seeds])})
     valid = [i for i, r in enumerate(rows) if np.isfinite(r["p_value"])]
     adjusted = holm([rows[i]["p_value"] for i in valid]) if valid else []
     for i, r in enumerate(rows):

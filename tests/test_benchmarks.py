@@ -209,7 +209,7 @@ def test_checkpoints_table_reads_cost_and_corpus_from_the_checkpoint(tmp_path):
     save_checkpoint(encoder, tmp_path / "new.pt", {"steps": 8000, "schedule_steps": 8000, "flops": 2.5e15,
                                                    "seconds": 60.0, "seconds_total": 7200.0, "data": data,
                                                    "frames": 900, "final_loss": 0.123456})
-    save_checkpoint(encoder, tmp_path / "old.pt", {"steps": 700, "seconds": 900.0, "data": str(data)})
+    save_checkpoint(encoder, tmp_path / "old.pt", {"steps": 700, "seconds": 900.0, "data": data})
     new, old = checkpoint_row(tmp_path / "new.pt"), checkpoint_row(tmp_path / "old.pt")
     assert (new["family"], new["steps"], new["tflop"], new["wall_h"]) == ("mae", 8000, 2500.0, 2.0)
     assert (new["corpus"], new["files"], new["frames"], new["final_loss"]) == ("data/play/varied", 2, 900, 0.1235)
