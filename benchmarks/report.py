@@ -745,6 +745,19 @@ SIMPLE = [  # one table per CSV: title, what it measures; optional columns, row 
               "checkpoint's difference from the wall-clock one into its compute and its corpus/schedule parts. Holm "
               "across this table's rows.",
          reading=_compare_reading),
+    dict(csv="compute_bought.csv",
+         title="What the pretraining compute bought, per family (`python -m benchmarks.compute_bought`)",
+         what="Each family's wall-clock checkpoint (`full`, clean corpus), the compute-matched run's step-2,000 chunk "
+              "and that run at its 8,000-step budget (varied-visuals play corpus), side by side: cost "
+              "(`checkpoints.csv`), the push position probes' best spatial ridge R² at N = 50 (`probe_full`, "
+              "`probe_matched`), closed-loop success on push per N (seed means) and the AUC with its seed-level 95 % "
+              "interval (`push_fair2`, `push_matched_2000`, `push_matched`), and the paired AUC difference against "
+              "`full` with its Holm p (the two comparison tables above). Every column is copied from those CSVs; "
+              "a family without a stage's checkpoint has no row for it.",
+         cols=["family", "stage", "steps", "tflop", "corpus", "final_loss", "push_gripper_pos_r2", "push_block_pos_r2",
+               "push_goal_pos_r2", "success_n10", "success_n50", "success_n100", "success_n500", "auc", "auc_ci_low",
+               "auc_ci_high", "auc_vs_full", "auc_vs_full_ci_low", "auc_vs_full_ci_high", "auc_vs_full_p_holm",
+               "auc_vs_full_resolved"]),
     dict(csv="checkpoints.csv", title="The encoder checkpoints: compute and corpus (`python -m benchmarks.checkpoints`)",
          what="Every committed checkpoint from its own metadata: optimizer steps (and the cosine schedule's length "
               "when budgeted in steps), FLOPs (counted on the run's first batch × steps; empty where the checkpoint "

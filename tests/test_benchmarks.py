@@ -15,7 +15,7 @@ BENCHMARKS = ("camera_framing", "costs", "load_speed", "dift_sweep", "encoder_sp
               "policy_latency", "pretrain_ablation", "probe_gate", "sweep_choices", "sweep_cost", "sweep_profile", "budget_pilot",
               "transfer_protocols", "goal_confound", "latent_localisation", "plan_exploitation", "bc_beside_planner",
               "train_step", "encoder_diagnostics", "prior_planner", "pretrain_budget", "compare_sweeps",
-              "export_fidelity", "chance_floor", "checkpoints")
+              "export_fidelity", "chance_floor", "checkpoints", "compute_bought")
 #: Generators of committed docs from committed CSVs (not measurements): they rewrite their own file, with --check.
 DOC_GENERATORS = ("report",)
 FOLDER = Path(__file__).resolve().parent.parent / "benchmarks"
@@ -214,3 +214,41 @@ def test_checkpoints_table_reads_cost_and_corpus_from_the_checkpoint(tmp_path):
     assert (new["family"], new["steps"], new["tflop"], new["wall_h"]) == ("mae", 8000, 2500.0, 2.0)
     assert (new["corpus"], new["files"], new["frames"], new["final_loss"]) == ("data/play/varied", 2, 900, 0.1235)
     assert (old["tflop"], old["schedule_steps"], old["wall_h"], old["corpus"]) == ("", "", 0.25, "data/play/varied")
+
+
+def test_compute_bought_joins_cost_probe_and_closed_loop_per_stage(tmp_path):
+    """One row per committed (family, stage) checkpoint: its cost from checkpoints.csv, the push probe from the
+    stage's gate.csv, closed loop from the stage's sweep (CLIP read through clip_spatial) and the paired AUC
+    difference against the wall-clock stage; a stage whose sweep is missing leaves its columns empty."""
+    from benchmarks.compute_bought import table
+    from robrep.results import write_csv
+
+    res = tmp_path / "results"
+    ckpt = dict(family="clip", schedule_steps="", wall_h=1.0, corpus="data/pretrain", final_loss=2.0)
+    write_csv([{**ckpt, "weights": "weights/clip_full.pt", "steps": 1358, "tflop": ""},
+               {**ckpt, "weights": "weights/clip_matched.pt", "steps": 8000, "tflop": 1699.2},
+               {**ckpt, "weights": "weights/clip_matched_2000.pt", "steps": 2000, "tflop": 420.7}],
+              res / "checkpoints.csv")
+    gate = dict(encoder="clip", task="push", feature_layer="", block_pos=0.9, goal_pos=0.8, gripper_pos_baseline=0.85)
+    write_csv([{**gate, "gripper_pos": 0.87}, {**gate, "task": "pick_place", "gripper_pos": 0.1}],
+              res / "probe_full/gate.csv")
+    write_csv([{**gate, "gripper_pos": 0.85}], res / "probe_matched/step_8000/gate.csv")
+    for sweep, rate in (("push_fair2", 0.5), ("push_matched", 0.4)):
+        write_csv([{"arm": a, "n": n, "seed_mean": rate} for a in ("clip", "clip_spatial") for n in (10, 500)],
+                  res / "sweeps" / sweep / "summary.csv")
+        write_csv([{"arm": "clip_spatial", "ns": "10 500", "auc": rate, "auc_ci_low": 0, "auc_ci_high": 1}],
+                  res / "sweeps" / sweep / "auc.csv")
+    write_csv([{"arm": "clip_spatial", "n": 10, "diff": -0.1, "ci_low": -0.2, "ci_high": 0.0, "p_holm": 0.5,
+                "resolved": False},
+               {"arm": "clip_spatial", "n": "auc 10 500", "diff": -0.1, "ci_low": -0.15, "ci_high": -0.05,
+                "p_holm": 0.01, "resolved": True}], res / "compare_sweeps/push_matched_vs_full.csv")
+    rows = {r["stage"]: r for r in table(res)}
+    assert list(rows) == ["full", "matched_2000", "matched"]
+    full, early, matched = rows["full"], rows["matched_2000"], rows["matched"]
+    assert (full["arm"], full["steps"], full["push_gripper_pos_r2"], full["success_n10"], full["auc"]) == \
+        ("clip_spatial", "1358", "0.87", "0.5", "0.5")
+    assert full["auc_vs_full"] == "" and full["success_n50"] == ""
+    assert (matched["tflop"], matched["push_gripper_pos_r2"], matched["auc"]) == ("1699.2", "0.85", "0.4")
+    assert (matched["auc_vs_full"], matched["auc_vs_full_p_holm"], matched["auc_vs_full_resolved"]) == \
+        ("-0.1", "0.01", "True")
+    assert (early["steps"], early["push_gripper_pos_r2"], early["auc"], early["auc_vs_full"]) == ("2000", "", "", "")
