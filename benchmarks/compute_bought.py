@@ -15,7 +15,7 @@ CSV that owns it:
   ``push_matched``), and the paired AUC difference against the ``full`` stage with its Holm-corrected p
   (``results/compare_sweeps/push_matched*_vs_full.csv``; ``benchmarks.compare_sweeps``).
 
-An empty cell means its source does not exist yet (a family whose matched run has not finished, a sweep not run).
+A probe row whose weights hash is not the stage's committed checkpoint's is an error, not a row. An empty cell means its source does not exist yet (a family whose matched run has not finished, a sweep not run).
 """
 
 from __future__ import annotations
@@ -59,6 +59,9 @@ def stage_row(res: Path, family: str, stage: str, checkpoints: dict[str, dict]) 
            "wall_h": ckpt["wall_h"], "corpus": ckpt["corpus"], "final_loss": ckpt["final_loss"]}
     gate = next((r for r in _rows(res / gate_csv) if r["encoder"] == family and r["task"] == "push"
                  and not r.get("feature_layer")), {})
+    if gate.get("weights_hash") and ckpt.get("hash") and gate["weights_hash"] != ckpt["hash"]:
+        raise ValueError(f"{gate_csv} probed {family} weights {gate['weights_hash']}, not the committed "
+                         f"weights/{family}_{suffix}.pt ({ckpt['hash']})")
     for var in PROBES:
         row[f"push_{var}_r2"] = gate.get(var, "")
     row["push_gripper_pos_r2_baseline"] = gate.get("gripper_pos_baseline", "")

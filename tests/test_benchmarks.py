@@ -252,3 +252,8 @@ def test_compute_bought_joins_cost_probe_and_closed_loop_per_stage(tmp_path):
     assert (matched["auc_vs_full"], matched["auc_vs_full_p_holm"], matched["auc_vs_full_resolved"]) == \
         ("-0.1", "0.01", "True")
     assert (early["steps"], early["push_gripper_pos_r2"], early["auc"], early["auc_vs_full"]) == ("2000", "", "", "")
+    write_csv([{**gate, "gripper_pos": 0.85, "weights_hash": "other"}], res / "probe_matched/step_8000/gate.csv")
+    write_csv([{**ckpt, "weights": "weights/clip_matched.pt", "steps": 8000, "tflop": 1.0, "hash": "mine"}],
+              res / "checkpoints.csv")
+    with pytest.raises(ValueError, match="not the committed"):  # a probe of other weights is not this stage's
+        table(res)
