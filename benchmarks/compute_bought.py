@@ -15,7 +15,8 @@ CSV that owns it:
   ``push_matched``), and the paired AUC difference against the ``full`` stage with its Holm-corrected p
   (``results/compare_sweeps/push_matched*_vs_full.csv``; ``benchmarks.compare_sweeps``).
 
-A probe row whose weights hash is not the stage's committed checkpoint's is an error, not a row. An empty cell means its source does not exist yet (a family whose matched run has not finished, a sweep not run).
+A probe row whose weights hash is not the stage's committed checkpoint's is an error, not a row. An empty cell means
+its source does not exist yet (a family whose matched run has not finished, a sweep not run).
 """
 
 from __future__ import annotations
